@@ -1,0 +1,63 @@
+//! Key names in the cluster store (DESIGN.md). One place, so the agent, the reconciler
+//! and the tests agree.
+
+pub fn job(job: &str) -> String {
+    format!("jobs/{job}/job.json")
+}
+pub fn jobs_prefix() -> &'static str {
+    "jobs/"
+}
+pub fn tasks(job: &str) -> String {
+    format!("jobs/{job}/tasks.json")
+}
+pub fn done_prefix(job: &str) -> String {
+    format!("jobs/{job}/done/")
+}
+pub fn done(job: &str, task: &str) -> String {
+    format!("jobs/{job}/done/{task}.json")
+}
+pub fn failed_prefix(job: &str) -> String {
+    format!("jobs/{job}/failed/")
+}
+pub fn failed(job: &str, task: &str) -> String {
+    format!("jobs/{job}/failed/{task}.json")
+}
+pub fn checkpoint(job: &str, task: &str) -> String {
+    format!("jobs/{job}/checkpoints/{task}.json")
+}
+pub fn cancel(job: &str) -> String {
+    format!("jobs/{job}/cancel")
+}
+pub fn success(job: &str) -> String {
+    format!("jobs/{job}/_SUCCESS")
+}
+pub fn nodes_prefix() -> &'static str {
+    "nodes/"
+}
+pub fn node(node: &str) -> String {
+    format!("nodes/{node}.json")
+}
+pub fn agent_binary(uname_arch: &str) -> String {
+    format!("bin/{uname_arch}/fleetform-agent")
+}
+pub fn source_bundle() -> &'static str {
+    "bin/src/fleetform-src.tar.gz"
+}
+/// Output object of a task: deterministic, and distinct for distinct unit ranges, so a
+/// retry rewrites identical bytes and never overwrites a different range.
+pub fn part(task: &str, first_unit: usize, end_unit: usize) -> String {
+    format!("part-{task}-{first_unit:05}-{end_unit:05}.parquet")
+}
+/// Task ids sort in submit order.
+pub fn task_id(i: usize) -> String {
+    format!("t{i:06}")
+}
+
+/// SQS queue of a resource class: `fleetform-<cluster>-<class>`.
+pub fn sqs_queue(cluster: &str, class_slug: &str) -> String {
+    format!("fleetform-{cluster}-{class_slug}")
+}
+/// Its dead-letter queue.
+pub fn sqs_dead_letter_queue(cluster: &str, class_slug: &str) -> String {
+    format!("fleetform-{cluster}-{class_slug}-dlq")
+}

@@ -1,0 +1,542 @@
+//! The cluster spec (`cluster.yaml`): the names workshop users know from `ray up`
+//! (`cluster_name`, `max_workers`, `available_node_types`, ...) plus provider, network
+//! and storage sections. Loading collects every problem at once (see [`crate::diag`]).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::diag::{load_yaml, Collector, Diagnostics, LocationIndex, YamlPath};
+use crate::instance::{facts, Arch};
+use crate::resources::{Resources, CPU};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterSpec {
+    pub cluster_name: String,
+    pub provider: ProviderSpec,
+    #[serde(default)]
+    pub network: NetworkSpec,
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// Cap on workers across all node types (the head is not counted), as in Ray.
+    #[serde(default = "defaults::max_workers")]
+    pub max_workers: u32,
+    /// Launches in flight are capped at max(5, upscaling_speed × running nodes), as in Ray.
+    #[serde(default = "defaults::upscaling_speed")]
+    pub upscaling_speed: f64,
+    /// Plan capacity so that nodes run at this fraction of their resources.
+    #[serde(default = "defaults::target_utilization_fraction")]
+    pub target_utilization_fraction: f64,
+    #[serde(default = "defaults::idle_timeout_minutes")]
+    pub idle_timeout_minutes: f64,
+    pub head_node_type: String,
+    pub available_node_types: BTreeMap<String, NodeTypeSpec>,
+    /// Extra tags put on everything fleetform creates (after its own `fleetform:*` tags).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+mod defaults {
+    pub fn max_workers() -> u32 {
+        8
+    }
+    pub fn upscaling_speed() -> f64 {
+        1.0
+    }
+    pub fn target_utilization_fraction() -> f64 {
+        0.8
+    }
+    pub fn idle_timeout_minutes() -> f64 {
+        5.0
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn root_size() -> u32 {
+        100
+    }
+    pub fn gp3() -> String {
+        "gp3".into()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Aws,
+    Local,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProviderSpec {
+    #[serde(rename = "type")]
+    pub kind: ProviderKind,
+    /// AWS region; when absent the standard AWS configuration chain decides.
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub availability_zones: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    #[serde(default = "NetworkSpec::default_vpc")]
+    pub vpc_cidr: String,
+    #[serde(default = "NetworkSpec::default_public")]
+    pub public_subnets: Vec<String>,
+    #[serde(default = "NetworkSpec::default_private")]
+    pub private_subnets: Vec<String>,
+    #[serde(default = "defaults::yes")]
+    pub nat_gateway: bool,
+    #[serde(default = "defaults::yes")]
+    pub instance_connect_endpoint: bool,
+}
+
+impl NetworkSpec {
+    fn default_vpc() -> String {
+        "10.0.0.0/16".into()
+    }
+    fn default_public() -> Vec<String> {
+        vec!["10.0.0.0/24".into()]
+    }
+    fn default_private() -> Vec<String> {
+        vec!["10.0.16.0/20".into(), "10.0.32.0/20".into()]
+    }
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        Self {
+            vpc_cidr: Self::default_vpc(),
+            public_subnets: Self::default_public(),
+            private_subnets: Self::default_private(),
+            nat_gateway: true,
+            instance_connect_endpoint: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StorageSpec {
+    /// S3 bucket of the cluster store (AWS provider).
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// Key prefix inside the bucket; defaults to `<cluster_name>/`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Local provider: directory of the cluster store (default `.fleetform/<cluster>/store`).
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeTypeSpec {
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default)]
+    pub min_workers: u32,
+    /// Defaults to the cluster's `max_workers`.
+    #[serde(default)]
+    pub max_workers: Option<u32>,
+    #[serde(default)]
+    pub node_config: NodeConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Market {
+    #[serde(rename = "spot")]
+    Spot,
+    #[serde(rename = "on-demand")]
+    OnDemand,
+}
+
+impl Market {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Market::Spot => "spot",
+            Market::OnDemand => "on-demand",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeConfig {
+    #[serde(default)]
+    pub instance_types: Vec<String>,
+    #[serde(default = "NodeConfig::default_market")]
+    pub market: Market,
+    /// Spot node types: launch on-demand when no spot offering has capacity.
+    #[serde(default = "defaults::yes")]
+    pub on_demand_fallback: bool,
+    /// Spot node types: keep this many of the type on-demand as a stable base (C6).
+    #[serde(default)]
+    pub on_demand_base: u32,
+    #[serde(default)]
+    pub image: ImageSpec,
+    #[serde(default)]
+    pub root_volume: RootVolume,
+    /// Mount the instance-store NVMe (if the type has one) as the spill directory.
+    #[serde(default = "defaults::yes")]
+    pub local_nvme: bool,
+}
+
+impl NodeConfig {
+    fn default_market() -> Market {
+        Market::OnDemand
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            instance_types: Vec::new(),
+            market: Market::OnDemand,
+            on_demand_fallback: true,
+            on_demand_base: 0,
+            image: ImageSpec::default(),
+            root_volume: RootVolume::default(),
+            local_nvme: true,
+        }
+    }
+}
+
+/// `al2023` (resolved per architecture from the public SSM parameter) or an explicit AMI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ImageSpec {
+    Alias(String),
+    Explicit { ami: String, architecture: Arch },
+}
+
+impl Default for ImageSpec {
+    fn default() -> Self {
+        ImageSpec::Alias("al2023".into())
+    }
+}
+
+/// The public SSM parameter of the latest AL2023 AMI for an architecture.
+pub fn al2023_parameter(arch: Arch) -> String {
+    format!("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{}", arch.ec2())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RootVolume {
+    #[serde(default = "defaults::root_size")]
+    pub size_gb: u32,
+    #[serde(default = "defaults::gp3", rename = "type")]
+    pub volume_type: String,
+}
+
+impl Default for RootVolume {
+    fn default() -> Self {
+        Self { size_gb: defaults::root_size(), volume_type: defaults::gp3() }
+    }
+}
+
+/// A cluster spec together with the file it came from, for messages.
+#[derive(Debug, Clone)]
+pub struct LoadedCluster {
+    pub file: String,
+    pub spec: ClusterSpec,
+}
+
+impl ClusterSpec {
+    /// Parse and validate; every problem is reported at once.
+    pub fn from_yaml(file: &str, src: &str) -> Result<ClusterSpec, Diagnostics> {
+        let index = LocationIndex::build(src);
+        let (spec, mut c): (ClusterSpec, Collector<'_>) = load_yaml(file, src, &index)?;
+        spec.validate(&mut c);
+        c.finish()?;
+        Ok(spec)
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<ClusterSpec, Diagnostics> {
+        let file = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|e| Diagnostics {
+            file: file.clone(),
+            items: vec![crate::diag::Diagnostic {
+                path: YamlPath::root(),
+                location: None,
+                message: format!("cannot read the cluster spec: {e}"),
+            }],
+        })?;
+        Self::from_yaml(&file, &src)
+    }
+
+    pub fn head(&self) -> &NodeTypeSpec {
+        &self.available_node_types[&self.head_node_type]
+    }
+
+    /// Worker node types (every type but the head's), in name order.
+    pub fn worker_types(&self) -> impl Iterator<Item = (&String, &NodeTypeSpec)> {
+        self.available_node_types.iter().filter(move |(n, _)| **n != self.head_node_type)
+    }
+
+    pub fn type_max_workers(&self, name: &str) -> u32 {
+        self.available_node_types
+            .get(name)
+            .and_then(|t| t.max_workers)
+            .unwrap_or(self.max_workers)
+            .min(self.max_workers)
+    }
+
+    /// The architecture of a node type (from its first instance type, or the explicit AMI).
+    pub fn arch_of(&self, node_type: &str) -> Option<Arch> {
+        let t = self.available_node_types.get(node_type)?;
+        if let ImageSpec::Explicit { architecture, .. } = &t.node_config.image {
+            return Some(*architecture);
+        }
+        t.node_config.instance_types.first().and_then(|i| facts(i)).map(|f| f.arch)
+    }
+
+    fn validate(&self, c: &mut Collector<'_>) {
+        let root = YamlPath::root();
+        if !valid_name(&self.cluster_name) {
+            c.error(
+                root.key("cluster_name"),
+                format!(
+                    "`{}` is not a valid cluster name: use 1-32 lowercase letters, digits and '-', starting with a letter",
+                    self.cluster_name
+                ),
+            );
+        }
+        if self.max_workers == 0 {
+            c.error(root.key("max_workers"), "must be at least 1");
+        }
+        if !(self.upscaling_speed > 0.0) {
+            c.error(root.key("upscaling_speed"), "must be greater than 0");
+        }
+        if !(self.target_utilization_fraction > 0.0 && self.target_utilization_fraction <= 1.0) {
+            c.error(root.key("target_utilization_fraction"), "must be in (0, 1]");
+        }
+        if !(self.idle_timeout_minutes >= 0.0) {
+            c.error(root.key("idle_timeout_minutes"), "must not be negative");
+        }
+        self.validate_provider(c);
+        self.validate_node_types(c);
+        if self.provider.kind == ProviderKind::Aws {
+            self.validate_network(c);
+            if self.storage.bucket.is_none() {
+                c.error(root.key("storage"), "the aws provider needs `storage.bucket`, the S3 bucket of the cluster store");
+            }
+        }
+        if let Some(b) = &self.storage.bucket {
+            if !valid_bucket(b) {
+                c.error(root.key("storage").key("bucket"), format!("`{b}` is not a valid S3 bucket name"));
+            }
+        }
+    }
+
+    fn validate_provider(&self, c: &mut Collector<'_>) {
+        let p = YamlPath::root().key("provider");
+        if let Some(region) = &self.provider.region {
+            for (i, az) in self.provider.availability_zones.iter().enumerate() {
+                if !az.starts_with(region.as_str()) {
+                    c.error(
+                        p.key("availability_zones").index(i),
+                        format!("availability zone `{az}` is not in region `{region}`"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn validate_node_types(&self, c: &mut Collector<'_>) {
+        let root = YamlPath::root();
+        let types = root.key("available_node_types");
+        if self.available_node_types.is_empty() {
+            c.error(types.clone(), "define at least a head node type and one worker node type");
+        }
+        match self.available_node_types.get(&self.head_node_type) {
+            None => c.error(
+                root.key("head_node_type"),
+                format!("`{}` is not one of available_node_types", self.head_node_type),
+            ),
+            Some(head) => {
+                let hp = types.key(&self.head_node_type);
+                let cpu = head.resources.get(CPU);
+                if cpu != Some(0.0) {
+                    c.error(
+                        hp.key("resources"),
+                        "the head node could be given work: set `CPU: 0` so tasks never land on it",
+                    );
+                }
+                for (name, q) in head.resources.iter() {
+                    if name != CPU && *q > 0.0 {
+                        c.error(
+                            hp.key("resources").key(name),
+                            format!("the head node could be given work that needs `{name}`: remove it"),
+                        );
+                    }
+                }
+                if head.min_workers > 0 || head.max_workers.unwrap_or(0) > 0 {
+                    c.error(hp.key("min_workers"), "the head node type is launched exactly once; do not give it min_workers/max_workers");
+                }
+                if head.node_config.market == Market::Spot {
+                    c.error(hp.key("node_config").key("market"), "the head node must be on-demand: a spot interruption would take the cluster's control plane with it");
+                }
+            }
+        }
+        for (name, t) in &self.available_node_types {
+            let tp = types.key(name);
+            if !valid_name(name.replace('_', "-").as_str()) {
+                c.error(tp.clone(), format!("`{name}` is not a valid node type name: use letters, digits and '_'"));
+            }
+            let is_head = *name == self.head_node_type;
+            if let Some(max) = t.max_workers {
+                if t.min_workers > max {
+                    c.error(
+                        tp.key("min_workers"),
+                        format!("min_workers ({}) is greater than max_workers ({max})", t.min_workers),
+                    );
+                }
+            }
+            if !is_head && t.min_workers > self.max_workers {
+                c.error(
+                    tp.key("min_workers"),
+                    format!("min_workers ({}) is greater than the cluster's max_workers ({})", t.min_workers, self.max_workers),
+                );
+            }
+            for (r, q) in t.resources.iter() {
+                if *q < 0.0 || !q.is_finite() {
+                    c.error(tp.key("resources").key(r), format!("resource `{r}` must be a non-negative number"));
+                }
+            }
+            if !is_head && self.provider.kind == ProviderKind::Aws && t.resources.get(CPU).unwrap_or(0.0) <= 0.0 {
+                c.error(tp.key("resources"), "a worker node type needs `CPU` greater than 0, or it can never run a task");
+            }
+            if self.provider.kind == ProviderKind::Aws {
+                self.validate_aws_node_config(c, &tp, t);
+            }
+        }
+        let min_sum: u32 = self.worker_types().map(|(_, t)| t.min_workers).sum();
+        if min_sum > self.max_workers {
+            c.error(
+                root.key("max_workers"),
+                format!("the node types' min_workers add up to {min_sum}, more than max_workers ({})", self.max_workers),
+            );
+        }
+    }
+
+    fn validate_aws_node_config(&self, c: &mut Collector<'_>, tp: &YamlPath, t: &NodeTypeSpec) {
+        let nc = tp.key("node_config");
+        let cfg = &t.node_config;
+        if cfg.instance_types.is_empty() {
+            c.error(nc.key("instance_types"), "list at least one instance type");
+        }
+        let mut archs = Vec::new();
+        for (i, it) in cfg.instance_types.iter().enumerate() {
+            match facts(it) {
+                None => c.error(nc.key("instance_types").index(i), format!("`{it}` is not an EC2 instance type name")),
+                Some(f) => archs.push((i, it, f.arch)),
+            }
+        }
+        if let Some((_, first, a0)) = archs.first().cloned() {
+            for (i, it, a) in &archs[1..] {
+                if *a != a0 {
+                    c.error(
+                        nc.key("instance_types").index(*i),
+                        format!("`{it}` is {a} but `{first}` is {a0}: one node type needs one architecture (its AMI and agent binary)"),
+                    );
+                }
+            }
+        }
+        match &cfg.image {
+            ImageSpec::Alias(a) if a != "al2023" && !a.starts_with("ami-") => c.error(
+                nc.key("image"),
+                format!("unknown image `{a}`: use `al2023` or `{{ami: ami-..., architecture: x86_64|arm64}}`"),
+            ),
+            ImageSpec::Alias(a) if a.starts_with("ami-") => c.error(
+                nc.key("image"),
+                format!("an explicit AMI needs its architecture: `image: {{ami: {a}, architecture: x86_64|arm64}}`"),
+            ),
+            ImageSpec::Explicit { ami, architecture } => {
+                if !ami.starts_with("ami-") {
+                    c.error(nc.key("image").key("ami"), format!("`{ami}` is not an AMI id (ami-...)"));
+                }
+                for (i, it, a) in &archs {
+                    if a != architecture {
+                        c.error(
+                            nc.key("instance_types").index(*i),
+                            format!("`{it}` is {a} but the AMI {ami} is {architecture}"),
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+        if cfg.root_volume.size_gb < 8 || cfg.root_volume.size_gb > 16384 {
+            c.error(nc.key("root_volume").key("size_gb"), "must be between 8 and 16384 GiB");
+        }
+        if !["gp3", "gp2", "io1", "io2"].contains(&cfg.root_volume.volume_type.as_str()) {
+            c.error(nc.key("root_volume").key("type"), format!("`{}` is not a root volume type (gp3, gp2, io1, io2)", cfg.root_volume.volume_type));
+        }
+        if cfg.market == Market::OnDemand && cfg.on_demand_base > 0 {
+            c.error(nc.key("on_demand_base"), "on_demand_base only applies to `market: spot`");
+        }
+    }
+
+    fn validate_network(&self, c: &mut Collector<'_>) {
+        let np = YamlPath::root().key("network");
+        let vpc: Option<Ipv4Net> = match self.network.vpc_cidr.parse() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                c.error(np.key("vpc_cidr"), format!("`{}` is not an IPv4 CIDR", self.network.vpc_cidr));
+                None
+            }
+        };
+        let mut nets: Vec<(YamlPath, Ipv4Net)> = Vec::new();
+        for (list, subnets) in [("public_subnets", &self.network.public_subnets), ("private_subnets", &self.network.private_subnets)] {
+            if subnets.is_empty() {
+                c.error(np.key(list), "list at least one subnet");
+            }
+            for (i, s) in subnets.iter().enumerate() {
+                let p = np.key(list).index(i);
+                match s.parse::<Ipv4Net>() {
+                    Err(_) => c.error(p, format!("`{s}` is not an IPv4 CIDR")),
+                    Ok(n) => {
+                        if let Some(v) = vpc {
+                            if !v.contains(&n) {
+                                c.error(p.clone(), format!("subnet {n} is outside the VPC {v}"));
+                            }
+                        }
+                        if let Some((op, other)) = nets.iter().find(|(_, o)| overlaps(o, &n)) {
+                            c.error(p.clone(), format!("subnet {n} overlaps {other} ({op})"));
+                        }
+                        nets.push((p, n));
+                    }
+                }
+            }
+        }
+        let azs = self.provider.availability_zones.len();
+        if azs > 0 && self.network.private_subnets.len() > azs {
+            c.error(
+                np.key("private_subnets"),
+                format!("{} private subnets but {azs} availability zones: each subnet needs its own zone", self.network.private_subnets.len()),
+            );
+        }
+    }
+}
+
+fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn valid_bucket(s: &str) -> bool {
+    (3..=63).contains(&s.len())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.parse::<Ipv4Addr>().is_err()
+}
+
+#[cfg(test)]
+mod tests;

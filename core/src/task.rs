@@ -1,0 +1,149 @@
+//! What travels through the queue and what is written to the cluster store about a task.
+//! Task splits are fixed at submit time, so every retry does exactly the same work and
+//! writes objects with the same names (DESIGN.md, decision 7).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::resources::Resources;
+
+/// The unit of work: a range of *units* of one source. For parquet input a unit is an
+/// input row group; for the generator it is one block of `batch_size` rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TaskSource {
+    Parquet { uri: String, first_row_group: usize, end_row_group: usize, rows: u64 },
+    Generate { first_row: u64, rows: u64 },
+}
+
+impl TaskSource {
+    /// A short description for logs and failure reports ("file.parquet row groups 4..8").
+    pub fn describe(&self) -> String {
+        match self {
+            TaskSource::Parquet { uri, first_row_group, end_row_group, .. } => {
+                format!("{uri} row groups {first_row_group}..{end_row_group}")
+            }
+            TaskSource::Generate { first_row, rows } => format!("generated rows {first_row}..{}", first_row + rows),
+        }
+    }
+    pub fn rows(&self) -> u64 {
+        match self {
+            TaskSource::Parquet { rows, .. } | TaskSource::Generate { rows, .. } => *rows,
+        }
+    }
+}
+
+/// The message body in the task queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskMessage {
+    pub job_id: String,
+    pub task_id: String,
+    pub source: TaskSource,
+    pub resources: Resources,
+    /// Failed attempts so far. Interruptions (spot notice, SIGTERM drain) do not count:
+    /// the task is re-sent with the same number.
+    #[serde(default)]
+    pub failures: u32,
+}
+
+/// One finished output object of a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// Object key relative to the job's output location.
+    pub file: String,
+    pub rows: u64,
+    /// The task-relative units [first_unit, end_unit) this chunk holds.
+    pub first_unit: usize,
+    pub end_unit: usize,
+}
+
+/// `checkpoints/<task>.json`: the chunks a task has uploaded and where to resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub task_id: String,
+    pub next_unit: usize,
+    pub chunks: Vec<Chunk>,
+    pub node_id: String,
+    pub written_at: DateTime<Utc>,
+}
+
+/// `done/<task>.json`, created with create-if-absent: the first writer wins and its
+/// chunk list is the truth for the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DoneRecord {
+    pub task_id: String,
+    pub node_id: String,
+    pub chunks: Vec<Chunk>,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    /// Units this attempt processed itself (the rest came from a checkpoint).
+    pub units_processed: usize,
+    pub units_from_checkpoint: usize,
+    pub seconds: f64,
+    pub finished_at: DateTime<Utc>,
+}
+
+/// `failed/<task>.json`: a dead-lettered task and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    pub task_id: String,
+    pub input: String,
+    pub error: String,
+    pub failures: u32,
+    pub node_id: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The `_SUCCESS` manifest: every output file and its row count. Readers trust it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub job_id: String,
+    pub files: Vec<ManifestFile>,
+    pub total_rows: u64,
+    pub tasks: usize,
+    pub failed_tasks: Vec<String>,
+    pub finished_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    pub file: String,
+    pub rows: u64,
+}
+
+/// `nodes/<node>.json`: the heartbeat of an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeHeartbeat {
+    pub node_id: String,
+    pub node_type: String,
+    /// EC2 instance id, or `local-<pid>` on the local provider.
+    pub instance: String,
+    pub resources: Resources,
+    pub slots: usize,
+    pub busy_slots: usize,
+    pub tasks_in_flight: Vec<String>,
+    /// Why the node takes no new work: `spot-interruption`, `rebalance`, `sigterm`.
+    pub draining: Option<String>,
+    /// Scheduled maintenance events seen in IMDS (code and not-before time).
+    #[serde(default)]
+    pub scheduled_events: Vec<String>,
+    pub last_work_at: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub tasks_done: u64,
+    pub rows_done: u64,
+    /// The agent has exited after draining (final heartbeat).
+    #[serde(default)]
+    pub stopped: bool,
+}
+
+/// `jobs/<job>/job.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub job_id: String,
+    pub spec: crate::job::JobSpec,
+    pub tasks: usize,
+    pub total_rows: u64,
+    pub queue_class: String,
+    pub submitted_at: DateTime<Utc>,
+}

@@ -1,0 +1,10 @@
+//! fleetform-agent: runs on every worker node (a systemd unit on EC2, a child process of
+//! the local supervisor). It receives tasks from the queue of every resource class its
+//! node serves, streams parquet through the job's steps, checkpoints at row-group
+//! boundaries, commits each task exactly once, and drains on spot notices and SIGTERM.
+
+pub mod cli;
+pub mod imds;
+pub mod queue;
+pub mod storage;
+pub mod store;

@@ -1,0 +1,76 @@
+//! One conformance suite for every `TaskQueue`: the SQLite queue runs it in unit tests,
+//! SQS runs it against a moto server in the end-to-end tests.
+
+use std::time::Duration;
+
+use fleetform_core::queue::{QueueError, TaskQueue};
+
+/// Runs every check on a fresh class name. Panics with a message naming the broken rule.
+/// `lease_unit` is the shortest lease the backend honours (SQS counts whole seconds).
+pub async fn run<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Duration) {
+    q.ensure(class).await.expect("ensure");
+    q.ensure(class).await.expect("ensure is idempotent");
+    q.purge(class).await.expect("purge");
+    let long = lease_unit * 30;
+
+    // send / receive / delete
+    q.send(class, &["a".to_string(), "b".to_string()]).await.expect("send");
+    let d = q.depth(class).await.expect("depth");
+    assert_eq!((d.visible, d.in_flight), (2, 0), "two sent messages are visible");
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.extend(q.receive(class, 10, long).await.expect("receive"));
+        if got.len() >= 2 {
+            break;
+        }
+    }
+    assert_eq!(got.len(), 2, "both messages are received");
+    assert!(got.iter().all(|m| m.receive_count == 1), "first receive counts 1");
+    let d = q.depth(class).await.expect("depth");
+    assert_eq!((d.visible, d.in_flight), (0, 2), "received messages are in flight");
+    assert!(q.receive(class, 10, long).await.expect("receive").is_empty(), "leased messages are invisible");
+
+    // release gives a message back at once, and it counts a second receive
+    let a = got.iter().find(|m| m.body == "a").expect("a").clone();
+    let b = got.iter().find(|m| m.body == "b").expect("b").clone();
+    q.release(class, &a.handle).await.expect("release");
+    let again = q.receive(class, 10, long).await.expect("receive");
+    assert_eq!(again.len(), 1, "released message is visible again");
+    assert_eq!(again[0].body, "a");
+    assert_eq!(again[0].receive_count, 2, "receive count grows");
+    q.delete(class, &again[0].handle).await.expect("delete");
+
+    // an expired lease makes the message visible; the old handle can no longer extend it
+    q.send(class, &["c".to_string()]).await.expect("send");
+    let c = q.receive(class, 1, lease_unit).await.expect("receive");
+    assert_eq!(c.len(), 1);
+    tokio::time::sleep(lease_unit * 2 + Duration::from_millis(200)).await;
+    let c2 = q.receive(class, 1, long).await.expect("receive");
+    assert_eq!(c2.len(), 1, "a message whose lease expired is received again");
+    assert_eq!(c2[0].body, "c");
+    match q.extend(class, &c2[0].handle, long).await {
+        Ok(()) => {}
+        Err(e) => panic!("the current holder can extend its lease: {e}"),
+    }
+    q.delete(class, &c2[0].handle).await.expect("delete");
+
+    // dead-lettering moves the message aside with the given body
+    q.dead_letter(class, &b.handle, "b failed").await.expect("dead letter");
+    assert!(q.dead_letters(class).await.expect("dead letters").contains(&"b failed".to_string()));
+    let d = q.depth(class).await.expect("depth");
+    assert_eq!((d.visible, d.in_flight), (0, 0), "nothing is left after delete and dead-letter");
+
+    // a stale handle cannot take back a lease someone else holds
+    q.send(class, &["d".to_string()]).await.expect("send");
+    let d1 = q.receive(class, 1, lease_unit).await.expect("receive");
+    tokio::time::sleep(lease_unit * 2 + Duration::from_millis(200)).await;
+    let d2 = q.receive(class, 1, long).await.expect("receive");
+    assert_eq!(d2.len(), 1);
+    match q.extend(class, &d1[0].handle, long).await {
+        Err(QueueError::LeaseLost) | Ok(()) => {}
+        Err(e) => panic!("extending a stale lease must be LeaseLost (or a no-op), got {e}"),
+    }
+    q.delete(class, &d1[0].handle).await.expect("stale delete is not an error");
+    q.delete(class, &d2[0].handle).await.expect("delete");
+    q.purge(class).await.expect("purge");
+}

@@ -1,0 +1,74 @@
+//! Task queues: SQS on AWS, SQLite on the local provider, behind one contract
+//! (`fleetform_core::queue::TaskQueue`) and one conformance suite (`conformance`).
+
+pub mod sqlite;
+pub mod sqs;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use fleetform_core::queue::{Depth, QueueError, Received, TaskQueue};
+
+/// A queue chosen by URI: `sqlite:///path/queue.sqlite` or `sqs://<cluster>`.
+#[derive(Clone)]
+pub enum Queue {
+    Sqlite(sqlite::SqliteQueue),
+    Sqs(sqs::SqsQueue),
+}
+
+impl Queue {
+    pub async fn open(uri: &str) -> Result<Queue> {
+        if let Some(path) = uri.strip_prefix("sqlite://") {
+            return Ok(Queue::Sqlite(sqlite::SqliteQueue::open(std::path::Path::new(path))?));
+        }
+        if let Some(cluster) = uri.strip_prefix("sqs://") {
+            let config = crate::storage::sdk_config().await;
+            return Ok(Queue::Sqs(sqs::SqsQueue::new(config, cluster)));
+        }
+        bail!("`{uri}` is not a queue URI: use sqlite:///path/queue.sqlite or sqs://<cluster>")
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $q:ident => $e:expr) => {
+        match $self {
+            Queue::Sqlite($q) => $e,
+            Queue::Sqs($q) => $e,
+        }
+    };
+}
+
+impl TaskQueue for Queue {
+    async fn ensure(&self, class: &str) -> Result<(), QueueError> {
+        delegate!(self, q => q.ensure(class).await)
+    }
+    async fn send(&self, class: &str, bodies: &[String]) -> Result<(), QueueError> {
+        delegate!(self, q => q.send(class, bodies).await)
+    }
+    async fn receive(&self, class: &str, max: usize, lease: Duration) -> Result<Vec<Received>, QueueError> {
+        delegate!(self, q => q.receive(class, max, lease).await)
+    }
+    async fn extend(&self, class: &str, handle: &str, lease: Duration) -> Result<(), QueueError> {
+        delegate!(self, q => q.extend(class, handle, lease).await)
+    }
+    async fn release(&self, class: &str, handle: &str) -> Result<(), QueueError> {
+        delegate!(self, q => q.release(class, handle).await)
+    }
+    async fn delete(&self, class: &str, handle: &str) -> Result<(), QueueError> {
+        delegate!(self, q => q.delete(class, handle).await)
+    }
+    async fn dead_letter(&self, class: &str, handle: &str, body: &str) -> Result<(), QueueError> {
+        delegate!(self, q => q.dead_letter(class, handle, body).await)
+    }
+    async fn depth(&self, class: &str) -> Result<Depth, QueueError> {
+        delegate!(self, q => q.depth(class).await)
+    }
+    async fn dead_letters(&self, class: &str) -> Result<Vec<String>, QueueError> {
+        delegate!(self, q => q.dead_letters(class).await)
+    }
+    async fn purge(&self, class: &str) -> Result<(), QueueError> {
+        delegate!(self, q => q.purge(class).await)
+    }
+}

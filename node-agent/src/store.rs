@@ -1,0 +1,148 @@
+//! The cluster store: job records, task commits, checkpoints, node heartbeats and agent
+//! binaries, as small JSON objects under one location (DESIGN.md key layout in
+//! `fleetform_core::layout`). Commits use create-if-absent so the first writer wins.
+
+use std::path::Path as FsPath;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::storage::{self, Location};
+
+/// Upload part size: large enough for S3's 5 MiB minimum, small enough to bound memory.
+const UPLOAD_PART_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub loc: Location,
+}
+
+impl Store {
+    pub async fn open(uri: &str) -> Result<Store> {
+        Ok(Store { loc: storage::open(uri).await? })
+    }
+
+    pub fn uri(&self) -> &str {
+        &self.loc.uri
+    }
+
+    pub async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        put_json(&self.loc, key, value).await
+    }
+
+    /// Create `key` only if absent. Ok(false) when another writer got there first.
+    pub async fn create_json<T: Serialize>(&self, key: &str, value: &T) -> Result<bool> {
+        create_json(&self.loc, key, value).await
+    }
+
+    pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        get_json(&self.loc, key).await
+    }
+
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        match self.loc.store.head(&self.loc.key(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}/{key}", self.loc.uri)),
+        }
+    }
+
+    /// Keys (relative to the store) below a prefix.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        list(&self.loc, prefix).await
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        delete(&self.loc, key).await
+    }
+}
+
+pub async fn put_json<T: Serialize>(loc: &Location, key: &str, value: &T) -> Result<()> {
+    let body = serde_json::to_vec_pretty(value)?;
+    loc.store
+        .put(&loc.key(key), PutPayload::from(body))
+        .await
+        .with_context(|| format!("cannot write {}/{key}", loc.uri))?;
+    Ok(())
+}
+
+pub async fn create_json<T: Serialize>(loc: &Location, key: &str, value: &T) -> Result<bool> {
+    let body = serde_json::to_vec_pretty(value)?;
+    let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+    match loc.store.put_opts(&loc.key(key), PutPayload::from(body), opts).await {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}/{key}", loc.uri)),
+    }
+}
+
+pub async fn get_json<T: DeserializeOwned>(loc: &Location, key: &str) -> Result<Option<T>> {
+    match loc.store.get(&loc.key(key)).await {
+        Ok(r) => {
+            let bytes = r.bytes().await.with_context(|| format!("cannot read {}/{key}", loc.uri))?;
+            let v = serde_json::from_slice(&bytes).with_context(|| format!("{}/{key} is not valid JSON", loc.uri))?;
+            Ok(Some(v))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}/{key}", loc.uri)),
+    }
+}
+
+pub async fn list(loc: &Location, prefix: &str) -> Result<Vec<String>> {
+    let p = loc.key(prefix.trim_end_matches('/'));
+    let metas: Vec<_> = loc
+        .store
+        .list(Some(&p))
+        .try_collect()
+        .await
+        .with_context(|| format!("cannot list {}/{prefix}", loc.uri))?;
+    let mut keys: Vec<String> = metas.iter().map(|m| loc.relative(&m.location)).collect();
+    keys.sort();
+    Ok(keys)
+}
+
+pub async fn delete(loc: &Location, key: &str) -> Result<()> {
+    match loc.store.delete(&loc.key(key)).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot delete {}/{key}", loc.uri)),
+    }
+}
+
+/// Upload a finished local file as one object. Local destinations get an atomic rename
+/// when the file is on the same filesystem (no second copy); otherwise the bytes stream
+/// in parts, so memory stays bounded whatever the file size. The object becomes visible
+/// only when complete (object_store stages local writes; S3 multipart is atomic).
+pub async fn upload_file(loc: &Location, key: &str, file: &FsPath) -> Result<u64> {
+    let size = std::fs::metadata(file).with_context(|| format!("cannot stat {}", file.display()))?.len();
+    if let Some(dir) = &loc.local_dir {
+        let dest = dir.join(key);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        if std::fs::rename(file, &dest).is_ok() {
+            return Ok(size);
+        }
+    }
+    let path: Path = loc.key(key);
+    let upload = loc.store.put_multipart(&path).await.with_context(|| format!("cannot start upload of {}/{key}", loc.uri))?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART_BYTES);
+    let mut f = tokio::fs::File::open(file).await?;
+    let mut buf = vec![0u8; UPLOAD_PART_BYTES];
+    loop {
+        use tokio::io::AsyncReadExt;
+        let n = f.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        writer.wait_for_capacity(2).await.with_context(|| format!("upload of {}/{key} failed", loc.uri))?;
+        writer.put(Bytes::copy_from_slice(&buf[..n]));
+    }
+    writer.finish().await.with_context(|| format!("cannot finish upload of {}/{key}", loc.uri))?;
+    let _ = std::fs::remove_file(file);
+    Ok(size)
+}

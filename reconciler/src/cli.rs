@@ -1,0 +1,218 @@
+//! The `fleetform` command line. Each subcommand is a thin adapter onto a module:
+//! infrastructure (`aws`), jobs (`jobs`), the local provider (`local`), the autoscaler.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fleetform",
+    version,
+    about = "Declarative data-preprocessing clusters on EC2, or on this machine",
+    long_about = "fleetform converges a data-preprocessing cluster (VPC, Instance Connect Endpoint, IAM \
+instance profiles, head node, spot/on-demand x86 and Graviton workers) from one cluster.yaml, \
+keeps it sized to the work, and runs jobs on it.\n\n\
+Infrastructure:  validate, plan, apply, destroy, reconcile\n\
+Jobs:            run, submit, job list|status|logs|cancel\n\
+Local cluster:   up (agents as child processes, a directory as object store)\n\
+Operations:      status, chaos\n\n\
+AWS access uses the standard configuration chain: AWS_PROFILE, AWS_REGION, \
+AWS_ENDPOINT_URL (e.g. a moto server), instance roles.",
+    after_help = "Examples:\n  fleetform validate -f cluster.yaml\n  fleetform plan -f cluster.yaml --detailed-exitcode\n  \
+fleetform apply -f cluster.yaml --yes\n  fleetform run -f examples/local.yaml examples/jobs/clean-text.yaml"
+)]
+pub struct Cli {
+    /// Log filter (also RUST_LOG), e.g. `info`, `fleetform=debug`.
+    #[arg(long, global = true, default_value = "warn", env = "FLEETFORM_LOG")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArg {
+    /// The cluster spec.
+    #[arg(short = 'f', long = "file", default_value = "cluster.yaml", env = "FLEETFORM_CLUSTER")]
+    pub file: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check a cluster spec (and optionally job specs against it); report every problem.
+    Validate {
+        #[command(flatten)]
+        cluster: ClusterArg,
+        /// Job specs to check against the cluster's node types.
+        jobs: Vec<PathBuf>,
+    },
+    /// Show what apply would change. Exit codes with --detailed-exitcode: 0 no changes,
+    /// 1 error, 2 changes.
+    Plan {
+        #[command(flatten)]
+        cluster: ClusterArg,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Exit 2 when there are changes (as `terraform plan -detailed-exitcode`).
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Converge the cluster to the spec: show the plan, ask, then execute it.
+    Apply {
+        #[command(flatten)]
+        cluster: ClusterArg,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Remove everything tagged for the cluster (instances, launch templates, queues,
+    /// IAM, network). The data bucket stays unless --delete-data.
+    Destroy {
+        #[command(flatten)]
+        cluster: ClusterArg,
+        #[arg(long)]
+        yes: bool,
+        /// Also empty and delete the cluster store bucket.
+        #[arg(long)]
+        delete_data: bool,
+    },
+    /// One autoscaler pass (for cron/CI), or keep reconciling with --watch.
+    Reconcile {
+        #[command(flatten)]
+        cluster: ClusterArg,
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between passes with --watch.
+        #[arg(long, default_value_t = 15)]
+        interval: u64,
+    },
+    /// Show nodes, jobs and the latest scaling decisions.
+    Status {
+        #[command(flatten)]
+        cluster: ClusterArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the local cluster in the foreground (local provider only).
+    Up {
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
+    /// Submit a job and print its id.
+    Submit {
+        #[command(flatten)]
+        cluster: ClusterArg,
+        job: PathBuf,
+        /// Override a job field, e.g. --set output.uri=file:///tmp/out (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Wait for the job to finish, with progress.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Submit a job and wait for it with a progress bar; on the local provider, start a
+    /// local cluster for the duration of the run.
+    Run {
+        #[command(flatten)]
+        cluster: ClusterArg,
+        job: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Inspect and control jobs.
+    Job {
+        #[command(flatten)]
+        cluster: ClusterArg,
+        #[command(subcommand)]
+        command: JobCommand,
+    },
+    /// Fault injection for the workshop's C8 chapter.
+    Chaos {
+        #[command(flatten)]
+        cluster: ClusterArg,
+        #[command(subcommand)]
+        command: ChaosCommand,
+    },
+    /// Run a node agent in this process (what the local provider spawns).
+    #[command(hide = true)]
+    Agent(fleetform_agent::cli::AgentArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobCommand {
+    /// List jobs with their progress.
+    List,
+    /// Tasks done, failed and pending of one job.
+    Status { job: String },
+    /// Task events of a job, oldest first.
+    Logs { job: String },
+    /// Stop a job: queued tasks are removed, running ones stop at their next row group.
+    Cancel { job: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ChaosCommand {
+    /// Raise a spot interruption notice on a node (through its IMDS).
+    Interrupt {
+        #[arg(long)]
+        node: String,
+    },
+    /// Kill worker nodes without warning (kill -9 locally, TerminateInstances on AWS).
+    Terminate {
+        #[arg(long)]
+        node_type: String,
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+    },
+}
+
+/// Parse arguments, run the command, print an error's whole chain, return the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    if let Command::Agent(args) = cli.command {
+        // The agent sets up its own logging and runtime (it is also a separate binary).
+        return fleetform_agent::cli::run_agent(args);
+    }
+    init_logging(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", crate::errors::render(&e));
+            1
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<i32> {
+    use crate::{autoscaler, aws, chaos, jobs, local, status};
+    match command {
+        Command::Validate { cluster, jobs } => crate::validate::run(&cluster.file, &jobs),
+        Command::Plan { cluster, json, detailed_exitcode } => aws::commands::plan(&cluster.file, json, detailed_exitcode).await,
+        Command::Apply { cluster, yes } => aws::commands::apply(&cluster.file, yes).await,
+        Command::Destroy { cluster, yes, delete_data } => aws::commands::destroy(&cluster.file, yes, delete_data).await,
+        Command::Reconcile { cluster, watch, interval } => autoscaler::command(&cluster.file, watch, interval).await,
+        Command::Status { cluster, json } => status::show(&cluster.file, json).await,
+        Command::Up { cluster } => local::up(&cluster.file).await,
+        Command::Submit { cluster, job, set, wait } => jobs::submit_command(&cluster.file, &job, &set, wait).await,
+        Command::Run { cluster, job, set } => jobs::run_command(&cluster.file, &job, &set).await,
+        Command::Job { cluster, command } => jobs::job_command(&cluster.file, command).await,
+        Command::Chaos { cluster, command } => chaos::command(&cluster.file, command).await,
+        Command::Agent(_) => unreachable!("handled before the runtime starts"),
+    }
+}
