@@ -1,6 +1,12 @@
 //! `fleetform-agent` arguments, shared with `fleetform agent` (the local provider).
 use std::path::PathBuf;
 
+use fleetform_core::resources::CPU;
+use fleetform_core::Resources;
+
+use crate::exec::AgentConfig;
+use crate::imds::ImdsClient;
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct AgentArgs {
     /// This node's id in the cluster store (nodes/<id>.json).
@@ -31,7 +37,84 @@ pub struct AgentArgs {
     pub validate: bool,
 }
 
-pub fn run_agent(_args: AgentArgs) -> i32 {
-    eprintln!("todo");
-    1
+/// Where output is staged when no spill directory is given (the systemd unit's
+/// StateDirectory; user data points it at local NVMe when the instance has one).
+pub const DEFAULT_SPILL_DIR: &str = "/var/lib/fleetform/spill";
+
+/// Turn arguments into a configuration, naming the argument that is wrong.
+pub fn config(args: &AgentArgs) -> anyhow::Result<AgentConfig> {
+    use anyhow::Context;
+    let store_uri = args.store.clone().context("--store (FLEETFORM_STORE) is required: the cluster store URI")?;
+    let queue_uri = args.queue.clone().context("--queue (FLEETFORM_QUEUE) is required: sqlite:///path or sqs://<cluster>")?;
+    let mut resources: Resources = match &args.resources {
+        Some(json) => serde_json::from_str(json).with_context(|| format!("--resources `{json}` is not a JSON object of numbers"))?,
+        None => Resources::new(),
+    };
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if resources.get(CPU).is_none() {
+        resources = resources.with(CPU, cpus as f64);
+    }
+    let slots = resources.cpu().floor() as usize;
+    if slots == 0 {
+        anyhow::bail!("the node offers CPU {} : an agent needs at least 1 slot", resources.cpu());
+    }
+    let imds = match args.imds_endpoint.as_deref() {
+        Some("none") => None,
+        other => Some(ImdsClient::new(other).map_err(|e| anyhow::anyhow!("--imds-endpoint: {e}"))?),
+    };
+    let node_id = args.node_id.clone().unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+    Ok(AgentConfig {
+        instance: if node_id.starts_with("i-") { node_id.clone() } else { format!("local-{}", std::process::id()) },
+        node_id,
+        node_type: args.node_type.clone().unwrap_or_else(|| "worker".into()),
+        store_uri,
+        queue_uri,
+        resources,
+        slots,
+        spill_dir: args.spill_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_SPILL_DIR)),
+        imds,
+        lease: std::time::Duration::from_secs(args.lease_seconds.max(3)),
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "node".into())
+}
+
+/// The agent's whole life: configure, run until drained, exit 0 (1 on error).
+pub fn run_agent(args: AgentArgs) -> i32 {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FLEETFORM_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let cfg = match config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fleetform-agent: {e:#}");
+            return 1;
+        }
+    };
+    if args.validate {
+        if let Err(e) = std::fs::create_dir_all(&cfg.spill_dir) {
+            eprintln!("fleetform-agent: the spill directory {} is not usable: {e}", cfg.spill_dir.display());
+            return 1;
+        }
+        println!("fleetform-agent: configuration is valid ({} slots, resources {})", cfg.slots, cfg.resources);
+        return 0;
+    }
+    // Slots do CPU work on blocking threads; the async workers only do I/O and timers.
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("fleetform-agent: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(crate::exec::run(cfg)) {
+        Ok(_) => 0,
+        Err(e) => {
+            eprintln!("fleetform-agent: {e:#}");
+            1
+        }
+    }
 }

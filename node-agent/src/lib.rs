@@ -4,7 +4,11 @@
 //! boundaries, commits each task exactly once, and drains on spot notices and SIGTERM.
 
 pub mod cli;
+pub mod exec;
+pub mod generate;
 pub mod imds;
+pub mod jobs;
+pub mod ops;
 pub mod queue;
 pub mod storage;
 pub mod store;

@@ -20,7 +20,7 @@ Operations:      status, chaos\n\n\
 AWS access uses the standard configuration chain: AWS_PROFILE, AWS_REGION, \
 AWS_ENDPOINT_URL (e.g. a moto server), instance roles.",
     after_help = "Examples:\n  fleetform validate -f cluster.yaml\n  fleetform plan -f cluster.yaml --detailed-exitcode\n  \
-fleetform apply -f cluster.yaml --yes\n  fleetform run -f examples/local.yaml examples/jobs/clean-text.yaml"
+fleetform apply -f cluster.yaml --yes\n  fleetform run -f examples/local.yaml examples/jobs/generate.yaml examples/jobs/clean-text.yaml"
 )]
 pub struct Cli {
     /// Log filter (also RUST_LOG), e.g. `info`, `fleetform=debug`.
@@ -111,13 +111,18 @@ pub enum Command {
         #[arg(long)]
         wait: bool,
     },
-    /// Submit a job and wait for it with a progress bar; on the local provider, start a
-    /// local cluster for the duration of the run.
+    /// Submit jobs one after the other and wait for each with a progress bar; on the
+    /// local provider, start a local cluster for the duration of the run (unless
+    /// `fleetform up` is already running one).
     Run {
         #[command(flatten)]
         cluster: ClusterArg,
-        job: PathBuf,
-        #[arg(long = "set", value_name = "KEY=VALUE")]
+        /// Job specs, run in order (e.g. generate, then clean).
+        #[arg(required = true)]
+        jobs: Vec<PathBuf>,
+        /// Override a job field; `STEM:KEY=VALUE` applies to the job file STEM.yaml only,
+        /// e.g. --set generate:input.generate.rows=100000 (repeatable).
+        #[arg(long = "set", value_name = "[STEM:]KEY=VALUE")]
         set: Vec<String>,
     },
     /// Inspect and control jobs.
@@ -210,7 +215,7 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Status { cluster, json } => status::show(&cluster.file, json).await,
         Command::Up { cluster } => local::up(&cluster.file).await,
         Command::Submit { cluster, job, set, wait } => jobs::submit_command(&cluster.file, &job, &set, wait).await,
-        Command::Run { cluster, job, set } => jobs::run_command(&cluster.file, &job, &set).await,
+        Command::Run { cluster, jobs, set } => jobs::run_command(&cluster.file, &jobs, &set).await,
         Command::Job { cluster, command } => jobs::job_command(&cluster.file, command).await,
         Command::Chaos { cluster, command } => chaos::command(&cluster.file, command).await,
         Command::Agent(_) => unreachable!("handled before the runtime starts"),

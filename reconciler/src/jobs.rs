@@ -1,5 +1,257 @@
-//! PLACEHOLDER.
-use std::path::Path;
-pub async fn submit_command(_f: &Path, _j: &Path, _s: &[String], _w: bool) -> anyhow::Result<i32> { anyhow::bail!("todo") }
-pub async fn run_command(_f: &Path, _j: &Path, _s: &[String]) -> anyhow::Result<i32> { anyhow::bail!("todo") }
-pub async fn job_command(_f: &Path, _c: crate::cli::JobCommand) -> anyhow::Result<i32> { anyhow::bail!("todo") }
+//! Job commands: submit, run (submit + wait with progress, starting a local cluster when
+//! needed), and `job list|status|logs|cancel`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use fleetform_agent::jobs::{self, JobProgress};
+use fleetform_agent::queue::Queue;
+use fleetform_agent::store::Store;
+use fleetform_core::layout;
+use fleetform_core::spec::{ClusterSpec, ProviderKind};
+use fleetform_core::task::{DoneRecord, Manifest, TaskMessage};
+use fleetform_core::JobSpec;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::JobCommand;
+use crate::cluster::{self, Handles};
+use crate::local::{self, LocalCluster};
+
+/// How often a waiting command polls the store for progress.
+const POLL_EVERY: Duration = Duration::from_millis(500);
+
+pub struct Ctx {
+    pub spec: ClusterSpec,
+    pub handles: Handles,
+    pub store: Store,
+}
+
+pub async fn ctx(file: &Path) -> Result<Ctx> {
+    let spec = cluster::load(file)?;
+    let handles = Handles::of(&spec).await?;
+    let store = Store::open(&handles.store_uri).await?;
+    Ok(Ctx { spec, handles, store })
+}
+
+fn load_job(path: &Path, set: &[String]) -> Result<JobSpec> {
+    JobSpec::load(path, &sets_for(path, set)).map_err(|d| anyhow!("{d}"))
+}
+
+/// The `--set` overrides that apply to one job file: unscoped ones (`key=value`) apply to
+/// every job; `STEM:key=value` only to the job file named STEM(.yaml), so one `run`
+/// can set the generator's row count without touching the cleaning job.
+fn sets_for(path: &Path, set: &[String]) -> Vec<String> {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    set.iter()
+        .filter_map(|s| {
+            let eq = s.find('=').unwrap_or(s.len());
+            match s[..eq].split_once(':') {
+                Some((scope, rest)) => (scope == stem).then(|| format!("{rest}{}", &s[eq..])),
+                None => Some(s.clone()),
+            }
+        })
+        .collect()
+}
+
+async fn submit_one(c: &Ctx, path: &Path, set: &[String]) -> Result<String> {
+    let job = load_job(path, set)?;
+    crate::validate::feasible(&c.spec, &job).map_err(|e| anyhow!("{}: resources: {e}", path.display()))?;
+    let queue = Queue::open(&c.handles.queue_uri).await?;
+    let record = jobs::submit(&c.store, &queue, job).await?;
+    Ok(record.job_id)
+}
+
+pub async fn submit_command(file: &Path, job: &Path, set: &[String], wait: bool) -> Result<i32> {
+    let c = ctx(file).await?;
+    let id = submit_one(&c, job, set).await?;
+    println!("{id}");
+    if !wait {
+        return Ok(0);
+    }
+    let outcome = wait_for(&c.store, &id).await?;
+    Ok(report(&c.store, &id, &outcome).await?)
+}
+
+/// Submit each job in turn and wait for it. On the local provider a local cluster runs
+/// for the duration, unless `fleetform up` already runs one.
+pub async fn run_command(file: &Path, job_files: &[PathBuf], set: &[String]) -> Result<i32> {
+    let c = ctx(file).await?;
+    for j in job_files {
+        load_job(j, set)?; // every job is valid before anything starts
+    }
+    let local_cluster = if c.spec.provider.kind == ProviderKind::Local && local::running_supervisor(&c.handles).is_none() {
+        let (spec, handles) = (c.spec.clone(), c.handles.clone());
+        let cl = tokio::task::spawn_blocking(move || LocalCluster::start(&spec, &handles)).await??;
+        eprintln!("started local cluster `{}` with {} agents", c.spec.cluster_name, cl.nodes().len());
+        Some(cl)
+    } else {
+        None
+    };
+    let mut code = 0;
+    for j in job_files {
+        let id = submit_one(&c, j, set).await?;
+        eprintln!("submitted {id} ({})", j.display());
+        let outcome = wait_for(&c.store, &id).await?;
+        code = report(&c.store, &id, &outcome).await?;
+        if code != 0 {
+            break;
+        }
+    }
+    if let Some(cl) = local_cluster {
+        tokio::task::spawn_blocking(move || cl.stop()).await??;
+    }
+    Ok(code)
+}
+
+pub struct WaitOutcome {
+    pub progress: JobProgress,
+    pub manifest: Option<Manifest>,
+    pub elapsed: Duration,
+}
+
+/// Follow a job to its end with a progress bar (tasks, rows/s, ETA).
+pub async fn wait_for(store: &Store, job_id: &str) -> Result<WaitOutcome> {
+    let started = Instant::now();
+    let tasks: Vec<TaskMessage> = store.get_json(&layout::tasks(job_id)).await?.unwrap_or_default();
+    let rows_of: HashMap<String, u64> = tasks.iter().map(|t| (t.task_id.clone(), t.source.rows())).collect();
+    let total_rows: u64 = rows_of.values().sum();
+    let bar = ProgressBar::new(tasks.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    loop {
+        let p = jobs::progress(store, job_id).await?;
+        let rows: u64 = p.done.iter().filter_map(|t| rows_of.get(t)).sum();
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        let rate = rows as f64 / secs;
+        let eta = if rate > 0.0 { format!("ETA {:.0}s", (total_rows.saturating_sub(rows)) as f64 / rate) } else { "ETA -".into() };
+        bar.set_position((p.done.len() + p.failed.len()) as u64);
+        bar.set_message(format!("{} rows/s  {eta}{}", human(rate), if p.failed.is_empty() { String::new() } else { format!("  {} failed", p.failed.len()) }));
+        if p.cancelled {
+            bar.abandon_with_message("cancelled");
+            return Ok(WaitOutcome { progress: p, manifest: None, elapsed: started.elapsed() });
+        }
+        if p.finished() {
+            let manifest = jobs::finalize(store, job_id).await?;
+            bar.finish_and_clear();
+            return Ok(WaitOutcome { progress: p, manifest, elapsed: started.elapsed() });
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+fn human(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2}M", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.1}k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+/// Print where the result is, the throughput and any failures. Exit code 1 when any
+/// task failed or the job was cancelled.
+async fn report(store: &Store, job_id: &str, w: &WaitOutcome) -> Result<i32> {
+    let spec = &w.progress.record.spec;
+    if w.progress.cancelled {
+        println!("{job_id}: cancelled");
+        return Ok(1);
+    }
+    let secs = w.elapsed.as_secs_f64().max(0.001);
+    let keys: Vec<String> = w.progress.done.iter().map(|t| layout::done(job_id, t)).collect();
+    let done: Vec<DoneRecord> = futures::future::try_join_all(keys.iter().map(|k| store.get_json::<DoneRecord>(k)))
+    .await?
+    .into_iter()
+    .flatten()
+    .collect();
+    let rows_in: u64 = done.iter().map(|d| d.rows_in).sum();
+    let rows_out = w.manifest.as_ref().map(|m| m.total_rows).unwrap_or(0);
+    let files = w.manifest.as_ref().map(|m| m.files.len()).unwrap_or(0);
+    println!("{job_id}: {} of {} tasks done in {secs:.2}s", w.progress.done.len(), w.progress.record.tasks);
+    println!("  output     {} ({files} files, {rows_out} rows, manifest _SUCCESS)", spec.output.uri);
+    println!("  throughput {} rows/s ({rows_in} rows in)", human(rows_in as f64 / secs));
+    if w.progress.failed.is_empty() {
+        return Ok(0);
+    }
+    println!("  FAILED     {} tasks (dead-lettered after {} attempts):", w.progress.failed.len(), spec.max_failures);
+    for f in &w.progress.failed {
+        println!("    {} {}: {}", f.task_id, f.input, f.error);
+    }
+    Ok(1)
+}
+
+pub async fn job_command(file: &Path, command: JobCommand) -> Result<i32> {
+    let c = ctx(file).await?;
+    match command {
+        JobCommand::List => {
+            let list = jobs::list(&c.store).await?;
+            if list.is_empty() {
+                println!("no jobs in {}", c.store.uri());
+            }
+            for j in list {
+                let p = jobs::progress(&c.store, &j.job_id).await?;
+                println!("{:<40} {:>5}/{:<5} tasks  {}  {}", j.job_id, p.done.len(), j.tasks, state(&p), j.submitted_at.format("%Y-%m-%d %H:%M:%S"));
+            }
+            Ok(0)
+        }
+        JobCommand::Status { job } => {
+            let p = jobs::progress(&c.store, &job).await?;
+            println!("job      {}", p.record.job_id);
+            println!("state    {}", state(&p));
+            println!("tasks    {} done, {} failed, {} pending of {}", p.done.len(), p.failed.len(), p.record.tasks - p.done.len() - p.failed.len(), p.record.tasks);
+            println!("input    {}", p.record.spec.input.uri.clone().unwrap_or_else(|| "generate".into()));
+            println!("output   {}", p.record.spec.output.uri);
+            for f in &p.failed {
+                println!("failed   {} {}: {}", f.task_id, f.input, f.error);
+            }
+            Ok(if p.failed.is_empty() { 0 } else { 1 })
+        }
+        JobCommand::Logs { job } => {
+            let p = jobs::progress(&c.store, &job).await?;
+            let mut lines: Vec<(chrono::DateTime<chrono::Utc>, String)> = Vec::new();
+            lines.push((p.record.submitted_at, format!("submitted {} tasks, {} rows", p.record.tasks, p.record.total_rows)));
+            for t in &p.done {
+                if let Some(d) = c.store.get_json::<DoneRecord>(&layout::done(&job, t)).await? {
+                    lines.push((d.finished_at, format!(
+                        "{} done on {}: {} rows in, {} out, {} files, {:.2}s ({} units processed, {} from checkpoint)",
+                        d.task_id, d.node_id, d.rows_in, d.rows_out, d.chunks.len(), d.seconds, d.units_processed, d.units_from_checkpoint
+                    )));
+                }
+            }
+            for f in &p.failed {
+                lines.push((f.at, format!("{} FAILED on {} after {} attempts: {} ({})", f.task_id, f.node_id, f.failures, f.error, f.input)));
+            }
+            if let Some(m) = &p.manifest {
+                lines.push((m.finished_at, format!("finished: {} files, {} rows", m.files.len(), m.total_rows)));
+            }
+            lines.sort_by(|a, b| a.0.cmp(&b.0));
+            for (at, l) in lines {
+                println!("{}  {l}", at.format("%H:%M:%S%.3f"));
+            }
+            Ok(0)
+        }
+        JobCommand::Cancel { job } => {
+            jobs::cancel(&c.store, &job).await?;
+            println!("{job}: cancel requested; queued tasks are dropped, running ones stop at their next row group");
+            Ok(0)
+        }
+    }
+}
+
+fn state(p: &JobProgress) -> &'static str {
+    if p.cancelled {
+        "cancelled"
+    } else if p.manifest.as_ref().is_some_and(|m| !m.failed_tasks.is_empty()) {
+        "finished with failures"
+    } else if p.manifest.is_some() {
+        "succeeded"
+    } else if p.done.is_empty() && p.failed.is_empty() {
+        "queued"
+    } else {
+        "running"
+    }
+}

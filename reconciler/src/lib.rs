@@ -6,6 +6,7 @@ pub mod autoscaler;
 pub mod aws;
 pub mod chaos;
 pub mod cli;
+pub mod cluster;
 pub mod errors;
 pub mod jobs;
 pub mod local;

@@ -1,2 +1,281 @@
-//! PLACEHOLDER.
-pub async fn up(_f: &std::path::Path) -> anyhow::Result<i32> { anyhow::bail!("todo") }
+//! The local provider: the whole cluster on this machine. Agents are child processes
+//! (`fleetform agent ...`), each with its own IMDS emulator so spot notices can be
+//! raised on it; a directory is the object store and one SQLite file the task queue.
+//! The supervisor replaces agents that die or drain, as the reconciler replaces
+//! terminated instances on AWS.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use fleetform_agent::imds::ImdsEmulator;
+use fleetform_core::resources::CPU;
+use fleetform_core::spec::{ClusterSpec, ProviderKind};
+use fleetform_core::Resources;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::Handles;
+
+/// How often the supervisor looks for dead agents: a replacement starts within this.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(300);
+/// Agents drain within fleetform_agent's DRAIN_BUDGET (90 s); stopping waits that long
+/// plus a margin before killing.
+const STOP_GRACE: Duration = Duration::from_secs(95);
+
+/// What `fleetform up`/`run` publishes for other commands (`chaos`, `status`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SupervisorFile {
+    pub pid: u32,
+    pub nodes: Vec<LocalNode>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LocalNode {
+    pub node_id: String,
+    pub node_type: String,
+    pub pid: u32,
+    pub imds: String,
+    pub log: PathBuf,
+}
+
+struct Slot {
+    index: usize,
+    generation: usize,
+    node_type: String,
+    resources: Resources,
+    child: Child,
+    node_id: String,
+    imds: ImdsEmulator,
+    log: PathBuf,
+}
+
+/// A running local cluster. Dropping it stops the agents.
+pub struct LocalCluster {
+    spec: ClusterSpec,
+    handles: Handles,
+    slots: Arc<Mutex<Vec<Slot>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    monitor: Option<std::thread::JoinHandle<()>>,
+    lease_seconds: u64,
+}
+
+pub fn supervisor_file(handles: &Handles) -> PathBuf {
+    handles.state_dir.join("supervisor.json")
+}
+
+/// The supervisor of another process, if one is running for this cluster.
+pub fn running_supervisor(handles: &Handles) -> Option<SupervisorFile> {
+    let f: SupervisorFile = serde_json::from_slice(&std::fs::read(supervisor_file(handles)).ok()?).ok()?;
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(f.pid as i32), None).is_ok();
+    (alive && f.pid != std::process::id()).then_some(f)
+}
+
+impl LocalCluster {
+    /// Start `min_workers` agents of every worker type.
+    pub fn start(spec: &ClusterSpec, handles: &Handles) -> Result<LocalCluster> {
+        if spec.provider.kind != ProviderKind::Local {
+            bail!("`{}` uses the {:?} provider; the local cluster needs `provider: {{type: local}}`", spec.cluster_name, spec.provider.kind);
+        }
+        if let Some(other) = running_supervisor(handles) {
+            bail!("a local cluster `{}` is already running (pid {}): use it, or stop it first", spec.cluster_name, other.pid);
+        }
+        std::fs::create_dir_all(&handles.state_dir)?;
+        let lease_seconds = std::env::var("FLEETFORM_LEASE_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+        let mut cluster = LocalCluster {
+            spec: spec.clone(),
+            handles: handles.clone(),
+            slots: Default::default(),
+            stop: Default::default(),
+            monitor: None,
+            lease_seconds,
+        };
+        let mut index = 0;
+        for (name, t) in spec.worker_types() {
+            let resources = local_resources(&t.resources, t.min_workers.max(1));
+            for _ in 0..t.min_workers {
+                let slot = cluster.spawn(index, 0, name, &resources)?;
+                cluster.slots.lock().expect("slots").push(slot);
+                index += 1;
+            }
+        }
+        cluster.publish()?;
+        let (slots, stop) = (cluster.slots.clone(), cluster.stop.clone());
+        let me = cluster.spawner();
+        cluster.monitor = Some(std::thread::spawn(move || supervise(slots, stop, me)));
+        Ok(cluster)
+    }
+
+    fn spawner(&self) -> Spawner {
+        Spawner { handles: self.handles.clone(), cluster: self.spec.cluster_name.clone(), lease_seconds: self.lease_seconds }
+    }
+
+    fn spawn(&self, index: usize, generation: usize, node_type: &str, resources: &Resources) -> Result<Slot> {
+        self.spawner().spawn(index, generation, node_type, resources)
+    }
+
+    fn publish(&self) -> Result<()> {
+        publish(&self.handles, &self.slots.lock().expect("slots"))
+    }
+
+    pub fn nodes(&self) -> Vec<LocalNode> {
+        self.slots.lock().expect("slots").iter().map(describe).collect()
+    }
+
+    /// Drain every agent (SIGTERM), wait for them, kill what is left after the grace.
+    pub fn stop(mut self) -> Result<()> {
+        self.shutdown();
+        Ok(())
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(m) = self.monitor.take() {
+            let _ = m.join();
+        }
+        let mut slots = self.slots.lock().expect("slots");
+        for s in slots.iter() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        for s in slots.iter_mut() {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = s.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+        }
+        let _ = std::fs::remove_file(supervisor_file(&self.handles));
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        if self.monitor.is_some() {
+            self.shutdown();
+        }
+    }
+}
+
+/// A worker type's resources on this machine: without an explicit CPU, the machine's
+/// cores shared among the type's agents.
+pub fn local_resources(declared: &Resources, agents: u32) -> Resources {
+    if declared.get(CPU).is_some() {
+        return declared.clone();
+    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32;
+    declared.clone().with(CPU, (cores / agents.max(1)).max(1) as f64)
+}
+
+#[derive(Clone)]
+struct Spawner {
+    handles: Handles,
+    cluster: String,
+    lease_seconds: u64,
+}
+
+impl Spawner {
+    fn spawn(&self, index: usize, generation: usize, node_type: &str, resources: &Resources) -> Result<Slot> {
+        let node_id = format!("{}-w{index}-{generation}", self.cluster);
+        let imds = ImdsEmulator::start(&node_id, "local", "local-1a").context("cannot start the IMDS emulator")?;
+        let node_dir = self.handles.state_dir.join("nodes").join(&node_id);
+        std::fs::create_dir_all(&node_dir)?;
+        let log = node_dir.join("agent.log");
+        let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let exe = std::env::current_exe().context("cannot find the fleetform executable")?;
+        let child = Command::new(exe)
+            .arg("agent")
+            .args(["--node-id", &node_id, "--node-type", node_type])
+            .args(["--store", &self.handles.store_uri, "--queue", &self.handles.queue_uri])
+            .args(["--resources", &serde_json::to_string(resources)?])
+            .arg("--spill-dir")
+            .arg(node_dir.join("spill"))
+            .args(["--imds-endpoint", &imds.endpoint()])
+            .args(["--lease-seconds", &self.lease_seconds.to_string()])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("cannot start an agent process")?;
+        Ok(Slot { index, generation, node_type: node_type.to_string(), resources: resources.clone(), child, node_id, imds, log })
+    }
+}
+
+fn describe(s: &Slot) -> LocalNode {
+    LocalNode { node_id: s.node_id.clone(), node_type: s.node_type.clone(), pid: s.child.id(), imds: s.imds.endpoint(), log: s.log.clone() }
+}
+
+fn publish(handles: &Handles, slots: &[Slot]) -> Result<()> {
+    let f = SupervisorFile { pid: std::process::id(), nodes: slots.iter().map(describe).collect() };
+    let path = supervisor_file(handles);
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&f)?)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}
+
+/// Replace agents that exited (crashed, killed, or drained after a spot notice).
+fn supervise(slots: Arc<Mutex<Vec<Slot>>>, stop: Arc<std::sync::atomic::AtomicBool>, spawner: Spawner) {
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(SUPERVISE_EVERY);
+        let mut guard = slots.lock().expect("slots");
+        let mut changed = false;
+        for slot in guard.iter_mut() {
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            let Ok(Some(status)) = slot.child.try_wait() else { continue };
+            let next = slot.generation + 1;
+            match spawner.spawn(slot.index, next, &slot.node_type.clone(), &slot.resources.clone()) {
+                Ok(new) => {
+                    eprintln!("fleetform: node {} exited ({status}); replaced by {}", slot.node_id, new.node_id);
+                    *slot = new;
+                    changed = true;
+                }
+                Err(e) => eprintln!("fleetform: node {} exited ({status}) and cannot be replaced: {e:#}", slot.node_id),
+            }
+        }
+        if changed {
+            let _ = publish(&spawner.handles, &guard);
+        }
+    }
+}
+
+/// `fleetform up`: run the local cluster in the foreground until Ctrl-C / SIGTERM.
+pub async fn up(file: &Path) -> Result<i32> {
+    let spec = crate::cluster::load(file)?;
+    let handles = Handles::of(&spec).await?;
+    let cluster = LocalCluster::start(&spec, &handles)?;
+    println!("local cluster `{}` is up: {} agents", spec.cluster_name, cluster.nodes().len());
+    for n in cluster.nodes() {
+        println!("  {}  pid {}  imds {}  log {}", n.node_id, n.pid, n.imds, n.log.display());
+    }
+    println!("store {}  queue {}", handles.store_uri, handles.queue_uri);
+    println!("Submit with `fleetform submit -f {} JOB`; Ctrl-C drains and stops.", file.display());
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    println!("draining agents...");
+    tokio::task::spawn_blocking(move || cluster.stop()).await??;
+    Ok(0)
+}
+
+/// Find a local node by id in the running supervisor's file.
+pub fn find_node(handles: &Handles, node_id: &str) -> Result<LocalNode> {
+    let f: SupervisorFile = serde_json::from_slice(
+        &std::fs::read(supervisor_file(handles)).map_err(|_| anyhow!("no local cluster is running (start one with `fleetform up`)"))?,
+    )?;
+    f.nodes
+        .iter()
+        .find(|n| n.node_id == node_id)
+        .cloned()
+        .ok_or_else(|| anyhow!("no node `{node_id}`; nodes: {}", f.nodes.iter().map(|n| n.node_id.as_str()).collect::<Vec<_>>().join(", ")))
+}

@@ -19,9 +19,7 @@
 //! `POST /fleetform/rebalance`, `POST /fleetform/scheduled-event?code=system-reboot&in_seconds=3600`,
 //! `POST /fleetform/invalidate-tokens`, `POST /fleetform/reset`. Query values are plain
 //! tokens (numbers, codes); they are not percent-decoded.
-use super::{
-    format_scheduled_time, headers, paths, Rebalance, ScheduledEvent, SpotAction,
-};
+use super::{format_scheduled_time, headers, paths, Rebalance, ScheduledEvent, SpotAction};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -100,7 +98,10 @@ impl Trigger {
             match params.get("in_seconds") {
                 None => Ok(default),
                 Some(text) => text.parse::<u64>().map(Duration::from_secs).map_err(|_| {
-                    Reply::text(400, format!("in_seconds must be a whole number, got {text:?}\n"))
+                    Reply::text(
+                        400,
+                        format!("in_seconds must be a whole number, got {text:?}\n"),
+                    )
                 }),
             }
         };
@@ -120,7 +121,11 @@ impl Trigger {
             }
             "rebalance" => Ok(Trigger::Rebalance),
             "scheduled-event" => Ok(Trigger::ScheduledEvent {
-                code: params.get("code").copied().unwrap_or("system-reboot").to_owned(),
+                code: params
+                    .get("code")
+                    .copied()
+                    .unwrap_or("system-reboot")
+                    .to_owned(),
                 after: seconds(SCHEDULED_EVENT_LEAD)?,
             }),
             "invalidate-tokens" => Ok(Trigger::InvalidateTokens),
@@ -168,7 +173,12 @@ impl ImdsEmulator {
                 let (server, shared) = (server.clone(), shared.clone());
                 move || serve(&server, &shared)
             })?;
-        Ok(ImdsEmulator { addr, shared, server, thread: Some(thread) })
+        Ok(ImdsEmulator {
+            addr,
+            shared,
+            server,
+            thread: Some(thread),
+        })
     }
 
     /// The base URL to give an IMDS client, e.g. `http://127.0.0.1:41234`.
@@ -187,7 +197,10 @@ impl ImdsEmulator {
 
     /// A spot notice with another action (`stop`, `hibernate`).
     pub fn raise_spot_action(&self, action: &str, after: Duration) {
-        self.apply(Trigger::SpotInterruption { action: action.to_owned(), after });
+        self.apply(Trigger::SpotInterruption {
+            action: action.to_owned(),
+            after,
+        });
     }
 
     pub fn raise_rebalance(&self) {
@@ -196,7 +209,10 @@ impl ImdsEmulator {
 
     /// An active scheduled event with `code` starting `after` from now.
     pub fn schedule_event(&self, code: &str, after: Duration) {
-        self.apply(Trigger::ScheduledEvent { code: code.to_owned(), after });
+        self.apply(Trigger::ScheduledEvent {
+            code: code.to_owned(),
+            after,
+        });
     }
 
     /// Makes every issued token invalid: the next GET with one gets a 401.
@@ -238,7 +254,9 @@ struct Shared {
 impl Shared {
     /// The state, even after a panic elsewhere: it stays consistent between statements.
     fn state(&self) -> MutexGuard<'_, NodeState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -270,15 +288,25 @@ impl NodeState {
     fn apply(&mut self, what: Trigger, now: DateTime<Utc>) {
         match what {
             Trigger::SpotInterruption { action, after } => {
-                self.spot = Some(SpotAction { action, time: whole_seconds(now, after) });
+                self.spot = Some(SpotAction {
+                    action,
+                    time: whole_seconds(now, after),
+                });
             }
             Trigger::Rebalance => {
-                self.rebalance = Some(Rebalance { notice_time: whole_seconds(now, Duration::ZERO) });
+                self.rebalance = Some(Rebalance {
+                    notice_time: whole_seconds(now, Duration::ZERO),
+                });
             }
             Trigger::ScheduledEvent { code, after } => {
                 let not_before = whole_seconds(now, after);
                 let not_after = whole_seconds(not_before, SCHEDULED_EVENT_WINDOW);
-                let event_id = format!("instance-event-{}", &uuid::Uuid::new_v4().simple().to_string()[..17]);
+                let event_id = format!(
+                    "instance-event-{}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..17]
+                );
+                // EC2's wording for reboots; the others are close enough, since the agent
+                // acts on `Code` and the times only.
                 let description = match code.as_str() {
                     "instance-reboot" | "system-reboot" => "scheduled reboot",
                     "instance-retirement" => "scheduled retirement",
@@ -313,20 +341,26 @@ impl NodeState {
             _ => {
                 return Reply::text(
                     400,
-                    format!("{} must be 1-{MAX_TOKEN_TTL_SECONDS}, got {text:?}\n", headers::TOKEN_TTL_SECONDS),
+                    format!(
+                        "{} must be 1-{MAX_TOKEN_TTL_SECONDS}, got {text:?}\n",
+                        headers::TOKEN_TTL_SECONDS
+                    ),
                 )
             }
         };
         self.tokens.retain(|_, expiry| *expiry > now);
         let token = uuid::Uuid::new_v4().simple().to_string();
-        self.tokens.insert(token.clone(), now + Duration::from_secs(ttl));
+        self.tokens
+            .insert(token.clone(), now + Duration::from_secs(ttl));
         Reply::text(200, token).with_header(headers::TOKEN_TTL_SECONDS, ttl.to_string())
     }
 
     /// Seconds left on `token`, or `None` when it is unknown or expired.
     fn token_ttl_left(&self, token: Option<&str>, now: Instant) -> Option<u64> {
         let expiry = *self.tokens.get(token?)?;
-        let left = expiry.checked_duration_since(now).filter(|left| !left.is_zero())?;
+        let left = expiry
+            .checked_duration_since(now)
+            .filter(|left| !left.is_zero())?;
         // Round up: a token with 0.4 s left is still valid.
         Some(left.as_secs() + u64::from(left.subsec_nanos() > 0))
     }
@@ -355,12 +389,20 @@ impl NodeState {
 }
 
 fn json<T: serde::Serialize>(document: &T) -> Reply {
-    Reply::text(200, serde_json::to_string(document).expect("IMDS documents serialise"))
+    Reply::text(
+        200,
+        serde_json::to_string(document).expect("IMDS documents serialise"),
+    )
 }
 
 /// Times in IMDS documents have whole seconds.
+/// Saturates instead of panicking on an absurd `in_seconds`, which would kill the server
+/// thread.
 fn whole_seconds(now: DateTime<Utc>, after: Duration) -> DateTime<Utc> {
-    let at = now + chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX);
+    let at = chrono::Duration::from_std(after)
+        .ok()
+        .and_then(|after| now.checked_add_signed(after))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     DateTime::from_timestamp(at.timestamp(), 0).unwrap_or(at)
 }
 
@@ -382,7 +424,11 @@ struct Reply {
 
 impl Reply {
     fn text(status: u16, body: impl Into<String>) -> Reply {
-        Reply { status, body: body.into(), headers: Vec::new() }
+        Reply {
+            status,
+            body: body.into(),
+            headers: Vec::new(),
+        }
     }
 
     fn not_found() -> Reply {
@@ -440,7 +486,9 @@ fn route(shared: &Shared, request: &Incoming<'_>) -> Reply {
         return Reply::text(401, "Unauthorized\n");
     };
     // Real IMDS tells the caller how long its token has left on every answer.
-    state.metadata(path).with_header(headers::TOKEN_TTL_SECONDS, ttl_left.to_string())
+    state
+        .metadata(path)
+        .with_header(headers::TOKEN_TTL_SECONDS, ttl_left.to_string())
 }
 
 fn serve(server: &tiny_http::Server, shared: &Shared) {
@@ -459,8 +507,16 @@ fn serve(server: &tiny_http::Server, shared: &Shared) {
                 .map(|h| h.value.as_str().to_owned())
         };
         let method = request.method().as_str().to_owned();
-        let reply = route(shared, &Incoming { method: &method, url: request.url(), header: &header });
-        let mut response = tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
+        let reply = route(
+            shared,
+            &Incoming {
+                method: &method,
+                url: request.url(),
+                header: &header,
+            },
+        );
+        let mut response =
+            tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
         let content_type = ("Content-Type", "text/plain".to_owned());
         for (name, value) in reply.headers.iter().chain(std::iter::once(&content_type)) {
             if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
@@ -480,12 +536,22 @@ fn serve(server: &tiny_http::Server, shared: &Shared) {
 pub fn trigger(endpoint: &str, what: Trigger) -> io::Result<()> {
     let authority = endpoint
         .strip_prefix("http://")
-        .ok_or_else(|| invalid(format!("IMDS emulator endpoint {endpoint:?} must start with http://")))?
+        .ok_or_else(|| {
+            invalid(format!(
+                "IMDS emulator endpoint {endpoint:?} must start with http://"
+            ))
+        })?
         .trim_end_matches('/');
+    // IPv4 first: `localhost` may resolve to ::1 too, and the emulator listens on 127.0.0.1.
     let addr = authority
         .to_socket_addrs()?
-        .find(|addr| addr.ip().is_loopback())
-        .ok_or_else(|| invalid(format!("IMDS emulator endpoint {endpoint:?} is not on loopback")))?;
+        .filter(|addr| addr.ip().is_loopback())
+        .min_by_key(|addr| addr.is_ipv6())
+        .ok_or_else(|| {
+            invalid(format!(
+                "IMDS emulator endpoint {endpoint:?} is not on loopback"
+            ))
+        })?;
     let mut stream = TcpStream::connect_timeout(&addr, TRIGGER_TIMEOUT)?;
     stream.set_read_timeout(Some(TRIGGER_TIMEOUT))?;
     stream.set_write_timeout(Some(TRIGGER_TIMEOUT))?;
@@ -501,7 +567,10 @@ pub fn trigger(endpoint: &str, what: Trigger) -> io::Result<()> {
     if status.starts_with('2') {
         Ok(())
     } else {
-        let body = answer.split_once("\r\n\r\n").map(|(_, body)| body.trim()).unwrap_or_default();
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.trim())
+            .unwrap_or_default();
         Err(io::Error::other(format!(
             "IMDS emulator at {endpoint} refused POST {path}: {status_line} {body}"
         )))
@@ -528,16 +597,26 @@ mod tests {
     }
 
     fn put_token(emulator: &ImdsEmulator, ttl: Option<&str>) -> (u16, String) {
-        let ttl = ttl.map(|ttl| format!("{}: {ttl}\r\n", headers::TOKEN_TTL_SECONDS)).unwrap_or_default();
+        let ttl = ttl
+            .map(|ttl| format!("{}: {ttl}\r\n", headers::TOKEN_TTL_SECONDS))
+            .unwrap_or_default();
         raw(
             emulator,
-            &format!("PUT {} HTTP/1.1\r\nHost: x\r\n{ttl}Content-Length: 0\r\nConnection: close\r\n\r\n", paths::TOKEN),
+            &format!(
+                "PUT {} HTTP/1.1\r\nHost: x\r\n{ttl}Content-Length: 0\r\nConnection: close\r\n\r\n",
+                paths::TOKEN
+            ),
         )
     }
 
     fn get(emulator: &ImdsEmulator, path: &str, token: Option<&str>) -> (u16, String) {
-        let token = token.map(|t| format!("{}: {t}\r\n", headers::TOKEN)).unwrap_or_default();
-        raw(emulator, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{token}Connection: close\r\n\r\n"))
+        let token = token
+            .map(|t| format!("{}: {t}\r\n", headers::TOKEN))
+            .unwrap_or_default();
+        raw(
+            emulator,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{token}Connection: close\r\n\r\n"),
+        )
     }
 
     fn body(answer: &str) -> &str {
@@ -568,12 +647,18 @@ mod tests {
         assert_eq!(get(&emulator, paths::INSTANCE_ID, None).0, 401);
         assert_eq!(get(&emulator, paths::INSTANCE_ID, Some("forged")).0, 401);
         // Token first, then path: an unknown path without a token is still a 401.
-        assert_eq!(get(&emulator, "/latest/meta-data/nothing-here", None).0, 401);
+        assert_eq!(
+            get(&emulator, "/latest/meta-data/nothing-here", None).0,
+            401
+        );
         let (_, answer) = put_token(&emulator, Some("60"));
         let token = body(&answer).to_owned();
         let (status, answer) = get(&emulator, paths::INSTANCE_ID, Some(&token));
         assert_eq!((status, body(&answer)), (200, "i-0123456789abcdef0"));
-        assert_eq!(get(&emulator, "/latest/meta-data/nothing-here", Some(&token)).0, 404);
+        assert_eq!(
+            get(&emulator, "/latest/meta-data/nothing-here", Some(&token)).0,
+            404
+        );
         emulator.invalidate_tokens();
         assert_eq!(get(&emulator, paths::INSTANCE_ID, Some(&token)).0, 401);
         assert!(emulator.requests() >= 7);
@@ -584,9 +669,15 @@ mod tests {
         let emulator = emulator();
         let (_, answer) = put_token(&emulator, Some("1"));
         let token = body(&answer).to_owned();
-        assert_eq!(get(&emulator, paths::AVAILABILITY_ZONE, Some(&token)).0, 200);
+        assert_eq!(
+            get(&emulator, paths::AVAILABILITY_ZONE, Some(&token)).0,
+            200
+        );
         std::thread::sleep(Duration::from_millis(1100));
-        assert_eq!(get(&emulator, paths::AVAILABILITY_ZONE, Some(&token)).0, 401);
+        assert_eq!(
+            get(&emulator, paths::AVAILABILITY_ZONE, Some(&token)).0,
+            401
+        );
     }
 
     #[test]
@@ -605,46 +696,92 @@ mod tests {
         let emulator = emulator();
         let (_, answer) = put_token(&emulator, Some("60"));
         let token = body(&answer).to_owned();
-        assert_eq!(get(&emulator, paths::SPOT_INSTANCE_ACTION, Some(&token)).0, 404);
+        assert_eq!(
+            get(&emulator, paths::SPOT_INSTANCE_ACTION, Some(&token)).0,
+            404
+        );
         assert_eq!(get(&emulator, paths::REBALANCE, Some(&token)).0, 404);
         let (status, answer) = get(&emulator, paths::SCHEDULED_EVENTS, Some(&token));
         assert_eq!((status, body(&answer)), (200, NO_SCHEDULED_EVENTS));
 
         let endpoint = emulator.endpoint();
-        trigger(&endpoint, Trigger::SpotInterruption { action: "stop".into(), after: SPOT_NOTICE_LEAD })
-            .unwrap();
+        trigger(
+            &endpoint,
+            Trigger::SpotInterruption {
+                action: "stop".into(),
+                after: SPOT_NOTICE_LEAD,
+            },
+        )
+        .unwrap();
         trigger(&endpoint, Trigger::Rebalance).unwrap();
-        trigger(&endpoint, Trigger::ScheduledEvent { code: "system-reboot".into(), after: SCHEDULED_EVENT_LEAD })
-            .unwrap();
+        trigger(
+            &endpoint,
+            Trigger::ScheduledEvent {
+                code: "system-reboot".into(),
+                after: SCHEDULED_EVENT_LEAD,
+            },
+        )
+        .unwrap();
 
         let (status, answer) = get(&emulator, paths::SPOT_INSTANCE_ACTION, Some(&token));
         assert_eq!(status, 200);
         let spot: SpotAction = serde_json::from_str(body(&answer)).unwrap();
         assert_eq!(spot.action, "stop");
         let lead = spot.time - Utc::now();
-        assert!(lead > chrono::Duration::seconds(110) && lead <= chrono::Duration::seconds(120), "{lead}");
+        assert!(
+            lead > chrono::Duration::seconds(110) && lead <= chrono::Duration::seconds(120),
+            "{lead}"
+        );
         let (_, answer) = get(&emulator, paths::REBALANCE, Some(&token));
         assert!(body(&answer).starts_with(r#"{"noticeTime":""#), "{answer}");
         let (_, answer) = get(&emulator, paths::SCHEDULED_EVENTS, Some(&token));
         let events: Vec<ScheduledEvent> = serde_json::from_str(body(&answer)).unwrap();
         assert_eq!(events.len(), 1);
-        assert_eq!((events[0].code.as_str(), events[0].state.as_str()), ("system-reboot", "active"));
+        assert_eq!(
+            (events[0].code.as_str(), events[0].state.as_str()),
+            ("system-reboot", "active")
+        );
         assert!(events[0].event_id.starts_with("instance-event-"));
         assert!(events[0].not_before_time().unwrap() > Utc::now());
 
         trigger(&endpoint, Trigger::Reset).unwrap();
-        assert_eq!(get(&emulator, paths::SPOT_INSTANCE_ACTION, Some(&token)).0, 404);
-        assert_eq!(body(&get(&emulator, paths::SCHEDULED_EVENTS, Some(&token)).1), NO_SCHEDULED_EVENTS);
+        assert_eq!(
+            get(&emulator, paths::SPOT_INSTANCE_ACTION, Some(&token)).0,
+            404
+        );
+        assert_eq!(
+            body(&get(&emulator, paths::SCHEDULED_EVENTS, Some(&token)).1),
+            NO_SCHEDULED_EVENTS
+        );
     }
 
     #[test]
     fn bad_triggers_are_reported() {
         let emulator = emulator();
         let endpoint = emulator.endpoint();
-        let err = trigger(&endpoint, Trigger::SpotInterruption { action: "explode".into(), after: Duration::ZERO })
-            .unwrap_err();
+        let err = trigger(
+            &endpoint,
+            Trigger::SpotInterruption {
+                action: "explode".into(),
+                after: Duration::ZERO,
+            },
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("400"), "{err}");
-        let (status, _) = raw(&emulator, "GET /fleetform/reset HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        // An absurd lead time saturates instead of killing the server thread.
+        trigger(
+            &endpoint,
+            Trigger::ScheduledEvent {
+                code: "system-reboot".into(),
+                after: Duration::MAX,
+            },
+        )
+        .unwrap();
+        trigger(&endpoint.replace("127.0.0.1", "localhost"), Trigger::Reset).unwrap();
+        let (status, _) = raw(
+            &emulator,
+            "GET /fleetform/reset HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
         assert_eq!(status, 405);
         let (status, _) = raw(&emulator, "POST /fleetform/nothing HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         assert_eq!(status, 404);
@@ -665,7 +802,10 @@ mod tests {
         trigger(&endpoint, Trigger::Reset).unwrap();
         let started = Instant::now();
         drop(emulator);
-        assert!(started.elapsed() < Duration::from_secs(2), "drop must not hang");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "drop must not hang"
+        );
         // tiny_http closes its listener just after the server is dropped.
         let closed = (0..20).any(|_| {
             std::thread::sleep(Duration::from_millis(50));

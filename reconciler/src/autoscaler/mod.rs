@@ -1,4 +1,44 @@
-//! The autoscaler (issue 5). PLACEHOLDER while the module is being written.
-pub async fn command(_file: &std::path::Path, _watch: bool, _interval: u64) -> anyhow::Result<i32> {
-    anyhow::bail!("reconcile is not built yet")
+//! The autoscaler (issue 5; DESIGN.md decision 8: autoscaling like Ray, launching like
+//! Karpenter). Its core is pure: a provider observes nodes, heartbeats and queue depths
+//! into an [`Observation`], [`decide`] returns a [`Decision`] (launches, drains,
+//! terminations, infeasible demand, each with its reason), and the provider executes it,
+//! reporting launch failures back into the [`AutoscalerState`]'s capacity cache.
+//!
+//! - `model`: inputs, outputs and the state kept between rounds;
+//! - `pack`: bin-packing of demand per resource shape onto node types;
+//! - `capacity`: the insufficient-capacity cache and ordered offerings;
+//! - `decide`: one round, and the named timeouts;
+//! - `explain`: `fleetform status` (table and JSON).
+
+pub mod capacity;
+pub mod decide;
+pub mod explain;
+pub mod model;
+pub mod pack;
+
+#[cfg(test)]
+mod tests;
+
+pub use capacity::{CapacityCache, CapacityEntry, CapacityError, Offering, Offerings, Skip, CAPACITY_ERROR_TTL};
+pub use decide::{decide, DRAIN_TIMEOUT, HEARTBEAT_GRACE, HEARTBEAT_LOST, LAUNCH_TIMEOUT, UPSCALING_INITIAL_NODES};
+pub use explain::{status, ClusterStatus, TypeStatus};
+pub use model::{
+    AutoscalerState, Blocked, Decision, Demand, Drain, HistoryEntry, Infeasible, Launch, NodeState, Observation,
+    ObservedNode, Termination, TypePlan,
+};
+
+use anyhow::Context;
+use fleetform_core::ClusterSpec;
+
+/// `fleetform reconcile [-f FILE] [--watch --interval N]`. The decision core is here; the
+/// providers (observe nodes and queue depths, execute launches and terminations) are
+/// wired in separately, so for now this checks the spec and says so.
+pub async fn command(file: &std::path::Path, watch: bool, interval: u64) -> anyhow::Result<i32> {
+    let spec = ClusterSpec::load(file).with_context(|| format!("cannot load the cluster spec {}", file.display()))?;
+    let mode = if watch { format!("every {interval} s") } else { "once".to_string() };
+    anyhow::bail!(
+        "reconcile ({mode}) for cluster `{}`: the autoscaler's decisions are built, but the provider wiring \
+         (observing nodes and queue depths, executing launches) is not there yet",
+        spec.cluster_name
+    )
 }

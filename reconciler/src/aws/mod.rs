@@ -1,7 +1,34 @@
-//! The AWS provider (issue 2). PLACEHOLDER while the module is being written.
-pub mod commands {
-    use std::path::Path;
-    pub async fn plan(_f: &Path, _json: bool, _d: bool) -> anyhow::Result<i32> { anyhow::bail!("todo") }
-    pub async fn apply(_f: &Path, _yes: bool) -> anyhow::Result<i32> { anyhow::bail!("todo") }
-    pub async fn destroy(_f: &Path, _yes: bool, _d: bool) -> anyhow::Result<i32> { anyhow::bail!("todo") }
-}
+//! The AWS provider (issue 2): `plan`, `apply` and `destroy` for the workshop cluster.
+//!
+//! validate → observe (tags and deterministic names, no state file) → diff (pure) →
+//! plan (data) → apply (exactly the plan, in dependency order). Layers: the network
+//! stack, the data (bucket) stack, the IAM stack, task queues, store artifacts,
+//! launch templates, nodes. See docs/aws.md.
+//!
+//! For other modules (the autoscaler): build an [`AwsContext`] once, then
+//! [`nodes::launch`] / [`nodes::terminate`] and [`observe::instances`].
+
+pub mod agent_upload;
+pub mod apply;
+pub mod commands;
+pub mod context;
+pub mod desired;
+pub mod destroy_sweep;
+pub mod diff;
+pub mod errors;
+pub mod iam;
+pub mod launch_templates;
+pub mod model;
+pub mod names;
+pub mod nodes;
+pub mod observe;
+pub mod plan;
+pub mod queues;
+pub mod render;
+pub mod stack_diff;
+pub mod stacks;
+pub mod userdata;
+
+pub use context::{AwsContext, ContextOptions};
+pub use nodes::{launch, terminate, CapacityShortage, FaultInjector, LaunchOutcome, Offering};
+pub use plan::Plan;

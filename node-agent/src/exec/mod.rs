@@ -1,0 +1,408 @@
+//! The agent's main loop: one slot per CPU, each receiving tasks from the queues of the
+//! resource classes this node serves; leases renewed while a task runs; drain on a spot
+//! notice or SIGTERM (checkpoint at the next row-group boundary, hand the task back);
+//! soft drain on a rebalance recommendation (finish current tasks, take no new ones).
+
+pub mod source;
+pub mod task;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use chrono::{DateTime, Utc};
+use fleetform_core::layout;
+use fleetform_core::queue::{QueueError, Received, TaskQueue};
+use fleetform_core::task::{FailureRecord, JobRecord, NodeHeartbeat, TaskMessage};
+use fleetform_core::Resources;
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+
+use crate::imds::{ImdsClient, NodeSignals};
+use crate::ops::Pipeline;
+use crate::queue::Queue;
+use crate::store::Store;
+use task::{JobContext, NodeContext, Outcome, TaskFlags};
+
+/// A spot notice comes 2 minutes before reclaim; the drain must finish well inside it,
+/// leaving time for the final heartbeat and the OS shutdown.
+pub const DRAIN_BUDGET: Duration = Duration::from_secs(90);
+/// Heartbeats feed the autoscaler's idle and liveness decisions; 5 s keeps them fresh
+/// at one small PUT per node every 5 s.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// Idle receive backoff: fast enough that a new job starts within a second, slow enough
+/// that idle agents cost little.
+const IDLE_POLL_MAX: Duration = Duration::from_secs(1);
+/// How long a job's cancel marker is trusted before looking again.
+const CANCEL_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+pub struct AgentConfig {
+    pub node_id: String,
+    pub node_type: String,
+    pub instance: String,
+    pub store_uri: String,
+    pub queue_uri: String,
+    pub resources: Resources,
+    pub slots: usize,
+    pub spill_dir: PathBuf,
+    /// None disables IMDS (a machine that is not an EC2 instance and has no emulator).
+    pub imds: Option<ImdsClient>,
+    pub lease: Duration,
+}
+
+/// State shared by the loop, the slots and the heartbeat.
+struct Shared {
+    cfg: AgentConfig,
+    store: Store,
+    queue: Queue,
+    node: NodeContext,
+    jobs: Mutex<HashMap<String, Arc<JobContext>>>,
+    cancelled: Mutex<HashMap<String, (bool, Instant)>>,
+    in_flight: Mutex<BTreeSet<String>>,
+    busy: AtomicUsize,
+    tasks_done: AtomicU64,
+    last_work: Mutex<DateTime<Utc>>,
+    /// Why the node stopped taking work (spot-interruption, rebalance, sigterm).
+    draining: Mutex<Option<String>>,
+    soft_drain: AtomicBool,
+    scheduled: Mutex<Vec<String>>,
+    started: DateTime<Utc>,
+}
+
+/// Run until drained. Returns the drain reason.
+pub async fn run(cfg: AgentConfig) -> Result<String> {
+    let store = Store::open(&cfg.store_uri).await?;
+    let queue = Queue::open(&cfg.queue_uri).await?;
+    std::fs::create_dir_all(&cfg.spill_dir)
+        .map_err(|e| anyhow!("cannot create the spill directory {}: {e}", cfg.spill_dir.display()))?;
+    let node = NodeContext {
+        store: store.clone(),
+        node_id: cfg.node_id.clone(),
+        spill_dir: cfg.spill_dir.clone(),
+        handle: tokio::runtime::Handle::current(),
+        drain: Arc::new(AtomicBool::new(false)),
+        rows_done: Arc::new(AtomicU64::new(0)),
+        units_done: Arc::new(AtomicU64::new(0)),
+    };
+    let shared = Arc::new(Shared {
+        store,
+        queue,
+        node,
+        jobs: Default::default(),
+        cancelled: Default::default(),
+        in_flight: Default::default(),
+        busy: AtomicUsize::new(0),
+        tasks_done: AtomicU64::new(0),
+        last_work: Mutex::new(Utc::now()),
+        draining: Mutex::new(None),
+        soft_drain: AtomicBool::new(false),
+        scheduled: Default::default(),
+        started: Utc::now(),
+        cfg,
+    });
+    heartbeat(&shared, false).await?;
+    tokio::spawn(heartbeat_loop(shared.clone()));
+    tokio::spawn(signal_watch(shared.clone()));
+    if let Some(client) = shared.cfg.imds.clone() {
+        tokio::spawn(imds_watch(shared.clone(), crate::imds::spawn_watcher(client)));
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    info!(node = %shared.cfg.node_id, slots = shared.cfg.slots, "agent ready");
+
+    let slots = Arc::new(Semaphore::new(shared.cfg.slots));
+    let classes: Vec<String> = shared.cfg.resources.served_classes().iter().map(|c| c.slug()).collect();
+    let mut idle = Duration::from_millis(50);
+    let mut next_class = 0usize;
+    while !shared.node.drain.load(Ordering::SeqCst) {
+        if shared.soft_drain.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p?,
+            _ = wait_for_drain(&shared) => break,
+        };
+        let mut got = None;
+        for k in 0..classes.len() {
+            let class = &classes[(next_class + k) % classes.len()];
+            match shared.queue.receive(class, 1, shared.cfg.lease).await {
+                Ok(mut v) if !v.is_empty() => {
+                    got = Some((class.clone(), v.remove(0)));
+                    next_class = (next_class + k + 1) % classes.len();
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => warn!(%class, "receive failed: {e}"),
+            }
+        }
+        match got {
+            None => {
+                drop(permit);
+                tokio::time::sleep(idle).await;
+                idle = (idle * 2).min(IDLE_POLL_MAX);
+            }
+            Some((class, msg)) => {
+                idle = Duration::from_millis(50);
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    if let Err(e) = handle_message(&shared, &class, msg).await {
+                        warn!("task handling failed: {e:#}");
+                    }
+                });
+            }
+        }
+    }
+    // Drain: wait for in-flight tasks to checkpoint and hand back, within the budget.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    let deadline = Instant::now() + DRAIN_BUDGET;
+    while shared.busy.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reason = shared.draining.lock().expect("draining").clone().unwrap_or_else(|| "stopped".into());
+    heartbeat(&shared, true).await?;
+    info!(node = %shared.cfg.node_id, %reason, "agent drained");
+    Ok(reason)
+}
+
+async fn wait_for_drain(shared: &Shared) {
+    while !shared.node.drain.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn start_drain(shared: &Shared, reason: &str, hard: bool) {
+    let mut d = shared.draining.lock().expect("draining");
+    if d.is_none() || hard {
+        if d.as_deref() != Some(reason) {
+            info!(node = %shared.cfg.node_id, %reason, hard, "draining");
+        }
+        *d = Some(reason.to_string());
+    }
+    if hard {
+        shared.node.drain.store(true, Ordering::SeqCst);
+    } else {
+        shared.soft_drain.store(true, Ordering::SeqCst);
+    }
+}
+
+async fn signal_watch(shared: Arc<Shared>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        warn!("cannot install signal handlers; SIGTERM will not drain");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => start_drain(&shared, "sigterm", true),
+        _ = int.recv() => start_drain(&shared, "sigint", true),
+    }
+}
+
+async fn imds_watch(shared: Arc<Shared>, mut rx: tokio::sync::watch::Receiver<NodeSignals>) {
+    loop {
+        {
+            let s = rx.borrow_and_update().clone();
+            if let Some(spot) = &s.spot {
+                info!(action = %spot.action, time = %spot.time, "spot interruption notice");
+                start_drain(&shared, "spot-interruption", true);
+            }
+            if s.rebalance.is_some() {
+                start_drain(&shared, "rebalance", false);
+            }
+            *shared.scheduled.lock().expect("scheduled") =
+                s.scheduled.iter().map(|e| format!("{} at {} ({})", e.code, e.not_before, e.state)).collect();
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn heartbeat_loop(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(HEARTBEAT_INTERVAL).await;
+        if let Err(e) = heartbeat(&shared, false).await {
+            warn!("heartbeat failed: {e:#}");
+        }
+    }
+}
+
+async fn heartbeat(shared: &Shared, stopped: bool) -> Result<()> {
+    let hb = NodeHeartbeat {
+        node_id: shared.cfg.node_id.clone(),
+        node_type: shared.cfg.node_type.clone(),
+        instance: shared.cfg.instance.clone(),
+        resources: shared.cfg.resources.clone(),
+        slots: shared.cfg.slots,
+        busy_slots: shared.busy.load(Ordering::SeqCst),
+        tasks_in_flight: shared.in_flight.lock().expect("in flight").iter().cloned().collect(),
+        draining: shared.draining.lock().expect("draining").clone(),
+        scheduled_events: shared.scheduled.lock().expect("scheduled").clone(),
+        last_work_at: *shared.last_work.lock().expect("last work"),
+        started_at: shared.started,
+        updated_at: Utc::now(),
+        tasks_done: shared.tasks_done.load(Ordering::Relaxed),
+        rows_done: shared.node.rows_done.load(Ordering::Relaxed),
+        stopped,
+    };
+    shared.store.put_json(&layout::node(&shared.cfg.node_id), &hb).await
+}
+
+async fn job_context(shared: &Shared, job_id: &str) -> Result<Arc<JobContext>> {
+    if let Some(j) = shared.jobs.lock().expect("jobs").get(job_id) {
+        return Ok(j.clone());
+    }
+    let record: JobRecord = shared
+        .store
+        .get_json(&layout::job(job_id))
+        .await?
+        .ok_or_else(|| anyhow!("job {job_id} has no job.json in the store"))?;
+    let pipeline = Pipeline::compile(&record.spec.steps)?;
+    let output = crate::storage::open(&record.spec.output.uri).await?;
+    let ctx = Arc::new(JobContext { record, pipeline, output });
+    shared.jobs.lock().expect("jobs").insert(job_id.to_string(), ctx.clone());
+    Ok(ctx)
+}
+
+async fn is_cancelled(shared: &Shared, job_id: &str) -> bool {
+    if let Some((c, at)) = shared.cancelled.lock().expect("cancelled").get(job_id) {
+        if *c || at.elapsed() < CANCEL_CHECK_EVERY {
+            return *c;
+        }
+    }
+    let c = shared.store.exists(&layout::cancel(job_id)).await.unwrap_or(false);
+    shared.cancelled.lock().expect("cancelled").insert(job_id.to_string(), (c, Instant::now()));
+    c
+}
+
+async fn handle_message(shared: &Arc<Shared>, class: &str, received: Received) -> Result<()> {
+    let msg: TaskMessage = match serde_json::from_str(&received.body) {
+        Ok(m) => m,
+        Err(e) => {
+            warn!("dead-lettering a message that is not a task: {e}");
+            shared.queue.dead_letter(class, &received.handle, &received.body).await?;
+            return Ok(());
+        }
+    };
+    if is_cancelled(shared, &msg.job_id).await {
+        shared.queue.delete(class, &received.handle).await?;
+        return Ok(());
+    }
+    let job = match job_context(shared, &msg.job_id).await {
+        Ok(j) => j,
+        Err(e) => return fail(shared, class, &received, &msg, &format!("{e:#}"), u32::MAX).await,
+    };
+    shared.busy.fetch_add(1, Ordering::SeqCst);
+    shared.in_flight.lock().expect("in flight").insert(format!("{}/{}", msg.job_id, msg.task_id));
+    *shared.last_work.lock().expect("last work") = Utc::now();
+
+    let flags = Arc::new(TaskFlags::default());
+    let done = Arc::new(AtomicBool::new(false));
+    let renew = tokio::spawn(renew_lease(shared.clone(), class.to_string(), received.handle.clone(), msg.job_id.clone(), flags.clone(), done.clone()));
+    let result = {
+        let (node, job, msg, flags) = (shared.node.clone(), job.clone(), msg.clone(), flags.clone());
+        tokio::task::spawn_blocking(move || task::run_task(&node, &job, &msg, &flags)).await?
+    };
+    done.store(true, Ordering::SeqCst);
+    renew.abort();
+
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            let r = fail(shared, class, &received, &msg, &format!("{e:#}"), job.record.spec.max_failures).await;
+            finish_bookkeeping(shared, &msg);
+            return r;
+        }
+    };
+    match outcome {
+        Outcome::Done(rec) => {
+            shared.tasks_done.fetch_add(1, Ordering::Relaxed);
+            info!(task = %msg.task_id, rows = rec.rows_out, secs = rec.seconds, "task done");
+            shared.queue.delete(class, &received.handle).await?;
+            crate::jobs::finalize(&shared.store, &msg.job_id).await?;
+        }
+        Outcome::AlreadyDone => {
+            shared.queue.delete(class, &received.handle).await?;
+            crate::jobs::finalize(&shared.store, &msg.job_id).await?;
+        }
+        Outcome::Interrupted(cp) => {
+            // Hand the task back with its failure count unchanged: an interruption is not
+            // the task's fault. A fresh message also resets SQS's receive counter.
+            info!(task = %msg.task_id, next_unit = cp.next_unit, "task checkpointed for drain");
+            shared.queue.send(class, &[received.body.clone()]).await?;
+            shared.queue.delete(class, &received.handle).await?;
+        }
+        Outcome::Stopped => {
+            if is_cancelled(shared, &msg.job_id).await {
+                shared.queue.delete(class, &received.handle).await?;
+            }
+        }
+    }
+    finish_bookkeeping(shared, &msg);
+    Ok(())
+}
+
+fn finish_bookkeeping(shared: &Shared, msg: &TaskMessage) {
+    shared.in_flight.lock().expect("in flight").remove(&format!("{}/{}", msg.job_id, msg.task_id));
+    shared.busy.fetch_sub(1, Ordering::SeqCst);
+    *shared.last_work.lock().expect("last work") = Utc::now();
+}
+
+/// A failed attempt: retry with the count raised, or dead-letter and record why.
+async fn fail(shared: &Shared, class: &str, received: &Received, msg: &TaskMessage, error: &str, max_failures: u32) -> Result<()> {
+    let mut next = msg.clone();
+    next.failures += 1;
+    warn!(task = %msg.task_id, failures = next.failures, "task failed: {error}");
+    if next.failures >= max_failures {
+        let rec = FailureRecord {
+            task_id: msg.task_id.clone(),
+            input: msg.source.describe(),
+            error: error.to_string(),
+            failures: next.failures,
+            node_id: shared.cfg.node_id.clone(),
+            at: Utc::now(),
+        };
+        shared.store.put_json(&layout::failed(&msg.job_id, &msg.task_id), &rec).await?;
+        shared.queue.dead_letter(class, &received.handle, &serde_json::to_string(&next)?).await.or_else(lease_lost_ok)?;
+        crate::jobs::finalize(&shared.store, &msg.job_id).await?;
+    } else {
+        shared.queue.send(class, &[serde_json::to_string(&next)?]).await?;
+        shared.queue.delete(class, &received.handle).await?;
+    }
+    Ok(())
+}
+
+fn lease_lost_ok(e: QueueError) -> Result<(), QueueError> {
+    match e {
+        QueueError::LeaseLost => Ok(()),
+        other => Err(other),
+    }
+}
+
+/// Keep the lease while the task runs; stop the task if the lease is lost or the job is
+/// cancelled.
+async fn renew_lease(shared: Arc<Shared>, class: String, handle: String, job_id: String, flags: Arc<TaskFlags>, done: Arc<AtomicBool>) {
+    let every = shared.cfg.lease / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        if done.load(Ordering::SeqCst) {
+            return;
+        }
+        match shared.queue.extend(&class, &handle, shared.cfg.lease).await {
+            Ok(()) => {}
+            Err(QueueError::LeaseLost) => {
+                warn!(%job_id, "lease lost; another node owns the task now");
+                flags.stop.store(true, Ordering::SeqCst);
+                return;
+            }
+            Err(e) => warn!("lease renewal failed: {e}"),
+        }
+        if is_cancelled(&shared, &job_id).await {
+            flags.stop.store(true, Ordering::SeqCst);
+            return;
+        }
+    }
+}

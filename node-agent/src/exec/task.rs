@@ -1,0 +1,218 @@
+//! Running one task: stream its units through the pipeline into output chunks, upload
+//! each finished chunk, checkpoint, and commit `done/<task>` exactly once.
+//!
+//! Runs on a blocking thread (the work is CPU-bound); store calls go through the
+//! runtime handle.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use arrow_array::RecordBatch;
+use chrono::Utc;
+use fleetform_core::layout;
+use fleetform_core::task::{Checkpoint, Chunk, DoneRecord, JobRecord, TaskMessage};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use super::source::UnitSource;
+use crate::ops::Pipeline;
+use crate::storage::Location;
+use crate::store::{self, Store};
+
+/// Everything a task needs about its job, built once per job per node.
+pub struct JobContext {
+    pub record: JobRecord,
+    pub pipeline: Pipeline,
+    pub output: Location,
+}
+
+/// Per-node facilities shared by all tasks.
+#[derive(Clone)]
+pub struct NodeContext {
+    pub store: Store,
+    pub node_id: String,
+    pub spill_dir: PathBuf,
+    pub handle: tokio::runtime::Handle,
+    /// Hard drain (spot notice, SIGTERM): stop at the next unit boundary, checkpoint.
+    pub drain: Arc<AtomicBool>,
+    pub rows_done: Arc<AtomicU64>,
+    pub units_done: Arc<AtomicU64>,
+}
+
+/// Signals specific to one task's attempt.
+#[derive(Default)]
+pub struct TaskFlags {
+    /// The lease was lost or the job was cancelled: stop, commit nothing.
+    pub stop: AtomicBool,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    Done(DoneRecord),
+    /// Another attempt committed this task already.
+    AlreadyDone,
+    /// Drained: progress is in the checkpoint; the task goes back to the queue.
+    Interrupted(Checkpoint),
+    /// Stopped without committing (lease lost, job cancelled).
+    Stopped,
+}
+
+/// The output chunk being written: a staged local file until it is uploaded.
+struct OpenChunk {
+    first_unit: usize,
+    staged: PathBuf,
+    writer: Option<ArrowWriter<File>>,
+    rows: u64,
+}
+
+pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: &TaskFlags) -> Result<Outcome> {
+    let started = Instant::now();
+    let h = &node.handle;
+    let job_id = &msg.job_id;
+    let task_id = &msg.task_id;
+    if h.block_on(node.store.exists(&layout::done(job_id, task_id)))? {
+        return Ok(Outcome::AlreadyDone);
+    }
+    let checkpoint: Option<Checkpoint> = h.block_on(node.store.get_json(&layout::checkpoint(job_id, task_id)))?;
+    let (mut next_unit, mut chunks) = match &checkpoint {
+        Some(cp) => (cp.next_unit, cp.chunks.clone()),
+        None => (0, Vec::new()),
+    };
+    let from_checkpoint = next_unit;
+    let spec = &job.record.spec;
+    let mut source = UnitSource::open(&msg.source, spec, h)?;
+    let units = source.units();
+    let stage_dir = node.spill_dir.join(job_id);
+    std::fs::create_dir_all(&stage_dir).with_context(|| format!("cannot create spill directory {}", stage_dir.display()))?;
+
+    let mut open: Option<OpenChunk> = None;
+    let mut rows_in = 0u64;
+    let mut processed = 0usize;
+    while next_unit < units {
+        if flags.stop.load(Ordering::SeqCst) {
+            discard(open.take());
+            return Ok(Outcome::Stopped);
+        }
+        if node.drain.load(Ordering::SeqCst) {
+            // Keep every finished unit: close the chunk early and record where to resume.
+            if let Some(c) = open.take() {
+                if let Some(chunk) = finish_chunk(node, job, task_id, c, next_unit)? {
+                    chunks.push(chunk);
+                }
+            }
+            let cp = write_checkpoint(node, job_id, task_id, next_unit, &chunks)?;
+            return Ok(Outcome::Interrupted(cp));
+        }
+        let chunk = open.get_or_insert_with(|| OpenChunk {
+            first_unit: next_unit,
+            staged: stage_dir.join(format!("{task_id}-{next_unit:05}.inprogress")),
+            writer: None,
+            rows: 0,
+        });
+        let pipeline = &job.pipeline;
+        let level = spec.output.zstd_level;
+        rows_in += source.read_unit(next_unit, h, &mut |batch: RecordBatch| {
+            let out = pipeline.apply(batch)?;
+            if out.num_rows() == 0 {
+                return Ok(());
+            }
+            if chunk.writer.is_none() {
+                let file = File::create(&chunk.staged).with_context(|| format!("cannot stage {}", chunk.staged.display()))?;
+                let props = WriterProperties::builder()
+                    .set_compression(Compression::ZSTD(ZstdLevel::try_new(level)?))
+                    .set_max_row_group_row_count(None) // one row group per input unit: we flush
+                    .build();
+                chunk.writer = Some(ArrowWriter::try_new(file, out.schema(), Some(props))?);
+            }
+            chunk.rows += out.num_rows() as u64;
+            chunk.writer.as_mut().expect("created above").write(&out)?;
+            Ok(())
+        })?;
+        if let Some(w) = chunk.writer.as_mut() {
+            w.flush()?; // row-group boundary = unit boundary
+        }
+        processed += 1;
+        next_unit += 1;
+        node.units_done.fetch_add(1, Ordering::Relaxed);
+        let full = chunk.rows >= spec.output.rows_per_file;
+        if full || next_unit == units {
+            let c = open.take().expect("open chunk");
+            if let Some(done) = finish_chunk(node, job, task_id, c, next_unit)? {
+                chunks.push(done);
+            }
+            if next_unit < units {
+                write_checkpoint(node, job_id, task_id, next_unit, &chunks)?;
+            }
+        }
+    }
+    if let Some(c) = open.take() {
+        if let Some(done) = finish_chunk(node, job, task_id, c, next_unit)? {
+            chunks.push(done);
+        }
+    }
+    let rows_out: u64 = chunks.iter().map(|c| c.rows).sum();
+    let record = DoneRecord {
+        task_id: task_id.clone(),
+        node_id: node.node_id.clone(),
+        chunks,
+        rows_in: rows_in + checkpoint_rows_in(&checkpoint, &msg.source, from_checkpoint, units),
+        rows_out,
+        units_processed: processed,
+        units_from_checkpoint: from_checkpoint,
+        seconds: started.elapsed().as_secs_f64(),
+        finished_at: Utc::now(),
+    };
+    node.rows_done.fetch_add(rows_in, Ordering::Relaxed);
+    if h.block_on(node.store.create_json(&layout::done(job_id, task_id), &record))? {
+        let _ = h.block_on(node.store.delete(&layout::checkpoint(job_id, task_id)));
+        Ok(Outcome::Done(record))
+    } else {
+        Ok(Outcome::AlreadyDone)
+    }
+}
+
+/// Rows the checkpointed units held: the task's rows, less what this attempt read, is
+/// only known for whole tasks; estimate by unit share (reporting only).
+fn checkpoint_rows_in(cp: &Option<Checkpoint>, src: &fleetform_core::task::TaskSource, from: usize, units: usize) -> u64 {
+    if cp.is_none() || units == 0 {
+        return 0;
+    }
+    src.rows() * from as u64 / units as u64
+}
+
+/// Close the writer, upload the staged file under its deterministic name.
+fn finish_chunk(node: &NodeContext, job: &JobContext, task_id: &str, c: OpenChunk, end_unit: usize) -> Result<Option<Chunk>> {
+    let Some(writer) = c.writer else {
+        return Ok(None); // every row of these units was filtered out: no file
+    };
+    writer.close().context("cannot finish the output file")?;
+    let name = layout::part(task_id, c.first_unit, end_unit);
+    node.handle
+        .block_on(store::upload_file(&job.output, &name, &c.staged))
+        .with_context(|| format!("cannot upload {name} to {}", job.output.uri))?;
+    Ok(Some(Chunk { file: name, rows: c.rows, first_unit: c.first_unit, end_unit }))
+}
+
+fn discard(c: Option<OpenChunk>) {
+    if let Some(c) = c {
+        drop(c.writer);
+        let _ = std::fs::remove_file(&c.staged);
+    }
+}
+
+fn write_checkpoint(node: &NodeContext, job_id: &str, task_id: &str, next_unit: usize, chunks: &[Chunk]) -> Result<Checkpoint> {
+    let cp = Checkpoint {
+        task_id: task_id.to_string(),
+        next_unit,
+        chunks: chunks.to_vec(),
+        node_id: node.node_id.clone(),
+        written_at: Utc::now(),
+    };
+    node.handle.block_on(node.store.put_json(&layout::checkpoint(job_id, task_id), &cp))?;
+    Ok(cp)
+}

@@ -1,0 +1,288 @@
+//! Jobs in the cluster store: submit (fix the task splits, validate against the data,
+//! enqueue), progress, cancel, and finalization (the `_SUCCESS` manifest). Used by the
+//! `fleetform` CLI and by agents (whoever commits the last task finalizes).
+
+use std::fs::File;
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::Utc;
+use fleetform_core::job::JobSpec;
+use fleetform_core::layout;
+use fleetform_core::queue::TaskQueue;
+use fleetform_core::task::{DoneRecord, FailureRecord, JobRecord, Manifest, ManifestFile, TaskMessage, TaskSource};
+use futures::future::try_join_all;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+// Deprecated in parquet 60 in favour of a hand-written AsyncFileReader (arrow-rs#10308);
+// it still works and is the least code until the replacement settles.
+#[allow(deprecated)]
+use parquet::arrow::async_reader::ParquetObjectReader;
+
+use crate::ops::Pipeline;
+use crate::queue::Queue;
+use crate::storage::{self, Location};
+use crate::store::{self as objects, Store};
+
+/// What submit learned about one input file.
+struct InputFile {
+    uri: String,
+    /// Rows per row group; None when the footer could not be read.
+    row_groups: Option<Vec<u64>>,
+    columns: Vec<String>,
+    error: Option<String>,
+}
+
+/// Validate a job against its data and enqueue its tasks. Returns the job record.
+pub async fn submit(store: &Store, queue: &Queue, mut spec: JobSpec) -> Result<JobRecord> {
+    Pipeline::compile(&spec.steps)?; // regexes compile; errors name the step
+    spec.output.uri = storage::normalize_uri(&spec.output.uri)?;
+    if let Some(uri) = &spec.input.uri {
+        spec.input.uri = Some(storage::normalize_uri(uri)?);
+    }
+    let (sources, columns) = plan_tasks(&spec).await?;
+    let problems = spec.check_columns(&columns);
+    if !problems.is_empty() {
+        bail!("job `{}` does not fit its input:\n  {}", spec.name, problems.join("\n  "));
+    }
+    let output = storage::open(&spec.output.uri).await?;
+    if spec.input.uri.as_deref() == Some(output.uri.as_str()) {
+        bail!("input and output are the same location ({}): the job would read its own output", output.uri);
+    }
+    clear_previous_output(&output).await?;
+
+    let job_id = format!("{}-{}-{:04x}", spec.name, Utc::now().format("%Y%m%d-%H%M%S"), rand_u16());
+    let class = spec.resources.class().slug();
+    let total_rows = sources.iter().map(|s| s.rows()).sum();
+    let record = JobRecord {
+        job_id: job_id.clone(),
+        spec: spec.clone(),
+        tasks: sources.len(),
+        total_rows,
+        queue_class: class.clone(),
+        submitted_at: Utc::now(),
+    };
+    let messages: Vec<TaskMessage> = sources
+        .into_iter()
+        .enumerate()
+        .map(|(i, source)| TaskMessage {
+            job_id: job_id.clone(),
+            task_id: layout::task_id(i),
+            source,
+            resources: spec.resources.clone(),
+            failures: 0,
+        })
+        .collect();
+    store.put_json(&layout::tasks(&job_id), &messages).await?;
+    store.put_json(&layout::job(&job_id), &record).await?;
+    queue.ensure(&class).await.map_err(|e| anyhow!("cannot prepare the `{class}` queue: {e}"))?;
+    let bodies: Vec<String> = messages.iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
+    queue.send(&class, &bodies).await.map_err(|e| anyhow!("cannot enqueue the tasks of {job_id}: {e}"))?;
+    Ok(record)
+}
+
+fn rand_u16() -> u16 {
+    (uuid::Uuid::new_v4().as_u128() & 0xffff) as u16
+}
+
+/// Remove what an earlier job left in this output location: its manifest and parts.
+/// Only fleetform's own file names are touched.
+async fn clear_previous_output(output: &Location) -> Result<()> {
+    for key in objects::list(output, "").await? {
+        let name = key.rsplit('/').next().unwrap_or(&key);
+        if name == "_SUCCESS" || (name.starts_with("part-") && name.ends_with(".parquet")) {
+            objects::delete(output, &key).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Fix the task splits: parquet row-group ranges per file, or generator row ranges.
+/// Also returns the input's column names (for validation).
+pub async fn plan_tasks(spec: &JobSpec) -> Result<(Vec<TaskSource>, Vec<String>)> {
+    if let Some(g) = &spec.input.generate {
+        let per = spec.split.rows_per_task;
+        let sources = (0..g.rows.div_ceil(per))
+            .map(|i| TaskSource::Generate { first_row: i * per, rows: per.min(g.rows - i * per) })
+            .collect();
+        let columns = crate::generate::schema().fields().iter().map(|f| f.name().clone()).collect();
+        return Ok((sources, columns));
+    }
+    let uri = spec.input.uri.as_deref().ok_or_else(|| anyhow!("the job has no input"))?;
+    let files = list_inputs(uri).await?;
+    if files.is_empty() {
+        bail!("no *.parquet files under {uri}");
+    }
+    let columns = files
+        .iter()
+        .find(|f| f.row_groups.is_some())
+        .map(|f| f.columns.clone())
+        .ok_or_else(|| anyhow!("none of the {} input files under {uri} is readable parquet: {}", files.len(), files[0].error.clone().unwrap_or_default()))?;
+    let per = spec.split.row_groups_per_task;
+    let mut sources = Vec::new();
+    for f in files {
+        match f.row_groups {
+            // An unreadable file still becomes a task: it fails on its own, is reported
+            // with its error, and does not sink the rest of the job.
+            None => sources.push(TaskSource::Parquet { uri: f.uri, first_row_group: 0, end_row_group: 1, rows: 0 }),
+            Some(rgs) => {
+                let mut first = 0;
+                while first < rgs.len() {
+                    let end = (first + per).min(rgs.len());
+                    sources.push(TaskSource::Parquet {
+                        uri: f.uri.clone(),
+                        first_row_group: first,
+                        end_row_group: end,
+                        rows: rgs[first..end].iter().sum(),
+                    });
+                    first = end;
+                }
+            }
+        }
+    }
+    Ok((sources, columns))
+}
+
+async fn list_inputs(uri: &str) -> Result<Vec<InputFile>> {
+    let (dir, single) = if uri.ends_with(".parquet") {
+        let (d, n) = crate::exec::source::split_uri(uri)?;
+        (d, Some(n))
+    } else {
+        (uri.to_string(), None)
+    };
+    let loc = storage::open(&dir).await?;
+    let names: Vec<String> = match single {
+        Some(n) => vec![n],
+        None => objects::list(&loc, "")
+            .await?
+            .into_iter()
+            .filter(|k| k.ends_with(".parquet") && !k.rsplit('/').next().unwrap_or(k).starts_with(['_', '.']))
+            .collect(),
+    };
+    try_join_all(names.into_iter().map(|name| {
+        let loc = loc.clone();
+        async move { Ok::<_, anyhow::Error>(read_footer(&loc, &name).await) }
+    }))
+    .await
+}
+
+#[allow(deprecated)]
+async fn read_footer(loc: &Location, name: &str) -> InputFile {
+    let uri = format!("{}/{}", loc.uri, name);
+    let meta = match &loc.local_dir {
+        Some(dir) => {
+            let path = dir.join(name);
+            File::open(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|f| ArrowReaderMetadata::load(&f, ArrowReaderOptions::new()).map_err(|e| e.to_string()))
+        }
+        None => {
+            let mut reader = ParquetObjectReader::new(loc.store.clone(), loc.key(name));
+            ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new()).await.map_err(|e| e.to_string())
+        }
+    };
+    match meta {
+        Ok(m) => InputFile {
+            uri,
+            row_groups: Some(m.metadata().row_groups().iter().map(|rg| rg.num_rows() as u64).collect()),
+            columns: m.schema().fields().iter().map(|f| f.name().clone()).collect(),
+            error: None,
+        },
+        Err(e) => InputFile { uri, row_groups: None, columns: Vec::new(), error: Some(e) },
+    }
+}
+
+/// Where a job stands, read from the store.
+#[derive(Debug, Clone)]
+pub struct JobProgress {
+    pub record: JobRecord,
+    pub done: Vec<String>,
+    pub failed: Vec<FailureRecord>,
+    pub cancelled: bool,
+    pub manifest: Option<Manifest>,
+}
+
+impl JobProgress {
+    pub fn finished(&self) -> bool {
+        self.manifest.is_some() || self.done.len() + self.failed.len() >= self.record.tasks
+    }
+}
+
+pub async fn progress(store: &Store, job_id: &str) -> Result<JobProgress> {
+    let record: JobRecord = store
+        .get_json(&layout::job(job_id))
+        .await?
+        .ok_or_else(|| anyhow!("no job `{job_id}` in {}; `fleetform job list` shows the jobs", store.uri()))?;
+    let done = task_ids(&store.list(&layout::done_prefix(job_id)).await?);
+    let failed_keys = store.list(&layout::failed_prefix(job_id)).await?;
+    let failed = try_join_all(failed_keys.iter().map(|k| store.get_json::<FailureRecord>(k))).await?.into_iter().flatten().collect();
+    let cancelled = store.exists(&layout::cancel(job_id)).await?;
+    let manifest = store.get_json(&layout::success(job_id)).await?;
+    Ok(JobProgress { record, done, failed, cancelled, manifest })
+}
+
+fn task_ids(keys: &[String]) -> Vec<String> {
+    keys.iter()
+        .filter_map(|k| k.rsplit('/').next().and_then(|n| n.strip_suffix(".json")).map(|s| s.to_string()))
+        .collect()
+}
+
+/// Write the manifest once every task is done or failed. Idempotent: the first writer
+/// wins (create-if-absent) and removes output files no manifest entry names (parts of
+/// attempts that lost their lease). Returns the manifest when the job is finished.
+pub async fn finalize(store: &Store, job_id: &str) -> Result<Option<Manifest>> {
+    let p = progress(store, job_id).await?;
+    if let Some(m) = p.manifest {
+        return Ok(Some(m));
+    }
+    if p.done.len() + p.failed.len() < p.record.tasks {
+        return Ok(None);
+    }
+    let keys: Vec<String> = p.done.iter().map(|t| layout::done(job_id, t)).collect();
+    let records: Vec<DoneRecord> = try_join_all(keys.iter().map(|k| store.get_json::<DoneRecord>(k)))
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut files: Vec<ManifestFile> = records
+        .iter()
+        .flat_map(|r| r.chunks.iter().map(|c| ManifestFile { file: c.file.clone(), rows: c.rows }))
+        .collect();
+    files.sort_by(|a, b| a.file.cmp(&b.file));
+    let mut failed_tasks: Vec<String> = p.failed.iter().map(|f| f.task_id.clone()).collect();
+    failed_tasks.sort();
+    let manifest = Manifest {
+        job_id: job_id.to_string(),
+        total_rows: files.iter().map(|f| f.rows).sum(),
+        files,
+        tasks: p.record.tasks,
+        failed_tasks,
+        finished_at: Utc::now(),
+    };
+    let output = storage::open(&p.record.spec.output.uri).await?;
+    if !store.create_json(&layout::success(job_id), &manifest).await? {
+        return store.get_json(&layout::success(job_id)).await;
+    }
+    let keep: std::collections::HashSet<&str> = manifest.files.iter().map(|f| f.file.as_str()).collect();
+    for key in objects::list(&output, "").await? {
+        if key.starts_with("part-") && !keep.contains(key.as_str()) {
+            objects::delete(&output, &key).await?;
+        }
+    }
+    objects::put_json(&output, "_SUCCESS", &manifest).await.context("cannot write the _SUCCESS manifest")?;
+    Ok(Some(manifest))
+}
+
+/// Mark a job cancelled: agents drop its queued tasks and stop running ones.
+pub async fn cancel(store: &Store, job_id: &str) -> Result<()> {
+    progress(store, job_id).await?; // the job must exist
+    store.put_json(&layout::cancel(job_id), &serde_json::json!({"cancelled_at": Utc::now()})).await
+}
+
+/// Every job in the store, newest first.
+pub async fn list(store: &Store) -> Result<Vec<JobRecord>> {
+    let keys = store.list(layout::jobs_prefix()).await?;
+    let job_keys: Vec<&String> = keys.iter().filter(|k| k.ends_with("/job.json")).collect();
+    let mut jobs: Vec<JobRecord> =
+        try_join_all(job_keys.iter().map(|k| store.get_json::<JobRecord>(k))).await?.into_iter().flatten().collect();
+    jobs.sort_by(|a, b| b.submitted_at.cmp(&a.submitted_at));
+    Ok(jobs)
+}

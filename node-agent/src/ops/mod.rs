@@ -1,0 +1,283 @@
+//! The job's steps, compiled once per job and applied to each Arrow batch. Steps are
+//! stateless per-batch functions (as Vector's FunctionTransform), so a task can stop at
+//! any row-group boundary and another node can resume it.
+
+pub mod pyre;
+pub mod strings;
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Result};
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+use fleetform_core::job::{NormalForm, Step};
+use regex::Regex;
+use unicode_normalization::UnicodeNormalization;
+
+use strings::map_strings;
+
+/// A compiled step.
+enum Op {
+    Replace { column: String, output: String, replace: Replacer },
+    Map { column: String, output: String, kind: MapKind },
+    Filter { column: String, min: Option<usize>, max: Option<usize> },
+    Drop { columns: Vec<String> },
+}
+
+#[derive(Clone, Copy)]
+enum MapKind {
+    Lower,
+    Upper,
+    Strip,
+    Collapse,
+    Nfc,
+    Nfkc,
+}
+
+/// How a regex_replace runs: a pattern that is one character class (the workshop's
+/// `[^가-힣a-zA-Z0-9\s]`) is a per-character table lookup; anything else uses the regex.
+enum Replacer {
+    Class { set: CharSet, replacement: String },
+    Regex { re: Regex, replacement: String },
+}
+
+/// A set of characters: a bitmap for ASCII, sorted ranges for the rest.
+struct CharSet {
+    ascii: [bool; 128],
+    ranges: Vec<(char, char)>,
+}
+
+impl CharSet {
+    fn from_class(cls: &regex_syntax::hir::ClassUnicode) -> CharSet {
+        let mut ascii = [false; 128];
+        let mut ranges = Vec::new();
+        for r in cls.ranges() {
+            for c in r.start()..=r.end().min('\u{7f}') {
+                ascii[c as usize] = true;
+            }
+            if r.end() > '\u{7f}' {
+                ranges.push((r.start().max('\u{80}'), r.end()));
+            }
+        }
+        CharSet { ascii, ranges }
+    }
+
+    fn contains_non_ascii(&self, c: char) -> bool {
+        self.ranges
+            .binary_search_by(|(lo, hi)| {
+                if *hi < c {
+                    std::cmp::Ordering::Less
+                } else if *lo > c {
+                    std::cmp::Ordering::Greater
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            })
+            .is_ok()
+    }
+
+    /// Copy `s` to `out`, putting `replacement` in place of every character in the set.
+    fn replace_into(&self, s: &str, replacement: &[u8], out: &mut Vec<u8>) {
+        let bytes = s.as_bytes();
+        let mut run = 0; // start of the pending run of kept bytes
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            let (hit, len) = if b < 0x80 {
+                (self.ascii[b as usize], 1)
+            } else {
+                let c = s[i..].chars().next().expect("i is at a char boundary");
+                (self.contains_non_ascii(c), c.len_utf8())
+            };
+            if hit {
+                out.extend_from_slice(&bytes[run..i]);
+                out.extend_from_slice(replacement);
+                run = i + len;
+            }
+            i += len;
+        }
+        out.extend_from_slice(&bytes[run..]);
+    }
+}
+
+impl Replacer {
+    fn compile(pattern: &str, replacement: &str) -> Result<Replacer> {
+        let translated = pyre::translate_pattern(pattern);
+        let re = Regex::new(&translated).map_err(|e| anyhow!("pattern `{pattern}` does not compile: {e}"))?;
+        let literal = !replacement.contains('\\');
+        if literal {
+            if let Ok(hir) = regex_syntax::parse(&translated) {
+                if let regex_syntax::hir::HirKind::Class(regex_syntax::hir::Class::Unicode(cls)) = hir.kind() {
+                    return Ok(Replacer::Class { set: CharSet::from_class(cls), replacement: replacement.to_string() });
+                }
+            }
+        }
+        let replacement = pyre::translate_replacement(replacement).map_err(|e| anyhow!(e))?;
+        Ok(Replacer::Regex { re, replacement })
+    }
+
+    fn apply(&self, s: &str, out: &mut Vec<u8>) {
+        match self {
+            Replacer::Class { set, replacement } => set.replace_into(s, replacement.as_bytes(), out),
+            Replacer::Regex { re, replacement } => {
+                out.extend_from_slice(re.replace_all(s, replacement.as_str()).as_bytes());
+            }
+        }
+    }
+}
+
+/// The compiled steps of a job.
+pub struct Pipeline {
+    ops: Vec<Op>,
+}
+
+impl Pipeline {
+    /// Compile steps; errors name the step (`steps[0] (regex_replace): ...`).
+    pub fn compile(steps: &[Step]) -> Result<Pipeline> {
+        let mut ops = Vec::with_capacity(steps.len());
+        for (i, step) in steps.iter().enumerate() {
+            let op = Self::compile_step(step).map_err(|e| anyhow!("steps[{i}] ({}): {e}", step.name()))?;
+            ops.push(op);
+        }
+        Ok(Pipeline { ops })
+    }
+
+    fn compile_step(step: &Step) -> Result<Op> {
+        let map = |c: &fleetform_core::job::ColumnOp, kind| Op::Map {
+            column: c.column.clone(),
+            output: c.output.clone().unwrap_or_else(|| c.column.clone()),
+            kind,
+        };
+        Ok(match step {
+            Step::RegexReplace(r) => Op::Replace {
+                column: r.column.clone(),
+                output: r.output.clone().unwrap_or_else(|| r.column.clone()),
+                replace: Replacer::compile(&r.pattern, &r.replacement)?,
+            },
+            Step::Lowercase(c) => map(c, MapKind::Lower),
+            Step::Uppercase(c) => map(c, MapKind::Upper),
+            Step::Strip(c) => map(c, MapKind::Strip),
+            Step::CollapseWhitespace(c) => map(c, MapKind::Collapse),
+            Step::UnicodeNormalize(n) => Op::Map {
+                column: n.column.clone(),
+                output: n.output.clone().unwrap_or_else(|| n.column.clone()),
+                kind: match n.form {
+                    NormalForm::Nfc => MapKind::Nfc,
+                    NormalForm::Nfkc => MapKind::Nfkc,
+                },
+            },
+            Step::Filter(f) => Op::Filter { column: f.column.clone(), min: f.min_length, max: f.max_length },
+            Step::DropColumns(d) => Op::Drop { columns: d.columns.clone() },
+        })
+    }
+
+    /// Apply every step to a batch.
+    pub fn apply(&self, mut batch: RecordBatch) -> Result<RecordBatch> {
+        for op in &self.ops {
+            batch = match op {
+                Op::Replace { column, output, replace } => {
+                    let col = column_of(&batch, column)?;
+                    let out = map_strings(&col, &mut |s, buf| replace.apply(s, buf))?;
+                    set_column(&batch, output, out)?
+                }
+                Op::Map { column, output, kind } => {
+                    let col = column_of(&batch, column)?;
+                    let kind = *kind;
+                    let out = map_strings(&col, &mut |s, buf| map_one(kind, s, buf))?;
+                    set_column(&batch, output, out)?
+                }
+                Op::Filter { column, min, max } => {
+                    let col = column_of(&batch, column)?;
+                    let keep = length_mask(&col, *min, *max)?;
+                    arrow_select::filter::filter_record_batch(&batch, &keep)?
+                }
+                Op::Drop { columns } => {
+                    let keep: Vec<usize> = batch
+                        .schema()
+                        .fields()
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, f)| !columns.contains(f.name()))
+                        .map(|(i, _)| i)
+                        .collect();
+                    batch.project(&keep)?
+                }
+            };
+        }
+        Ok(batch)
+    }
+}
+
+fn map_one(kind: MapKind, s: &str, out: &mut Vec<u8>) {
+    match kind {
+        MapKind::Lower => strings::lower_into(s, out),
+        MapKind::Upper => strings::upper_into(s, out),
+        MapKind::Strip => strings::strip_into(s, out),
+        MapKind::Collapse => strings::collapse_whitespace_into(s, out),
+        MapKind::Nfc | MapKind::Nfkc => {
+            let mut buf = [0u8; 4];
+            if s.is_ascii() {
+                out.extend_from_slice(s.as_bytes()); // ASCII is already in every normal form
+            } else if matches!(kind, MapKind::Nfc) {
+                s.nfc().for_each(|c| out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes()));
+            } else {
+                s.nfkc().for_each(|c| out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes()));
+            }
+        }
+    }
+}
+
+fn column_of(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
+    batch
+        .column_by_name(name)
+        .cloned()
+        .ok_or_else(|| anyhow!("column `{name}` is not in the data (columns: {})", column_names(batch).join(", ")))
+}
+
+fn column_names(batch: &RecordBatch) -> Vec<String> {
+    batch.schema().fields().iter().map(|f| f.name().clone()).collect()
+}
+
+/// Replace column `name`, or append it when new.
+fn set_column(batch: &RecordBatch, name: &str, array: ArrayRef) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    let field = Arc::new(Field::new(name, array.data_type().clone(), true));
+    match fields.iter().position(|f| f.name() == name) {
+        Some(i) => {
+            fields[i] = field;
+            columns[i] = array;
+        }
+        None => {
+            fields.push(field);
+            columns.push(array);
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())), columns)?)
+}
+
+/// Keep rows whose value length in characters (Python's `len`) is within bounds; nulls go.
+fn length_mask(col: &ArrayRef, min: Option<usize>, max: Option<usize>) -> Result<BooleanArray> {
+    let ok = |s: &str| {
+        let n = if s.is_ascii() { s.len() } else { s.chars().count() };
+        min.is_none_or(|m| n >= m) && max.is_none_or(|m| n <= m)
+    };
+    let mut keep = Vec::with_capacity(col.len());
+    match col.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            // Reuse the string mapper to visit values; it builds nothing we keep.
+            let mut lens = Vec::with_capacity(col.len());
+            let _ = map_strings(col, &mut |s, _| lens.push(ok(s)))?;
+            let mut it = lens.into_iter();
+            for i in 0..col.len() {
+                keep.push(if col.is_null(i) { false } else { it.next().unwrap_or(false) });
+            }
+        }
+        other => bail!("filter needs a string column, found {other}"),
+    }
+    Ok(BooleanArray::from(keep))
+}
+
+#[cfg(test)]
+mod tests;

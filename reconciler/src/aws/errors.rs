@@ -1,0 +1,130 @@
+//! SDK errors mapped at the boundary into the few cases a user acts on, each one
+//! sentence that says what to do. The SDK's own text (with `DisplayErrorContext`, which
+//! prints the whole source chain) is kept as detail.
+
+use std::fmt::Debug;
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// Attempts of the SDK's standard retry mode (exponential backoff with jitter) before a
+/// throttled call is reported: AWS's default of 3 is too few for a 100-node describe
+/// loop on a busy account.
+pub const MAX_ATTEMPTS: u32 = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    #[error("no AWS credentials were found: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or run `aws sso login`, then try again ({detail})")]
+    NoCredentials { detail: String },
+    #[error("AWS rejected the credentials ({code}): check AWS_PROFILE or the access key, or refresh the session with `aws sso login`")]
+    BadCredentials { code: String },
+    #[error("no AWS region is set: add `provider.region` to the cluster spec or set AWS_REGION")]
+    NoRegion,
+    #[error("the account has not enabled region {region}: enable it (Account settings → AWS Regions) or choose another `provider.region`")]
+    RegionNotEnabled { region: String },
+    #[error("cannot reach AWS for {action}: check the region (`provider.region` / AWS_REGION), AWS_ENDPOINT_URL and the network ({detail})")]
+    Unreachable { action: &'static str, detail: String },
+    #[error("access denied: allow `{action}` for the identity running fleetform ({detail})")]
+    AccessDenied { action: &'static str, detail: String },
+    #[error("AWS kept throttling {action} after {MAX_ATTEMPTS} attempts with backoff: wait a minute and run again")]
+    Throttled { action: &'static str },
+    #[error("{action} failed: {detail}")]
+    Api { action: &'static str, code: Option<String>, detail: String },
+}
+
+impl AwsError {
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            AwsError::Api { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+const THROTTLING: &[&str] = &[
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled", "RequestThrottledException",
+    "RequestLimitExceeded", "TooManyRequestsException", "SlowDown", "PriorRequestNotComplete",
+];
+const DENIED: &[&str] = &["AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess", "AuthorizationError"];
+const BAD_CREDENTIALS: &[&str] = &[
+    "InvalidClientTokenId", "UnrecognizedClientException", "AuthFailure", "SignatureDoesNotMatch",
+    "ExpiredToken", "ExpiredTokenException", "InvalidAccessKeyId", "InvalidToken",
+];
+
+/// EC2 codes that mean "this offering (market, type, zone) has no capacity now":
+/// the next offering is tried rather than failing the launch.
+pub const CAPACITY_CODES: &[&str] = &[
+    "InsufficientInstanceCapacity", "InsufficientHostCapacity", "InsufficientCapacity",
+    "InsufficientReservedInstanceCapacity", "InsufficientCapacityOnHost", "UnfulfillableCapacity",
+    "MaxSpotInstanceCountExceeded", "SpotMaxPriceTooLow", "Unsupported",
+];
+
+pub fn is_capacity_code(code: &str) -> bool {
+    CAPACITY_CODES.contains(&code)
+}
+
+/// Map an SDK error of the call `action` (named as its IAM action, `ec2:RunInstances`).
+pub fn classify<E, R>(action: &'static str, err: SdkError<E, R>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: Debug + Send + Sync + 'static,
+{
+    let detail = DisplayErrorContext(&err).to_string();
+    let code = err.code().map(str::to_string);
+    let message = err.message().unwrap_or_default().to_string();
+    match &err {
+        SdkError::ServiceError(_) => from_code(action, code, message, detail),
+        _ if detail.to_ascii_lowercase().contains("credential") => AwsError::NoCredentials { detail: one_line(&detail) },
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => AwsError::Unreachable { action, detail: one_line(&detail) },
+        _ => AwsError::Api { action, code, detail: one_line(&detail) },
+    }
+}
+
+fn from_code(action: &'static str, code: Option<String>, message: String, detail: String) -> AwsError {
+    let c = code.as_deref().unwrap_or("");
+    let shown = if message.is_empty() { one_line(&detail) } else { format!("{c}: {message}") };
+    if THROTTLING.contains(&c) {
+        AwsError::Throttled { action }
+    } else if DENIED.contains(&c) {
+        AwsError::AccessDenied { action, detail: shown }
+    } else if BAD_CREDENTIALS.contains(&c) {
+        AwsError::BadCredentials { code: c.to_string() }
+    } else if c == "OptInRequired" {
+        AwsError::RegionNotEnabled { region: message }
+    } else {
+        AwsError::Api { action, code, detail: shown }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `?`-friendly: `.map_err(aws_err("ec2:DescribeInstances"))`.
+pub fn aws_err<E, R>(action: &'static str) -> impl FnOnce(SdkError<E, R>) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: Debug + Send + Sync + 'static,
+{
+    move |e| anyhow::Error::new(classify(action, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_actionable_sentences() {
+        let e = from_code("ec2:RunInstances", Some("UnauthorizedOperation".into()), "You are not authorized".into(), String::new());
+        assert_eq!(
+            e.to_string(),
+            "access denied: allow `ec2:RunInstances` for the identity running fleetform (UnauthorizedOperation: You are not authorized)"
+        );
+        let e = from_code("ec2:DescribeInstances", Some("RequestLimitExceeded".into()), String::new(), String::new());
+        assert_eq!(e.to_string(), "AWS kept throttling ec2:DescribeInstances after 10 attempts with backoff: wait a minute and run again");
+        let e = from_code("sts:GetCallerIdentity", Some("InvalidClientTokenId".into()), String::new(), String::new());
+        assert!(e.to_string().starts_with("AWS rejected the credentials (InvalidClientTokenId)"));
+        assert!(is_capacity_code("InsufficientInstanceCapacity") && !is_capacity_code("InvalidParameterValue"));
+    }
+}

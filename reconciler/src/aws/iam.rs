@@ -1,0 +1,250 @@
+//! The two roles' policies (DESIGN.md decision 5, workshop chapter C1b), generated as
+//! data so that tests can check them and the IAM stack can embed them.
+//!
+//! Rules: no `*FullAccess`, no action wildcards, and `"Resource": "*"` only where AWS
+//! offers no resource-level permission (the EC2 Describe calls), and then only with a
+//! condition (the region). The head may launch and terminate only instances tagged for
+//! its cluster (`aws:RequestTag` on create, `aws:ResourceTag` afterwards) from the
+//! cluster's launch templates into the cluster's subnets and security groups, and may
+//! pass only the worker role. Workers may use only the cluster's store prefix and queues.
+
+use serde_json::{json, Value};
+
+use super::names::{self, Role, StackKind, TAG_CLUSTER};
+
+/// What the policies are scoped to; all known before the IAM stack is rendered.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub partition: String,
+    pub region: String,
+    pub account: String,
+    pub cluster: String,
+    pub bucket: String,
+    /// Store prefix, ending in `/` (or empty for a whole bucket).
+    pub prefix: String,
+    /// Every queue and dead-letter queue name of the cluster.
+    pub queues: Vec<String>,
+    /// The AMIs the launch templates use (exact ARNs, no image wildcard).
+    pub images: Vec<String>,
+    /// The public SSM parameters used to resolve `al2023`.
+    pub ssm_parameters: Vec<String>,
+}
+
+impl Scope {
+    fn ec2_arn(&self, resource: &str) -> String {
+        format!("arn:{}:ec2:{}:{}:{resource}", self.partition, self.region, self.account)
+    }
+    fn queue_arns(&self) -> Vec<String> {
+        self.queues
+            .iter()
+            .map(|q| format!("arn:{}:sqs:{}:{}:{q}", self.partition, self.region, self.account))
+            .collect()
+    }
+    fn role_arn(&self, role: Role) -> String {
+        format!("arn:{}:iam::{}:role/{}", self.partition, self.account, names::role(&self.cluster, role))
+    }
+}
+
+pub const TRUST_POLICY: &str = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}"#;
+
+/// Store access: objects under the prefix, listing only that prefix.
+fn store_statements(s: &Scope) -> Vec<Value> {
+    vec![
+        json!({
+            "Sid": "StoreObjects",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+            "Resource": format!("arn:{}:s3:::{}/{}*", s.partition, s.bucket, s.prefix),
+        }),
+        json!({
+            "Sid": "StoreListPrefix",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": format!("arn:{}:s3:::{}", s.partition, s.bucket),
+            "Condition": {"StringLike": {"s3:prefix": [format!("{}*", s.prefix)]}},
+        }),
+    ]
+}
+
+fn queue_statement(s: &Scope) -> Value {
+    json!({
+        "Sid": "TaskQueues",
+        "Effect": "Allow",
+        "Action": [
+            "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage",
+            "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"
+        ],
+        "Resource": s.queue_arns(),
+    })
+}
+
+/// The head node: runs `fleetform reconcile --watch` (the autoscaler).
+pub fn head_policy(s: &Scope) -> Value {
+    let cluster_tag = format!("aws:ResourceTag/{TAG_CLUSTER}");
+    let request_tag = format!("aws:RequestTag/{TAG_CLUSTER}");
+    let launch = ["ec2:RunInstances", "ec2:CreateFleet"];
+    let created = ["instance/*", "volume/*", "network-interface/*", "spot-instances-request/*", "fleet/*"];
+    let mut statements = vec![
+        json!({
+            "Sid": "LaunchFromClusterTemplates",
+            "Effect": "Allow",
+            "Action": launch,
+            "Resource": [s.ec2_arn("launch-template/*"), s.ec2_arn("subnet/*"), s.ec2_arn("security-group/*")],
+            "Condition": {"StringEquals": {cluster_tag.clone(): s.cluster}},
+        }),
+        json!({
+            "Sid": "LaunchOnlyTaggedInstances",
+            "Effect": "Allow",
+            "Action": launch,
+            "Resource": created.iter().map(|r| s.ec2_arn(r)).collect::<Vec<_>>(),
+            "Condition": {"StringEquals": {request_tag: s.cluster}},
+        }),
+        json!({
+            "Sid": "LaunchClusterImages",
+            "Effect": "Allow",
+            "Action": launch,
+            "Resource": s.images.iter().map(|i| format!("arn:{}:ec2:{}::image/{i}", s.partition, s.region)).collect::<Vec<_>>(),
+        }),
+        json!({
+            // The root volume is created from the AMI's snapshot; those belong to the AMI owner.
+            "Sid": "LaunchFromImageSnapshots",
+            "Effect": "Allow",
+            "Action": launch,
+            "Resource": format!("arn:{}:ec2:{}::snapshot/*", s.partition, s.region),
+            "Condition": {"StringEquals": {"ec2:Owner": ["amazon", s.account.clone()]}},
+        }),
+        json!({
+            "Sid": "TagOnlyAtLaunch",
+            "Effect": "Allow",
+            "Action": ["ec2:CreateTags"],
+            "Resource": created.iter().map(|r| s.ec2_arn(r)).collect::<Vec<_>>(),
+            "Condition": {"StringEquals": {"ec2:CreateAction": launch}},
+        }),
+        json!({
+            "Sid": "TerminateOnlyClusterInstances",
+            "Effect": "Allow",
+            "Action": ["ec2:TerminateInstances"],
+            "Resource": s.ec2_arn("instance/*"),
+            "Condition": {"StringEquals": {cluster_tag: s.cluster}},
+        }),
+        json!({
+            "Sid": "PassOnlyTheWorkerRole",
+            "Effect": "Allow",
+            "Action": ["iam:PassRole"],
+            "Resource": s.role_arn(Role::Worker),
+            "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+        }),
+        json!({
+            // Describe calls have no resource-level permissions in EC2: `*` is the only
+            // valid resource, so the grant is held to the cluster's region.
+            "Sid": "DescribeInClusterRegion",
+            "Effect": "Allow",
+            "Action": [
+                "ec2:DescribeInstances", "ec2:DescribeLaunchTemplates", "ec2:DescribeLaunchTemplateVersions",
+                "ec2:DescribeSubnets", "ec2:DescribeImages", "ec2:DescribeInstanceTypes"
+            ],
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:RequestedRegion": s.region}},
+        }),
+        json!({
+            "Sid": "ReadNetworkStack",
+            "Effect": "Allow",
+            "Action": ["cloudformation:DescribeStacks"],
+            "Resource": format!(
+                "arn:{}:cloudformation:{}:{}:stack/{}/*",
+                s.partition, s.region, s.account, StackKind::Network.stack_name(&s.cluster)
+            ),
+        }),
+        queue_statement(s),
+    ];
+    if !s.ssm_parameters.is_empty() {
+        statements.push(json!({
+            "Sid": "ResolveAl2023Images",
+            "Effect": "Allow",
+            "Action": ["ssm:GetParameters", "ssm:GetParameter"],
+            "Resource": s.ssm_parameters.iter().map(|p| format!("arn:{}:ssm:{}::parameter{p}", s.partition, s.region)).collect::<Vec<_>>(),
+        }));
+    }
+    statements.extend(store_statements(s));
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// Worker nodes: the agent reads tasks from the queues and data from/to the store.
+pub fn worker_policy(s: &Scope) -> Value {
+    let mut statements = vec![queue_statement(s)];
+    statements.extend(store_statements(s));
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// Problems with a policy document under the rules above; empty when it is fine.
+pub fn lint(policy: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let text = policy.to_string();
+    if text.contains("FullAccess") {
+        problems.push("mentions a *FullAccess policy".to_string());
+    }
+    let as_list = |v: &Value| -> Vec<String> {
+        match v {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+            _ => Vec::new(),
+        }
+    };
+    for st in policy["Statement"].as_array().into_iter().flatten() {
+        let sid = st["Sid"].as_str().unwrap_or("?");
+        for a in as_list(&st["Action"]) {
+            if a == "*" || a.ends_with(":*") || a.contains('*') {
+                problems.push(format!("{sid}: action wildcard `{a}`"));
+            }
+        }
+        for r in as_list(&st["Resource"]) {
+            if r == "*" && st.get("Condition").is_none() {
+                problems.push(format!("{sid}: unconditioned `Resource: *`"));
+            }
+        }
+        if st["Effect"] == "Allow" && st.get("NotAction").is_some() {
+            problems.push(format!("{sid}: Allow with NotAction"));
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> Scope {
+        Scope {
+            partition: "aws".into(),
+            region: "us-west-2".into(),
+            account: "123456789012".into(),
+            cluster: "workshop".into(),
+            bucket: "data".into(),
+            prefix: "workshop/".into(),
+            queues: vec!["fleetform-workshop-default".into(), "fleetform-workshop-default-dlq".into()],
+            images: vec!["ami-1".into()],
+            ssm_parameters: vec!["/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64".into()],
+        }
+    }
+
+    #[test]
+    fn policies_follow_the_rules() {
+        assert_eq!(lint(&head_policy(&scope())), Vec::<String>::new());
+        assert_eq!(lint(&worker_policy(&scope())), Vec::<String>::new());
+        // The lint itself catches what it is for.
+        let bad = json!({"Statement": [{"Sid": "x", "Effect": "Allow", "Action": "ec2:*", "Resource": "*"}]});
+        assert_eq!(lint(&bad), vec!["x: action wildcard `ec2:*`", "x: unconditioned `Resource: *`"]);
+    }
+
+    #[test]
+    fn head_is_scoped_to_its_cluster_and_the_worker_role() {
+        let p = head_policy(&scope());
+        let st = |sid: &str| p["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == sid).unwrap().clone();
+        assert_eq!(st("TerminateOnlyClusterInstances")["Condition"]["StringEquals"]["aws:ResourceTag/fleetform:cluster"], "workshop");
+        assert_eq!(st("LaunchOnlyTaggedInstances")["Condition"]["StringEquals"]["aws:RequestTag/fleetform:cluster"], "workshop");
+        assert_eq!(st("PassOnlyTheWorkerRole")["Resource"], "arn:aws:iam::123456789012:role/fleetform-workshop-worker");
+        assert_eq!(st("StoreObjects")["Resource"], "arn:aws:s3:::data/workshop/*");
+        let w = worker_policy(&scope()).to_string();
+        assert!(!w.contains("ec2:") && !w.contains("iam:"), "{w}");
+    }
+}

@@ -1,0 +1,184 @@
+//! Rendering of the CloudFormation templates in `stacks/` with minijinja. Deterministic:
+//! the same spec gives byte-identical templates, which is what lets `plan` compare them
+//! with the deployed ones.
+
+use anyhow::{Context, Result};
+use fleetform_core::ClusterSpec;
+use minijinja::{context, AutoEscape, Environment};
+use serde::Serialize;
+
+use super::iam::{self, Scope};
+use super::names::{self, Role};
+
+const NETWORK: &str = include_str!("../../../stacks/network.yaml.j2");
+const DATA: &str = include_str!("../../../stacks/data.yaml.j2");
+const IAM: &str = include_str!("../../../stacks/iam.yaml.j2");
+pub(crate) const USER_DATA: &str = include_str!("../../templates/user-data.yaml.j2");
+
+pub(crate) fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    // YAML and shell, not HTML: values are inserted as written (they are ours, validated).
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_trim_blocks(true);
+    env.set_keep_trailing_newline(true);
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    for (name, src) in [("network.yaml.j2", NETWORK), ("data.yaml.j2", DATA), ("iam.yaml.j2", IAM), ("user-data.yaml.j2", USER_DATA)] {
+        env.add_template(name, src).expect("the embedded templates parse (checked by tests)");
+    }
+    env
+}
+
+pub(crate) fn render(name: &str, ctx: minijinja::Value) -> Result<String> {
+    let env = environment();
+    env.get_template(name)
+        .and_then(|t| t.render(ctx))
+        .with_context(|| format!("rendering {name}"))
+}
+
+#[derive(Serialize)]
+struct SubnetCtx {
+    cidr: String,
+    /// A literal zone, or the intrinsic that picks one when the spec names none.
+    az: String,
+}
+
+fn zone(spec: &ClusterSpec, i: usize) -> String {
+    let azs = &spec.provider.availability_zones;
+    if azs.is_empty() {
+        format!("{{\"Fn::Select\": [{i}, {{\"Fn::GetAZs\": \"\"}}]}}")
+    } else {
+        format!("\"{}\"", azs[i % azs.len()])
+    }
+}
+
+pub fn network_template(spec: &ClusterSpec) -> Result<String> {
+    let subnets = |list: &[String]| -> Vec<SubnetCtx> {
+        list.iter().enumerate().map(|(i, c)| SubnetCtx { cidr: c.clone(), az: zone(spec, i) }).collect()
+    };
+    render(
+        "network.yaml.j2",
+        context! {
+            cluster => spec.cluster_name,
+            vpc_cidr => spec.network.vpc_cidr,
+            public_subnets => subnets(&spec.network.public_subnets),
+            private_subnets => subnets(&spec.network.private_subnets),
+            nat_gateway => spec.network.nat_gateway,
+            instance_connect_endpoint => spec.network.instance_connect_endpoint,
+        },
+    )
+}
+
+/// `retain`: the bucket outlives its stack (always, except during `destroy --delete-data`).
+pub fn data_template(cluster: &str, bucket: &str, retain: bool) -> Result<String> {
+    render(
+        "data.yaml.j2",
+        context! { cluster => cluster, bucket => bucket, deletion_policy => if retain { "Retain" } else { "Delete" } },
+    )
+}
+
+#[derive(Serialize)]
+struct RoleCtx {
+    logical_id: &'static str,
+    name: String,
+    policy_name: String,
+    description: String,
+    policy: String,
+}
+
+pub fn iam_template(scope: &Scope) -> Result<String> {
+    let roles = vec![
+        RoleCtx {
+            logical_id: "Head",
+            name: names::role(&scope.cluster, Role::Head),
+            policy_name: "fleetform-head".into(),
+            description: format!("fleetform {} head node: launches and terminates this cluster's workers only", scope.cluster),
+            policy: iam::head_policy(scope).to_string(),
+        },
+        RoleCtx {
+            logical_id: "Worker",
+            name: names::role(&scope.cluster, Role::Worker),
+            policy_name: "fleetform-worker".into(),
+            description: format!("fleetform {} workers: the cluster's store prefix and task queues only", scope.cluster),
+            policy: iam::worker_policy(scope).to_string(),
+        },
+    ];
+    render("iam.yaml.j2", context! { cluster => scope.cluster, roles => roles, trust_policy => iam::TRUST_POLICY })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::stack_diff::parse_template;
+    use super::*;
+    use serde_json::Value;
+
+    const WORKSHOP: &str = include_str!("../../../cluster.yaml");
+
+    fn spec() -> ClusterSpec {
+        ClusterSpec::from_yaml("cluster.yaml", WORKSHOP).unwrap()
+    }
+
+    fn resources_of<'a>(t: &'a Value, rtype: &str) -> Vec<(&'a String, &'a Value)> {
+        t["Resources"].as_object().unwrap().iter().filter(|(_, r)| r["Type"] == rtype).collect()
+    }
+
+    #[test]
+    fn network_has_the_workshop_shape_and_no_open_ingress() {
+        let body = network_template(&spec()).unwrap();
+        assert_eq!(body, network_template(&spec()).unwrap(), "rendering is deterministic");
+        let t = parse_template(&body).unwrap();
+        assert_eq!(resources_of(&t, "AWS::EC2::Subnet").len(), 3);
+        assert_eq!(resources_of(&t, "AWS::EC2::NatGateway").len(), 1);
+        assert_eq!(resources_of(&t, "AWS::EC2::InstanceConnectEndpoint").len(), 1);
+        assert_eq!(t["Resources"]["PrivateSubnet1"]["Properties"]["AvailabilityZone"], "us-west-2b");
+        let sgs = resources_of(&t, "AWS::EC2::SecurityGroup");
+        assert_eq!(sgs.len(), 3);
+        for (id, sg) in sgs {
+            for rule in sg["Properties"]["SecurityGroupIngress"].as_array().into_iter().flatten() {
+                assert!(rule.get("CidrIp").is_none() && rule.get("CidrIpv6").is_none(), "{id} has CIDR ingress: {rule}");
+                assert_eq!(rule["FromPort"], 22, "{id}: only SSH");
+                assert_eq!(rule["SourceSecurityGroupId"]["Fn::GetAtt"][0], "EndpointSecurityGroup", "{id}");
+            }
+        }
+        assert!(resources_of(&t, "AWS::EC2::SecurityGroupIngress").is_empty());
+        for (id, s) in resources_of(&t, "AWS::EC2::Subnet") {
+            assert_eq!(s["Properties"]["MapPublicIpOnLaunch"], false, "{id}");
+        }
+    }
+
+    #[test]
+    fn without_endpoint_there_is_no_ssh_at_all() {
+        let mut s = spec();
+        s.network.instance_connect_endpoint = false;
+        s.network.nat_gateway = false;
+        let t = parse_template(&network_template(&s).unwrap()).unwrap();
+        assert!(resources_of(&t, "AWS::EC2::InstanceConnectEndpoint").is_empty());
+        assert!(resources_of(&t, "AWS::EC2::NatGateway").is_empty());
+        for (_, sg) in resources_of(&t, "AWS::EC2::SecurityGroup") {
+            assert!(sg["Properties"].get("SecurityGroupIngress").is_none());
+        }
+    }
+
+    #[test]
+    fn iam_and_data_templates_parse_and_embed_linted_policies() {
+        let scope = Scope {
+            partition: "aws".into(),
+            region: "us-west-2".into(),
+            account: "123456789012".into(),
+            cluster: "workshop".into(),
+            bucket: "b".into(),
+            prefix: "workshop/".into(),
+            queues: vec!["fleetform-workshop-default".into()],
+            images: vec!["ami-1".into()],
+            ssm_parameters: vec![],
+        };
+        let t = parse_template(&iam_template(&scope).unwrap()).unwrap();
+        let head = &t["Resources"]["HeadRole"]["Properties"];
+        assert_eq!(head["RoleName"], "fleetform-workshop-head");
+        assert_eq!(iam::lint(&head["Policies"][0]["PolicyDocument"]), Vec::<String>::new());
+        assert_eq!(t["Resources"]["WorkerInstanceProfile"]["Properties"]["Roles"][0]["Ref"], "WorkerRole");
+        let d = parse_template(&data_template("workshop", "b", true).unwrap()).unwrap();
+        assert_eq!(d["Resources"]["StoreBucket"]["DeletionPolicy"], "Retain");
+        let d = parse_template(&data_template("workshop", "b", false).unwrap()).unwrap();
+        assert_eq!(d["Resources"]["StoreBucket"]["DeletionPolicy"], "Delete");
+    }
+}
