@@ -1,2 +1,8 @@
 //! End-to-end tests, one binary. Each module says why it needs more than a unit test.
-//! Modules: `harness` (moto server, temp dirs), and one module per capability.
+
+mod harness;
+mod local_jobs;
+mod python_compat;
+mod resilience;
+mod moto;
+mod aws_reconcile;

@@ -79,11 +79,13 @@ fn sidecar(k: &str) -> String {
     format!("{k}.sha256")
 }
 
-/// Does the bucket exist? (A listing of a missing bucket is a 404, i.e. NotFound.)
+/// Does the bucket exist? A listing of a missing bucket answers 404 `NoSuchBucket`,
+/// which object_store reports as NotFound or as a generic error quoting S3's code.
 pub async fn bucket_exists(store: &dyn ObjectStore) -> Result<bool> {
     match store.list_with_delimiter(Some(&ObjectPath::from("fleetform-probe/"))).await {
         Ok(_) => Ok(true),
         Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) if e.to_string().contains("NoSuchBucket") => Ok(false),
         Err(e) => Err(anyhow::Error::new(e).context("checking the cluster store bucket")),
     }
 }

@@ -223,12 +223,45 @@ pub async fn execute(ctx: &AwsContext, plan: &Plan, desired: &Desired, live: &Li
             delete_data(ctx, &name).await?;
             continue;
         }
+        if kind == StackKind::Network {
+            if let Some(vpc) = live.stacks.get(&kind).and_then(|s| s.outputs.get("VpcId")) {
+                release_interfaces(ctx, vpc, &terminated).await?;
+            }
+        }
         let what = format!("{} stack {name}: deleting", kind.label());
         let t = step(&what);
         stacks::delete(ctx, &name).await?;
         done(&what, t);
     }
     Ok(report)
+}
+
+/// Network interfaces still attached to instances this run terminated block the VPC's
+/// deletion. On AWS they go with their instance (DeleteOnTermination); moto keeps those
+/// of fleet instances, so delete them here. A no-op when there are none.
+async fn release_interfaces(ctx: &AwsContext, vpc: &str, terminated: &[String]) -> Result<()> {
+    use aws_sdk_ec2::types::Filter;
+    if terminated.is_empty() {
+        return Ok(());
+    }
+    let found = ctx
+        .ec2
+        .describe_network_interfaces()
+        .filters(Filter::builder().name("vpc-id").values(vpc).build())
+        .send()
+        .await
+        .map_err(super::errors::aws_err("ec2:DescribeNetworkInterfaces"))?;
+    for eni in found.network_interfaces() {
+        let owner = eni.attachment().and_then(|a| a.instance_id());
+        if let (Some(id), Some(owner)) = (eni.network_interface_id(), owner) {
+            if terminated.iter().any(|t| t == owner) {
+                if let Err(e) = ctx.ec2.delete_network_interface().network_interface_id(id).send().await {
+                    tracing::debug!("network interface {id} of terminated {owner}: {}", aws_smithy_types::error::display::DisplayErrorContext(&e));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The data stack retains its bucket; to delete it (destroy --delete-data): empty the

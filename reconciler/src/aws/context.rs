@@ -99,7 +99,15 @@ impl AwsContext {
                 $krate::Client::from_conf(b.build())
             }};
         }
-        let sts: aws_sdk_sts::Client = client!(aws_sdk_sts);
+        // The identity check fails fast (2 attempts): a wrong endpoint or region should
+        // not wait through the backoff meant for throttling.
+        let sts = {
+            let mut b = aws_sdk_sts::config::Builder::from(&sdk).retry_config(RetryConfig::standard().with_max_attempts(2));
+            for i in &options.interceptors {
+                b.push_interceptor(i.clone());
+            }
+            aws_sdk_sts::Client::from_conf(b.build())
+        };
         let who = sts.get_caller_identity().send().await.map_err(aws_err("sts:GetCallerIdentity"))?;
         let account = who.account().unwrap_or_default().to_string();
         Ok(AwsContext {

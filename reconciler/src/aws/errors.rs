@@ -97,8 +97,14 @@ fn from_code(action: &'static str, code: Option<String>, message: String, detail
     }
 }
 
+/// One line, without the Debug dump `DisplayErrorContext` appends after the causes.
 fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    let cut = ["DispatchFailure(", "ServiceError(", "TimeoutError(", "ConstructionFailure(", "ResponseError("]
+        .iter()
+        .filter_map(|m| s.find(&format!(" ({m}")))
+        .min()
+        .unwrap_or(s.len());
+    s[..cut].split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// `?`-friendly: `.map_err(aws_err("ec2:DescribeInstances"))`.

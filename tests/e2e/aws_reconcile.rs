@@ -1,0 +1,363 @@
+//! plan / apply / destroy against a moto server (issue 2). Needs more than unit tests:
+//! this is the real SDK, waiters, pagination, CloudFormation and EC2 semantics end to end.
+//! Each test starts its own server, so they run in parallel.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aws_sdk_ec2::types::Filter;
+use fleetform::aws::nodes::{self, CapacityShortage};
+use fleetform::aws::{observe, AwsContext, ContextOptions};
+use fleetform_core::spec::Market;
+use fleetform_core::ClusterSpec;
+
+use crate::moto::Moto;
+
+/// The workshop's shape, small: an on-demand head, spot x86 and Graviton workers.
+fn spec_yaml(cluster: &str, x86_min: u32) -> String {
+    format!(
+        r#"cluster_name: {cluster}
+provider: {{type: aws, region: us-west-2, availability_zones: [us-west-2a, us-west-2b]}}
+network:
+  vpc_cidr: 10.0.0.0/16
+  public_subnets: [10.0.0.0/24]
+  private_subnets: [10.0.16.0/20, 10.0.32.0/20]
+storage: {{bucket: fleetform-{cluster}-data, prefix: {cluster}/}}
+max_workers: 8
+head_node_type: head
+available_node_types:
+  head:
+    resources: {{CPU: 0}}
+    node_config: {{instance_types: [m7i.xlarge], market: on-demand, image: al2023, root_volume: {{size_gb: 50, type: gp3}}}}
+  x86_worker_node:
+    resources: {{CPU: 8, Intel: 1}}
+    min_workers: {x86_min}
+    max_workers: 4
+    node_config: {{instance_types: [r7i.2xlarge, m7i.2xlarge], market: spot, image: al2023, root_volume: {{size_gb: 300, type: gp3}}}}
+  arm_worker_node:
+    resources: {{CPU: 8, Graviton: 1}}
+    min_workers: 1
+    max_workers: 4
+    node_config: {{instance_types: [r8g.2xlarge], market: spot, image: al2023, root_volume: {{size_gb: 300, type: gp3}}}}
+tags: {{project: e2e}}
+"#
+    )
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    spec: PathBuf,
+}
+
+impl Fixture {
+    /// A spec, x86_64 binaries in dist/ (no aarch64 one: the source-bundle fallback),
+    /// and a tiny source tree to bundle.
+    fn new(cluster: &str, x86_min: u32) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = dir.path().join("cluster.yaml");
+        std::fs::write(&spec, spec_yaml(cluster, x86_min)).unwrap();
+        let dist = dir.path().join("dist/x86_64");
+        std::fs::create_dir_all(&dist).unwrap();
+        std::fs::write(dist.join("fleetform-agent"), b"agent build 1").unwrap();
+        std::fs::write(dist.join("fleetform"), b"reconciler build 1").unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("node-agent")).unwrap();
+        std::fs::write(src.join("Cargo.toml"), "[workspace]\nmembers = [\"node-agent\"]\n").unwrap();
+        std::fs::write(src.join("node-agent/lib.rs"), "// agent\n").unwrap();
+        Fixture { dir, spec }
+    }
+    fn spec(&self) -> &str {
+        self.spec.to_str().unwrap()
+    }
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![("FLEETFORM_SOURCE_DIR", self.dir.path().join("src").display().to_string())]
+    }
+}
+
+fn run(moto: &Moto, f: &Fixture, args: &[&str]) -> (i32, String) {
+    let env = f.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut all = args.to_vec();
+    all.extend(["-f", f.spec()]);
+    moto.run(&all, &env)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+}
+
+fn tag(k: &str, v: &str) -> Filter {
+    Filter::builder().name(format!("tag:{k}")).values(v).build()
+}
+
+/// Instances of the cluster that are not terminated: (id, node type, public ip).
+async fn live_instances(ec2: &aws_sdk_ec2::Client, cluster: &str) -> Vec<(String, String, Option<String>)> {
+    let out = ec2.describe_instances().filters(tag("fleetform:cluster", cluster)).send().await.unwrap();
+    let mut v = Vec::new();
+    for r in out.reservations() {
+        for i in r.instances() {
+            let state = i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default();
+            if state == "terminated" || state == "shutting-down" {
+                continue;
+            }
+            let t = i.tags().iter().find(|t| t.key() == Some("fleetform:node-type")).and_then(|t| t.value()).unwrap_or("").to_string();
+            v.push((i.instance_id().unwrap().to_string(), t, i.public_ip_address().map(str::to_string)));
+        }
+    }
+    v.sort();
+    v
+}
+
+#[test]
+fn aws_sequence_apply_plan_repair_destroy() {
+    let moto = Moto::start();
+    let f = Fixture::new("e2e", 1);
+    let rt = runtime();
+    let sdk = rt.block_on(moto.sdk_config());
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let cfn = aws_sdk_cloudformation::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+
+    // 1. A fresh plan shows everything, says how each node type gets its agent.
+    let (code, out) = run(&moto, &f, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("+ network.InstanceConnectEndpoint (AWS::EC2::InstanceConnectEndpoint): create"), "{out}");
+    assert!(out.contains("+ iam.HeadRole (AWS::IAM::Role): create"), "{out}");
+    assert!(out.contains("+ node.head[new 1] (AWS::EC2::Instance): create: the head node"), "{out}");
+    assert!(out.contains("Note: x86_worker_node (x86_64): installs bin/x86_64/fleetform-agent"), "{out}");
+    assert!(out.contains("Note: arm_worker_node (aarch64): no ") && out.contains("source bundle on first boot"), "{out}");
+    assert!(out.contains("+ store.bin/src/fleetform-src.tar.gz"), "{out}");
+    assert!(out.contains("Plan: ") && out.contains(" to add, 0 to change, 0 to destroy."), "{out}");
+    assert!(!out.contains("FullAccess"), "{out}");
+    let (code, json) = run(&moto, &f, &["plan", "--json"]);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&json[..json.rfind('}').unwrap() + 1]).unwrap();
+    assert_eq!(json["summary"]["change"], 0);
+
+    // 2. apply, then a second plan is empty.
+    let (code, out) = run(&moto, &f, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Apply complete! Resources:"), "{out}");
+    assert!(!out.contains("FullAccess"), "{out}");
+    let (code, out) = run(&moto, &f, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("No changes. Cluster `e2e` matches the spec."), "{out}");
+    assert!(out.contains("Plan: 0 to add, 0 to change, 0 to destroy."), "{out}");
+    let (code, out) = run(&moto, &f, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("launching"), "a second apply does nothing: {out}");
+
+    let nodes = rt.block_on(live_instances(&ec2, "e2e"));
+    let types: Vec<&str> = nodes.iter().map(|n| n.1.as_str()).collect();
+    assert_eq!(types.iter().filter(|t| **t == "head").count(), 1, "{nodes:?}");
+    assert_eq!(types.iter().filter(|t| **t == "x86_worker_node").count(), 1, "{nodes:?}");
+    assert_eq!(types.iter().filter(|t| **t == "arm_worker_node").count(), 1, "{nodes:?}");
+    let head = nodes.iter().find(|n| n.1 == "head").unwrap();
+    assert_eq!(head.2, None, "the head (RunInstances) has no public IP");
+
+    // Security defaults, asserted on what AWS holds (moto instances do not inherit
+    // launch template settings; the templates are what real AWS applies).
+    rt.block_on(async {
+        let lts = ec2.describe_launch_templates().filters(tag("fleetform:cluster", "e2e")).send().await.unwrap();
+        assert_eq!(lts.launch_templates().len(), 3);
+        for lt in lts.launch_templates() {
+            let v = ec2
+                .describe_launch_template_versions()
+                .launch_template_id(lt.launch_template_id().unwrap())
+                .versions("$Default")
+                .send()
+                .await
+                .unwrap();
+            let d = v.launch_template_versions()[0].launch_template_data().unwrap();
+            let name = lt.launch_template_name().unwrap();
+            let md = d.metadata_options().unwrap();
+            assert_eq!(md.http_tokens().unwrap().as_str(), "required", "{name}: IMDSv2");
+            assert_eq!(md.http_put_response_hop_limit(), Some(1), "{name}");
+            let ebs = d.block_device_mappings()[0].ebs().unwrap();
+            assert_eq!(ebs.encrypted(), Some(true), "{name}");
+            assert_eq!(ebs.volume_type().unwrap().as_str(), "gp3", "{name}");
+            assert_eq!(d.network_interfaces()[0].associate_public_ip_address(), Some(false), "{name}");
+            let profile = d.iam_instance_profile().unwrap().name().unwrap();
+            assert_eq!(profile, if name.ends_with("-head") { "fleetform-e2e-head" } else { "fleetform-e2e-worker" });
+        }
+        let sgs = ec2.describe_security_groups().filters(tag("fleetform:cluster", "e2e")).send().await.unwrap();
+        assert_eq!(sgs.security_groups().len(), 3);
+        for g in sgs.security_groups() {
+            for p in g.ip_permissions() {
+                for r in p.ip_ranges() {
+                    assert_ne!(r.cidr_ip(), Some("0.0.0.0/0"), "{:?} is open to the world", g.group_name());
+                }
+                assert_eq!(p.from_port(), Some(22), "only SSH, from the endpoint");
+                assert_eq!(p.user_id_group_pairs().len(), 1);
+            }
+        }
+        let iam = cfn.get_template().stack_name("fleetform-e2e-iam").send().await.unwrap();
+        let body = iam.template_body().unwrap();
+        assert!(!body.contains("FullAccess") && body.contains("aws:ResourceTag/fleetform:cluster"), "{body}");
+        let queues = sqs.list_queues().queue_name_prefix("fleetform-e2e-").send().await.unwrap();
+        assert_eq!(queues.queue_urls().len(), 6, "default, intel, graviton and their DLQs");
+    });
+
+    // 3. Terminate a worker behind fleetform's back: the plan shows its replacement.
+    let victim = nodes.iter().find(|n| n.1 == "x86_worker_node").unwrap().0.clone();
+    rt.block_on(ec2.terminate_instances().instance_ids(&victim).send()).unwrap();
+    let (code, out) = run(&moto, &f, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!("+ node.x86_worker_node[new 1] (AWS::EC2::Instance): create: replaces {victim} (terminated)")),
+        "{out}"
+    );
+    assert!(out.contains("Plan: 1 to add, 0 to change, 0 to destroy."), "{out}");
+    let (code, out) = run(&moto, &f, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&moto, &f, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "repaired: {out}");
+
+    // 4. A changed spec: a bigger root volume is a new template version and replaces nodes.
+    std::fs::write(&f.spec, spec_yaml("e2e", 1).replacen("size_gb: 50", "size_gb: 60", 1)).unwrap();
+    let (code, out) = run(&moto, &f, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("~ launch_template.head (AWS::EC2::LaunchTemplate): update: root volume changed (new version 2)"), "{out}");
+    assert!(out.contains(&format!("-/+ node.head[{}] (AWS::EC2::Instance): replace: launch template version changed: root volume changed", head.0)), "{out}");
+    assert!(out.contains("~ store.cluster.yaml"), "{out}");
+    let (code, out) = run(&moto, &f, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&moto, &f, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}");
+
+    // 5. destroy: everything tagged goes except the retained data stack; then --delete-data.
+    let (code, out) = run(&moto, &f, &["destroy", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Nothing tagged fleetform:cluster=e2e is left."), "{out}");
+    rt.block_on(async {
+        assert_eq!(live_instances(&ec2, "e2e").await, vec![], "instances terminated");
+        let lts = ec2.describe_launch_templates().filters(tag("fleetform:cluster", "e2e")).send().await.unwrap();
+        assert!(lts.launch_templates().is_empty(), "no launch templates");
+        let queues = sqs.list_queues().queue_name_prefix("fleetform-e2e-").send().await.unwrap();
+        assert!(queues.queue_urls().is_empty(), "no queues: {:?}", queues.queue_urls());
+        let stacks = cfn.describe_stacks().send().await.unwrap();
+        let names: Vec<&str> = stacks.stacks().iter().filter_map(|s| s.stack_name()).collect();
+        assert_eq!(names, vec!["fleetform-e2e-data"], "only the data stack is kept");
+    });
+    let (code, out) = run(&moto, &f, &["destroy", "--yes", "--delete-data"]);
+    assert_eq!(code, 0, "{out}");
+    rt.block_on(async {
+        let stacks = cfn.describe_stacks().send().await.unwrap();
+        assert!(stacks.stacks().is_empty(), "no stacks: {:?}", stacks.stacks());
+        let store = fleetform::aws::agent_upload::bucket_store(&connect(&moto, &f, ContextOptions::default()).await).unwrap();
+        assert!(!fleetform::aws::agent_upload::bucket_exists(store.as_ref()).await.unwrap(), "bucket deleted");
+    });
+    let (code, out) = run(&moto, &f, &["destroy", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Nothing to destroy"), "{out}");
+}
+
+async fn connect(moto: &Moto, f: &Fixture, options: ContextOptions) -> AwsContext {
+    let spec = ClusterSpec::load(&f.spec).unwrap();
+    AwsContext::connect_with(&spec, moto.sdk_config().await, options).await.unwrap()
+}
+
+#[test]
+fn aws_capacity_shortage_names_offerings_and_falls_back() {
+    let moto = Moto::start();
+    let f = Fixture::new("ice", 0);
+    let (code, out) = run(&moto, &f, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    let rt = runtime();
+    rt.block_on(async {
+        // No spot anywhere, and no on-demand r7i.2xlarge in us-west-2a.
+        let faults = CapacityShortage::new()
+            .offering(Some(Market::Spot), None, None)
+            .offering(Some(Market::OnDemand), Some("r7i.2xlarge"), Some("us-west-2a"));
+        let ctx = connect(&moto, &f, ContextOptions { faults: Arc::new(faults), ..Default::default() }).await;
+        let out = nodes::launch(&ctx, "x86_worker_node", 2, "test: capacity").await.unwrap();
+        let failed: Vec<&str> = out.failed_offerings.iter().map(|(o, _)| o.as_str()).collect();
+        assert_eq!(
+            failed,
+            [
+                "spot r7i.2xlarge in us-west-2a", "spot r7i.2xlarge in us-west-2b",
+                "spot m7i.2xlarge in us-west-2a", "spot m7i.2xlarge in us-west-2b",
+                "on-demand r7i.2xlarge in us-west-2a",
+            ]
+        );
+        assert!(out.messages.iter().any(|m| m == "spot capacity short by 2: falling back to on-demand (on_demand_fallback)"), "{:?}", out.messages);
+        assert!(out.messages.iter().any(|m| m == "on-demand r7i.2xlarge in us-west-2a: InsufficientInstanceCapacity; trying the next offering"));
+        assert_eq!(out.launched.len(), 2, "{out:?}");
+        for n in &out.launched {
+            assert_eq!((n.market, n.instance_type.as_str(), n.zone.as_str()), (Market::OnDemand, "r7i.2xlarge", "us-west-2b"), "{out:?}");
+        }
+        // They are tagged for the cluster, so fleetform finds them without a state file.
+        let seen = observe::instances(&ctx, Some("x86_worker_node")).await.unwrap();
+        for n in &out.launched {
+            let i = seen.iter().find(|i| i.id == n.id).expect("launched node is observed by its tags");
+            assert_eq!(i.public_ip, None, "{}", i.id);
+            assert_eq!(i.lt_version, Some(1));
+        }
+        // Dry offerings are remembered for a while and skipped.
+        let again = nodes::launch(&ctx, "x86_worker_node", 1, "test: cache").await.unwrap();
+        assert!(again.messages.iter().any(|m| m.starts_with("skipping spot r7i.2xlarge in us-west-2a: no capacity")), "{:?}", again.messages);
+        // Nothing anywhere: one error that names every offering tried.
+        let none = CapacityShortage::new().offering(None, None, None);
+        let ctx = connect(&moto, &f, ContextOptions { faults: Arc::new(none), ..Default::default() }).await;
+        let err = nodes::launch(&ctx, "arm_worker_node", 1, "test: none").await.unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "no capacity for node type `arm_worker_node`: every offering failed [spot r8g.2xlarge in us-west-2a (InsufficientInstanceCapacity), \
+             spot r8g.2xlarge in us-west-2b (InsufficientInstanceCapacity), on-demand r8g.2xlarge in us-west-2a (InsufficientInstanceCapacity), \
+             on-demand r8g.2xlarge in us-west-2b (InsufficientInstanceCapacity)]; add instance types or zones to its node_config, or retry later"
+        );
+    });
+    // The surplus nodes are above min_workers (0): the plan leaves them to the autoscaler.
+    let (code, out) = run(&moto, &f, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&moto, &f, &["destroy", "--yes", "--delete-data"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn aws_killed_apply_converges_on_rerun() {
+    let moto = Moto::start();
+    let f = Fixture::new("killed", 1);
+    let env = f.env();
+    let mut child = moto.fleetform(&["apply", "--yes", "-f", f.spec()]);
+    for (k, v) in &env {
+        child.env(k, v);
+    }
+    let mut child = child.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    // Somewhere in the middle of the stacks (moto answers each in well under a second).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = child.kill();
+    let _ = child.wait();
+    let (code, out) = run(&moto, &f, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&moto, &f, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "converged: {out}");
+    let (code, out) = run(&moto, &f, &["destroy", "--yes", "--delete-data"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// Errors a user meets, one sentence each, exit 1.
+#[test]
+fn aws_errors_are_one_clear_sentence() {
+    let moto = Moto::start();
+    let f = Fixture::new("errs", 1);
+    // No credentials at all.
+    let mut c = moto.fleetform(&["plan", "-f", f.spec()]);
+    c.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
+    let o = c.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("error: no AWS credentials were found: set AWS_PROFILE"), "{err}");
+    // Nothing listens there: the endpoint/region is wrong.
+    let mut c = moto.fleetform(&["plan", "-f", f.spec()]);
+    c.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9");
+    let o = c.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("error: cannot reach AWS for sts:GetCallerIdentity: check the region"), "{err}");
+    // Bad YAML: the core's diagnostics, exit 1.
+    std::fs::write(&f.spec, "cluster_name: [x\n").unwrap();
+    let (code, out) = run(&moto, &f, &["plan"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("invalid YAML"), "{out}");
+}

@@ -1,0 +1,130 @@
+//! Spot notices, crashes and rebalance recommendations on the local provider (C5, C8).
+//! Needs processes: agents are killed and drained for real, and IMDS is our emulator.
+
+use std::time::{Duration, Instant};
+
+use fleetform_core::task::Checkpoint;
+
+use crate::harness::*;
+
+const UNITS_PER_TASK: usize = 150;
+
+/// Two long tasks (150 row groups each) so an interruption lands mid-task.
+fn long_job(env: &LocalEnv) -> std::path::PathBuf {
+    env.write_job(
+        "long.yaml",
+        "name: long\ninput: {generate: {rows: 150000, seed: 3, text_length: 1000}}\n\
+         output: {uri: out, rows_per_file: 1000}\nbatch_size: 500\nsplit: {rows_per_task: 75000}\n",
+    )
+}
+
+fn submit(env: &LocalEnv, job: &std::path::Path) -> String {
+    let out = env.run(&["submit", job.to_str().unwrap()]);
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Wait until some node runs a task whose checkpoint is early (so plenty of work remains
+/// when the interruption lands). Returns (node, task).
+fn task_in_progress(env: &LocalEnv, job: &str) -> (String, String) {
+    let mut found = None;
+    wait_until(Duration::from_secs(120), "a task with an early checkpoint", || {
+        for path in env.checkpoints(job) {
+            let Ok(bytes) = std::fs::read(&path) else { continue };
+            let Ok(cp) = serde_json::from_slice::<Checkpoint>(&bytes) else { continue };
+            if cp.next_unit >= 2 && cp.next_unit < 30 {
+                found = Some((cp.node_id.clone(), cp.task_id.clone()));
+                return true;
+            }
+        }
+        false
+    });
+    found.unwrap()
+}
+
+fn wait_for_success(env: &LocalEnv, job: &str) {
+    wait_until(Duration::from_secs(300), "the job's _SUCCESS", || env.store().join(format!("jobs/{job}/_SUCCESS")).exists());
+}
+
+#[test]
+fn spot_notice_drains_and_another_node_resumes_from_the_checkpoint() {
+    let env = LocalEnv::new(2, 1);
+    let sup = env.up(5);
+    let job = submit(&env, &long_job(&env));
+    let (node, task) = task_in_progress(&env, &job);
+    let (_, _, imds) = sup.nodes().into_iter().find(|(id, _, _)| *id == node).unwrap();
+    let noticed = Instant::now();
+    let out = env.run(&["chaos", "interrupt", "--node", &node]);
+    assert!(out.status.success());
+    assert!(imds.starts_with("http://127.0.0.1:"));
+
+    // The node drains within the budget and says why.
+    wait_until(Duration::from_secs(90), "the interrupted node's final heartbeat", || {
+        env.heartbeats().iter().any(|h| h.node_id == node && h.stopped && h.draining.as_deref() == Some("spot-interruption"))
+    });
+    let drained_in = noticed.elapsed();
+    assert!(drained_in < Duration::from_secs(90), "drained in {drained_in:?}");
+
+    wait_for_success(&env, &job);
+    let (manifest, ids, _) = read_output(&env.path("out"));
+    assert_exactly_once(&ids, 150_000);
+    assert!(manifest.failed_tasks.is_empty());
+    let done = env.done_records(&job).into_iter().find(|d| d.task_id == task).unwrap();
+    assert_ne!(done.node_id, node, "another node finished the task");
+    assert!(done.units_from_checkpoint >= 2, "resumed from the checkpoint: {done:?}");
+    assert_eq!(
+        done.units_processed + done.units_from_checkpoint,
+        UNITS_PER_TASK,
+        "no row group in the checkpoint was processed again"
+    );
+    // A replacement agent was started for the drained one.
+    wait_until(Duration::from_secs(10), "a replacement node", || sup.nodes().iter().all(|(id, _, _)| *id != node));
+}
+
+#[test]
+fn kill_9_mid_job_loses_and_duplicates_nothing() {
+    let env = LocalEnv::new(2, 1);
+    let sup = env.up(3);
+    let job = submit(&env, &long_job(&env));
+    let (node, task) = task_in_progress(&env, &job);
+    let (_, pid, _) = sup.nodes().into_iter().find(|(id, _, _)| *id == node).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+
+    wait_for_success(&env, &job);
+    let (manifest, ids, _) = read_output(&env.path("out"));
+    assert_exactly_once(&ids, 150_000);
+    assert!(manifest.failed_tasks.is_empty(), "a crash is not a task failure");
+    let done = env.done_records(&job).into_iter().find(|d| d.task_id == task).unwrap();
+    assert_ne!(done.node_id, node);
+    assert!(done.units_from_checkpoint >= 2, "resumed from the last checkpoint: {done:?}");
+    // No partial object is visible: every part file in the output is in the manifest.
+    let parts: Vec<String> = std::fs::read_dir(env.path("out"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("part-"))
+        .collect();
+    assert!(parts.iter().all(|p| manifest.files.iter().any(|f| &f.file == p)), "stray output files: {parts:?}");
+}
+
+#[test]
+fn after_a_rebalance_recommendation_the_node_takes_no_new_tasks() {
+    let env = LocalEnv::new(2, 1);
+    let sup = env.up(5);
+    let (node, _, imds) = sup.nodes().remove(0);
+    fleetform_agent::imds::trigger(&imds, fleetform_agent::imds::Trigger::Rebalance).unwrap();
+    wait_until(Duration::from_secs(30), "the rebalance to show in the heartbeat", || {
+        env.heartbeats().iter().any(|h| h.node_id == node && h.draining.as_deref() == Some("rebalance"))
+    });
+    let job = env.write_job(
+        "small.yaml",
+        "name: small\ninput: {generate: {rows: 8000, seed: 1, text_length: 100}}\noutput: {uri: out}\nbatch_size: 1000\nsplit: {rows_per_task: 1000}\n",
+    );
+    let id = submit(&env, &job);
+    wait_for_success(&env, &id);
+    let done = env.done_records(&id);
+    assert_eq!(done.len(), 8);
+    assert!(done.iter().all(|d| d.node_id != node), "the node under a rebalance recommendation took a task");
+    let status = env.run(&["status"]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("draining (rebalance)"));
+}
