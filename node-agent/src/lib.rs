@@ -12,3 +12,5 @@ pub mod ops;
 pub mod queue;
 pub mod storage;
 pub mod store;
+#[cfg(any(test, feature = "conformance"))]
+pub mod store_conformance;

@@ -63,8 +63,25 @@ pub fn normalize_uri(uri: &str) -> Result<String> {
     Ok(format!("file://{}", abs.display().to_string().trim_end_matches('/')))
 }
 
-/// Open a location. Local directories are created if missing.
+/// Open a location. Local directories are created if missing; S3 uses the process's
+/// AWS configuration (standard chain).
 pub async fn open(uri: &str) -> Result<Location> {
+    if uri.starts_with("s3://") {
+        return open_with(sdk_config().await, uri).await;
+    }
+    open_local(uri)
+}
+
+/// Open a location with an explicit AWS configuration (tests against moto).
+pub async fn open_with(config: &aws_config::SdkConfig, uri: &str) -> Result<Location> {
+    let uri = normalize_uri(uri)?;
+    let Some(rest) = uri.strip_prefix("s3://") else { return open_local(&uri) };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let store = s3_store(config, bucket)?;
+    Ok(Location { store, prefix: Path::from(prefix), uri: uri.clone(), local_dir: None })
+}
+
+fn open_local(uri: &str) -> Result<Location> {
     let uri = normalize_uri(uri)?;
     if let Some(dir) = uri.strip_prefix("file://") {
         let dir = PathBuf::from(dir);
@@ -73,10 +90,7 @@ pub async fn open(uri: &str) -> Result<Location> {
             .with_context(|| format!("cannot open directory {}", dir.display()))?;
         return Ok(Location { store: Arc::new(store), prefix: Path::default(), uri, local_dir: Some(dir) });
     }
-    let rest = uri.strip_prefix("s3://").ok_or_else(|| anyhow!("unsupported URI {uri}"))?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let store = s3_store(bucket).await?;
-    Ok(Location { store, prefix: Path::from(prefix), uri: uri.clone(), local_dir: None })
+    Err(anyhow!("unsupported URI {uri}"))
 }
 
 /// The process-wide AWS configuration (standard chain), loaded once.
@@ -87,8 +101,7 @@ pub async fn sdk_config() -> &'static aws_config::SdkConfig {
         .await
 }
 
-async fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
-    let config = sdk_config().await;
+fn s3_store(config: &aws_config::SdkConfig, bucket: &str) -> Result<Arc<dyn ObjectStore>> {
     let region = config
         .region()
         .map(|r| r.to_string())

@@ -6,3 +6,4 @@ mod python_compat;
 mod resilience;
 mod moto;
 mod aws_reconcile;
+mod aws_dataplane;

@@ -220,3 +220,14 @@ impl TaskQueue for SqliteQueue {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn sqlite_queue_conforms() {
+        let d = std::env::temp_dir().join(format!("fleetform-queue-{}", uuid::Uuid::new_v4()));
+        let q = super::SqliteQueue::open(&d.join("q.sqlite")).unwrap();
+        crate::queue::conformance::run(&q, "default", std::time::Duration::from_millis(200)).await;
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

@@ -197,7 +197,7 @@ pub fn desired(spec: &ClusterSpec, spec_path: &Path) -> Result<(Vec<DesiredArtif
     let mut artifacts = Vec::new();
     let mut notes = Vec::new();
     let mut bundle_for = Vec::new();
-    for (name, _) in &spec.available_node_types {
+    for name in spec.available_node_types.keys() {
         let arch = spec.arch_of(name).unwrap_or(Arch::X86_64);
         let binary = if *name == spec.head_node_type { "fleetform" } else { "fleetform-agent" };
         let key = if binary == "fleetform" { names::reconciler_binary(arch.uname()) } else { layout::agent_binary(arch.uname()) };

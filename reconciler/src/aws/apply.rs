@@ -232,6 +232,12 @@ pub async fn execute(ctx: &AwsContext, plan: &Plan, desired: &Desired, live: &Li
         let t = step(&what);
         stacks::delete(ctx, &name).await?;
         done(&what, t);
+        if kind == StackKind::Network {
+            let swept = super::destroy_sweep::orphaned_network(ctx).await?;
+            if !swept.is_empty() {
+                println!("network: swept {} resources tagged for the cluster that no stack owns: {}", swept.len(), swept.join(", "));
+            }
+        }
     }
     Ok(report)
 }
