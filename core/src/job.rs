@@ -85,11 +85,18 @@ pub struct OutputSpec {
     /// zstd level of the output parquet.
     #[serde(default = "OutputSpec::default_level")]
     pub zstd_level: i32,
+    /// Copy columns the steps do not change as compressed column chunks (parquet input
+    /// that is zstd already, no filter step) instead of decoding and encoding them again.
+    #[serde(default = "OutputSpec::default_passthrough")]
+    pub passthrough: bool,
 }
 
 impl OutputSpec {
     fn default_level() -> i32 {
         1
+    }
+    fn default_passthrough() -> bool {
+        true
     }
 }
 

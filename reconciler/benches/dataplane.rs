@@ -8,11 +8,15 @@
 //! between runs with the same row count. The competitors need polars, duckdb and pyarrow
 //! from PyPI; they are installed with pip when missing.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+mod local_cluster;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use local_cluster::*;
 
 struct Args {
     rows: u64,
@@ -34,117 +38,26 @@ fn args() -> Args {
     a
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
-
-fn work_dir() -> PathBuf {
-    PathBuf::from(std::env::var("FLEETFORM_BENCH_DIR").unwrap_or_else(|_| "/tmp/fleetform-bench".into()))
-}
-
-fn write_cluster(dir: &Path, agents: usize, slots: usize) -> PathBuf {
-    let p = dir.join(format!("cluster-{agents}x{slots}.yaml"));
-    std::fs::write(
-        &p,
-        format!(
-            "cluster_name: bench\nprovider: {{type: local}}\nstorage: {{path: {}}}\nhead_node_type: head\n\
-             available_node_types:\n  head: {{resources: {{CPU: 0}}}}\n  worker:\n    resources: {{CPU: {slots}}}\n    min_workers: {agents}\n    max_workers: {agents}\n",
-            dir.join("state/store").display()
-        ),
-    )
-    .unwrap();
-    p
-}
-
-fn fleetform(cluster: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fleetform"));
-    c.arg(args[0]).arg("-f").arg(cluster).args(&args[1..]);
-    c
-}
-
-/// Generate `rows` rows with `noise` into dir/raw-<rows>-<noise> unless already there.
-fn generate(dir: &Path, rows: u64, noise: f64) -> PathBuf {
-    let out = dir.join(format!("raw-{rows}-{noise}"));
-    if out.join("_SUCCESS").exists() {
-        return out;
-    }
-    let job = dir.join("generate.yaml");
-    std::fs::write(
-        &job,
-        format!(
-            "name: generate\ninput: {{generate: {{rows: {rows}, seed: 42, text_length: 1000, noise: {noise}}}}}\n\
-             output: {{uri: {}, rows_per_file: 131072}}\nbatch_size: 8192\nsplit: {{rows_per_task: 131072}}\n",
-            out.display()
-        ),
-    )
-    .unwrap();
-    let cluster = write_cluster(dir, 1, cores());
-    let t = Instant::now();
-    let status = fleetform(&cluster, &["run", job.to_str().unwrap()]).stdout(Stdio::null()).status().unwrap();
-    assert!(status.success(), "generating data failed");
-    eprintln!("generated {rows} rows (noise {noise}) in {:.1}s", t.elapsed().as_secs_f64());
-    out
-}
-
 struct Run {
     seconds: f64,
     peak_rss_mib: f64,
 }
 
-/// Peak resident memory (VmHWM) of the agents the supervisor lists, sampled until stop.
-fn watch_rss(state: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
-        let peak = AtomicU64::new(0);
-        while !stop.load(Ordering::SeqCst) {
-            if let Ok(bytes) = std::fs::read(state.join("supervisor.json")) {
-                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-                    for n in v["nodes"].as_array().into_iter().flatten() {
-                        let pid = n["pid"].as_u64().unwrap_or(0);
-                        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-                            if let Some(kb) = s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<u64>().ok()) {
-                                peak.fetch_max(kb, Ordering::SeqCst);
-                            }
-                        }
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        peak.load(Ordering::SeqCst)
-    })
-}
-
 /// Run the clean job on a local cluster of `agents` × `slots`; time submit → _SUCCESS.
 fn fleetform_clean(dir: &Path, input: &Path, agents: usize, slots: usize, split: usize, batch: usize) -> Run {
     let cluster = write_cluster(dir, agents, slots);
-    let out = dir.join("out-fleetform");
-    let _ = std::fs::remove_dir_all(&out);
-    let job = dir.join("clean.yaml");
-    let seed = include_str!("../../examples/jobs/clean-text.yaml");
-    let yaml = seed
-        .replace(".fleetform/data/raw        # relative paths are taken from the current directory", &input.display().to_string())
-        .replace(".fleetform/data/clean", &out.display().to_string())
-        .replace("row_groups_per_task: 4", &format!("row_groups_per_task: {split}"))
-        .replace("batch_size: 8192", &format!("batch_size: {batch}"));
-    std::fs::write(&job, yaml).unwrap();
-    let state = dir.join("state");
-    let mut up: Child = fleetform(&cluster, &["up"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !state.join("supervisor.json").exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300)); // agents up and polling
+    let job = clean_job(dir, input, &dir.join("out-fleetform"), split, batch, 131_072);
+    let up = Up::start(&cluster, dir, 60);
     let stop = Arc::new(AtomicBool::new(false));
-    let rss = watch_rss(state.clone(), stop.clone());
+    let rss = up.watch_rss(stop.clone());
     let t = Instant::now();
     let status = fleetform(&cluster, &["submit", job.to_str().unwrap(), "--wait"]).stdout(Stdio::null()).status().unwrap();
     let seconds = t.elapsed().as_secs_f64();
     stop.store(true, Ordering::SeqCst);
     let peak = rss.join().unwrap();
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(up.id() as i32), nix::sys::signal::Signal::SIGTERM);
-    let _ = up.wait();
+    drop(up);
     assert!(status.success(), "the clean job failed");
-    Run { seconds, peak_rss_mib: peak as f64 / 1024.0 }
+    Run { seconds, peak_rss_mib: peak as f64 / (1024.0 * 1024.0) }
 }
 
 fn competitor(engine: &str, input: &Path, dir: &Path) -> Option<f64> {
@@ -174,7 +87,6 @@ fn competitor(engine: &str, input: &Path, dir: &Path) -> Option<f64> {
 fn main() {
     let a = args();
     let dir = work_dir();
-    std::fs::create_dir_all(&dir).unwrap();
     let n = cores();
     println!("fleetform data-plane benchmark: {} rows of 1000 characters, {n} cores", a.rows);
     if a.sweep {

@@ -18,8 +18,7 @@ pub async fn command(file: &Path, command: ChaosCommand) -> Result<i32> {
     let spec = cluster::load(file)?;
     let handles = Handles::of(&spec).await?;
     if spec.provider.kind == ProviderKind::Aws {
-        // WIRING PENDING: TerminateInstances through the aws module's node functions.
-        bail!("chaos on the aws provider is not wired yet");
+        return aws_chaos(&spec, command).await;
     }
     match command {
         ChaosCommand::Interrupt { node } => {
@@ -41,4 +40,34 @@ pub async fn command(file: &Path, command: ChaosCommand) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// On AWS: TerminateInstances on this cluster's tagged workers. Spot notices would need an
+/// AWS FIS experiment (`aws:ec2:send-spot-instance-interruptions`) with its own IAM role;
+/// fleetform does not create one and moto has no FIS to test it against, so
+/// `chaos interrupt` says so instead of pretending.
+async fn aws_chaos(spec: &fleetform_core::ClusterSpec, command: ChaosCommand) -> Result<i32> {
+    match command {
+        ChaosCommand::Interrupt { node } => bail!(
+            "chaos interrupt is not supported on the aws provider: a real spot notice for {node} needs an AWS FIS experiment \
+             (action aws:ec2:send-spot-instance-interruptions), which fleetform does not create; run one from the FIS console, \
+             or use `fleetform chaos terminate` to test recovery from a lost node"
+        ),
+        ChaosCommand::Terminate { node_type, count } => {
+            if !spec.available_node_types.contains_key(&node_type) || node_type == spec.head_node_type {
+                bail!("`{node_type}` is not a worker node type of cluster `{}`", spec.cluster_name);
+            }
+            let ctx = crate::aws::AwsContext::connect(spec).await?;
+            let live = crate::aws::observe::instances(&ctx, Some(&node_type)).await?;
+            let victims: Vec<String> = live.iter().filter(|i| i.state == "running").take(count).map(|i| i.id.clone()).collect();
+            if victims.is_empty() {
+                bail!("no running {node_type} instance tagged for cluster `{}`", spec.cluster_name);
+            }
+            crate::aws::terminate(&ctx, &victims).await?;
+            for v in &victims {
+                println!("terminated {v} ({node_type}); `fleetform apply` or the autoscaler replaces it");
+            }
+            Ok(0)
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! notice or SIGTERM (checkpoint at the next row-group boundary, hand the task back);
 //! soft drain on a rebalance recommendation (finish current tasks, take no new ones).
 
+pub mod passthrough;
 pub mod source;
 pub mod task;
 

@@ -19,6 +19,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use super::passthrough::{PassthroughPlan, PassthroughWriter};
 use super::source::UnitSource;
 use crate::ops::Pipeline;
 use crate::storage::Location;
@@ -66,8 +67,15 @@ pub enum Outcome {
 struct OpenChunk {
     first_unit: usize,
     staged: PathBuf,
-    writer: Option<ArrowWriter<File>>,
+    writer: Option<ChunkWriter>,
     rows: u64,
+}
+
+enum ChunkWriter {
+    /// Every column encoded from Arrow.
+    Arrow(ArrowWriter<File>),
+    /// Unchanged columns copied as compressed chunks (see `passthrough`).
+    Passthrough(PassthroughWriter),
 }
 
 pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: &TaskFlags) -> Result<Outcome> {
@@ -90,6 +98,21 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
     let stage_dir = node.spill_dir.join(job_id);
     std::fs::create_dir_all(&stage_dir).with_context(|| format!("cannot create spill directory {}", stage_dir.display()))?;
 
+    let pipeline = &job.pipeline;
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(spec.output.zstd_level)?))
+        .set_max_row_group_row_count(None); // one row group per input unit: we flush
+    for col in pipeline.text_columns() {
+        props = props.set_column_dictionary_enabled(col.as_str().into(), false);
+    }
+    let props = props.build();
+    let passthrough = match &source {
+        UnitSource::LocalParquet { meta, .. } if spec.output.passthrough => PassthroughPlan::new(meta, pipeline, &props),
+        _ => None,
+    };
+    if let Some(plan) = &passthrough {
+        tracing::debug!(task = %task_id, ?plan, "passthrough");
+    }
     let mut open: Option<OpenChunk> = None;
     let mut rows_in = 0u64;
     let mut processed = 0usize;
@@ -114,30 +137,36 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
             writer: None,
             rows: 0,
         });
-        let pipeline = &job.pipeline;
-        let level = spec.output.zstd_level;
-        rows_in += source.read_unit(next_unit, h, &mut |batch: RecordBatch| {
-            let out = pipeline.apply(batch)?;
-            if out.num_rows() == 0 {
-                return Ok(());
-            }
+        if let (Some(plan), UnitSource::LocalParquet { file, meta, first, batch, .. }) = (&passthrough, &source) {
             if chunk.writer.is_none() {
-                let file = File::create(&chunk.staged).with_context(|| format!("cannot stage {}", chunk.staged.display()))?;
-                let props = WriterProperties::builder()
-                    .set_compression(Compression::ZSTD(ZstdLevel::try_new(level)?))
-                    .set_max_row_group_row_count(None) // one row group per input unit: we flush
-                    .build();
-                chunk.writer = Some(ArrowWriter::try_new(file, out.schema(), Some(props))?);
+                chunk.writer = Some(ChunkWriter::Passthrough(PassthroughWriter::create(&chunk.staged, plan, props.clone())?));
             }
-            chunk.rows += out.num_rows() as u64;
-            chunk.writer.as_mut().expect("created above").write(&out)?;
-            Ok(())
-        })?;
-        if let Some(w) = chunk.writer.as_mut() {
-            w.flush()?; // row-group boundary = unit boundary
+            let Some(ChunkWriter::Passthrough(w)) = chunk.writer.as_mut() else { unreachable!("set above") };
+            let rows = w.write_row_group(file, meta, *first + next_unit, *batch, pipeline)?;
+            rows_in += rows;
+            chunk.rows += rows;
+        } else {
+            rows_in += source.read_unit(next_unit, h, &mut |batch: RecordBatch| {
+                let out = pipeline.apply(batch)?;
+                if out.num_rows() == 0 {
+                    return Ok(());
+                }
+                if chunk.writer.is_none() {
+                    let file = File::create(&chunk.staged).with_context(|| format!("cannot stage {}", chunk.staged.display()))?;
+                    chunk.writer = Some(ChunkWriter::Arrow(ArrowWriter::try_new(file, out.schema(), Some(props.clone()))?));
+                }
+                chunk.rows += out.num_rows() as u64;
+                let Some(ChunkWriter::Arrow(w)) = chunk.writer.as_mut() else { unreachable!("set above") };
+                w.write(&out)?;
+                Ok(())
+            })?;
+            if let Some(ChunkWriter::Arrow(w)) = chunk.writer.as_mut() {
+                w.flush()?; // row-group boundary = unit boundary
+            }
         }
         processed += 1;
         next_unit += 1;
+        tracing::debug!(task = %task_id, unit = next_unit - 1, "unit done");
         node.units_done.fetch_add(1, Ordering::Relaxed);
         let full = chunk.rows >= spec.output.rows_per_file;
         if full || next_unit == units {
@@ -187,10 +216,13 @@ fn checkpoint_rows_in(cp: &Option<Checkpoint>, src: &fleetform_core::task::TaskS
 
 /// Close the writer, upload the staged file under its deterministic name.
 fn finish_chunk(node: &NodeContext, job: &JobContext, task_id: &str, c: OpenChunk, end_unit: usize) -> Result<Option<Chunk>> {
-    let Some(writer) = c.writer else {
-        return Ok(None); // every row of these units was filtered out: no file
-    };
-    writer.close().context("cannot finish the output file")?;
+    match c.writer {
+        None => return Ok(None), // every row of these units was filtered out: no file
+        Some(ChunkWriter::Arrow(w)) => {
+            w.close().context("cannot finish the output file")?;
+        }
+        Some(ChunkWriter::Passthrough(w)) => w.close().context("cannot finish the output file")?,
+    }
     let name = layout::part(task_id, c.first_unit, end_unit);
     node.handle
         .block_on(store::upload_file(&job.output, &name, &c.staged))

@@ -171,6 +171,41 @@ impl Pipeline {
         })
     }
 
+    /// Columns the steps read or write: long free text, where a parquet dictionary only
+    /// costs time before it falls back to plain encoding.
+    pub fn text_columns(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for op in &self.ops {
+            match op {
+                Op::Replace { column, output, .. } | Op::Map { column, output, .. } => {
+                    out.push(column.clone());
+                    out.push(output.clone());
+                }
+                Op::Filter { column, .. } => out.push(column.clone()),
+                Op::Drop { .. } => {}
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Does any step drop or add rows? (Then output row groups differ from input ones.)
+    pub fn changes_rows(&self) -> bool {
+        self.ops.iter().any(|op| matches!(op, Op::Filter { .. }))
+    }
+
+    /// Columns the steps write (new or replaced).
+    pub fn written_columns(&self) -> Vec<String> {
+        self.ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Replace { output, .. } | Op::Map { output, .. } => Some(output.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Apply every step to a batch.
     pub fn apply(&self, mut batch: RecordBatch) -> Result<RecordBatch> {
         for op in &self.ops {

@@ -223,11 +223,12 @@ pub fn decide(spec: &ClusterSpec, obs: &Observation, state: &mut AutoscalerState
         let launch = wanted.min(allowed);
         let mut launched = 0;
         d.explanations.push(format!(
-            "{name}: {running} running, {pending} pending, {} draining; {} tasks ({} queued) need {needed} nodes{}",
+            "{name}: {running} running, {pending} pending, {} draining; {} tasks ({} queued) need {needed} nodes{}{}",
             draining[t],
             l.queued + l.in_flight,
             l.queued,
             if min[t] > 0 { format!(" (min_workers {})", min[t]) } else { String::new() },
+            if needed > l.nodes { format!("; max_workers holds it at {}", l.nodes) } else { String::new() },
         ));
         if wanted > 0 {
             let mut reason = launch_reason(l, fraction, min[t], alive_n[t], &replaced[t]);
@@ -468,10 +469,9 @@ fn why_infeasible(types: &[TypeCapacity], s: &Shape) -> String {
         return "the spec has no worker node types".to_string();
     }
     for (name, q) in s.resources.iter() {
-        if *q > 0.0 && name != fleetform_core::resources::CPU && name != fleetform_core::resources::MEMORY {
-            if !types.iter().any(|t| t.custom.get(name).unwrap_or(0.0) >= *q) {
-                return format!("no node type offers {name}");
-            }
+        let custom = name != fleetform_core::resources::CPU && name != fleetform_core::resources::MEMORY;
+        if *q > 0.0 && custom && !types.iter().any(|t| t.custom.get(name).unwrap_or(0.0) >= *q) {
+            return format!("no node type offers {name}");
         }
     }
     let best_cpu = types.iter().map(|t| t.cpu).fold(0.0, f64::max);

@@ -618,5 +618,7 @@ fn seed_status_shows_types_demand_and_reasons() {
     let o = obs(s.now, s.nodes.clone(), vec![demand(cpu(1.0), s.queued, s.in_flight)]);
     let mut state = s.state.clone();
     let d = decide(&s.spec, &o, &mut state);
-    println!("{}", status(&s.spec, &o, &state, &d));
+    let end = status(&s.spec, &o, &state, &d).to_string();
+    println!("{end}");
+    assert!(end.contains("  worker: 30 running, 0 pending, 0 draining; 480 tasks (0 queued) need 38 nodes (min_workers 10); max_workers holds it at 30\n"));
 }

@@ -1,0 +1,149 @@
+//! Shared by the data-plane benchmarks: a local cluster in a work directory, generated
+//! data reused between runs, the `fleetform` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// $FLEETFORM_BENCH_DIR, default /tmp/fleetform-bench (a few GB for 1 M rows).
+pub fn work_dir() -> PathBuf {
+    let d = PathBuf::from(std::env::var("FLEETFORM_BENCH_DIR").unwrap_or_else(|_| "/tmp/fleetform-bench".into()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn write_cluster(dir: &Path, agents: usize, slots: usize) -> PathBuf {
+    let p = dir.join(format!("cluster-{agents}x{slots}.yaml"));
+    std::fs::write(
+        &p,
+        format!(
+            "cluster_name: bench\nprovider: {{type: local}}\nstorage: {{path: {}}}\nhead_node_type: head\n\
+             available_node_types:\n  head: {{resources: {{CPU: 0}}}}\n  worker:\n    resources: {{CPU: {slots}}}\n    min_workers: {agents}\n    max_workers: {agents}\n",
+            dir.join("state/store").display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+pub fn fleetform(cluster: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fleetform"));
+    c.arg(args[0]).arg("-f").arg(cluster).args(&args[1..]);
+    c
+}
+
+/// Generate `rows` rows with `noise` into dir/raw-<rows>-<noise> unless already there.
+pub fn generate(dir: &Path, rows: u64, noise: f64) -> PathBuf {
+    let out = dir.join(format!("raw-{rows}-{noise}"));
+    if out.join("_SUCCESS").exists() {
+        return out;
+    }
+    let job = dir.join("generate.yaml");
+    std::fs::write(
+        &job,
+        format!(
+            "name: generate\ninput: {{generate: {{rows: {rows}, seed: 42, text_length: 1000, noise: {noise}}}}}\n\
+             output: {{uri: {}, rows_per_file: 131072}}\nbatch_size: 8192\nsplit: {{rows_per_task: 131072}}\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let cluster = write_cluster(dir, 1, cores());
+    let t = Instant::now();
+    let status = fleetform(&cluster, &["run", job.to_str().unwrap()]).stdout(Stdio::null()).status().unwrap();
+    assert!(status.success(), "generating data failed");
+    eprintln!("generated {rows} rows (noise {noise}) in {:.1}s", t.elapsed().as_secs_f64());
+    out
+}
+
+/// The workshop's clean job with the given split, batch and file sizing.
+pub fn clean_job(dir: &Path, input: &Path, out: &Path, split: usize, batch: usize, rows_per_file: u64) -> PathBuf {
+    let _ = std::fs::remove_dir_all(out);
+    let job = dir.join("clean.yaml");
+    let seed = include_str!("../../../examples/jobs/clean-text.yaml");
+    let yaml = seed
+        .replace(".fleetform/data/raw        # relative paths are taken from the current directory", &input.display().to_string())
+        .replace(".fleetform/data/clean", &out.display().to_string())
+        .replace("row_groups_per_task: 4", &format!("row_groups_per_task: {split}"))
+        .replace("batch_size: 8192", &format!("batch_size: {batch}"))
+        .replace("rows_per_file: 131072", &format!("rows_per_file: {rows_per_file}"));
+    std::fs::write(&job, yaml).unwrap();
+    job
+}
+
+/// `fleetform up` in the background; SIGTERM (drain) on drop.
+pub struct Up {
+    child: Child,
+    pub state: PathBuf,
+}
+
+impl Up {
+    pub fn start(cluster: &Path, dir: &Path, lease_seconds: u64) -> Up {
+        let state = dir.join("state");
+        let _ = std::fs::remove_file(state.join("supervisor.json"));
+        let child = fleetform(cluster, &["up"])
+            .env("FLEETFORM_LEASE_SECONDS", lease_seconds.to_string())
+            // Per-row-group progress lines in each agent's log (state/nodes/<id>/agent.log).
+            .env("FLEETFORM_LOG", "info,fleetform_agent::exec::task=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !state.join("supervisor.json").exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(300)); // agents up and polling
+        Up { child, state }
+    }
+
+    /// (node id, pid, IMDS endpoint) of the running agents.
+    pub fn nodes(&self) -> Vec<(String, u32, String)> {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(self.state.join("supervisor.json")).unwrap()).unwrap();
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| (n["node_id"].as_str().unwrap().into(), n["pid"].as_u64().unwrap() as u32, n["imds"].as_str().unwrap().into()))
+            .collect()
+    }
+
+    /// Peak resident memory (VmHWM, bytes) of the agents, sampled until `stop`.
+    pub fn watch_rss(&self, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+        let state = self.state.clone();
+        std::thread::spawn(move || {
+            let peak = AtomicU64::new(0);
+            while !stop.load(Ordering::SeqCst) {
+                if let Ok(bytes) = std::fs::read(state.join("supervisor.json")) {
+                    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                        for n in v["nodes"].as_array().into_iter().flatten() {
+                            let pid = n["pid"].as_u64().unwrap_or(0);
+                            if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                                let kb = s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<u64>().ok());
+                                if let Some(kb) = kb {
+                                    peak.fetch_max(kb * 1024, Ordering::SeqCst);
+                                }
+                            }
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            peak.load(Ordering::SeqCst)
+        })
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
