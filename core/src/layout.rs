@@ -37,6 +37,15 @@ pub fn nodes_prefix() -> &'static str {
 pub fn node(node: &str) -> String {
     format!("nodes/{node}.json")
 }
+/// Written by the autoscaler to ask a node to drain (take no new tasks, finish the ones
+/// it holds) before it is terminated.
+pub fn node_drain(node: &str) -> String {
+    format!("nodes/{node}.drain")
+}
+/// The autoscaler's state between passes (capacity cache, history, latest status).
+pub fn autoscaler_state() -> &'static str {
+    "autoscaler/state.json"
+}
 pub fn agent_binary(uname_arch: &str) -> String {
     format!("bin/{uname_arch}/fleetform-agent")
 }

@@ -44,6 +44,7 @@ pub struct LocalNode {
 struct Slot {
     index: usize,
     generation: usize,
+    launched_at: chrono::DateTime<chrono::Utc>,
     node_type: String,
     resources: Resources,
     child: Child,
@@ -60,6 +61,16 @@ pub struct LocalCluster {
     stop: Arc<std::sync::atomic::AtomicBool>,
     monitor: Option<std::thread::JoinHandle<()>>,
     lease_seconds: u64,
+    next_index: std::sync::atomic::AtomicUsize,
+}
+
+/// A local agent as the autoscaler sees it.
+#[derive(Debug, Clone)]
+pub struct LocalAgent {
+    pub node_id: String,
+    pub node_type: String,
+    pub slots: usize,
+    pub launched_at: chrono::DateTime<chrono::Utc>,
 }
 
 pub fn supervisor_file(handles: &Handles) -> PathBuf {
@@ -91,15 +102,10 @@ impl LocalCluster {
             stop: Default::default(),
             monitor: None,
             lease_seconds,
+            next_index: Default::default(),
         };
-        let mut index = 0;
         for (name, t) in spec.worker_types() {
-            let resources = local_resources(&t.resources, t.min_workers.max(1));
-            for _ in 0..t.min_workers {
-                let slot = cluster.spawn(index, 0, name, &resources)?;
-                cluster.slots.lock().expect("slots").push(slot);
-                index += 1;
-            }
+            cluster.launch(name, t.min_workers)?;
         }
         cluster.publish()?;
         let (slots, stop) = (cluster.slots.clone(), cluster.stop.clone());
@@ -112,8 +118,66 @@ impl LocalCluster {
         Spawner { handles: self.handles.clone(), cluster: self.spec.cluster_name.clone(), lease_seconds: self.lease_seconds }
     }
 
-    fn spawn(&self, index: usize, generation: usize, node_type: &str, resources: &Resources) -> Result<Slot> {
-        self.spawner().spawn(index, generation, node_type, resources)
+    /// Start `count` more agents of a worker type. Returns their node ids.
+    pub fn launch(&self, node_type: &str, count: u32) -> Result<Vec<String>> {
+        let t = self.spec.available_node_types.get(node_type).ok_or_else(|| anyhow!("no node type `{node_type}`"))?;
+        let resources = local_resources(&t.resources, t.min_workers.max(1));
+        let mut ids = Vec::new();
+        for _ in 0..count {
+            let index = self.next_index.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let slot = self.spawner().spawn(index, 0, node_type, &resources)?;
+            ids.push(slot.node_id.clone());
+            self.slots.lock().expect("slots").push(slot);
+        }
+        if !ids.is_empty() && self.monitor.is_some() {
+            self.publish()?;
+        }
+        Ok(ids)
+    }
+
+    /// Stop an agent for good (it is not replaced): SIGTERM, so it drains, then reaped.
+    pub fn terminate(&self, node_id: &str) -> Result<()> {
+        let mut slots = self.slots.lock().expect("slots");
+        let pos = slots.iter().position(|s| s.node_id == node_id).ok_or_else(|| anyhow!("no local node `{node_id}`"))?;
+        let mut slot = slots.remove(pos);
+        publish(&self.handles, &slots)?;
+        drop(slots);
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(slot.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + STOP_GRACE;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = slot.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = slot.child.kill();
+            let _ = slot.child.wait();
+        });
+        Ok(())
+    }
+
+    /// The agents running now.
+    pub fn agents(&self) -> Vec<LocalAgent> {
+        self.slots
+            .lock()
+            .expect("slots")
+            .iter()
+            .map(|s| LocalAgent {
+                node_id: s.node_id.clone(),
+                node_type: s.node_type.clone(),
+                slots: s.resources.cpu().max(1.0) as usize,
+                launched_at: s.launched_at,
+            })
+            .collect()
+    }
+
+    pub fn spec(&self) -> &ClusterSpec {
+        &self.spec
+    }
+
+    pub fn handles(&self) -> &Handles {
+        &self.handles
     }
 
     fn publish(&self) -> Result<()> {
@@ -202,7 +266,17 @@ impl Spawner {
             .stderr(out)
             .spawn()
             .context("cannot start an agent process")?;
-        Ok(Slot { index, generation, node_type: node_type.to_string(), resources: resources.clone(), child, node_id, imds, log })
+        Ok(Slot {
+            index,
+            generation,
+            launched_at: chrono::Utc::now(),
+            node_type: node_type.to_string(),
+            resources: resources.clone(),
+            child,
+            node_id,
+            imds,
+            log,
+        })
     }
 }
 
@@ -257,12 +331,17 @@ pub async fn up(file: &Path) -> Result<i32> {
     }
     println!("store {}  queue {}", handles.store_uri, handles.queue_uri);
     println!("Submit with `fleetform submit -f {} JOB`; Ctrl-C drains and stops.", file.display());
+    let cluster = std::sync::Arc::new(cluster);
+    let autoscaler = tokio::spawn(crate::autoscaler::run::local_loop(cluster.clone()));
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+    autoscaler.abort();
+    let _ = autoscaler.await;
+    let cluster = std::sync::Arc::try_unwrap(cluster).map_err(|_| anyhow!("the autoscaler still holds the cluster"))?;
     println!("draining agents...");
     tokio::task::spawn_blocking(move || cluster.stop()).await??;
     Ok(0)

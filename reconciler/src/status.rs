@@ -21,6 +21,8 @@ struct Status {
     nodes: Vec<NodeHeartbeat>,
     queues: Vec<QueueStatus>,
     jobs: Vec<JobStatus>,
+    /// The autoscaler's latest round (its table, demand and decisions with reasons).
+    autoscaler: Option<crate::autoscaler::ClusterStatus>,
 }
 
 #[derive(Serialize)]
@@ -41,7 +43,7 @@ struct JobStatus {
 pub async fn show(file: &Path, json: bool) -> Result<i32> {
     let c = jobs::ctx(file).await?;
     let mut nodes: Vec<NodeHeartbeat> = Vec::new();
-    for key in c.store.list(layout::nodes_prefix()).await? {
+    for key in c.store.list(layout::nodes_prefix()).await?.into_iter().filter(|k| k.ends_with(".json")) {
         if let Some(hb) = c.store.get_json::<NodeHeartbeat>(&key).await? {
             nodes.push(hb);
         }
@@ -63,7 +65,8 @@ pub async fn show(file: &Path, json: bool) -> Result<i32> {
         let p = fleetform_agent::jobs::progress(&c.store, &j.job_id).await?;
         jobs_out.push(JobStatus { job_id: j.job_id, done: p.done.len(), failed: p.failed.len(), tasks: j.tasks });
     }
-    let status = Status { cluster: c.spec.cluster_name.clone(), nodes, queues, jobs: jobs_out };
+    let autoscaler = crate::autoscaler::run::load_state(&c.store).await.status;
+    let status = Status { cluster: c.spec.cluster_name.clone(), nodes, queues, jobs: jobs_out, autoscaler };
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(0);
@@ -108,6 +111,11 @@ pub async fn show(file: &Path, json: bool) -> Result<i32> {
     }
     for j in &status.jobs {
         println!("  {:<40} {}/{} done  {} failed", j.job_id, j.done, j.tasks, j.failed);
+    }
+    println!("\nAUTOSCALER");
+    match &status.autoscaler {
+        Some(a) => println!("{a}"),
+        None => println!("  no round yet (`fleetform reconcile`, or `fleetform up` on the local provider)"),
     }
     Ok(0)
 }

@@ -14,7 +14,7 @@ use fleetform_core::ClusterSpec;
 use crate::moto::Moto;
 
 /// The workshop's shape, small: an on-demand head, spot x86 and Graviton workers.
-fn spec_yaml(cluster: &str, x86_min: u32) -> String {
+pub(crate) fn spec_yaml(cluster: &str, x86_min: u32) -> String {
     format!(
         r#"cluster_name: {cluster}
 provider: {{type: aws, region: us-west-2, availability_zones: [us-west-2a, us-west-2b]}}
@@ -44,15 +44,15 @@ tags: {{project: e2e}}
     )
 }
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    spec: PathBuf,
+pub(crate) struct Fixture {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) spec: PathBuf,
 }
 
 impl Fixture {
     /// A spec, x86_64 binaries in dist/ (no aarch64 one: the source-bundle fallback),
     /// and a tiny source tree to bundle.
-    fn new(cluster: &str, x86_min: u32) -> Fixture {
+    pub(crate) fn new(cluster: &str, x86_min: u32) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let spec = dir.path().join("cluster.yaml");
         std::fs::write(&spec, spec_yaml(cluster, x86_min)).unwrap();
@@ -74,7 +74,7 @@ impl Fixture {
     }
 }
 
-fn run(moto: &Moto, f: &Fixture, args: &[&str]) -> (i32, String) {
+pub(crate) fn run(moto: &Moto, f: &Fixture, args: &[&str]) -> (i32, String) {
     let env = f.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut all = args.to_vec();
@@ -82,7 +82,7 @@ fn run(moto: &Moto, f: &Fixture, args: &[&str]) -> (i32, String) {
     moto.run(&all, &env)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
 }
 
@@ -91,7 +91,7 @@ fn tag(k: &str, v: &str) -> Filter {
 }
 
 /// Instances of the cluster that are not terminated: (id, node type, public ip).
-async fn live_instances(ec2: &aws_sdk_ec2::Client, cluster: &str) -> Vec<(String, String, Option<String>)> {
+pub(crate) async fn live_instances(ec2: &aws_sdk_ec2::Client, cluster: &str) -> Vec<(String, String, Option<String>)> {
     let out = ec2.describe_instances().filters(tag("fleetform:cluster", cluster)).send().await.unwrap();
     let mut v = Vec::new();
     for r in out.reservations() {
@@ -254,7 +254,7 @@ fn aws_sequence_apply_plan_repair_destroy() {
     assert!(out.contains("Nothing to destroy"), "{out}");
 }
 
-async fn connect(moto: &Moto, f: &Fixture, options: ContextOptions) -> AwsContext {
+pub(crate) async fn connect(moto: &Moto, f: &Fixture, options: ContextOptions) -> AwsContext {
     let spec = ClusterSpec::load(&f.spec).unwrap();
     AwsContext::connect_with(&spec, moto.sdk_config().await, options).await.unwrap()
 }
@@ -273,7 +273,7 @@ fn aws_capacity_shortage_names_offerings_and_falls_back() {
             .offering(Some(Market::OnDemand), Some("r7i.2xlarge"), Some("us-west-2a"));
         let ctx = connect(&moto, &f, ContextOptions { faults: Arc::new(faults), ..Default::default() }).await;
         let out = nodes::launch(&ctx, "x86_worker_node", 2, "test: capacity").await.unwrap();
-        let failed: Vec<&str> = out.failed_offerings.iter().map(|(o, _)| o.as_str()).collect();
+        let failed: Vec<String> = out.failed_offerings.iter().map(|(o, _)| o.to_string()).collect();
         assert_eq!(
             failed,
             [

@@ -7,3 +7,4 @@ mod resilience;
 mod moto;
 mod aws_reconcile;
 mod aws_dataplane;
+mod autoscale;

@@ -225,6 +225,10 @@ async fn imds_watch(shared: Arc<Shared>, mut rx: tokio::sync::watch::Receiver<No
 async fn heartbeat_loop(shared: Arc<Shared>) {
     loop {
         tokio::time::sleep(HEARTBEAT_INTERVAL).await;
+        // The autoscaler asks a node to drain before removing it: finish, take nothing new.
+        if !shared.soft_drain.load(Ordering::SeqCst) && shared.store.exists(&layout::node_drain(&shared.cfg.node_id)).await.unwrap_or(false) {
+            start_drain(&shared, "autoscaler", false);
+        }
         if let Err(e) = heartbeat(&shared, false).await {
             warn!("heartbeat failed: {e:#}");
         }

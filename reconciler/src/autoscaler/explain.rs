@@ -7,7 +7,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use fleetform_core::spec::{ClusterSpec, Market};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::capacity::CapacityEntry;
 use super::model::{AutoscalerState, Decision, Demand, HistoryEntry, Infeasible, NodeState, Observation};
@@ -15,7 +15,7 @@ use super::model::{AutoscalerState, Decision, Demand, HistoryEntry, Infeasible, 
 /// Decision lines `fleetform status` shows: a screenful.
 pub const RECENT_LINES: usize = 20;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TypeStatus {
     pub node_type: String,
     pub head: bool,
@@ -38,7 +38,7 @@ pub struct TypeStatus {
     pub in_flight: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterStatus {
     pub cluster: String,
     pub at: DateTime<Utc>,

@@ -15,6 +15,7 @@ pub mod decide;
 pub mod explain;
 pub mod model;
 pub mod pack;
+pub mod run;
 
 #[cfg(test)]
 mod tests;
@@ -27,18 +28,7 @@ pub use model::{
     ObservedNode, Termination, TypePlan,
 };
 
-use anyhow::Context;
-use fleetform_core::ClusterSpec;
-
-/// `fleetform reconcile [-f FILE] [--watch --interval N]`. The decision core is here; the
-/// providers (observe nodes and queue depths, execute launches and terminations) are
-/// wired in separately, so for now this checks the spec and says so.
+/// `fleetform reconcile [-f FILE] [--watch --interval N]`: see [`run::command`].
 pub async fn command(file: &std::path::Path, watch: bool, interval: u64) -> anyhow::Result<i32> {
-    let spec = ClusterSpec::load(file).with_context(|| format!("cannot load the cluster spec {}", file.display()))?;
-    let mode = if watch { format!("every {interval} s") } else { "once".to_string() };
-    anyhow::bail!(
-        "reconcile ({mode}) for cluster `{}`: the autoscaler's decisions are built, but the provider wiring \
-         (observing nodes and queue depths, executing launches) is not there yet",
-        spec.cluster_name
-    )
+    run::command(file, watch, interval).await
 }

@@ -103,7 +103,7 @@ pub struct LaunchOutcome {
     pub requested: u32,
     pub launched: Vec<LaunchedNode>,
     /// Offerings that had no capacity, with EC2's code.
-    pub failed_offerings: Vec<(String, String)>,
+    pub failed_offerings: Vec<(Offering, String)>,
     /// What happened, in order, for the operator (and `fleetform status`).
     pub messages: Vec<String>,
 }
@@ -251,7 +251,7 @@ fn skip_dry(ctx: &AwsContext, offerings: Vec<Offering>, outcome: &mut LaunchOutc
 
 fn record_dry(ctx: &AwsContext, o: &Offering, code: &str, outcome: &mut LaunchOutcome) {
     outcome.messages.push(format!("{o}: {code}; trying the next offering"));
-    outcome.failed_offerings.push((o.to_string(), code.to_string()));
+    outcome.failed_offerings.push((o.clone(), code.to_string()));
     ctx.capacity.lock().expect("capacity cache lock").insert(o.clone(), Instant::now());
 }
 

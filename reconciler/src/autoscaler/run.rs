@@ -1,0 +1,227 @@
+//! The autoscaler wired to its providers: observe (nodes, heartbeats, demand) → decide →
+//! execute, one round at a time. On AWS it runs as `fleetform reconcile [--watch]` (the
+//! head's systemd unit, or cron); on the local provider inside `fleetform up`, which owns
+//! the agent processes. The state between rounds (capacity cache, history, the latest
+//! status) lives in the cluster store, so one-shot passes from cron remember as much as
+//! the watch loop.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use chrono::{DateTime, Utc};
+use fleetform_agent::store::Store;
+use fleetform_core::layout;
+use fleetform_core::spec::{ClusterSpec, Market, ProviderKind};
+use fleetform_core::task::{JobRecord, NodeHeartbeat};
+use serde::{Deserialize, Serialize};
+
+use super::{decide, status, AutoscalerState, CapacityError, ClusterStatus, Decision, Demand, NodeState, Observation, ObservedNode, Offering};
+use crate::cluster::{self, Handles};
+use crate::local::LocalCluster;
+
+/// How often `fleetform up` re-plans the local cluster: quick enough that a submitted
+/// job gets agents within seconds, slow enough to cost nothing when idle.
+pub const LOCAL_ROUND: Duration = Duration::from_secs(3);
+
+/// What the store keeps between rounds, and what `fleetform status` shows.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Persisted {
+    pub state: AutoscalerState,
+    pub status: Option<ClusterStatus>,
+}
+
+pub async fn load_state(store: &Store) -> Persisted {
+    // A lost or unreadable state only costs the capacity cache and history: start fresh.
+    store.get_json::<Persisted>(layout::autoscaler_state()).await.ok().flatten().unwrap_or_default()
+}
+
+/// Latest heartbeat of every node that has written one.
+pub async fn heartbeats(store: &Store) -> Result<HashMap<String, NodeHeartbeat>> {
+    let mut out = HashMap::new();
+    for key in store.list(layout::nodes_prefix()).await?.into_iter().filter(|k| k.ends_with(".json")) {
+        if let Some(hb) = store.get_json::<NodeHeartbeat>(&key).await? {
+            out.insert(hb.node_id.clone(), hb);
+        }
+    }
+    Ok(out)
+}
+
+/// Demand per resource shape: for every unfinished job, its tasks not yet done or
+/// failed; those held by a node (heartbeats) are in flight, the rest queued.
+pub async fn demand(store: &Store, beats: &HashMap<String, NodeHeartbeat>) -> Result<Vec<Demand>> {
+    let mut by_shape: Vec<Demand> = Vec::new();
+    for key in store.list(layout::jobs_prefix()).await?.into_iter().filter(|k| k.ends_with("/job.json")) {
+        let Some(job) = store.get_json::<JobRecord>(&key).await? else { continue };
+        let id = &job.job_id;
+        if store.exists(&layout::success(id)).await? || store.exists(&layout::cancel(id)).await? {
+            continue;
+        }
+        let finished = store.list(&layout::done_prefix(id)).await?.len() + store.list(&layout::failed_prefix(id)).await?.len();
+        let remaining = job.tasks.saturating_sub(finished) as u64;
+        let prefix = format!("{id}/");
+        let in_flight = beats
+            .values()
+            .filter(|h| !h.stopped)
+            .map(|h| h.tasks_in_flight.iter().filter(|t| t.starts_with(&prefix)).count() as u64)
+            .sum::<u64>()
+            .min(remaining);
+        match by_shape.iter_mut().find(|d| d.resources == job.spec.resources) {
+            Some(d) => {
+                d.queued += remaining - in_flight;
+                d.in_flight += in_flight;
+            }
+            None => by_shape.push(Demand { resources: job.spec.resources.clone(), queued: remaining - in_flight, in_flight }),
+        }
+    }
+    Ok(by_shape)
+}
+
+fn node_of(id: &str, node_type: &str, market: Market, instance_type: &str, zone: Option<String>, launched_at: DateTime<Utc>, pending: bool, beats: &HashMap<String, NodeHeartbeat>) -> ObservedNode {
+    let heartbeat = beats.get(id).cloned();
+    let state = if heartbeat.as_ref().is_some_and(|h| h.draining.is_some()) {
+        NodeState::Draining
+    } else if pending && heartbeat.is_none() {
+        NodeState::Pending { since: launched_at }
+    } else {
+        NodeState::Running
+    };
+    ObservedNode { id: id.to_string(), node_type: node_type.to_string(), market, instance_type: instance_type.to_string(), zone, state, launched_at, heartbeat }
+}
+
+/// One round on the local provider. Launches are bounded by the machine: the agents'
+/// slots together never exceed its cores (min_workers excepted).
+pub async fn local_round(cluster: &LocalCluster, store: &Store, persisted: &mut Persisted) -> Result<Decision> {
+    let spec = cluster.spec().clone();
+    let beats = heartbeats(store).await?;
+    let now = Utc::now();
+    let nodes: Vec<ObservedNode> = cluster
+        .agents()
+        .iter()
+        .map(|a| node_of(&a.node_id, &a.node_type, Market::OnDemand, "local", None, a.launched_at, true, &beats))
+        .collect();
+    let obs = Observation { now, nodes, demand: demand(store, &beats).await? };
+    let decision = decide(&spec, &obs, &mut persisted.state);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut used: usize = cluster.agents().iter().map(|a| a.slots).sum();
+    for l in &decision.launches {
+        let per = crate::local::local_resources(&spec.available_node_types[&l.node_type].resources, spec.available_node_types[&l.node_type].min_workers.max(1)).cpu().max(1.0) as usize;
+        let fits = (cores.saturating_sub(used) / per) as u32;
+        let n = l.count.min(fits);
+        if n < l.count {
+            persisted.state.remember(now, format!("launch {} of {} {}: this machine has {cores} cores and {used} slots run", n, l.count, l.node_type));
+        }
+        if n > 0 {
+            cluster.launch(&l.node_type, n)?;
+            used += n as usize * per;
+        }
+    }
+    execute_removals(store, &decision, |id| cluster.terminate(id)).await?;
+    persisted.status = Some(status(&spec, &obs, &persisted.state, &decision));
+    store.put_json(layout::autoscaler_state(), persisted).await?;
+    Ok(decision)
+}
+
+/// Drains are asked through the store (the agent takes no new work); terminations happen
+/// at once (the decision only terminates quiet nodes).
+async fn execute_removals(store: &Store, decision: &Decision, mut terminate: impl FnMut(&str) -> Result<()>) -> Result<()> {
+    for d in &decision.drains {
+        store.put_json(&layout::node_drain(&d.node_id), &serde_json::json!({"reason": d.reason, "at": Utc::now()})).await?;
+    }
+    for t in &decision.terminations {
+        terminate(&t.node_id)?;
+        let _ = store.delete(&layout::node_drain(&t.node_id)).await;
+    }
+    Ok(())
+}
+
+/// The autoscaler inside `fleetform up`.
+pub async fn local_loop(cluster: Arc<LocalCluster>) {
+    let store = match Store::open(&cluster.handles().store_uri).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fleetform: autoscaler disabled: {e:#}");
+            return;
+        }
+    };
+    let mut persisted = load_state(&store).await;
+    loop {
+        tokio::time::sleep(LOCAL_ROUND).await;
+        match local_round(&cluster, &store, &mut persisted).await {
+            Ok(d) => {
+                for line in d.decision_lines() {
+                    println!("autoscaler: {line}");
+                }
+            }
+            Err(e) => eprintln!("fleetform: autoscaler round failed: {e:#}"),
+        }
+    }
+}
+
+/// One round on AWS: instances by tag, heartbeats and demand from the store; launches
+/// through the apply machinery (CreateFleet / RunInstances with fallback).
+pub async fn aws_round(ctx: &crate::aws::AwsContext, spec: &ClusterSpec, store: &Store, persisted: &mut Persisted) -> Result<Decision> {
+    let beats = heartbeats(store).await?;
+    let now = Utc::now();
+    let mut nodes = Vec::new();
+    for i in crate::aws::observe::instances(ctx, None).await? {
+        let Some(t) = &i.node_type else { continue };
+        if *t == spec.head_node_type || !i.is_active() {
+            continue;
+        }
+        let launched = DateTime::from_timestamp(i.launch_time, 0).unwrap_or(now);
+        let mut n = node_of(&i.id, t, if i.spot { Market::Spot } else { Market::OnDemand }, &i.instance_type, i.zone.clone(), launched, i.state == "pending" || !beats.contains_key(&i.id), &beats);
+        if matches!(i.state.as_str(), "stopping" | "stopped" | "shutting-down") {
+            n.state = NodeState::Terminating;
+        }
+        nodes.push(n);
+    }
+    let obs = Observation { now, nodes, demand: demand(store, &beats).await? };
+    let decision = decide(spec, &obs, &mut persisted.state);
+    for l in &decision.launches {
+        let out = crate::aws::nodes::launch(ctx, &l.node_type, l.count, &l.reason).await?;
+        for (o, code) in &out.failed_offerings {
+            let error = if o.market == Market::Spot && code != "InsufficientInstanceCapacity" { CapacityError::SpotUnavailable } else { CapacityError::InsufficientCapacity };
+            persisted.state.launch_failed(now, Offering { market: o.market, instance_type: o.instance_type.clone(), zone: Some(o.zone.clone()) }, error);
+        }
+        for m in &out.messages {
+            persisted.state.remember(now, format!("{}: {m}", l.node_type));
+        }
+    }
+    let doomed: Vec<String> = decision.terminations.iter().map(|t| t.node_id.clone()).collect();
+    execute_removals(store, &decision, |_| Ok(())).await?;
+    if !doomed.is_empty() {
+        crate::aws::nodes::terminate(ctx, &doomed).await?;
+    }
+    persisted.status = Some(status(spec, &obs, &persisted.state, &decision));
+    store.put_json(layout::autoscaler_state(), persisted).await?;
+    Ok(decision)
+}
+
+/// `fleetform reconcile [-f FILE] [--watch --interval N]`.
+pub async fn command(file: &Path, watch: bool, interval: u64) -> Result<i32> {
+    let spec = cluster::load(file)?;
+    if spec.provider.kind == ProviderKind::Local {
+        bail!(
+            "the local provider's autoscaler runs inside `fleetform up -f {}` (it owns the agent processes); \
+             `fleetform status` shows its decisions",
+            file.display()
+        );
+    }
+    let handles = Handles::of(&spec).await?;
+    let store = Store::open(&handles.store_uri).await?;
+    let ctx = crate::aws::AwsContext::connect(&spec).await?;
+    let mut persisted = load_state(&store).await;
+    loop {
+        let decision = aws_round(&ctx, &spec, &store, &mut persisted).await?;
+        for line in decision.explanations.iter() {
+            println!("{line}");
+        }
+        if !watch {
+            return Ok(0);
+        }
+        tokio::time::sleep(Duration::from_secs(interval.max(1))).await;
+    }
+}
