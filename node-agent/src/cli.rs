@@ -29,6 +29,10 @@ pub struct AgentArgs {
     /// IMDS base URL (default: the EC2 IMDS; the local provider gives its emulator's).
     #[arg(long, env = "FLEETFORM_IMDS_ENDPOINT")]
     pub imds_endpoint: Option<String>,
+    /// How often IMDS is polled for spot, rebalance and maintenance notices (default 2000;
+    /// see imds::WATCH_INTERVAL for why).
+    #[arg(long, env = "FLEETFORM_IMDS_POLL_MS")]
+    pub imds_poll_ms: Option<u64>,
     /// Lease (queue visibility timeout) in seconds; heartbeats renew it.
     #[arg(long, env = "FLEETFORM_LEASE_SECONDS", default_value_t = 60)]
     pub lease_seconds: u64,
@@ -73,6 +77,7 @@ pub fn config(args: &AgentArgs) -> anyhow::Result<AgentConfig> {
         slots,
         spill_dir: args.spill_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_SPILL_DIR)),
         imds,
+        imds_poll: args.imds_poll_ms.map(std::time::Duration::from_millis).unwrap_or(crate::imds::WATCH_INTERVAL),
         lease: std::time::Duration::from_secs(args.lease_seconds.max(3)),
     })
 }

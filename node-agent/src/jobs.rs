@@ -257,10 +257,10 @@ pub async fn finalize(store: &Store, job_id: &str) -> Result<Option<Manifest>> {
         failed_tasks,
         finished_at: Utc::now(),
     };
+    // Order matters: the store's manifest is what "finished" means to everyone, so the
+    // output is complete (orphans gone, _SUCCESS written) before it appears. Finalizers
+    // racing here compute the same file list from the same done records.
     let output = storage::open(&p.record.spec.output.uri).await?;
-    if !store.create_json(&layout::success(job_id), &manifest).await? {
-        return store.get_json(&layout::success(job_id)).await;
-    }
     let keep: std::collections::HashSet<&str> = manifest.files.iter().map(|f| f.file.as_str()).collect();
     for key in objects::list(&output, "").await? {
         if key.starts_with("part-") && !keep.contains(key.as_str()) {
@@ -268,6 +268,9 @@ pub async fn finalize(store: &Store, job_id: &str) -> Result<Option<Manifest>> {
         }
     }
     objects::put_json(&output, "_SUCCESS", &manifest).await.context("cannot write the _SUCCESS manifest")?;
+    if !store.create_json(&layout::success(job_id), &manifest).await? {
+        return store.get_json(&layout::success(job_id)).await;
+    }
     Ok(Some(manifest))
 }
 

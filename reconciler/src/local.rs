@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -262,6 +263,10 @@ impl Spawner {
             .args(["--imds-endpoint", &imds.endpoint()])
             .args(["--lease-seconds", &self.lease_seconds.to_string()])
             .stdin(Stdio::null())
+            // Own process group: a Ctrl-C in the terminal reaches the supervisor only,
+            // which then drains its agents in order (instead of all at once, and then
+            // "replacing" them while it shuts down).
+            .process_group(0)
             .stdout(out.try_clone()?)
             .stderr(out)
             .spawn()

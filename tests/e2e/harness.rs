@@ -61,6 +61,8 @@ impl LocalEnv {
         let child = self
             .cmd(&["up"])
             .env("FLEETFORM_LEASE_SECONDS", lease_seconds.to_string())
+            // Notices are seen within 0.2 s instead of 2 s, so they land mid-task.
+            .env("FLEETFORM_IMDS_POLL_MS", "200")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -51,6 +51,7 @@ pub struct AgentConfig {
     pub spill_dir: PathBuf,
     /// None disables IMDS (a machine that is not an EC2 instance and has no emulator).
     pub imds: Option<ImdsClient>,
+    pub imds_poll: Duration,
     pub lease: Duration,
 }
 
@@ -108,7 +109,7 @@ pub async fn run(cfg: AgentConfig) -> Result<String> {
     tokio::spawn(heartbeat_loop(shared.clone()));
     tokio::spawn(signal_watch(shared.clone()));
     if let Some(client) = shared.cfg.imds.clone() {
-        tokio::spawn(imds_watch(shared.clone(), crate::imds::spawn_watcher(client)));
+        tokio::spawn(imds_watch(shared.clone(), crate::imds::spawn_watcher_with_interval(client, shared.cfg.imds_poll)));
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     info!(node = %shared.cfg.node_id, slots = shared.cfg.slots, "agent ready");
