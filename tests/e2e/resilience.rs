@@ -82,6 +82,25 @@ fn spot_notice_drains_and_another_node_resumes_from_the_checkpoint() {
 }
 
 #[test]
+fn sigterm_drains_like_a_spot_notice() {
+    let env = LocalEnv::new(2, 1);
+    let sup = env.up(5);
+    let job = submit(&env, &long_job(&env));
+    let (node, task) = task_in_progress(&env, &job);
+    let (_, pid, _) = sup.nodes().into_iter().find(|(id, _, _)| *id == node).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    wait_until(Duration::from_secs(90), "the final heartbeat after SIGTERM", || {
+        env.heartbeats().iter().any(|h| h.node_id == node && h.stopped && h.draining.as_deref() == Some("sigterm"))
+    });
+    wait_for_success(&env, &job);
+    let (_, ids, _) = read_output(&env.path("out"));
+    assert_exactly_once(&ids, 150_000);
+    let done = env.done_records(&job).into_iter().find(|d| d.task_id == task).unwrap();
+    assert_ne!(done.node_id, node);
+    assert_eq!(done.units_processed + done.units_from_checkpoint, UNITS_PER_TASK, "no row group processed twice");
+}
+
+#[test]
 fn kill_9_mid_job_loses_and_duplicates_nothing() {
     let env = LocalEnv::new(2, 1);
     let sup = env.up(3);
@@ -113,6 +132,11 @@ fn after_a_rebalance_recommendation_the_node_takes_no_new_tasks() {
     let sup = env.up(5);
     let (node, _, imds) = sup.nodes().remove(0);
     fleetform_agent::imds::trigger(&imds, fleetform_agent::imds::Trigger::Rebalance).unwrap();
+    fleetform_agent::imds::trigger(
+        &imds,
+        fleetform_agent::imds::Trigger::ScheduledEvent { code: "system-reboot".into(), after: Duration::from_secs(3600) },
+    )
+    .unwrap();
     wait_until(Duration::from_secs(30), "the rebalance to show in the heartbeat", || {
         env.heartbeats().iter().any(|h| h.node_id == node && h.draining.as_deref() == Some("rebalance"))
     });
@@ -126,5 +150,7 @@ fn after_a_rebalance_recommendation_the_node_takes_no_new_tasks() {
     assert_eq!(done.len(), 8);
     assert!(done.iter().all(|d| d.node_id != node), "the node under a rebalance recommendation took a task");
     let status = env.run(&["status"]);
-    assert!(String::from_utf8_lossy(&status.stdout).contains("draining (rebalance)"));
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("draining (rebalance)"), "{text}");
+    assert!(text.contains("scheduled: system-reboot"), "a scheduled event shows in status: {text}");
 }

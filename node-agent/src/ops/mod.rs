@@ -18,7 +18,8 @@ use strings::map_strings;
 
 /// A compiled step.
 enum Op {
-    Replace { column: String, output: String, replace: Replacer },
+    /// `lower` set: a following `lowercase` of the output was fused in (one pass).
+    Replace { column: String, output: String, replace: Replacer, lower: bool },
     Map { column: String, output: String, kind: MapKind },
     Filter { column: String, min: Option<usize>, max: Option<usize> },
     Drop { columns: Vec<String> },
@@ -41,25 +42,28 @@ enum Replacer {
     Regex { re: Regex, replacement: String },
 }
 
-/// A set of characters: a bitmap for ASCII, sorted ranges for the rest.
+/// A set of characters: a table for ASCII, sorted ranges for the rest.
+#[derive(Debug)]
 struct CharSet {
-    ascii: [bool; 128],
+    /// `stop[b]`: byte `b` needs a look (an ASCII member, or any non-ASCII byte).
+    stop: [bool; 256],
     ranges: Vec<(char, char)>,
 }
 
 impl CharSet {
     fn from_class(cls: &regex_syntax::hir::ClassUnicode) -> CharSet {
-        let mut ascii = [false; 128];
+        let mut stop = [false; 256];
+        stop[0x80..].fill(true);
         let mut ranges = Vec::new();
         for r in cls.ranges() {
             for c in r.start()..=r.end().min('\u{7f}') {
-                ascii[c as usize] = true;
+                stop[c as usize] = true;
             }
             if r.end() > '\u{7f}' {
                 ranges.push((r.start().max('\u{80}'), r.end()));
             }
         }
-        CharSet { ascii, ranges }
+        CharSet { stop, ranges }
     }
 
     fn contains_non_ascii(&self, c: char) -> bool {
@@ -76,27 +80,41 @@ impl CharSet {
             .is_ok()
     }
 
-    /// Copy `s` to `out`, putting `replacement` in place of every character in the set.
-    fn replace_into(&self, s: &str, replacement: &[u8], out: &mut Vec<u8>) {
+    /// Copy `s` to `out`, putting `replacement` in place of every character in the set;
+    /// with `lower`, the kept text is lowercased on the way (Python's `str.lower()`).
+    fn replace_into(&self, s: &str, replacement: &str, lower: bool, out: &mut String) {
+        let keep = |out: &mut String, piece: &str| {
+            if lower {
+                strings::lower_into(piece, out)
+            } else {
+                out.push_str(piece)
+            }
+        };
         let bytes = s.as_bytes();
-        let mut run = 0; // start of the pending run of kept bytes
+        let mut run = 0; // start of the pending run of kept characters
         let mut i = 0;
-        while i < bytes.len() {
-            let b = bytes[i];
-            let (hit, len) = if b < 0x80 {
-                (self.ascii[b as usize], 1)
+        loop {
+            // Skip kept ASCII quickly: one table load per byte.
+            while i < bytes.len() && !self.stop[bytes[i] as usize] {
+                i += 1;
+            }
+            if i == bytes.len() {
+                break;
+            }
+            let (hit, len) = if bytes[i] < 0x80 {
+                (true, 1)
             } else {
                 let c = s[i..].chars().next().expect("i is at a char boundary");
                 (self.contains_non_ascii(c), c.len_utf8())
             };
             if hit {
-                out.extend_from_slice(&bytes[run..i]);
-                out.extend_from_slice(replacement);
+                keep(out, &s[run..i]);
+                keep(out, replacement);
                 run = i + len;
             }
             i += len;
         }
-        out.extend_from_slice(&bytes[run..]);
+        keep(out, &s[run..]);
     }
 }
 
@@ -116,12 +134,20 @@ impl Replacer {
         Ok(Replacer::Regex { re, replacement })
     }
 
-    fn apply(&self, s: &str, out: &mut Vec<u8>) {
+    fn apply(&self, s: &str, lower: bool, out: &mut String) {
         match self {
-            Replacer::Class { set, replacement } => set.replace_into(s, replacement.as_bytes(), out),
-            Replacer::Regex { re, replacement } => {
-                out.extend_from_slice(re.replace_all(s, replacement.as_str()).as_bytes());
-            }
+            Replacer::Class { set, replacement } => set.replace_into(s, replacement, lower, out),
+            Replacer::Regex { re, replacement } if lower => strings::lower_into(&re.replace_all(s, replacement.as_str()), out),
+            Replacer::Regex { re, replacement } => out.push_str(&re.replace_all(s, replacement.as_str())),
+        }
+    }
+
+    /// Can a following lowercase be applied piece by piece to what this replacer keeps?
+    /// Not when Σ may survive: its lowercase depends on the letters around it.
+    fn fusable_with_lower(&self) -> bool {
+        match self {
+            Replacer::Class { set, replacement } => !replacement.contains('\u{3a3}') && set.contains_non_ascii('\u{3a3}'),
+            Replacer::Regex { .. } => false,
         }
     }
 }
@@ -134,9 +160,17 @@ pub struct Pipeline {
 impl Pipeline {
     /// Compile steps; errors name the step (`steps[0] (regex_replace): ...`).
     pub fn compile(steps: &[Step]) -> Result<Pipeline> {
-        let mut ops = Vec::with_capacity(steps.len());
+        let mut ops: Vec<Op> = Vec::with_capacity(steps.len());
         for (i, step) in steps.iter().enumerate() {
             let op = Self::compile_step(step).map_err(|e| anyhow!("steps[{i}] ({}): {e}", step.name()))?;
+            // `regex_replace` then `lowercase` of its output, in place: one pass (the
+            // workshop's `lower(re.sub(...))`). The unlowered column is never visible.
+            if let (Some(Op::Replace { output, replace, lower, .. }), Op::Map { column, output: out2, kind: MapKind::Lower }) = (ops.last_mut(), &op) {
+                if !*lower && column == output && out2 == output && replace.fusable_with_lower() {
+                    *lower = true;
+                    continue;
+                }
+            }
             ops.push(op);
         }
         Ok(Pipeline { ops })
@@ -153,6 +187,7 @@ impl Pipeline {
                 column: r.column.clone(),
                 output: r.output.clone().unwrap_or_else(|| r.column.clone()),
                 replace: Replacer::compile(&r.pattern, &r.replacement)?,
+                lower: false,
             },
             Step::Lowercase(c) => map(c, MapKind::Lower),
             Step::Uppercase(c) => map(c, MapKind::Upper),
@@ -210,9 +245,9 @@ impl Pipeline {
     pub fn apply(&self, mut batch: RecordBatch) -> Result<RecordBatch> {
         for op in &self.ops {
             batch = match op {
-                Op::Replace { column, output, replace } => {
+                Op::Replace { column, output, replace, lower } => {
                     let col = column_of(&batch, column)?;
-                    let out = map_strings(&col, &mut |s, buf| replace.apply(s, buf))?;
+                    let out = map_strings(&col, &mut |s, buf| replace.apply(s, *lower, buf))?;
                     set_column(&batch, output, out)?
                 }
                 Op::Map { column, output, kind } => {
@@ -243,20 +278,19 @@ impl Pipeline {
     }
 }
 
-fn map_one(kind: MapKind, s: &str, out: &mut Vec<u8>) {
+fn map_one(kind: MapKind, s: &str, out: &mut String) {
     match kind {
         MapKind::Lower => strings::lower_into(s, out),
         MapKind::Upper => strings::upper_into(s, out),
         MapKind::Strip => strings::strip_into(s, out),
         MapKind::Collapse => strings::collapse_whitespace_into(s, out),
         MapKind::Nfc | MapKind::Nfkc => {
-            let mut buf = [0u8; 4];
             if s.is_ascii() {
-                out.extend_from_slice(s.as_bytes()); // ASCII is already in every normal form
+                out.push_str(s); // ASCII is already in every normal form
             } else if matches!(kind, MapKind::Nfc) {
-                s.nfc().for_each(|c| out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes()));
+                out.extend(s.nfc());
             } else {
-                s.nfkc().for_each(|c| out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes()));
+                out.extend(s.nfkc());
             }
         }
     }

@@ -20,7 +20,8 @@ fn strings(b: &RecordBatch, col: &str) -> Vec<Option<String>> {
 fn seed_job_on_a_batch() {
     let job = JobSpec::from_yaml("j", include_str!("../../../examples/jobs/clean-text.yaml")).unwrap();
     let p = Pipeline::compile(&job.steps).unwrap();
-    assert!(matches!(p.ops[0], Op::Replace { replace: Replacer::Class { .. }, .. }), "seed pattern takes the class fast path");
+    assert!(matches!(p.ops[0], Op::Replace { replace: Replacer::Class { .. }, lower: true, .. }), "seed pattern takes the class fast path, lowercase fused");
+    assert_eq!(p.ops.len(), 1);
     let out = p.apply(batch(vec![Some("Hello, World! 안녕하세요 😀 ＡＢ"), None, Some("A\u{1c}B\tC")])).unwrap();
     assert_eq!(
         strings(&out, "cleaned_text"),
@@ -35,9 +36,9 @@ fn class_fast_path_matches_the_regex() {
     let Replacer::Class { set, .. } = Replacer::compile(pattern, "").unwrap() else { panic!("class") };
     let re = Regex::new(&pyre::translate_pattern(pattern)).unwrap();
     let sample: String = (0u32..0x3_0000).step_by(7).filter_map(char::from_u32).collect();
-    let mut fast = Vec::new();
-    set.replace_into(&sample, b"", &mut fast);
-    assert_eq!(String::from_utf8(fast).unwrap(), re.replace_all(&sample, ""));
+    let mut fast = String::new();
+    set.replace_into(&sample, "", false, &mut fast);
+    assert_eq!(fast, re.replace_all(&sample, ""));
 }
 
 #[test]
@@ -60,4 +61,28 @@ fn compile_errors_name_the_step() {
     let steps: Vec<Step> = serde_norway::from_str("- lowercase: {column: t}\n- regex_replace: {column: t, pattern: '(', replacement: ''}\n").unwrap();
     let err = Pipeline::compile(&steps).err().unwrap().to_string();
     assert!(err.starts_with("steps[1] (regex_replace): pattern `(` does not compile"), "{err}");
+}
+
+#[test]
+fn fused_lowercase_matches_two_passes() {
+    let steps: Vec<Step> = serde_norway::from_str(
+        "- regex_replace: {column: text, pattern: '[^가-힣a-zA-Z0-9\\s]', replacement: '', output: c}\n- lowercase: {column: c}\n",
+    )
+    .unwrap();
+    let fused = Pipeline::compile(&steps).unwrap();
+    assert_eq!(fused.ops.len(), 1);
+    // The same two steps without fusion: lowercase writes another column first.
+    let two: Vec<Step> = serde_norway::from_str(
+        "- regex_replace: {column: text, pattern: '[^가-힣a-zA-Z0-9\\s]', replacement: '', output: c}\n- lowercase: {column: c, output: d}\n",
+    )
+    .unwrap();
+    let unfused = Pipeline::compile(&two).unwrap();
+    assert_eq!(unfused.ops.len(), 2);
+    let input = vec![Some("ÀB Ç 한국 ΣΑΣ Hello, WORLD! ＡＢ İ"), None, Some("")];
+    let a = fused.apply(batch(input.clone())).unwrap();
+    let b = unfused.apply(batch(input)).unwrap();
+    assert_eq!(strings(&a, "c"), strings(&b, "d"));
+    // A class that keeps Σ is not fused (its lowercase depends on context).
+    let greek: Vec<Step> = serde_norway::from_str("- regex_replace: {column: text, pattern: '[0-9]', replacement: ''}\n- lowercase: {column: text}\n").unwrap();
+    assert_eq!(Pipeline::compile(&greek).unwrap().ops.len(), 2);
 }

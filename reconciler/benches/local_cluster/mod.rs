@@ -147,3 +147,18 @@ impl Drop for Up {
         let _ = self.child.wait();
     }
 }
+
+/// The job's compute span from its done records: first task start to last task end.
+/// Excludes start-up and the CLI's polling, as the competitors' in-process timings do.
+pub fn job_span(store: &Path, job_id: &str) -> f64 {
+    let mut first: Option<f64> = None;
+    let mut last: Option<f64> = None;
+    for e in std::fs::read_dir(store.join("jobs").join(job_id).join("done")).unwrap().flatten() {
+        let d: fleetform_core::task::DoneRecord = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+        let end = d.finished_at.timestamp_micros() as f64 / 1e6;
+        let start = end - d.seconds;
+        first = Some(first.map_or(start, |f: f64| f.min(start)));
+        last = Some(last.map_or(end, |l: f64| l.max(end)));
+    }
+    last.unwrap_or(0.0) - first.unwrap_or(0.0)
+}
