@@ -124,9 +124,13 @@ pub async fn run(cfg: AgentConfig) -> Result<String> {
             continue;
         }
         let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p?,
+            biased;
             _ = wait_for_drain(&shared) => break,
+            p = slots.clone().acquire_owned() => p?,
         };
+        if shared.node.drain.load(Ordering::SeqCst) {
+            break; // a slot freed up because its task drained: take nothing new
+        }
         let mut got = None;
         for k in 0..classes.len() {
             let class = &classes[(next_class + k) % classes.len()];
@@ -148,12 +152,16 @@ pub async fn run(cfg: AgentConfig) -> Result<String> {
             }
             Some((class, msg)) => {
                 idle = Duration::from_millis(50);
+                // Counted as busy before the handler starts, so a drain that begins now
+                // waits for this message to be handed back instead of abandoning its lease.
+                shared.busy.fetch_add(1, Ordering::SeqCst);
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
                     if let Err(e) = handle_message(&shared, &class, msg).await {
                         warn!("task handling failed: {e:#}");
                     }
+                    shared.busy.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         }
@@ -301,7 +309,6 @@ async fn handle_message(shared: &Arc<Shared>, class: &str, received: Received) -
         Ok(j) => j,
         Err(e) => return fail(shared, class, &received, &msg, &format!("{e:#}"), u32::MAX).await,
     };
-    shared.busy.fetch_add(1, Ordering::SeqCst);
     shared.in_flight.lock().expect("in flight").insert(format!("{}/{}", msg.job_id, msg.task_id));
     *shared.last_work.lock().expect("last work") = Utc::now();
 
@@ -353,7 +360,6 @@ async fn handle_message(shared: &Arc<Shared>, class: &str, received: Received) -
 
 fn finish_bookkeeping(shared: &Shared, msg: &TaskMessage) {
     shared.in_flight.lock().expect("in flight").remove(&format!("{}/{}", msg.job_id, msg.task_id));
-    shared.busy.fetch_sub(1, Ordering::SeqCst);
     *shared.last_work.lock().expect("last work") = Utc::now();
 }
 
