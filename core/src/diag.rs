@@ -218,9 +218,7 @@ impl LocationIndex {
             if let Some(l) = self.map.get(&YamlPath(p.clone())) {
                 return Some(*l);
             }
-            if p.pop().is_none() {
-                return None;
-            }
+            p.pop()?;
         }
     }
 }

@@ -305,13 +305,14 @@ impl ClusterSpec {
         if self.max_workers == 0 {
             c.error(root.key("max_workers"), "must be at least 1");
         }
-        if !(self.upscaling_speed > 0.0) {
+        // Written so that NaN fails too.
+        if self.upscaling_speed.is_nan() || self.upscaling_speed <= 0.0 {
             c.error(root.key("upscaling_speed"), "must be greater than 0");
         }
         if !(self.target_utilization_fraction > 0.0 && self.target_utilization_fraction <= 1.0) {
             c.error(root.key("target_utilization_fraction"), "must be in (0, 1]");
         }
-        if !(self.idle_timeout_minutes >= 0.0) {
+        if self.idle_timeout_minutes.is_nan() || self.idle_timeout_minutes < 0.0 {
             c.error(root.key("idle_timeout_minutes"), "must not be negative");
         }
         self.validate_provider(c);

@@ -286,6 +286,6 @@ pub async fn list(store: &Store) -> Result<Vec<JobRecord>> {
     let job_keys: Vec<&String> = keys.iter().filter(|k| k.ends_with("/job.json")).collect();
     let mut jobs: Vec<JobRecord> =
         try_join_all(job_keys.iter().map(|k| store.get_json::<JobRecord>(k))).await?.into_iter().flatten().collect();
-    jobs.sort_by(|a, b| b.submitted_at.cmp(&a.submitted_at));
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.submitted_at));
     Ok(jobs)
 }

@@ -101,7 +101,9 @@ pub async fn sdk_config() -> &'static aws_config::SdkConfig {
         .await
 }
 
-fn s3_store(config: &aws_config::SdkConfig, bucket: &str) -> Result<Arc<dyn ObjectStore>> {
+/// An S3 bucket through object_store, configured from an AWS SDK configuration (region,
+/// credentials chain, endpoint override).
+pub fn s3_store(config: &aws_config::SdkConfig, bucket: &str) -> Result<Arc<dyn ObjectStore>> {
     let region = config
         .region()
         .map(|r| r.to_string())

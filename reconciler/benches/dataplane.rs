@@ -74,10 +74,7 @@ fn fleetform_clean(dir: &Path, input: &Path, agents: usize, slots: usize, split:
 }
 
 fn competitor(engine: &str, input: &Path, dir: &Path) -> Option<f64> {
-    let module = match engine {
-        "pyarrow" => "pyarrow",
-        other => other,
-    };
+    let module = engine; // each engine's Python module has its name
     let have = Command::new("python3").args(["-c", &format!("import {module}")]).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false);
     if !have {
         eprintln!("installing {module} from PyPI for the comparison");

@@ -72,7 +72,7 @@ pub async fn submit_command(file: &Path, job: &Path, set: &[String], wait: bool)
         return Ok(0);
     }
     let outcome = wait_for(&c.store, &id).await?;
-    Ok(report(&c.store, &id, &outcome).await?)
+    report(&c.store, &id, &outcome).await
 }
 
 /// Submit each job in turn and wait for it. On the local provider a local cluster runs
@@ -229,7 +229,7 @@ pub async fn job_command(file: &Path, command: JobCommand) -> Result<i32> {
             if let Some(m) = &p.manifest {
                 lines.push((m.finished_at, format!("finished: {} files, {} rows", m.files.len(), m.total_rows)));
             }
-            lines.sort_by(|a, b| a.0.cmp(&b.0));
+            lines.sort_by_key(|l| l.0);
             for (at, l) in lines {
                 println!("{}  {l}", at.format("%H:%M:%S%.3f"));
             }

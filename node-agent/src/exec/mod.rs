@@ -345,7 +345,7 @@ async fn handle_message(shared: &Arc<Shared>, class: &str, received: Received) -
             // Hand the task back with its failure count unchanged: an interruption is not
             // the task's fault. A fresh message also resets SQS's receive counter.
             info!(task = %msg.task_id, next_unit = cp.next_unit, "task checkpointed for drain");
-            shared.queue.send(class, &[received.body.clone()]).await?;
+            shared.queue.send(class, std::slice::from_ref(&received.body)).await?;
             shared.queue.delete(class, &received.handle).await?;
         }
         Outcome::Stopped => {

@@ -38,7 +38,7 @@ enum MapKind {
 /// How a regex_replace runs: a pattern that is one character class (the workshop's
 /// `[^가-힣a-zA-Z0-9\s]`) is a per-character table lookup; anything else uses the regex.
 enum Replacer {
-    Class { set: CharSet, replacement: String },
+    Class { set: Box<CharSet>, replacement: String },
     Regex { re: Regex, replacement: String },
 }
 
@@ -126,7 +126,7 @@ impl Replacer {
         if literal {
             if let Ok(hir) = regex_syntax::parse(&translated) {
                 if let regex_syntax::hir::HirKind::Class(regex_syntax::hir::Class::Unicode(cls)) = hir.kind() {
-                    return Ok(Replacer::Class { set: CharSet::from_class(cls), replacement: replacement.to_string() });
+                    return Ok(Replacer::Class { set: Box::new(CharSet::from_class(cls)), replacement: replacement.to_string() });
                 }
             }
         }

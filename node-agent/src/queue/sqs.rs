@@ -98,9 +98,9 @@ impl SqsQueue {
     }
 }
 
-fn lease_lost_or<E: std::error::Error + 'static>(what: &str, e: aws_sdk_sqs::error::SdkError<E>) -> QueueError
+fn lease_lost_or<E>(what: &str, e: aws_sdk_sqs::error::SdkError<E>) -> QueueError
 where
-    E: aws_sdk_sqs::error::ProvideErrorMetadata,
+    E: std::error::Error + aws_sdk_sqs::error::ProvideErrorMetadata + 'static,
 {
     let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
     if code.contains("ReceiptHandleIsInvalid") || code.contains("MessageNotInflight") || code == "InvalidParameterValue" {

@@ -79,6 +79,7 @@ pub async fn demand(store: &Store, beats: &HashMap<String, NodeHeartbeat>) -> Re
     Ok(by_shape)
 }
 
+#[allow(clippy::too_many_arguments)] // one observed node, field by field
 fn node_of(id: &str, node_type: &str, market: Market, instance_type: &str, zone: Option<String>, launched_at: DateTime<Utc>, pending: bool, beats: &HashMap<String, NodeHeartbeat>) -> ObservedNode {
     let heartbeat = beats.get(id).cloned();
     let state = if heartbeat.as_ref().is_some_and(|h| h.draining.is_some()) {

@@ -5,17 +5,13 @@
 //! from the same `SdkConfig` as every AWS client.
 
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 // The SDK crates re-export the credential types (aws-credential-types is not a direct dependency).
-use aws_sdk_sts::config::ProvideCredentials;
-use aws_types::sdk_config::SharedCredentialsProvider;
 use fleetform_core::instance::Arch;
 use fleetform_core::{layout, ClusterSpec};
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3Builder, AwsCredential};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
@@ -27,48 +23,11 @@ use super::names;
 
 /// object_store's credential hook over the SDK's provider chain: the same identity as
 /// every SDK client, refreshed when it expires.
-#[derive(Debug)]
-struct SdkCredentials(SharedCredentialsProvider);
-
-impl object_store::CredentialProvider for SdkCredentials {
-    type Credential = AwsCredential;
-    // The trait is declared with #[async_trait]; this is its expansion.
-    fn get_credential<'a, 'b>(
-        &'a self,
-    ) -> Pin<Box<dyn std::future::Future<Output = object_store::Result<Arc<AwsCredential>>> + Send + 'b>>
-    where
-        'a: 'b,
-        Self: 'b,
-    {
-        Box::pin(async move {
-            let c = self.0.provide_credentials().await.map_err(|e| object_store::Error::Generic {
-                store: "S3",
-                source: Box::new(e),
-            })?;
-            Ok(Arc::new(AwsCredential {
-                key_id: c.access_key_id().to_string(),
-                secret_key: c.secret_access_key().to_string(),
-                token: c.session_token().map(str::to_string),
-            }))
-        })
-    }
-}
-
-/// The cluster store bucket (whole bucket; keys are prefixed by the caller).
+/// The cluster store bucket (whole bucket; keys are prefixed by the caller), configured
+/// from the same SDK configuration as every other client.
 pub fn bucket_store(ctx: &AwsContext) -> Result<Arc<dyn ObjectStore>> {
     let bucket = ctx.spec.storage.bucket.clone().context("the aws provider needs `storage.bucket`")?;
-    let mut b = AmazonS3Builder::new().with_bucket_name(bucket).with_region(&ctx.region);
-    if let Some(endpoint) = ctx.sdk.endpoint_url() {
-        // An emulator (AWS_ENDPOINT_URL): path-style requests, plain HTTP allowed.
-        b = b
-            .with_endpoint(endpoint)
-            .with_allow_http(endpoint.starts_with("http://"))
-            .with_virtual_hosted_style_request(false);
-    }
-    if let Some(p) = ctx.sdk.credentials_provider() {
-        b = b.with_credentials(Arc::new(SdkCredentials(p)));
-    }
-    Ok(Arc::new(b.build().context("configuring the S3 client for the cluster store")?))
+    fleetform_agent::storage::s3_store(&ctx.sdk, &bucket).context("configuring the S3 client for the cluster store")
 }
 
 fn key(prefix: &str, k: &str) -> ObjectPath {
