@@ -84,11 +84,11 @@ fn rand_u16() -> u16 {
 }
 
 /// Remove what an earlier job left in this output location: its manifest and parts.
-/// Only fleetform's own file names are touched.
+/// Only fleetform's own file names directly in the location are touched (never files in
+/// subdirectories, which may be other jobs' outputs).
 async fn clear_previous_output(output: &Location) -> Result<()> {
     for key in objects::list(output, "").await? {
-        let name = key.rsplit('/').next().unwrap_or(&key);
-        if name == "_SUCCESS" || (name.starts_with("part-") && name.ends_with(".parquet")) {
+        if key == "_SUCCESS" || (key.starts_with("part-") && key.ends_with(".parquet") && !key.contains('/')) {
             objects::delete(output, &key).await?;
         }
     }

@@ -90,6 +90,10 @@ pub async fn run_command(file: &Path, job_files: &[PathBuf], set: &[String]) -> 
     } else {
         None
     };
+    // The autoscaler runs for the duration too: agents follow the work (and a spec with
+    // `min_workers: 0` still gets agents).
+    let local_cluster = local_cluster.map(std::sync::Arc::new);
+    let autoscaler = local_cluster.clone().map(|cl| tokio::spawn(crate::autoscaler::run::local_loop(cl)));
     let mut code = 0;
     for j in job_files {
         let id = submit_one(&c, j, set).await?;
@@ -100,7 +104,12 @@ pub async fn run_command(file: &Path, job_files: &[PathBuf], set: &[String]) -> 
             break;
         }
     }
+    if let Some(a) = autoscaler {
+        a.abort();
+        let _ = a.await;
+    }
     if let Some(cl) = local_cluster {
+        let cl = std::sync::Arc::try_unwrap(cl).map_err(|_| anyhow!("the autoscaler still holds the local cluster"))?;
         tokio::task::spawn_blocking(move || cl.stop()).await??;
     }
     Ok(code)

@@ -140,3 +140,17 @@ fn local_agents_follow_the_work() {
     assert!(text.contains("launch"), "{text}");
     assert!(text.contains("idle"), "{text}");
 }
+
+#[test]
+fn run_on_a_cluster_with_no_minimum_gets_agents_from_the_autoscaler() {
+    let env = LocalEnv::new(0, 1);
+    let spec = std::fs::read_to_string(&env.cluster).unwrap().replace("max_workers: 0", "max_workers: 2");
+    std::fs::write(&env.cluster, spec).unwrap();
+    let job = env.write_job(
+        "small.yaml",
+        "name: small\ninput: {generate: {rows: 4000, seed: 1, text_length: 100}}\noutput: {uri: out}\nbatch_size: 1000\nsplit: {rows_per_task: 1000}\n",
+    );
+    let out = env.run(&["run", job.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("4 of 4 tasks done"));
+}
