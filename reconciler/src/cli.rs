@@ -45,6 +45,9 @@ pub enum Command {
         cluster: ClusterArg,
         /// Job specs to check against the cluster's node types.
         jobs: Vec<PathBuf>,
+        /// Override a job field before checking; `STEM:KEY=VALUE` for one job file only.
+        #[arg(long = "set", value_name = "[STEM:]KEY=VALUE")]
+        set: Vec<String>,
     },
     /// Show what apply would change. Exit codes with --detailed-exitcode: 0 no changes,
     /// 1 error, 2 changes.
@@ -208,7 +211,7 @@ fn init_logging(filter: &str) {
 async fn dispatch(command: Command) -> anyhow::Result<i32> {
     use crate::{autoscaler, aws, chaos, jobs, local, status};
     match command {
-        Command::Validate { cluster, jobs } => crate::validate::run(&cluster.file, &jobs),
+        Command::Validate { cluster, jobs, set } => crate::validate::run(&cluster.file, &jobs, &set),
         Command::Plan { cluster, json, detailed_exitcode } => aws::commands::plan(&cluster.file, json, detailed_exitcode).await,
         Command::Apply { cluster, yes } => aws::commands::apply(&cluster.file, yes).await,
         Command::Destroy { cluster, yes, delete_data } => aws::commands::destroy(&cluster.file, yes, delete_data).await,

@@ -43,7 +43,7 @@ fn load_job(path: &Path, set: &[String]) -> Result<JobSpec> {
 /// The `--set` overrides that apply to one job file: unscoped ones (`key=value`) apply to
 /// every job; `STEM:key=value` only to the job file named STEM(.yaml), so one `run`
 /// can set the generator's row count without touching the cleaning job.
-fn sets_for(path: &Path, set: &[String]) -> Vec<String> {
+pub fn sets_for(path: &Path, set: &[String]) -> Vec<String> {
     let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
     set.iter()
         .filter_map(|s| {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use fleetform_core::{ClusterSpec, JobSpec};
 
-pub fn run(cluster_file: &Path, jobs: &[PathBuf]) -> anyhow::Result<i32> {
+pub fn run(cluster_file: &Path, jobs: &[PathBuf], set: &[String]) -> anyhow::Result<i32> {
     let spec = match ClusterSpec::load(cluster_file) {
         Ok(s) => s,
         Err(d) => {
@@ -14,7 +14,7 @@ pub fn run(cluster_file: &Path, jobs: &[PathBuf]) -> anyhow::Result<i32> {
     };
     let mut failed = false;
     for job in jobs {
-        match JobSpec::load(job, &[]) {
+        match JobSpec::load(job, &crate::jobs::sets_for(job, set)) {
             Err(d) => {
                 eprintln!("{d}");
                 failed = true;
