@@ -48,6 +48,8 @@ struct CharSet {
     /// `stop[b]`: byte `b` needs a look (an ASCII member, or any non-ASCII byte).
     stop: [bool; 256],
     ranges: Vec<(char, char)>,
+    /// Every non-ASCII character *not* in the set has no case.
+    kept_beyond_ascii_caseless: bool,
 }
 
 impl CharSet {
@@ -63,7 +65,8 @@ impl CharSet {
                 ranges.push((r.start().max('\u{80}'), r.end()));
             }
         }
-        CharSet { stop, ranges }
+        let kept_beyond_ascii_caseless = Self::compute_kept_caseless(&ranges);
+        CharSet { stop, ranges, kept_beyond_ascii_caseless }
     }
 
     fn contains_non_ascii(&self, c: char) -> bool {
@@ -83,8 +86,12 @@ impl CharSet {
     /// Copy `s` to `out`, putting `replacement` in place of every character in the set;
     /// with `lower`, the kept text is lowercased on the way (Python's `str.lower()`).
     fn replace_into(&self, s: &str, replacement: &str, lower: bool, out: &mut String) {
+        // When every character that can survive outside ASCII has no case (the seed's
+        // Hangul and whitespace), lowercasing is one ASCII pass over the finished value.
+        let ascii_only = lower && self.kept_beyond_ascii_caseless && replacement.chars().all(strings::has_no_case);
+        let start = out.len();
         let keep = |out: &mut String, piece: &str| {
-            if lower {
+            if lower && !ascii_only {
                 strings::lower_into(piece, out)
             } else {
                 out.push_str(piece)
@@ -115,6 +122,27 @@ impl CharSet {
             i += len;
         }
         keep(out, &s[run..]);
+        if ascii_only {
+            out[start..].make_ascii_lowercase();
+        }
+    }
+
+    /// Do all non-ASCII characters outside the set (the ones a replacement keeps) lack
+    /// case? Checked once per job by walking the kept ranges, stopping at the first cased
+    /// character.
+    fn compute_kept_caseless(ranges: &[(char, char)]) -> bool {
+        let mut next: u32 = 0x80;
+        let mut gaps: Vec<(u32, u32)> = Vec::new();
+        for (lo, hi) in ranges {
+            if (*lo as u32) > next {
+                gaps.push((next, *lo as u32 - 1));
+            }
+            next = next.max(*hi as u32 + 1);
+        }
+        if next <= 0x10FFFF {
+            gaps.push((next, 0x10FFFF));
+        }
+        gaps.into_iter().all(|(a, b)| (a..=b).filter_map(char::from_u32).all(strings::has_no_case))
     }
 }
 

@@ -117,6 +117,19 @@ pub fn collapse_whitespace_into(s: &str, out: &mut String) {
     }
 }
 
+/// A character that lowercases and uppercases to itself.
+pub fn has_no_case(c: char) -> bool {
+    if c.is_ascii() {
+        return !c.is_ascii_alphabetic();
+    }
+    if caseless(c) {
+        return true;
+    }
+    let mut l = c.to_lowercase();
+    let mut u = c.to_uppercase();
+    l.next() == Some(c) && l.next().is_none() && u.next() == Some(c) && u.next().is_none()
+}
+
 /// Blocks with no case at all (kana, CJK, Hangul syllables and jamo extensions, private
 /// use, emoji and symbols): their characters lowercase to themselves, so the per-character
 /// case table lookup is skipped. A test checks every code point of these ranges.
