@@ -95,7 +95,13 @@ fn node_of(id: &str, node_type: &str, market: Market, instance_type: &str, zone:
 /// One round on the local provider. Launches are bounded by the machine: the agents'
 /// slots together never exceed its cores (min_workers excepted).
 pub async fn local_round(cluster: &LocalCluster, store: &Store, persisted: &mut Persisted) -> Result<Decision> {
-    let spec = cluster.spec().clone();
+    // Plan with the slots agents really get (a type without CPU shares the cores).
+    let mut spec = cluster.spec().clone();
+    let worker_names: Vec<String> = spec.worker_types().map(|(n, _)| n.clone()).collect();
+    for name in worker_names {
+        let t = spec.available_node_types.get_mut(&name).expect("listed above");
+        t.resources = crate::local::local_resources(&t.resources, t.min_workers.max(1));
+    }
     let beats = heartbeats(store).await?;
     let now = Utc::now();
     let nodes: Vec<ObservedNode> = cluster
@@ -104,20 +110,38 @@ pub async fn local_round(cluster: &LocalCluster, store: &Store, persisted: &mut 
         .map(|a| node_of(&a.node_id, &a.node_type, Market::OnDemand, "local", None, a.launched_at, true, &beats))
         .collect();
     let obs = Observation { now, nodes, demand: demand(store, &beats).await? };
-    let decision = decide(&spec, &obs, &mut persisted.state);
+    let mut decision = decide(&spec, &obs, &mut persisted.state);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mut used: usize = cluster.agents().iter().map(|a| a.slots).sum();
-    for l in &decision.launches {
-        let per = crate::local::local_resources(&spec.available_node_types[&l.node_type].resources, spec.available_node_types[&l.node_type].min_workers.max(1)).cpu().max(1.0) as usize;
+    let mut rewritten: Vec<(String, String)> = Vec::new();
+    for l in decision.launches.iter_mut() {
+        let per = spec.available_node_types[&l.node_type].resources.cpu().max(1.0) as usize;
         let fits = (cores.saturating_sub(used) / per) as u32;
         let n = l.count.min(fits);
         if n < l.count {
-            persisted.state.remember(now, format!("launch {} of {} {}: this machine has {cores} cores and {used} slots run", n, l.count, l.node_type));
+            let before = l.to_string();
+            let note = format!("{} of {} wanted: this machine has {cores} cores and agents use {used} slots", n, l.count);
+            l.reason = format!("{}; {note}", l.reason);
+            l.count = n;
+            rewritten.push((before, if n > 0 { l.to_string() } else { format!("hold {}: {note}", l.node_type) }));
         }
         if n > 0 {
             cluster.launch(&l.node_type, n)?;
             used += n as usize * per;
         }
+    }
+    // What was not launched is not reported (or remembered) as launched.
+    decision.launches.retain(|l| l.count > 0);
+    for line in decision.explanations.iter_mut() {
+        if let Some((_, after)) = rewritten.iter().find(|(before, _)| before == line) {
+            *line = after.clone();
+        }
+    }
+    while persisted.state.history.back().is_some_and(|h| h.at == now) {
+        persisted.state.history.pop_back();
+    }
+    for line in decision.decision_lines() {
+        persisted.state.remember(now, line);
     }
     execute_removals(store, &decision, |id| cluster.terminate(id)).await?;
     persisted.status = Some(status(&spec, &obs, &persisted.state, &decision));
