@@ -5,7 +5,6 @@ use std::path::Path;
 use anyhow::Result;
 use chrono::Utc;
 use fleetform_agent::queue::Queue;
-use fleetform_core::layout;
 use fleetform_core::queue::TaskQueue;
 use fleetform_core::task::NodeHeartbeat;
 use serde::Serialize;
@@ -42,12 +41,8 @@ struct JobStatus {
 
 pub async fn show(file: &Path, json: bool) -> Result<i32> {
     let c = jobs::ctx(file).await?;
-    let mut nodes: Vec<NodeHeartbeat> = Vec::new();
-    for key in c.store.list(layout::nodes_prefix()).await?.into_iter().filter(|k| k.ends_with(".json")) {
-        if let Some(hb) = c.store.get_json::<NodeHeartbeat>(&key).await? {
-            nodes.push(hb);
-        }
-    }
+    let mut nodes: Vec<NodeHeartbeat> = crate::autoscaler::run::heartbeats(&c.store).await?.into_values().collect();
+    nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
     // Nodes that stopped long ago are history, not cluster members.
     let now = Utc::now();
     nodes.retain(|n| !(n.stopped && (now - n.updated_at).num_minutes() > 10));

@@ -7,9 +7,9 @@ pub mod strings;
 
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{Field, Schema};
 use fleetform_core::job::{NormalForm, Step};
 use regex::Regex;
 use unicode_normalization::UnicodeNormalization;
@@ -361,18 +361,8 @@ fn length_mask(col: &ArrayRef, min: Option<usize>, max: Option<usize>) -> Result
         min.is_none_or(|m| n >= m) && max.is_none_or(|m| n <= m)
     };
     let mut keep = Vec::with_capacity(col.len());
-    match col.data_type() {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-            // Reuse the string mapper to visit values; it builds nothing we keep.
-            let mut lens = Vec::with_capacity(col.len());
-            let _ = map_strings(col, &mut |s, _| lens.push(ok(s)))?;
-            let mut it = lens.into_iter();
-            for i in 0..col.len() {
-                keep.push(if col.is_null(i) { false } else { it.next().unwrap_or(false) });
-            }
-        }
-        other => bail!("filter needs a string column, found {other}"),
-    }
+    strings::visit_strings(col, &mut |v| keep.push(v.is_some_and(ok)))
+        .map_err(|_| anyhow!("filter needs a string column, found {}", col.data_type()))?;
     Ok(BooleanArray::from(keep))
 }
 

@@ -30,6 +30,17 @@ pub fn map_strings(array: &ArrayRef, f: &mut dyn FnMut(&str, &mut String)) -> Re
     }
 }
 
+/// Visit every value of a string array in order (None for nulls), building nothing.
+pub fn visit_strings(array: &ArrayRef, f: &mut dyn FnMut(Option<&str>)) -> Result<(), ArrowError> {
+    match array.data_type() {
+        DataType::Utf8 => array.as_any().downcast_ref::<StringArray>().expect("Utf8 is StringArray").iter().for_each(f),
+        DataType::LargeUtf8 => array.as_any().downcast_ref::<LargeStringArray>().expect("LargeUtf8").iter().for_each(f),
+        DataType::Utf8View => array.as_any().downcast_ref::<StringViewArray>().expect("Utf8View").iter().for_each(f),
+        other => return Err(ArrowError::InvalidArgumentError(format!("expected a string column, found {other}"))),
+    }
+    Ok(())
+}
+
 fn map_generic<'a, O: OffsetSizeTrait>(
     len: usize,
     capacity: usize,
