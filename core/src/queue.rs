@@ -47,6 +47,7 @@ pub trait TaskQueue {
     async fn depth(&self, class: &str) -> Result<Depth, QueueError>;
     /// Dead-lettered bodies (for reports); not removed.
     async fn dead_letters(&self, class: &str) -> Result<Vec<String>, QueueError>;
-    /// Remove every message of a class (job cancel, destroy).
+    /// Remove every message of a class. SQS allows one purge per queue per 60 s and takes
+    /// up to 60 s to finish, so no job path relies on it (cancel deletes per message).
     async fn purge(&self, class: &str) -> Result<(), QueueError>;
 }

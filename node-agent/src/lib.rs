@@ -3,6 +3,15 @@
 //! node serves, streams parquet through the job's steps, checkpoints at row-group
 //! boundaries, commits each task exactly once, and drains on spot notices and SIGTERM.
 
+/// The error for an AWS location, queue or command in a build without the `aws` feature
+/// (`--no-default-features`: the local provider only, a fraction of the compile time).
+pub fn without_aws(what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what} needs AWS support, which this fleetform leaves out (it was built with --no-default-features, \
+         for the local provider only); build it with the default features, e.g. `cargo install --path reconciler`"
+    )
+}
+
 pub mod cli;
 pub mod exec;
 pub mod generate;

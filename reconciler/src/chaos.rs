@@ -18,7 +18,10 @@ pub async fn command(file: &Path, command: ChaosCommand) -> Result<i32> {
     let spec = cluster::load(file)?;
     let handles = Handles::of(&spec).await?;
     if spec.provider.kind == ProviderKind::Aws {
+        #[cfg(feature = "aws")]
         return aws_chaos(&spec, command).await;
+        #[cfg(not(feature = "aws"))]
+        return Err(fleetform_agent::without_aws("chaos on the aws provider"));
     }
     match command {
         ChaosCommand::Interrupt { node } => {
@@ -46,6 +49,7 @@ pub async fn command(file: &Path, command: ChaosCommand) -> Result<i32> {
 /// AWS FIS experiment (`aws:ec2:send-spot-instance-interruptions`) with its own IAM role;
 /// fleetform does not create one and moto has no FIS to test it against, so
 /// `chaos interrupt` says so instead of pretending.
+#[cfg(feature = "aws")]
 async fn aws_chaos(spec: &fleetform_core::ClusterSpec, command: ChaosCommand) -> Result<i32> {
     match command {
         ChaosCommand::Interrupt { node } => bail!(

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(
     name = "fleetform",
-    version,
+    version = env!("FLEETFORM_VERSION"),
     about = "Declarative data-preprocessing clusters on EC2, or on this machine",
     long_about = "fleetform converges a data-preprocessing cluster (VPC, Instance Connect Endpoint, IAM \
 instance profiles, head node, spot/on-demand x86 and Graviton workers) from one cluster.yaml, \
@@ -32,9 +32,34 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct ClusterArg {
-    /// The cluster spec.
-    #[arg(short = 'f', long = "file", default_value = "cluster.yaml", env = "FLEETFORM_CLUSTER")]
-    pub file: PathBuf,
+    /// The cluster spec [default: ./cluster.yaml; for status, job, submit and chaos: the
+    /// spec `fleetform run`/`up` last used in this directory, else ./cluster.yaml].
+    /// Accepted anywhere on the command line, e.g. `fleetform job status -f FILE ID`.
+    #[arg(short = 'f', long = "file", global = true, env = "FLEETFORM_CLUSTER", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+impl ClusterArg {
+    /// Infrastructure commands (validate, plan, apply, destroy, reconcile, up, run): the
+    /// file given, else `./cluster.yaml`.
+    pub fn spec_file(&self) -> PathBuf {
+        self.file.clone().unwrap_or_else(|| PathBuf::from(crate::cluster::DEFAULT_SPEC))
+    }
+
+    /// Commands that talk to a running cluster (status, job, submit, chaos): the file
+    /// given, else the one `run`/`up` last used here (said on stderr), else `./cluster.yaml`.
+    pub fn running_cluster_file(&self) -> PathBuf {
+        if let Some(f) = &self.file {
+            return f.clone();
+        }
+        match crate::cluster::last_used() {
+            Some(f) => {
+                eprintln!("note: using {} (the cluster `fleetform run`/`up` last used here; pass -f FILE for another)", f.display());
+                f
+            }
+            None => PathBuf::from(crate::cluster::DEFAULT_SPEC),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -142,6 +167,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ChaosCommand,
     },
+    /// Print a shell completion script, e.g. `fleetform completions bash > ~/.local/share/bash-completion/completions/fleetform`
+    /// (zsh: into a directory on $fpath as `_fleetform`; fish: `~/.config/fish/completions/fleetform.fish`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Run a node agent in this process (what the local provider spawns).
     #[command(hide = true)]
     Agent(fleetform_agent::cli::AgentArgs),
@@ -209,19 +240,32 @@ fn init_logging(filter: &str) {
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<i32> {
-    use crate::{autoscaler, aws, chaos, jobs, local, status};
+    #[cfg(feature = "aws")]
+    use crate::aws;
+    use crate::{autoscaler, chaos, jobs, local, status};
     match command {
-        Command::Validate { cluster, jobs, set } => crate::validate::run(&cluster.file, &jobs, &set),
-        Command::Plan { cluster, json, detailed_exitcode } => aws::commands::plan(&cluster.file, json, detailed_exitcode).await,
-        Command::Apply { cluster, yes } => aws::commands::apply(&cluster.file, yes).await,
-        Command::Destroy { cluster, yes, delete_data } => aws::commands::destroy(&cluster.file, yes, delete_data).await,
-        Command::Reconcile { cluster, watch, interval } => autoscaler::command(&cluster.file, watch, interval).await,
-        Command::Status { cluster, json } => status::show(&cluster.file, json).await,
-        Command::Up { cluster } => local::up(&cluster.file).await,
-        Command::Submit { cluster, job, set, wait } => jobs::submit_command(&cluster.file, &job, &set, wait).await,
-        Command::Run { cluster, jobs, set } => jobs::run_command(&cluster.file, &jobs, &set).await,
-        Command::Job { cluster, command } => jobs::job_command(&cluster.file, command).await,
-        Command::Chaos { cluster, command } => chaos::command(&cluster.file, command).await,
+        Command::Validate { cluster, jobs, set } => crate::validate::run(&cluster.spec_file(), &jobs, &set),
+        #[cfg(feature = "aws")]
+        Command::Plan { cluster, json, detailed_exitcode } => aws::commands::plan(&cluster.spec_file(), json, detailed_exitcode).await,
+        #[cfg(feature = "aws")]
+        Command::Apply { cluster, yes } => aws::commands::apply(&cluster.spec_file(), yes).await,
+        #[cfg(feature = "aws")]
+        Command::Destroy { cluster, yes, delete_data } => aws::commands::destroy(&cluster.spec_file(), yes, delete_data).await,
+        #[cfg(not(feature = "aws"))]
+        Command::Plan { .. } | Command::Apply { .. } | Command::Destroy { .. } => {
+            Err(fleetform_agent::without_aws("plan, apply and destroy (the AWS provider)"))
+        }
+        Command::Reconcile { cluster, watch, interval } => autoscaler::command(&cluster.spec_file(), watch, interval).await,
+        Command::Status { cluster, json } => status::show(&cluster.running_cluster_file(), json).await,
+        Command::Up { cluster } => local::up(&cluster.spec_file()).await,
+        Command::Submit { cluster, job, set, wait } => jobs::submit_command(&cluster.running_cluster_file(), &job, &set, wait).await,
+        Command::Run { cluster, jobs, set } => jobs::run_command(&cluster.spec_file(), &jobs, &set).await,
+        Command::Job { cluster, command } => jobs::job_command(&cluster.running_cluster_file(), command).await,
+        Command::Chaos { cluster, command } => chaos::command(&cluster.running_cluster_file(), command).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "fleetform", &mut std::io::stdout());
+            Ok(0)
+        }
         Command::Agent(_) => unreachable!("handled before the runtime starts"),
     }
 }

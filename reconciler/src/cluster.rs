@@ -5,6 +5,31 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Result};
 use fleetform_core::spec::{ClusterSpec, ProviderKind};
 
+/// The spec infrastructure commands read when no `-f` is given.
+pub const DEFAULT_SPEC: &str = "cluster.yaml";
+
+/// Where `run`/`up` write the path of the spec they ran, so that `status` and `job` in the
+/// same directory find that cluster without `-f` (the local cluster the README's first
+/// command started, rather than the AWS spec in ./cluster.yaml).
+const LAST_USED: &str = ".fleetform/last-cluster";
+
+/// Remember `file` as the cluster last run from this directory. Best effort: a read-only
+/// directory only costs the convenience.
+pub fn remember(file: &Path) {
+    let Ok(abs) = std::fs::canonicalize(file) else { return };
+    let last = Path::new(LAST_USED);
+    if let Some(dir) = last.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = std::fs::write(last, abs.display().to_string());
+}
+
+/// The spec `run`/`up` last used in this directory, if it still exists.
+pub fn last_used() -> Option<PathBuf> {
+    let path = PathBuf::from(std::fs::read_to_string(LAST_USED).ok()?.trim());
+    path.is_file().then_some(path)
+}
+
 /// Load and validate a cluster spec; the error carries every problem found.
 pub fn load(file: &Path) -> Result<ClusterSpec> {
     ClusterSpec::load(file).map_err(|d| anyhow!("{d}"))

@@ -82,6 +82,7 @@ pub async fn run_command(file: &Path, job_files: &[PathBuf], set: &[String]) -> 
     for j in job_files {
         load_job(j, set)?; // every job is valid before anything starts
     }
+    crate::cluster::remember(file);
     let local_cluster = if c.spec.provider.kind == ProviderKind::Local && local::running_supervisor(&c.handles).is_none() {
         let (spec, handles) = (c.spec.clone(), c.handles.clone());
         let cl = tokio::task::spawn_blocking(move || LocalCluster::start(&spec, &handles)).await??;

@@ -3,6 +3,7 @@
 //! `autoscaler` decides how many nodes of each type the work needs.
 
 pub mod autoscaler;
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod chaos;
 pub mod cli;

@@ -330,6 +330,7 @@ pub async fn up(file: &Path) -> Result<i32> {
     let spec = crate::cluster::load(file)?;
     let handles = Handles::of(&spec).await?;
     let cluster = LocalCluster::start(&spec, &handles)?;
+    crate::cluster::remember(file);
     println!("local cluster `{}` is up: {} agents", spec.cluster_name, cluster.nodes().len());
     for n in cluster.nodes() {
         println!("  {}  pid {}  imds {}  log {}", n.node_id, n.pid, n.imds, n.log.display());

@@ -5,12 +5,17 @@ use std::time::Duration;
 
 use fleetform_core::queue::{QueueError, TaskQueue};
 
-/// Runs every check on a fresh class name. Panics with a message naming the broken rule.
-/// `lease_unit` is the shortest lease the backend honours (SQS counts whole seconds).
+/// Runs every check on a fresh class name (one nobody else uses, so it starts empty).
+/// Panics with a message naming the broken rule. `lease_unit` is the shortest lease the
+/// backend honours (SQS counts whole seconds).
+///
+/// SQS allows one `PurgeQueue` per queue per 60 s (`PurgeQueueInProgress` otherwise; moto
+/// 5.2.5 enforces it too), so the suite purges exactly once, as its last check.
 pub async fn run<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Duration) {
     q.ensure(class).await.expect("ensure");
     q.ensure(class).await.expect("ensure is idempotent");
-    q.purge(class).await.expect("purge");
+    let d = q.depth(class).await.expect("depth");
+    assert_eq!((d.visible, d.in_flight), (0, 0), "a fresh class starts empty (pass a class name nobody else uses)");
     let long = lease_unit * 30;
 
     // send / receive / delete
@@ -72,5 +77,12 @@ pub async fn run<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Duration) {
     }
     q.delete(class, &d1[0].handle).await.expect("stale delete is not an error");
     q.delete(class, &d2[0].handle).await.expect("delete");
+
+    // purge drops visible and in-flight messages alike
+    q.send(class, &["e".to_string(), "f".to_string()]).await.expect("send");
+    let leased = q.receive(class, 1, long).await.expect("receive");
+    assert_eq!(leased.len(), 1);
     q.purge(class).await.expect("purge");
+    let d = q.depth(class).await.expect("depth");
+    assert_eq!((d.visible, d.in_flight), (0, 0), "purge leaves nothing, leased or not");
 }

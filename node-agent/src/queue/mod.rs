@@ -2,6 +2,7 @@
 //! (`fleetform_core::queue::TaskQueue`) and one conformance suite (`conformance`).
 
 pub mod sqlite;
+#[cfg(feature = "aws")]
 pub mod sqs;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -15,6 +16,7 @@ use fleetform_core::queue::{Depth, QueueError, Received, TaskQueue};
 #[derive(Clone)]
 pub enum Queue {
     Sqlite(sqlite::SqliteQueue),
+    #[cfg(feature = "aws")]
     Sqs(sqs::SqsQueue),
 }
 
@@ -24,10 +26,20 @@ impl Queue {
             return Ok(Queue::Sqlite(sqlite::SqliteQueue::open(std::path::Path::new(path))?));
         }
         if let Some(cluster) = uri.strip_prefix("sqs://") {
-            let config = crate::storage::sdk_config().await;
-            return Ok(Queue::Sqs(sqs::SqsQueue::new(config, cluster)));
+            return Self::open_sqs(cluster).await;
         }
         bail!("`{uri}` is not a queue URI: use sqlite:///path/queue.sqlite or sqs://<cluster>")
+    }
+
+    #[cfg(feature = "aws")]
+    async fn open_sqs(cluster: &str) -> Result<Queue> {
+        let config = crate::storage::sdk_config().await;
+        Ok(Queue::Sqs(sqs::SqsQueue::new(config, cluster)))
+    }
+
+    #[cfg(not(feature = "aws"))]
+    async fn open_sqs(cluster: &str) -> Result<Queue> {
+        Err(crate::without_aws(&format!("the queue sqs://{cluster}")))
     }
 }
 
@@ -35,6 +47,7 @@ macro_rules! delegate {
     ($self:ident, $q:ident => $e:expr) => {
         match $self {
             Queue::Sqlite($q) => $e,
+            #[cfg(feature = "aws")]
             Queue::Sqs($q) => $e,
         }
     };

@@ -18,8 +18,12 @@ use fleetform_core::spec::{ClusterSpec, Market, ProviderKind};
 use fleetform_core::task::{JobRecord, NodeHeartbeat};
 use serde::{Deserialize, Serialize};
 
-use super::{decide, status, AutoscalerState, CapacityError, ClusterStatus, Decision, Demand, NodeState, Observation, ObservedNode, Offering};
-use crate::cluster::{self, Handles};
+use super::{decide, status, AutoscalerState, ClusterStatus, Decision, Demand, NodeState, Observation, ObservedNode};
+#[cfg(feature = "aws")]
+use super::{CapacityError, Offering};
+use crate::cluster;
+#[cfg(feature = "aws")]
+use crate::cluster::Handles;
 use crate::local::LocalCluster;
 
 /// How often `fleetform up` re-plans the local cluster: quick enough that a submitted
@@ -187,6 +191,7 @@ pub async fn local_loop(cluster: Arc<LocalCluster>) {
 
 /// One round on AWS: instances by tag, heartbeats and demand from the store; launches
 /// through the apply machinery (CreateFleet / RunInstances with fallback).
+#[cfg(feature = "aws")]
 pub async fn aws_round(ctx: &crate::aws::AwsContext, spec: &ClusterSpec, store: &Store, persisted: &mut Persisted) -> Result<Decision> {
     let beats = heartbeats(store).await?;
     let now = Utc::now();
@@ -235,12 +240,22 @@ pub async fn command(file: &Path, watch: bool, interval: u64) -> Result<i32> {
             file.display()
         );
     }
-    let handles = Handles::of(&spec).await?;
+    aws_loop(&spec, watch, interval).await
+}
+
+#[cfg(not(feature = "aws"))]
+async fn aws_loop(_spec: &ClusterSpec, _watch: bool, _interval: u64) -> Result<i32> {
+    Err(fleetform_agent::without_aws("reconcile on the aws provider"))
+}
+
+#[cfg(feature = "aws")]
+async fn aws_loop(spec: &ClusterSpec, watch: bool, interval: u64) -> Result<i32> {
+    let handles = Handles::of(spec).await?;
     let store = Store::open(&handles.store_uri).await?;
-    let ctx = crate::aws::AwsContext::connect(&spec).await?;
+    let ctx = crate::aws::AwsContext::connect(spec).await?;
     let mut persisted = load_state(&store).await;
     loop {
-        let decision = aws_round(&ctx, &spec, &store, &mut persisted).await?;
+        let decision = aws_round(&ctx, spec, &store, &mut persisted).await?;
         for line in decision.explanations.iter() {
             println!("{line}");
         }
