@@ -1,6 +1,7 @@
 //! End-to-end tests, one binary. Each module says why it needs more than a unit test.
 
 mod harness;
+mod cli;
 mod local_jobs;
 mod python_compat;
 mod resilience;

@@ -1,30 +1,33 @@
-//! [`ImdsClient`]: IMDSv2 reads for the agent, on top of `aws_config::imds::Client`.
-//!
-//! aws-config does the protocol: it PUTs for a session token, caches it until 120 s before
-//! its TTL runs out, sends it on every GET, and retries 5xx answers with backoff. What it
-//! leaves to us, in the manner of Bottlerocket's `imdsclient`:
+//! [`ImdsClient`]: IMDSv2 reads for the agent, in the manner of Bottlerocket's
+//! `imdsclient`: a session token from `PUT /latest/api/token`, cached until shortly before
+//! its TTL and sent on every GET, over hyper (HTTP/1.1, one connection per request: IMDS is
+//! a link-local endpoint answering from memory). What a daemon needs on top:
 //! - **404 is "absent", not a failure**: `spot/instance-action` is 404 until EC2 decides to
 //!   interrupt the instance, so [`ImdsClient::get`] returns `Ok(None)`.
-//! - **401 drops the token**: aws-config classifies a 401 as retryable but never clears its
-//!   token cache, so its retries resend the rejected token, and later reads keep failing
-//!   until the token nears its TTL (6 h). We stop it retrying 401s (`NoRetryOn401`), build
-//!   a fresh inner client (an empty token cache) and try once more.
+//! - **401 drops the token**: a fresh token is fetched and the read tried once more.
+//!   (aws-config's IMDS client, which this replaces, kept resending a rejected token until
+//!   it neared its TTL.)
+//! - **5xx and connection errors are retried** a few times within one read's deadline.
 //! - **errors name the path**, and the timeouts are ours (see the constants).
-use super::{paths, Rebalance, ScheduledEvent, SpotAction};
-use aws_config::imds::client::error::ImdsError as SdkImdsError;
-use aws_config::imds::client::ImdsResponseRetryClassifier;
-use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
-use aws_smithy_runtime_api::client::retries::classifiers::{
-    ClassifyRetry, RetryAction, SharedRetryClassifier,
-};
+//!
+//! Why not aws-config's client: the agent of a local-only build (`--no-default-features`)
+//! would compile the AWS SDK's runtime and TLS stack for two plain-HTTP requests.
+use super::{headers, paths, Rebalance, ScheduledEvent, SpotAction};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
-use std::error::Error as _;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
 
-/// Session token lifetime: the maximum IMDS grants (6 h). aws-config renews the token
-/// 120 s before it expires, so a longer TTL only means fewer token PUTs.
+/// Session token lifetime: the maximum IMDS grants (6 h), so tokens are rarely fetched.
 pub const TOKEN_TTL: Duration = Duration::from_secs(21_600);
+
+/// Renew a token this long before it expires (or at three quarters of a short TTL), so a
+/// read never carries a token that dies in flight.
+pub const TOKEN_RENEW_BEFORE: Duration = Duration::from_secs(120);
 
 /// IMDS is a link-local endpoint served by the Nitro card: a connection takes well under a
 /// millisecond. Not connecting within a second means there is no IMDS to reach (not on
@@ -34,17 +37,24 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// IMDS answers from memory in milliseconds; a second is generous.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// One attempt (token PUT included): connect plus read, with room to spare.
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// One read, retries included. The watcher polls every couple of seconds and a spot notice
-/// leaves two minutes: a read stuck for aws-config's default 30 s would waste a quarter of
-/// them, while a failed poll costs nothing because the next tick tries again.
+/// One read, retries and token included. The watcher polls every couple of seconds and a
+/// spot notice leaves two minutes: a read stuck for 30 s would waste a quarter of them,
+/// while a failed poll costs nothing because the next tick tries again.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Attempts per read for retryable answers (5xx): a transient IMDS hiccup is absorbed
-/// within one poll, and three attempts with aws-config's backoff fit [`OPERATION_TIMEOUT`].
+/// Attempts per request for retryable answers (5xx, connection errors): a transient IMDS
+/// hiccup is absorbed within one poll, and three attempts with [`RETRY_BACKOFF`] fit
+/// [`OPERATION_TIMEOUT`].
 pub const MAX_ATTEMPTS: u32 = 3;
+
+/// Wait before the second attempt; doubled before each later one.
+pub const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
+/// EC2's IMDS address, used when neither the caller nor the environment names another.
+pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
+
+/// The environment variable the AWS SDKs read for another IMDS endpoint.
+pub const ENDPOINT_ENV: &str = "AWS_EC2_METADATA_SERVICE_ENDPOINT";
 
 /// Errors reading IMDS; each names the path it was reading.
 #[derive(Debug, thiserror::Error)]
@@ -74,24 +84,25 @@ pub enum ImdsError {
 /// An IMDSv2 client. Cheap to clone; clones share the session token.
 #[derive(Clone, Debug)]
 pub struct ImdsClient {
-    endpoint: Option<Arc<str>>,
+    /// `host:port` of the endpoint.
+    authority: Arc<str>,
     token_ttl: Duration,
-    inner: Arc<RwLock<Inner>>,
+    token: Arc<Mutex<Option<Token>>>,
 }
 
-/// The aws-config client and how many times it was rebuilt, so that two reads failing with
-/// 401 together rebuild it once.
 #[derive(Debug)]
-struct Inner {
-    generation: u64,
-    client: aws_config::imds::Client,
+struct Token {
+    value: String,
+    renew_at: Instant,
 }
+
+/// A request's outcome below the IMDS semantics: a status and body, or why none came.
+type Answer = Result<(u16, String), String>;
 
 impl ImdsClient {
     /// A client for `endpoint` (e.g. an emulator's `http://127.0.0.1:PORT`), or, with
-    /// `None`, for the endpoint aws-config resolves: `AWS_EC2_METADATA_SERVICE_ENDPOINT`,
-    /// then `ec2_metadata_service_endpoint` in the AWS config file, then EC2's
-    /// `http://169.254.169.254`. Resolution happens on the first read.
+    /// `None`, for `AWS_EC2_METADATA_SERVICE_ENDPOINT` if set, else EC2's
+    /// `http://169.254.169.254`.
     pub fn new(endpoint: Option<&str>) -> Result<Self, ImdsError> {
         Self::with_token_ttl(endpoint, TOKEN_TTL)
     }
@@ -99,28 +110,107 @@ impl ImdsClient {
     /// [`ImdsClient::new`] asking for tokens that live `token_ttl` (whole seconds, 1 s to
     /// 6 h) instead of [`TOKEN_TTL`]; tests use 1 s to exercise expiry.
     pub fn with_token_ttl(endpoint: Option<&str>, token_ttl: Duration) -> Result<Self, ImdsError> {
-        let client = build(endpoint, token_ttl)?;
-        Ok(ImdsClient {
-            endpoint: endpoint.map(Arc::from),
-            token_ttl,
-            inner: Arc::new(RwLock::new(Inner {
-                generation: 0,
-                client,
-            })),
-        })
+        let endpoint = match endpoint {
+            Some(e) => e.to_owned(),
+            None => std::env::var(ENDPOINT_ENV).unwrap_or_else(|_| DEFAULT_ENDPOINT.to_owned()),
+        };
+        Ok(ImdsClient { authority: authority(&endpoint)?.into(), token_ttl, token: Arc::new(Mutex::new(None)) })
     }
 
     /// Reads `path` (e.g. `/latest/meta-data/spot/instance-action`); `Ok(None)` when IMDS
     /// answers 404, which for notices means "none".
     pub async fn get(&self, path: &str) -> Result<Option<String>, ImdsError> {
-        let (generation, client) = self.current();
-        match fetch(&client, path).await {
+        match tokio::time::timeout(OPERATION_TIMEOUT, self.get_once_renewing(path)).await {
+            Ok(result) => result,
+            Err(_) => Err(ImdsError::Unreachable { path: path.to_owned(), detail: format!("no answer within {OPERATION_TIMEOUT:?}") }),
+        }
+    }
+
+    /// A GET with the cached token; on a 401, one more with a fresh token.
+    async fn get_once_renewing(&self, path: &str) -> Result<Option<String>, ImdsError> {
+        let token = self.token(path, false).await?;
+        match self.fetch(path, &token).await {
             Err(ImdsError::Status { status: 401, .. }) => {
                 tracing::debug!(path, "IMDS answered 401: fetching a new session token");
-                let client = self.renew(generation)?;
-                fetch(&client, path).await
+                let token = self.token(path, true).await?;
+                self.fetch(path, &token).await
             }
             other => other,
+        }
+    }
+
+    async fn fetch(&self, path: &str, token: &str) -> Result<Option<String>, ImdsError> {
+        match self.send(Method::GET, path, headers::TOKEN, token).await {
+            Ok((200, body)) => Ok(Some(body)),
+            Ok((404, _)) => Ok(None),
+            Ok((status, _)) => Err(ImdsError::Status { path: path.to_owned(), status }),
+            Err(detail) => Err(ImdsError::Unreachable { path: path.to_owned(), detail }),
+        }
+    }
+
+    /// The cached session token, or a new one when it nears expiry, was rejected
+    /// (`renew`), or there is none yet. Clones share it, so one PUT serves them all.
+    async fn token(&self, path: &str, renew: bool) -> Result<String, ImdsError> {
+        let mut cached = self.token.lock().await;
+        if let Some(t) = cached.as_ref().filter(|t| !renew && Instant::now() < t.renew_at) {
+            return Ok(t.value.clone());
+        }
+        let ttl = self.token_ttl.as_secs().to_string();
+        let value = match self.send(Method::PUT, paths::TOKEN, headers::TOKEN_TTL_SECONDS, &ttl).await {
+            Ok((200, body)) => body,
+            Ok((status, body)) => return Err(ImdsError::Token { path: path.to_owned(), detail: format!("HTTP {status} {}", body.trim()) }),
+            Err(detail) => return Err(ImdsError::Token { path: path.to_owned(), detail }),
+        };
+        let margin = TOKEN_RENEW_BEFORE.min(self.token_ttl / 4);
+        *cached = Some(Token { value: value.clone(), renew_at: Instant::now() + self.token_ttl - margin });
+        Ok(value)
+    }
+
+    /// One request with retries on 5xx answers and connection errors.
+    async fn send(&self, method: Method, path: &str, header: &str, value: &str) -> Answer {
+        let mut backoff = RETRY_BACKOFF;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let answer = self.send_once(method.clone(), path, header, value).await;
+            let retryable = match &answer {
+                Ok((status, _)) => *status >= 500,
+                Err(_) => true,
+            };
+            if !retryable || attempt == MAX_ATTEMPTS {
+                return answer;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    async fn send_once(&self, method: Method, path: &str, header: &str, value: &str) -> Answer {
+        let connect = tokio::net::TcpStream::connect(&*self.authority);
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(format!("cannot connect to {}: {e}", self.authority)),
+            Err(_) => return Err(format!("no connection to {} within {CONNECT_TIMEOUT:?}", self.authority)),
+        };
+        let exchange = async {
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            // Drives the connection; ends when `sender` is dropped at the end of the exchange.
+            tokio::spawn(connection);
+            let request = Request::builder()
+                .method(method)
+                .uri(path)
+                .header(hyper::header::HOST, &*self.authority)
+                .header(header, value)
+                .body(Empty::<Bytes>::new())
+                .expect("IMDS paths and header values are valid HTTP");
+            let response = sender.send_request(request).await?;
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await?.to_bytes();
+            Ok::<_, hyper::Error>((status, String::from_utf8_lossy(&body).into_owned()))
+        };
+        match tokio::time::timeout(READ_TIMEOUT, exchange).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(format!("HTTP exchange with {} failed: {e}", self.authority)),
+            Err(_) => Err(format!("no answer from {} within {READ_TIMEOUT:?}", self.authority)),
         }
     }
 
@@ -157,134 +247,30 @@ impl ImdsClient {
     }
 
     async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, ImdsError> {
-        self.get(path)
-            .await?
-            .map(|body| parse(path, body))
-            .transpose()
+        self.get(path).await?.map(|body| parse(path, body)).transpose()
     }
 
     async fn get_required(&self, path: &str) -> Result<String, ImdsError> {
-        let value = self.get(path).await?.ok_or_else(|| ImdsError::Missing {
-            path: path.to_owned(),
-        })?;
+        let value = self.get(path).await?.ok_or_else(|| ImdsError::Missing { path: path.to_owned() })?;
         Ok(value.trim().to_owned())
     }
-
-    fn current(&self) -> (u64, aws_config::imds::Client) {
-        let inner = self
-            .inner
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        (inner.generation, inner.client.clone())
-    }
-
-    /// Replaces the inner client (and with it the token cache) unless another read already
-    /// did since `seen`.
-    fn renew(&self, seen: u64) -> Result<aws_config::imds::Client, ImdsError> {
-        let mut inner = self
-            .inner
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if inner.generation == seen {
-            inner.client = build(self.endpoint.as_deref(), self.token_ttl)?;
-            inner.generation += 1;
-        }
-        Ok(inner.client.clone())
-    }
 }
 
-fn build(
-    endpoint: Option<&str>,
-    token_ttl: Duration,
-) -> Result<aws_config::imds::Client, ImdsError> {
-    let builder = aws_config::imds::Client::builder()
-        .token_ttl(token_ttl)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT)
-        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-        .operation_timeout(OPERATION_TIMEOUT)
-        .max_attempts(MAX_ATTEMPTS)
-        .retry_classifier(SharedRetryClassifier::new(NoRetryOn401::default()));
-    let builder = match endpoint {
-        None => builder,
-        Some(endpoint) => {
-            let invalid = |reason: String| ImdsError::Endpoint {
-                endpoint: endpoint.to_owned(),
-                reason,
-            };
-            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-                return Err(invalid("expected http://host:port".to_owned()));
-            }
-            builder
-                .endpoint(endpoint)
-                .map_err(|err| invalid(err.to_string()))?
-        }
-    };
-    Ok(builder.build())
-}
-
-async fn fetch(client: &aws_config::imds::Client, path: &str) -> Result<Option<String>, ImdsError> {
-    let path_owned = || path.to_owned();
-    match client.get(path).await {
-        Ok(body) => Ok(Some(body.into())),
-        Err(SdkImdsError::ErrorResponse(answer)) => match answer.response().status().as_u16() {
-            404 => Ok(None),
-            status => Err(ImdsError::Status {
-                path: path_owned(),
-                status,
-            }),
-        },
-        Err(err @ SdkImdsError::FailedToLoadToken(_)) => Err(ImdsError::Token {
-            path: path_owned(),
-            detail: chain(&err),
-        }),
-        Err(err) => Err(ImdsError::Unreachable {
-            path: path_owned(),
-            detail: chain(&err),
-        }),
+/// `host:port` of an `http://host[:port][/]` endpoint. IMDS is plain HTTP on a link-local
+/// address; anything else is a mistake worth naming.
+fn authority(endpoint: &str) -> Result<String, ImdsError> {
+    let invalid = |reason: &str| ImdsError::Endpoint { endpoint: endpoint.to_owned(), reason: reason.to_owned() };
+    let rest = endpoint.strip_prefix("http://").ok_or_else(|| invalid("expected http://host[:port] (IMDS is plain HTTP)"))?;
+    let host = rest.trim_end_matches('/');
+    if host.is_empty() || host.contains('/') {
+        return Err(invalid("expected http://host[:port] without a path"));
     }
+    let has_port = host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !host.ends_with(']');
+    Ok(if has_port { host.to_owned() } else { format!("{host}:80") })
 }
 
 fn parse<T: DeserializeOwned>(path: &str, body: String) -> Result<T, ImdsError> {
-    serde_json::from_str(&body).map_err(|source| ImdsError::Parse {
-        path: path.to_owned(),
-        body,
-        source,
-    })
-}
-
-/// An error and its causes on one line: aws-config's top-level messages ("failed to load
-/// IMDS session token") hide the useful part (connection refused, timeout) in the chain.
-fn chain(err: &SdkImdsError) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// aws-config's IMDS retry policy (5xx retried; 400, 403, 404 not) minus its retry of 401:
-/// aws-config keeps the rejected token cached, so its retries resend the same token and fail
-/// the same way, slowly. [`ImdsClient::get`] renews the token instead.
-#[derive(Debug, Default)]
-struct NoRetryOn401 {
-    base: ImdsResponseRetryClassifier,
-}
-
-impl ClassifyRetry for NoRetryOn401 {
-    fn name(&self) -> &'static str {
-        "fleetform::NoRetryOn401"
-    }
-
-    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
-        match ctx.response().map(|response| response.status().as_u16()) {
-            Some(401) => RetryAction::NoActionIndicated,
-            _ => self.base.classify_retry(ctx),
-        }
-    }
+    serde_json::from_str(&body).map_err(|source| ImdsError::Parse { path: path.to_owned(), body, source })
 }
 
 #[cfg(test)]
@@ -292,7 +278,6 @@ mod tests {
     use super::*;
     use crate::imds::ImdsEmulator;
     use chrono::Utc;
-    use std::time::Instant;
 
     const INSTANCE_ID: &str = "i-0123456789abcdef0";
 
@@ -424,37 +409,5 @@ mod tests {
     fn endpoints_must_be_urls() {
         let err = ImdsClient::new(Some("127.0.0.1:80")).unwrap_err();
         assert!(matches!(err, ImdsError::Endpoint { .. }), "{err:?}");
-    }
-
-    /// What aws-config (1.13) does on its own when a cached token is rejected, kept as a
-    /// record of why [`NoRetryOn401`] and [`ImdsClient::renew`] exist: it retries with the
-    /// same token, with backoff (about 2 s here), and gives up with the 401. If a later
-    /// aws-config renews the token itself, this test fails and the workaround can go.
-    #[tokio::test]
-    async fn aws_config_alone_retries_401_with_the_same_token() {
-        let emulator = emulator();
-        let sdk = aws_config::imds::Client::builder()
-            .endpoint(emulator.endpoint())
-            .unwrap()
-            .max_attempts(MAX_ATTEMPTS)
-            .build();
-        sdk.get(paths::INSTANCE_ID).await.unwrap();
-        let before = emulator.requests();
-        emulator.invalidate_tokens();
-        let started = Instant::now();
-        let err = sdk.get(paths::INSTANCE_ID).await.unwrap_err();
-        eprintln!(
-            "aws-config alone: {} requests in {:?}: {err}",
-            emulator.requests() - before,
-            started.elapsed()
-        );
-        assert!(
-            matches!(&err, SdkImdsError::ErrorResponse(r) if r.response().status().as_u16() == 401)
-        );
-        assert_eq!(
-            emulator.requests() - before,
-            u64::from(MAX_ATTEMPTS),
-            "no new token was fetched"
-        );
     }
 }

@@ -1,9 +1,9 @@
 //! The instance metadata service (IMDSv2): how a worker learns that EC2 is about to take
 //! it away.
 //!
-//! - [`client`]: [`ImdsClient`], a thin layer over `aws_config::imds::Client` that adds
-//!   what a daemon needs and the SDK leaves out: 404 means "absent" (`Ok(None)`), a 401
-//!   throws the cached session token away, errors name the path.
+//! - [`client`]: [`ImdsClient`], IMDSv2 over hyper with what a daemon needs: a cached
+//!   session token, 404 means "absent" (`Ok(None)`), a 401 throws the cached token away,
+//!   bounded retries and timeouts, errors that name the path.
 //! - [`watcher`]: polls the three interruption paths and publishes [`NodeSignals`] on a
 //!   `tokio::sync::watch` channel, so the executor reacts to a change instead of polling.
 //! - [`emulator`]: our own IMDS on 127.0.0.1 (no emulator package is installable here),
@@ -38,7 +38,7 @@ pub mod paths {
 /// Header names of the IMDSv2 session protocol.
 pub mod headers {
     /// On `PUT /latest/api/token`: the token's lifetime in seconds (1–21600). IMDS echoes
-    /// it on the answer, and aws-config reads the expiry from that echo.
+    /// it on the answer.
     pub const TOKEN_TTL_SECONDS: &str = "X-aws-ec2-metadata-token-ttl-seconds";
     /// On every GET: the session token.
     pub const TOKEN: &str = "X-aws-ec2-metadata-token";
