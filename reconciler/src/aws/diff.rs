@@ -9,7 +9,12 @@ use super::plan::{Action, Change, Plan, Target};
 use super::stack_diff::diff_templates;
 
 pub fn diff(desired: &Desired, live: &Live) -> Plan {
-    let mut plan = Plan { cluster: desired.cluster.clone(), notes: desired.notes.clone(), ..Default::default() };
+    let mut plan = Plan {
+        cluster: desired.cluster.clone(),
+        notes: desired.notes.clone(),
+        blockers: desired.blockers.clone(),
+        ..Default::default()
+    };
     for kind in StackKind::ALL {
         if let Some(ls) = live.stacks.get(&kind) {
             if let Some(b) = stack_blocker(desired, kind, &ls.name, &ls.status, ls.status_reason.as_deref()) {

@@ -11,6 +11,7 @@ fn facts(ami: &str, user_data: &str) -> LtFacts {
         user_data_sha256: user_data.into(),
         instance_profile: "fleetform-demo-worker".into(),
         security_group: Some("sg-1".into()),
+        extra_security_groups: vec![],
         root_device: "/dev/xvda".into(),
         root_size_gb: 300,
         root_volume_type: "gp3".into(),
