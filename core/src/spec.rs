@@ -80,18 +80,64 @@ pub struct ProviderSpec {
     pub availability_zones: Vec<String>,
 }
 
+/// `network:` in one of two forms. **Created** (the default): fleetform makes the VPC,
+/// subnets, NAT and security groups from `vpc_cidr`, `public_subnets`, `private_subnets`,
+/// `nat_gateway`. **Existing** (bring your own VPC): `vpc_id` and `private_subnet_ids`
+/// (plus optional `public_subnet_ids` and `security_group_ids`); fleetform then creates
+/// only the nodes' security groups (and the Instance Connect Endpoint) in that VPC.
+///
+/// The created form's fields are `Option`s so that validation can tell a field written
+/// in the file from a default; read them through [`NetworkSpec::form`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NetworkSpec {
-    #[serde(default = "NetworkSpec::default_vpc")]
-    pub vpc_cidr: String,
-    #[serde(default = "NetworkSpec::default_public")]
-    pub public_subnets: Vec<String>,
-    #[serde(default = "NetworkSpec::default_private")]
-    pub private_subnets: Vec<String>,
-    #[serde(default = "defaults::yes")]
-    pub nat_gateway: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_cidr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_subnets: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_subnets: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat_gateway: Option<bool>,
+    /// Both forms: an EC2 Instance Connect Endpoint (in the first private subnet) and SSH
+    /// from it to the nodes.
     #[serde(default = "defaults::yes")]
     pub instance_connect_endpoint: bool,
+    /// Existing form: the VPC to use (`vpc-...`). Its presence selects the form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<String>,
+    /// Existing form: where nodes are launched; each must be private and reach S3 and SQS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub private_subnet_ids: Vec<String>,
+    /// Existing form, optional: the VPC's public subnets (checked, never used for nodes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_subnet_ids: Vec<String>,
+    /// Existing form, optional: extra security groups put on every node, after fleetform's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_group_ids: Vec<String>,
+}
+
+/// The created form with its defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatedNetwork {
+    pub vpc_cidr: String,
+    pub public_subnets: Vec<String>,
+    pub private_subnets: Vec<String>,
+    pub nat_gateway: bool,
+}
+
+/// The existing (bring-your-own) form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExistingNetwork {
+    pub vpc_id: String,
+    pub private_subnet_ids: Vec<String>,
+    pub public_subnet_ids: Vec<String>,
+    pub security_group_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetworkForm {
+    Created(CreatedNetwork),
+    Existing(ExistingNetwork),
 }
 
 impl NetworkSpec {
@@ -104,16 +150,46 @@ impl NetworkSpec {
     fn default_private() -> Vec<String> {
         vec!["10.0.16.0/20".into(), "10.0.32.0/20".into()]
     }
+
+    /// Which form the spec uses, with defaults applied to the created one.
+    pub fn form(&self) -> NetworkForm {
+        match &self.vpc_id {
+            Some(vpc_id) => NetworkForm::Existing(ExistingNetwork {
+                vpc_id: vpc_id.clone(),
+                private_subnet_ids: self.private_subnet_ids.clone(),
+                public_subnet_ids: self.public_subnet_ids.clone(),
+                security_group_ids: self.security_group_ids.clone(),
+            }),
+            None => NetworkForm::Created(CreatedNetwork {
+                vpc_cidr: self.vpc_cidr.clone().unwrap_or_else(Self::default_vpc),
+                public_subnets: self.public_subnets.clone().unwrap_or_else(Self::default_public),
+                private_subnets: self.private_subnets.clone().unwrap_or_else(Self::default_private),
+                nat_gateway: self.nat_gateway.unwrap_or(true),
+            }),
+        }
+    }
+
+    /// The existing form, when the spec uses it.
+    pub fn existing(&self) -> Option<ExistingNetwork> {
+        match self.form() {
+            NetworkForm::Existing(e) => Some(e),
+            NetworkForm::Created(_) => None,
+        }
+    }
 }
 
 impl Default for NetworkSpec {
     fn default() -> Self {
         Self {
-            vpc_cidr: Self::default_vpc(),
-            public_subnets: Self::default_public(),
-            private_subnets: Self::default_private(),
-            nat_gateway: true,
+            vpc_cidr: None,
+            public_subnets: None,
+            private_subnets: None,
+            nat_gateway: None,
             instance_connect_endpoint: true,
+            vpc_id: None,
+            private_subnet_ids: Vec::new(),
+            public_subnet_ids: Vec::new(),
+            security_group_ids: Vec::new(),
         }
     }
 }
@@ -480,16 +556,38 @@ impl ClusterSpec {
     }
 
     fn validate_network(&self, c: &mut Collector<'_>) {
+        match self.network.form() {
+            NetworkForm::Created(n) => {
+                let np = YamlPath::root().key("network");
+                for (field, written) in [
+                    ("private_subnet_ids", !self.network.private_subnet_ids.is_empty()),
+                    ("public_subnet_ids", !self.network.public_subnet_ids.is_empty()),
+                    ("security_group_ids", !self.network.security_group_ids.is_empty()),
+                ] {
+                    if written {
+                        c.error(
+                            np.key(field),
+                            format!("`{field}` belongs to an existing VPC: add `vpc_id` (the VPC these ids are in), or remove it to let fleetform create the network"),
+                        );
+                    }
+                }
+                self.validate_created_network(c, &n);
+            }
+            NetworkForm::Existing(n) => self.validate_existing_network(c, &n),
+        }
+    }
+
+    fn validate_created_network(&self, c: &mut Collector<'_>, n: &CreatedNetwork) {
         let np = YamlPath::root().key("network");
-        let vpc: Option<Ipv4Net> = match self.network.vpc_cidr.parse() {
+        let vpc: Option<Ipv4Net> = match n.vpc_cidr.parse() {
             Ok(v) => Some(v),
             Err(_) => {
-                c.error(np.key("vpc_cidr"), format!("`{}` is not an IPv4 CIDR", self.network.vpc_cidr));
+                c.error(np.key("vpc_cidr"), format!("`{}` is not an IPv4 CIDR", n.vpc_cidr));
                 None
             }
         };
         let mut nets: Vec<(YamlPath, Ipv4Net)> = Vec::new();
-        for (list, subnets) in [("public_subnets", &self.network.public_subnets), ("private_subnets", &self.network.private_subnets)] {
+        for (list, subnets) in [("public_subnets", &n.public_subnets), ("private_subnets", &n.private_subnets)] {
             if subnets.is_empty() {
                 c.error(np.key(list), "list at least one subnet");
             }
@@ -512,13 +610,69 @@ impl ClusterSpec {
             }
         }
         let azs = self.provider.availability_zones.len();
-        if azs > 0 && self.network.private_subnets.len() > azs {
+        if azs > 0 && n.private_subnets.len() > azs {
             c.error(
                 np.key("private_subnets"),
-                format!("{} private subnets but {azs} availability zones: each subnet needs its own zone", self.network.private_subnets.len()),
+                format!("{} private subnets but {azs} availability zones: each subnet needs its own zone", n.private_subnets.len()),
             );
         }
     }
+
+    /// The existing form: ids that look like ids, no field of the created form, at least
+    /// one private subnet. Whether the ids exist, and the subnets are private and reach
+    /// S3 and SQS, is checked against AWS at plan time.
+    fn validate_existing_network(&self, c: &mut Collector<'_>, n: &ExistingNetwork) {
+        let np = YamlPath::root().key("network");
+        let net = &self.network;
+        for (field, written) in [
+            ("vpc_cidr", net.vpc_cidr.is_some()),
+            ("public_subnets", net.public_subnets.is_some()),
+            ("private_subnets", net.private_subnets.is_some()),
+            ("nat_gateway", net.nat_gateway.is_some()),
+        ] {
+            if written {
+                c.error(
+                    np.key(field),
+                    format!(
+                        "`{field}` cannot be used with `vpc_id`: fleetform creates no VPC, subnets or NAT in an existing VPC; \
+                         remove `{field}` (or remove `vpc_id` to let fleetform create the network)"
+                    ),
+                );
+            }
+        }
+        if !looks_like_id(&n.vpc_id, "vpc") {
+            c.error(np.key("vpc_id"), format!("`{}` is not a VPC id (vpc- and 8 or 17 hex digits)", n.vpc_id));
+        }
+        if n.private_subnet_ids.is_empty() {
+            c.error(np.key("private_subnet_ids"), "list at least one private subnet id (subnet-...): nodes are launched there");
+        }
+        let mut seen: BTreeMap<&str, YamlPath> = BTreeMap::new();
+        for (list, ids, prefix, what) in [
+            ("private_subnet_ids", &n.private_subnet_ids, "subnet", "subnet"),
+            ("public_subnet_ids", &n.public_subnet_ids, "subnet", "subnet"),
+            ("security_group_ids", &n.security_group_ids, "sg", "security group"),
+        ] {
+            for (i, id) in ids.iter().enumerate() {
+                let p = np.key(list).index(i);
+                if !looks_like_id(id, prefix) {
+                    c.error(p.clone(), format!("`{id}` is not a {what} id ({prefix}- and 8 or 17 hex digits)"));
+                }
+                match seen.get(id.as_str()) {
+                    Some(first) => c.error(p.clone(), format!("{id} is already listed at {first}")),
+                    None => {
+                        seen.insert(id.as_str(), p);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `vpc-0abc...`, `subnet-...`, `sg-...`: the prefix, a dash, 8 or 17 lowercase hex digits.
+fn looks_like_id(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix('-'))
+        .is_some_and(|hex| matches!(hex.len(), 8 | 17) && hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)))
 }
 
 fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {

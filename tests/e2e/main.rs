@@ -8,4 +8,5 @@ mod resilience;
 mod moto;
 mod aws_reconcile;
 mod aws_dataplane;
+mod aws_byo_vpc;
 mod autoscale;

@@ -102,3 +102,99 @@ fn aws_needs_a_bucket() {
     let src = WORKSHOP.replace("  bucket: fleetform-workshop-data          # change me: S3 bucket names are global\n", "");
     assert_eq!(errors(&src), vec!["storage: the aws provider needs `storage.bucket`, the S3 bucket of the cluster store"]);
 }
+
+/// The workshop spec with its `network:` block replaced.
+fn with_network(block: &str) -> String {
+    let start = WORKSHOP.find("network:\n").unwrap();
+    let end = WORKSHOP.find("storage:\n").unwrap();
+    format!("{}{block}\n{}", &WORKSHOP[..start], &WORKSHOP[end..])
+}
+
+const BYO: &str = "network:
+  vpc_id: vpc-0abc1234def567890
+  private_subnet_ids: [subnet-0aaa1111bbb222333, subnet-0ccc4444ddd555666]
+  public_subnet_ids: [subnet-0eee7777fff888999]
+  security_group_ids: [sg-0123456789abcdef0]
+";
+
+#[test]
+fn the_created_network_keeps_its_defaults() {
+    let spec = ClusterSpec::from_yaml("cluster.yaml", WORKSHOP).unwrap();
+    let NetworkForm::Created(n) = spec.network.form() else { panic!("created form") };
+    assert_eq!(n.vpc_cidr, "10.0.0.0/16");
+    assert_eq!(n.private_subnets, vec!["10.0.16.0/20", "10.0.32.0/20"]);
+    assert!(n.nat_gateway && spec.network.instance_connect_endpoint);
+    // Nothing written at all: the same network.
+    let spec = ClusterSpec::from_yaml("c.yaml", &with_network("")).unwrap();
+    assert_eq!(spec.network.form(), NetworkForm::Created(n));
+}
+
+#[test]
+fn an_existing_vpc_is_its_own_form() {
+    let spec = ClusterSpec::from_yaml("c.yaml", &with_network(BYO)).unwrap();
+    let e = spec.network.existing().expect("existing form");
+    assert_eq!(e.vpc_id, "vpc-0abc1234def567890");
+    assert_eq!(e.private_subnet_ids, vec!["subnet-0aaa1111bbb222333", "subnet-0ccc4444ddd555666"]);
+    assert_eq!(e.public_subnet_ids, vec!["subnet-0eee7777fff888999"]);
+    assert_eq!(e.security_group_ids, vec!["sg-0123456789abcdef0"]);
+    assert!(spec.network.instance_connect_endpoint, "defaults to an endpoint in the existing VPC too");
+    // Eight-digit ids (older accounts) are ids too.
+    ClusterSpec::from_yaml("c.yaml", &with_network("network:\n  vpc_id: vpc-0abc1234\n  private_subnet_ids: [subnet-12345678]\n")).unwrap();
+}
+
+#[test]
+fn an_existing_vpc_rejects_the_created_fields_that_are_written() {
+    let block = "network:
+  vpc_id: vpc-0abc1234def567890
+  vpc_cidr: 10.0.0.0/16
+  private_subnets: [10.0.16.0/20]
+  nat_gateway: false
+  private_subnet_ids: [subnet-0aaa1111bbb222333]
+";
+    let err = ClusterSpec::from_yaml("c.yaml", &with_network(block)).unwrap_err();
+    assert_eq!(
+        err.messages(),
+        vec![
+            "network.vpc_cidr: `vpc_cidr` cannot be used with `vpc_id`: fleetform creates no VPC, subnets or NAT in an existing VPC; remove `vpc_cidr` (or remove `vpc_id` to let fleetform create the network)",
+            "network.private_subnets: `private_subnets` cannot be used with `vpc_id`: fleetform creates no VPC, subnets or NAT in an existing VPC; remove `private_subnets` (or remove `vpc_id` to let fleetform create the network)",
+            "network.nat_gateway: `nat_gateway` cannot be used with `vpc_id`: fleetform creates no VPC, subnets or NAT in an existing VPC; remove `nat_gateway` (or remove `vpc_id` to let fleetform create the network)",
+        ]
+    );
+    let text = err.to_string();
+    let line = WORKSHOP[..WORKSHOP.find("network:\n").unwrap()].lines().count() + 1;
+    assert!(text.contains(&format!("c.yaml:{}:3: network.vpc_cidr:", line + 2)), "{text}");
+    assert!(text.contains(&format!("c.yaml:{}:3: network.nat_gateway:", line + 4)), "{text}");
+}
+
+#[test]
+fn existing_ids_must_look_like_ids() {
+    let block = "network:
+  vpc_id: vpc-xyz
+  private_subnet_ids: []
+  public_subnet_ids: [subnet-0aaa1111bbb222333, sg-0123456789abcdef0]
+  security_group_ids: [subnet-0aaa1111bbb222333, sg-0123456789ABCDEF0]
+";
+    let err = ClusterSpec::from_yaml("c.yaml", &with_network(block)).unwrap_err();
+    assert_eq!(
+        err.messages(),
+        vec![
+            "network.vpc_id: `vpc-xyz` is not a VPC id (vpc- and 8 or 17 hex digits)",
+            "network.private_subnet_ids: list at least one private subnet id (subnet-...): nodes are launched there",
+            "network.public_subnet_ids[1]: `sg-0123456789abcdef0` is not a subnet id (subnet- and 8 or 17 hex digits)",
+            "network.security_group_ids[0]: `subnet-0aaa1111bbb222333` is not a security group id (sg- and 8 or 17 hex digits)",
+            "network.security_group_ids[0]: subnet-0aaa1111bbb222333 is already listed at network.public_subnet_ids[0]",
+            "network.security_group_ids[1]: `sg-0123456789ABCDEF0` is not a security group id (sg- and 8 or 17 hex digits)",
+        ]
+    );
+    let line = WORKSHOP[..WORKSHOP.find("network:\n").unwrap()].lines().count() + 1;
+    assert!(err.to_string().contains(&format!("c.yaml:{}:3: network.vpc_id:", line + 1)), "{err}");
+}
+
+#[test]
+fn existing_ids_need_a_vpc_id() {
+    let block = "network:\n  private_subnet_ids: [subnet-0aaa1111bbb222333]\n";
+    assert_eq!(
+        errors(&with_network(block)),
+        vec!["network.private_subnet_ids: `private_subnet_ids` belongs to an existing VPC: add `vpc_id` (the VPC these ids are in), or remove it to let fleetform create the network"]
+    );
+}

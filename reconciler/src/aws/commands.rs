@@ -14,7 +14,7 @@ use super::diff::diff;
 use super::model::{Desired, Live, Purpose};
 use super::names::{self, StackKind, TAG_CLUSTER};
 use super::plan::Plan;
-use super::{agent_upload, apply, destroy_sweep, observe};
+use super::{agent_upload, apply, destroy_sweep, existing_network, observe};
 
 /// Load and validate; print every problem and return None when there are any.
 pub fn load(file: &Path, command: &str) -> Option<ClusterSpec> {
@@ -69,12 +69,17 @@ pub async fn gather(ctx: &AwsContext, spec_path: &Path, purpose: Purpose, delete
         let keys: Vec<String> = artifacts.iter().map(|a| a.key.clone()).collect();
         live.artifacts = agent_upload::observed(store.as_ref(), &names::store_prefix(&ctx.spec), &keys).await?;
     }
+    let existing_network = match existing_network::Wanted::from_spec(&ctx.spec, &ctx.region) {
+        Some(w) => Some(existing_network::check(&w, &existing_network::observe(ctx, &w).await?)),
+        None => None,
+    };
     let resolved = Resolved {
         images,
         network_outputs: live.stacks.get(&StackKind::Network).map(|s| s.outputs.clone()).unwrap_or_default(),
         artifacts,
         notes,
         external_bucket: bucket_exists && !live.stacks.contains_key(&StackKind::Data),
+        existing_network,
     };
     let env = Env { region: ctx.region.clone(), partition: ctx.partition.clone(), account: ctx.account.clone() };
     Ok((desired::build(&ctx.spec, &env, &resolved)?, live))

@@ -35,13 +35,26 @@ impl Default for ContextOptions {
     }
 }
 
-/// The private subnets and security groups nodes launch into (network stack outputs).
+/// The private subnets and security groups nodes launch into: the one definition for
+/// both forms of `network:`. Subnets come from the network stack's `PrivateSubnetIds`
+/// output (the subnets it created, or the spec's `private_subnet_ids` in an existing
+/// VPC), groups from its outputs plus the spec's `security_group_ids`.
 #[derive(Debug, Clone)]
 pub struct NetworkInfo {
     /// (subnet id, availability zone), in the spec's order.
     pub subnets: Vec<(String, String)>,
     pub head_security_group: String,
     pub worker_security_group: String,
+    /// `network.security_group_ids` (existing VPC only), put on every node.
+    pub extra_security_groups: Vec<String>,
+}
+
+impl NetworkInfo {
+    /// Every group of a node: fleetform's (head or worker) first, then the user's.
+    pub fn security_groups(&self, head: bool) -> Vec<String> {
+        let own = if head { &self.head_security_group } else { &self.worker_security_group };
+        std::iter::once(own.clone()).chain(self.extra_security_groups.iter().cloned()).collect()
+    }
 }
 
 pub struct AwsContext {
@@ -166,6 +179,7 @@ impl AwsContext {
                     subnets,
                     head_security_group: out("HeadSecurityGroupId")?,
                     worker_security_group: out("WorkerSecurityGroupId")?,
+                    extra_security_groups: self.spec.network.security_group_ids.clone(),
                 })
             })
             .await

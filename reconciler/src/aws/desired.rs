@@ -44,6 +44,8 @@ pub struct Resolved {
     pub notes: Vec<String>,
     /// The bucket exists but no fleetform data stack owns it: use it, never delete it.
     pub external_bucket: bool,
+    /// An existing VPC's checks (`network.vpc_id`); None for a created network.
+    pub existing_network: Option<super::existing_network::Report>,
 }
 
 pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
@@ -52,6 +54,14 @@ pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
     let prefix = names::store_prefix(spec);
     let mut d = Desired::empty(cluster, Purpose::Apply);
     d.notes = r.notes.clone();
+    let existing = spec.network.existing();
+    if let Some(report) = &r.existing_network {
+        if report.errors.is_empty() {
+            d.notes.push(report.summary.clone());
+        }
+        d.notes.extend(report.notes.iter().cloned());
+        d.blockers.extend(report.errors.iter().cloned());
+    }
     d.stacks.push(DesiredStack {
         kind: StackKind::Network,
         name: StackKind::Network.stack_name(cluster),
@@ -79,6 +89,13 @@ pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
         queues: d.queues.iter().map(|q| q.name.clone()).collect(),
         images: images.into_iter().collect(),
         ssm_parameters: parameters.into_iter().collect(),
+        existing_network: existing
+            .iter()
+            .flat_map(|e| {
+                let subnets = e.private_subnet_ids.iter().map(|s| format!("subnet/{s}"));
+                subnets.chain(e.security_group_ids.iter().map(|g| format!("security-group/{g}")))
+            })
+            .collect(),
     };
     d.stacks.push(DesiredStack { kind: StackKind::Iam, name: StackKind::Iam.stack_name(cluster), template: render::iam_template(&scope)? });
     d.artifacts = r.artifacts.clone();
@@ -93,6 +110,7 @@ pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
             user_data: &user_data,
             instance_profile: &names::role(cluster, if is_head { Role::Head } else { Role::Worker }),
             security_group: r.network_outputs.get(sg_output).map(String::as_str),
+            extra_security_groups: &spec.network.security_group_ids,
             root_size_gb: t.node_config.root_volume.size_gb,
             root_volume_type: &t.node_config.root_volume.volume_type,
         });

@@ -38,6 +38,17 @@ pub async fn leftovers(ctx: &AwsContext, desired: &Desired) -> Result<BTreeMap<S
     for v in vpcs.vpcs().iter().filter_map(|v| v.vpc_id()) {
         add("VPCs", v.to_string());
     }
+    // In an existing VPC, fleetform's groups are all it ever made there.
+    let sgs = ctx
+        .ec2
+        .describe_security_groups()
+        .filters(aws_sdk_ec2::types::Filter::builder().name(format!("tag:{}", super::names::TAG_CLUSTER)).values(ctx.cluster()).build())
+        .send()
+        .await
+        .map_err(super::errors::aws_err("ec2:DescribeSecurityGroups"))?;
+    for g in sgs.security_groups().iter().filter_map(|g| g.group_id()) {
+        add("security groups", g.to_string());
+    }
     Ok(out)
 }
 
@@ -46,7 +57,14 @@ pub async fn leftovers(ctx: &AwsContext, desired: &Desired) -> Result<BTreeMap<S
 /// or a stack deleted by hand with resources retained), deleted in dependency order.
 /// Returns what was removed. Nothing to do, and no calls beyond one DescribeVpcs, when
 /// CloudFormation deleted everything.
+///
+/// An existing VPC (`network.vpc_id`) is never swept, tagged or not: only the security
+/// groups tagged for the cluster inside it are (see [`orphaned_groups`]), so the user's
+/// VPC, subnets, route tables, NAT and groups stay whatever happened to the stack.
 pub async fn orphaned_network(ctx: &AwsContext) -> Result<Vec<String>> {
+    if let Some(e) = ctx.spec.network.existing() {
+        return orphaned_groups(ctx, &e.vpc_id).await;
+    }
     use aws_sdk_ec2::client::Waiters;
     use aws_sdk_ec2::types::Filter;
     use super::errors::aws_err;
@@ -56,6 +74,9 @@ pub async fn orphaned_network(ctx: &AwsContext) -> Result<Vec<String>> {
     let vpcs = ctx.ec2.describe_vpcs().filters(f(&format!("tag:{TAG_CLUSTER}"), ctx.cluster())).send().await.map_err(aws_err("ec2:DescribeVpcs"))?;
     let mut removed = Vec::new();
     for vpc in vpcs.vpcs().iter().filter_map(|v| v.vpc_id()) {
+        if !tagged_for(v_tags(&vpcs, vpc), ctx.cluster()) {
+            continue;
+        }
         let in_vpc = || f("vpc-id", vpc);
         let nats = ctx.ec2.describe_nat_gateways().filter(in_vpc()).send().await.map_err(aws_err("ec2:DescribeNatGateways"))?;
         let nat_ids: Vec<String> = nats
@@ -126,6 +147,51 @@ pub async fn orphaned_network(ctx: &AwsContext) -> Result<Vec<String>> {
         }
         ctx.ec2.delete_vpc().vpc_id(vpc).send().await.map_err(aws_err("ec2:DeleteVpc"))?;
         removed.push(vpc.to_string());
+    }
+    Ok(removed)
+}
+
+fn v_tags<'a>(vpcs: &'a aws_sdk_ec2::operation::describe_vpcs::DescribeVpcsOutput, id: &str) -> &'a [aws_sdk_ec2::types::Tag] {
+    vpcs.vpcs().iter().find(|v| v.vpc_id() == Some(id)).map(|v| v.tags()).unwrap_or_default()
+}
+
+/// Belt and braces over the tag filter: a VPC is swept only when it carries the tag.
+fn tagged_for(tags: &[aws_sdk_ec2::types::Tag], cluster: &str) -> bool {
+    tags.iter().any(|t| t.key() == Some(super::names::TAG_CLUSTER) && t.value() == Some(cluster))
+}
+
+/// In an existing VPC: the security groups tagged for the cluster that the network stack
+/// left behind (their SSH rules first, as they reference each other). Untagged groups —
+/// the user's — are never looked at.
+pub async fn orphaned_groups(ctx: &AwsContext, vpc: &str) -> Result<Vec<String>> {
+    use aws_sdk_ec2::types::Filter;
+    use super::errors::aws_err;
+    use super::names::TAG_CLUSTER;
+
+    let sgs = ctx
+        .ec2
+        .describe_security_groups()
+        .filters(Filter::builder().name("vpc-id").values(vpc).build())
+        .filters(Filter::builder().name(format!("tag:{TAG_CLUSTER}")).values(ctx.cluster()).build())
+        .send()
+        .await
+        .map_err(aws_err("ec2:DescribeSecurityGroups"))?;
+    let groups: Vec<_> = sgs.security_groups().iter().filter(|g| tagged_for(g.tags(), ctx.cluster()) && g.group_name() != Some("default")).collect();
+    for g in &groups {
+        if !g.ip_permissions().is_empty() {
+            ctx.ec2
+                .revoke_security_group_ingress()
+                .set_group_id(g.group_id().map(str::to_string))
+                .set_ip_permissions(Some(g.ip_permissions().to_vec()))
+                .send()
+                .await
+                .map_err(aws_err("ec2:RevokeSecurityGroupIngress"))?;
+        }
+    }
+    let mut removed = Vec::new();
+    for id in groups.iter().filter_map(|g| g.group_id()) {
+        ctx.ec2.delete_security_group().group_id(id).send().await.map_err(aws_err("ec2:DeleteSecurityGroup"))?;
+        removed.push(id.to_string());
     }
     Ok(removed)
 }

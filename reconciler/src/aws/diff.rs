@@ -9,13 +9,21 @@ use super::plan::{Action, Change, Plan, Target};
 use super::stack_diff::diff_templates;
 
 pub fn diff(desired: &Desired, live: &Live) -> Plan {
-    let mut plan = Plan { cluster: desired.cluster.clone(), notes: desired.notes.clone(), ..Default::default() };
+    let mut plan = Plan {
+        cluster: desired.cluster.clone(),
+        notes: desired.notes.clone(),
+        blockers: desired.blockers.clone(),
+        ..Default::default()
+    };
     for kind in StackKind::ALL {
         if let Some(ls) = live.stacks.get(&kind) {
             if let Some(b) = stack_blocker(desired, kind, &ls.name, &ls.status, ls.status_reason.as_deref()) {
                 plan.blockers.push(b);
             }
         }
+    }
+    if let Some(b) = network_form_blocker(desired, live) {
+        plan.blockers.push(b);
     }
     diff_stacks(desired, live, &mut plan.changes);
     diff_queues(desired, live, &mut plan.changes);
@@ -51,6 +59,30 @@ fn stack_blocker(desired: &Desired, kind: StackKind, name: &str, status: &str, r
         )),
         _ => None,
     }
+}
+
+/// Whether a network template makes the VPC itself (the created form) or only groups in
+/// an existing one; None when it does not parse.
+fn creates_vpc(template: &str) -> Option<bool> {
+    let t = super::stack_diff::parse_template(template).ok()?;
+    let resources = t.get("Resources")?.as_object()?;
+    Some(resources.values().any(|r| r.get("Type").and_then(|t| t.as_str()) == Some("AWS::EC2::VPC")))
+}
+
+/// Switching a deployed cluster between a created network and an existing VPC would make
+/// CloudFormation delete (or create) the VPC and replace the groups under running nodes.
+fn network_form_blocker(desired: &Desired, live: &Live) -> Option<String> {
+    let want = creates_vpc(&desired.stack(StackKind::Network)?.template)?;
+    let stack = live.stacks.get(&StackKind::Network)?;
+    let have = creates_vpc(stack.template.as_deref()?)?;
+    (want != have).then(|| {
+        let (was, now) = if have { ("a VPC fleetform created", "an existing VPC (`network.vpc_id`)") } else { ("an existing VPC", "a VPC fleetform creates") };
+        format!(
+            "stack {} holds the network of {was}, and the spec now asks for {now}: run `fleetform destroy` with the previous spec \
+             (the bucket is kept), then apply with the new one",
+            stack.name
+        )
+    })
 }
 
 fn diff_stacks(desired: &Desired, live: &Live, out: &mut Vec<Change>) {

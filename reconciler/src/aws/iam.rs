@@ -28,6 +28,9 @@ pub struct Scope {
     pub images: Vec<String>,
     /// The public SSM parameters used to resolve `al2023`.
     pub ssm_parameters: Vec<String>,
+    /// An existing VPC's (`network.vpc_id`) private subnets and extra security groups:
+    /// not tagged for the cluster, so granted by exact ARN. Empty for a created network.
+    pub existing_network: Vec<String>,
 }
 
 impl Scope {
@@ -92,6 +95,18 @@ pub fn head_policy(s: &Scope) -> Value {
             "Resource": [s.ec2_arn("launch-template/*"), s.ec2_arn("subnet/*"), s.ec2_arn("security-group/*")],
             "Condition": {"StringEquals": {cluster_tag.clone(): s.cluster}},
         }),
+    ];
+    if !s.existing_network.is_empty() {
+        // The user's subnets and groups carry no fleetform tag (fleetform never tags what
+        // it does not own): launching into them is allowed by exact ARN instead.
+        statements.push(json!({
+            "Sid": "LaunchIntoExistingNetwork",
+            "Effect": "Allow",
+            "Action": launch,
+            "Resource": s.existing_network.iter().map(|r| s.ec2_arn(r)).collect::<Vec<_>>(),
+        }));
+    }
+    statements.extend([
         json!({
             "Sid": "LaunchOnlyTaggedInstances",
             "Effect": "Allow",
@@ -156,7 +171,7 @@ pub fn head_policy(s: &Scope) -> Value {
             ),
         }),
         queue_statement(s),
-    ];
+    ]);
     if !s.ssm_parameters.is_empty() {
         statements.push(json!({
             "Sid": "ResolveAl2023Images",
@@ -224,6 +239,7 @@ mod tests {
             queues: vec!["fleetform-workshop-default".into(), "fleetform-workshop-default-dlq".into()],
             images: vec!["ami-1".into()],
             ssm_parameters: vec!["/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64".into()],
+            existing_network: vec![],
         }
     }
 
@@ -246,5 +262,23 @@ mod tests {
         assert_eq!(st("StoreObjects")["Resource"], "arn:aws:s3:::data/workshop/*");
         let w = worker_policy(&scope()).to_string();
         assert!(!w.contains("ec2:") && !w.contains("iam:"), "{w}");
+        assert!(!p.to_string().contains("LaunchIntoExistingNetwork"), "a created network needs no untagged resources");
+    }
+
+    #[test]
+    fn an_existing_vpc_is_granted_by_exact_arn() {
+        let mut s = scope();
+        s.existing_network = vec!["subnet/subnet-0aaa1111bbb222333".into(), "security-group/sg-0123456789abcdef0".into()];
+        let p = head_policy(&s);
+        assert_eq!(lint(&p), Vec::<String>::new());
+        let st = p["Statement"].as_array().unwrap().iter().find(|x| x["Sid"] == "LaunchIntoExistingNetwork").unwrap();
+        assert_eq!(
+            st["Resource"],
+            json!([
+                "arn:aws:ec2:us-west-2:123456789012:subnet/subnet-0aaa1111bbb222333",
+                "arn:aws:ec2:us-west-2:123456789012:security-group/sg-0123456789abcdef0"
+            ])
+        );
+        assert_eq!(st["Action"], json!(["ec2:RunInstances", "ec2:CreateFleet"]));
     }
 }

@@ -33,6 +33,7 @@ pub struct FactsInput<'a> {
     pub user_data: &'a str,
     pub instance_profile: &'a str,
     pub security_group: Option<&'a str>,
+    pub extra_security_groups: &'a [String],
     pub root_size_gb: u32,
     pub root_volume_type: &'a str,
 }
@@ -43,6 +44,7 @@ pub fn desired_facts(i: FactsInput<'_>) -> LtFacts {
         user_data_sha256: sha256_hex(i.user_data.as_bytes()),
         instance_profile: i.instance_profile.into(),
         security_group: i.security_group.map(str::to_string),
+        extra_security_groups: i.extra_security_groups.to_vec(),
         root_device: i.root_device.into(),
         root_size_gb: i.root_size_gb as i32,
         root_volume_type: i.root_volume_type.into(),
@@ -62,6 +64,10 @@ pub fn facts_from_response(d: &ResponseLaunchTemplateData) -> LtFacts {
         .map(|raw| sha256_hex(&raw))
         .unwrap_or_default();
     let nic = d.network_interfaces().first();
+    let groups: Vec<String> = match nic.map(|n| n.groups()) {
+        Some(g) if !g.is_empty() => g.to_vec(),
+        _ => d.security_group_ids().to_vec(),
+    };
     let root = d.block_device_mappings().first();
     let ebs = root.and_then(|r| r.ebs());
     LtFacts {
@@ -71,9 +77,8 @@ pub fn facts_from_response(d: &ResponseLaunchTemplateData) -> LtFacts {
             .iam_instance_profile()
             .and_then(|p| p.name().map(str::to_string).or_else(|| p.arn().and_then(|a| a.rsplit('/').next()).map(str::to_string)))
             .unwrap_or_default(),
-        security_group: nic
-            .and_then(|n| n.groups().first().cloned())
-            .or_else(|| d.security_group_ids().first().cloned()),
+        security_group: groups.first().cloned(),
+        extra_security_groups: groups.iter().skip(1).cloned().collect(),
         root_device: root.and_then(|r| r.device_name()).unwrap_or_default().into(),
         root_size_gb: ebs.and_then(|e| e.volume_size()).unwrap_or(0),
         root_volume_type: ebs.and_then(|e| e.volume_type()).map(|v| v.as_str().to_string()).unwrap_or_default(),
@@ -136,7 +141,7 @@ fn data(ctx: &AwsContext, d: &DesiredLaunchTemplate) -> RequestLaunchTemplateDat
                 .device_index(0)
                 .associate_public_ip_address(false)
                 .delete_on_termination(true)
-                .set_groups(f.security_group.clone().map(|g| vec![g]))
+                .set_groups(f.security_group.clone().map(|g| std::iter::once(g).chain(f.extra_security_groups.iter().cloned()).collect()))
                 .build(),
         )
         .tag_specifications(

@@ -16,6 +16,7 @@ pub mod desired;
 pub mod destroy_sweep;
 pub mod diff;
 pub mod errors;
+pub mod existing_network;
 pub mod iam;
 pub mod launch_templates;
 pub mod model;

@@ -33,6 +33,9 @@ pub struct Desired {
     pub node_groups: Vec<DesiredNodeGroup>,
     /// Said with the plan, not changes: e.g. how each node type gets its agent.
     pub notes: Vec<String>,
+    /// Found while building the desired state and stopping `apply` (an existing VPC that
+    /// fails its checks), each one sentence naming the resource and the fix.
+    pub blockers: Vec<String>,
 }
 
 impl Desired {
@@ -47,6 +50,7 @@ impl Desired {
             launch_templates: Vec::new(),
             node_groups: Vec::new(),
             notes: Vec::new(),
+            blockers: Vec::new(),
         }
     }
     pub fn stack(&self, kind: StackKind) -> Option<&DesiredStack> {
@@ -98,8 +102,11 @@ pub struct LtFacts {
     pub image_id: String,
     pub user_data_sha256: String,
     pub instance_profile: String,
-    /// None while the network stack that defines it is not deployed yet.
+    /// fleetform's group (head or worker); None while the network stack that defines it
+    /// is not deployed yet.
     pub security_group: Option<String>,
+    /// `network.security_group_ids`, after fleetform's group on the interface.
+    pub extra_security_groups: Vec<String>,
     pub root_device: String,
     pub root_size_gb: i32,
     pub root_volume_type: String,
@@ -124,6 +131,9 @@ impl LtFacts {
         }
         if want.security_group.is_some() && self.security_group != want.security_group {
             out.push("security group changed");
+        }
+        if self.extra_security_groups != want.extra_security_groups {
+            out.push("extra security groups changed");
         }
         if (&self.root_device, self.root_size_gb, &self.root_volume_type, self.root_encrypted)
             != (&want.root_device, want.root_size_gb, &want.root_volume_type, want.root_encrypted)

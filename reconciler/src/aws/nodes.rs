@@ -133,7 +133,8 @@ struct Request<'a> {
     lt_id: String,
     lt_version: i64,
     tags: Vec<Tag>,
-    security_group: String,
+    /// fleetform's group first, then `network.security_group_ids`.
+    security_groups: Vec<String>,
     generation: String,
 }
 
@@ -178,7 +179,7 @@ pub async fn launch(ctx: &AwsContext, node_type: &str, count: u32, reason: &str)
         lt_id,
         lt_version,
         tags,
-        security_group: if is_head { net.head_security_group.clone() } else { net.worker_security_group.clone() },
+        security_groups: net.security_groups(is_head),
         generation: sha256_hex(ids.join(",").as_bytes()),
     };
     let offerings = |market: Market| -> Vec<Offering> {
@@ -378,7 +379,7 @@ async fn run_instances(ctx: &AwsContext, req: &Request<'_>, o: &Offering, count:
                 InstanceNetworkInterfaceSpecification::builder()
                     .device_index(0)
                     .subnet_id(&o.subnet_id)
-                    .groups(&req.security_group)
+                    .set_groups(Some(req.security_groups.clone()))
                     .associate_public_ip_address(false)
                     .delete_on_termination(true)
                     .build(),

@@ -3,6 +3,7 @@
 //! with the deployed ones.
 
 use anyhow::{Context, Result};
+use fleetform_core::spec::NetworkForm;
 use fleetform_core::ClusterSpec;
 use minijinja::{context, AutoEscape, Environment};
 use serde::Serialize;
@@ -11,6 +12,7 @@ use super::iam::{self, Scope};
 use super::names::{self, Role};
 
 const NETWORK: &str = include_str!("../../../stacks/network.yaml.j2");
+const NETWORK_EXISTING: &str = include_str!("../../../stacks/network-existing.yaml.j2");
 const DATA: &str = include_str!("../../../stacks/data.yaml.j2");
 const IAM: &str = include_str!("../../../stacks/iam.yaml.j2");
 pub(crate) const USER_DATA: &str = include_str!("../../templates/user-data.yaml.j2");
@@ -22,7 +24,12 @@ pub(crate) fn environment() -> Environment<'static> {
     env.set_trim_blocks(true);
     env.set_keep_trailing_newline(true);
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    for (name, src) in [("network.yaml.j2", NETWORK), ("data.yaml.j2", DATA), ("iam.yaml.j2", IAM), ("user-data.yaml.j2", USER_DATA)] {
+    for (name, src) in [
+        ("network.yaml.j2", NETWORK),
+        ("network-existing.yaml.j2", NETWORK_EXISTING),
+        ("data.yaml.j2", DATA), ("iam.yaml.j2", IAM),
+        ("user-data.yaml.j2", USER_DATA),
+    ] {
         env.add_template(name, src).expect("the embedded templates parse (checked by tests)");
     }
     env
@@ -51,7 +58,24 @@ fn zone(spec: &ClusterSpec, i: usize) -> String {
     }
 }
 
+/// The network stack `fleetform-<cluster>-network`: the whole network (created form), or
+/// only the nodes' security groups and the endpoint inside the user's VPC (existing form).
 pub fn network_template(spec: &ClusterSpec) -> Result<String> {
+    let n = match spec.network.form() {
+        NetworkForm::Created(n) => n,
+        NetworkForm::Existing(e) => {
+            return render(
+                "network-existing.yaml.j2",
+                context! {
+                    cluster => spec.cluster_name,
+                    vpc_id => e.vpc_id,
+                    private_subnet_ids => e.private_subnet_ids,
+                    endpoint_subnet => e.private_subnet_ids.first().cloned().unwrap_or_default(),
+                    instance_connect_endpoint => spec.network.instance_connect_endpoint,
+                },
+            )
+        }
+    };
     let subnets = |list: &[String]| -> Vec<SubnetCtx> {
         list.iter().enumerate().map(|(i, c)| SubnetCtx { cidr: c.clone(), az: zone(spec, i) }).collect()
     };
@@ -59,10 +83,10 @@ pub fn network_template(spec: &ClusterSpec) -> Result<String> {
         "network.yaml.j2",
         context! {
             cluster => spec.cluster_name,
-            vpc_cidr => spec.network.vpc_cidr,
-            public_subnets => subnets(&spec.network.public_subnets),
-            private_subnets => subnets(&spec.network.private_subnets),
-            nat_gateway => spec.network.nat_gateway,
+            vpc_cidr => n.vpc_cidr,
+            public_subnets => subnets(&n.public_subnets),
+            private_subnets => subnets(&n.private_subnets),
+            nat_gateway => n.nat_gateway,
             instance_connect_endpoint => spec.network.instance_connect_endpoint,
         },
     )
@@ -112,6 +136,7 @@ mod tests {
     use serde_json::Value;
 
     const WORKSHOP: &str = include_str!("../../../cluster.yaml");
+    const CREATED_NETWORK_SHA256: &str = "db786ecc0c12275bab15651b292e006b0ab38584103560b30aa1b258520a438e";
 
     fn spec() -> ClusterSpec {
         ClusterSpec::from_yaml("cluster.yaml", WORKSHOP).unwrap()
@@ -149,13 +174,69 @@ mod tests {
     fn without_endpoint_there_is_no_ssh_at_all() {
         let mut s = spec();
         s.network.instance_connect_endpoint = false;
-        s.network.nat_gateway = false;
+        s.network.nat_gateway = Some(false);
         let t = parse_template(&network_template(&s).unwrap()).unwrap();
         assert!(resources_of(&t, "AWS::EC2::InstanceConnectEndpoint").is_empty());
         assert!(resources_of(&t, "AWS::EC2::NatGateway").is_empty());
         for (_, sg) in resources_of(&t, "AWS::EC2::SecurityGroup") {
             assert!(sg["Properties"].get("SecurityGroupIngress").is_none());
         }
+    }
+
+    /// The created form's template did not change with the existing form's arrival: the
+    /// workshop cluster plans the same as before (sha256 of the rendering before it).
+    #[test]
+    fn created_network_renders_as_before() {
+        let body = network_template(&spec()).unwrap();
+        assert_eq!(super::super::launch_templates::sha256_hex(body.as_bytes()), CREATED_NETWORK_SHA256, "{body}");
+    }
+
+    fn existing(ice: bool) -> ClusterSpec {
+        let src = WORKSHOP.replace(
+            "  vpc_cidr: 10.0.0.0/16\n  public_subnets: [10.0.0.0/24]            # NAT gateway lives here; nothing else is public\n  private_subnets: [10.0.16.0/20, 10.0.32.0/20]\n  nat_gateway: true\n",
+            "  vpc_id: vpc-0abc1234def567890\n  private_subnet_ids: [subnet-0aaa1111bbb222333, subnet-0ccc4444ddd555666]\n  security_group_ids: [sg-0123456789abcdef0]\n",
+        );
+        let mut s = ClusterSpec::from_yaml("cluster.yaml", &src).unwrap();
+        assert!(s.network.existing().is_some(), "{src}");
+        s.network.instance_connect_endpoint = ice;
+        s
+    }
+
+    #[test]
+    fn existing_vpc_stack_holds_only_groups_and_the_endpoint() {
+        let body = network_template(&existing(true)).unwrap();
+        let t = parse_template(&body).unwrap();
+        let types: std::collections::BTreeSet<&str> =
+            t["Resources"].as_object().unwrap().values().map(|r| r["Type"].as_str().unwrap()).collect();
+        assert_eq!(
+            types.into_iter().collect::<Vec<_>>(),
+            vec!["AWS::EC2::InstanceConnectEndpoint", "AWS::EC2::SecurityGroup", "AWS::EC2::SecurityGroupIngress"],
+            "no VPC, subnet, route or NAT: {body}"
+        );
+        for (id, sg) in resources_of(&t, "AWS::EC2::SecurityGroup") {
+            assert_eq!(sg["Properties"]["VpcId"], "vpc-0abc1234def567890", "{id}");
+            assert!(sg["Properties"].get("SecurityGroupIngress").is_none(), "{id}");
+        }
+        for (id, rule) in resources_of(&t, "AWS::EC2::SecurityGroupIngress") {
+            let p = &rule["Properties"];
+            assert!(p.get("CidrIp").is_none() && p.get("CidrIpv6").is_none(), "{id}");
+            assert_eq!((p["FromPort"].as_i64(), p["ToPort"].as_i64()), (Some(22), Some(22)), "{id}");
+            assert_eq!(p["SourceSecurityGroupId"]["Fn::GetAtt"][0], "EndpointSecurityGroup", "{id}");
+        }
+        let eice = &t["Resources"]["EndpointSecurityGroup"]["Properties"]["SecurityGroupEgress"];
+        assert_eq!(eice.as_array().unwrap().len(), 2);
+        for rule in eice.as_array().unwrap() {
+            assert_eq!(rule["FromPort"], 22);
+            assert!(rule.get("CidrIp").is_none(), "{rule}");
+        }
+        assert_eq!(t["Resources"]["InstanceConnectEndpoint"]["Properties"]["SubnetId"], "subnet-0aaa1111bbb222333");
+        assert_eq!(t["Outputs"]["VpcId"]["Value"], "vpc-0abc1234def567890");
+        assert_eq!(t["Outputs"]["PrivateSubnetIds"]["Value"], "subnet-0aaa1111bbb222333,subnet-0ccc4444ddd555666");
+        assert_eq!(t["Outputs"]["HeadSecurityGroupId"]["Value"]["Fn::GetAtt"][0], "HeadSecurityGroup");
+
+        let t = parse_template(&network_template(&existing(false)).unwrap()).unwrap();
+        let ids: Vec<&String> = t["Resources"].as_object().unwrap().keys().collect();
+        assert_eq!(ids, vec!["HeadSecurityGroup", "WorkerSecurityGroup"], "without the endpoint there is no SSH at all");
     }
 
     #[test]
@@ -170,6 +251,7 @@ mod tests {
             queues: vec!["fleetform-workshop-default".into()],
             images: vec!["ami-1".into()],
             ssm_parameters: vec![],
+            existing_network: vec![],
         };
         let t = parse_template(&iam_template(&scope).unwrap()).unwrap();
         let head = &t["Resources"]["HeadRole"]["Properties"];

@@ -11,6 +11,7 @@ fn facts(ami: &str, user_data: &str) -> LtFacts {
         user_data_sha256: user_data.into(),
         instance_profile: "fleetform-demo-worker".into(),
         security_group: Some("sg-1".into()),
+        extra_security_groups: vec![],
         root_device: "/dev/xvda".into(),
         root_size_gb: 300,
         root_volume_type: "gp3".into(),
@@ -280,4 +281,22 @@ fn stuck_stacks_block_apply_with_the_way_out() {
     // Destroy can delete a rolled-back stack.
     live.stacks.get_mut(&StackKind::Network).unwrap().status = "ROLLBACK_COMPLETE".into();
     assert!(diff(&Desired::empty("demo", Purpose::Destroy), &live).blockers.is_empty());
+}
+
+#[test]
+fn switching_between_network_forms_is_blocked() {
+    const GROUPS_ONLY: &str = "Resources:\n  HeadSecurityGroup:\n    Type: AWS::EC2::SecurityGroup\n    Properties: {VpcId: vpc-0user}\n";
+    let mut d = desired();
+    d.stacks[0].template = GROUPS_ONLY.into();
+    let plan = diff(&d, &converged());
+    assert_eq!(
+        plan.blockers,
+        vec!["stack fleetform-demo-network holds the network of a VPC fleetform created, and the spec now asks for an existing VPC (`network.vpc_id`): \
+              run `fleetform destroy` with the previous spec (the bucket is kept), then apply with the new one"]
+    );
+    let mut live = converged();
+    live.stacks.get_mut(&StackKind::Network).unwrap().template = Some(GROUPS_ONLY.into());
+    assert_eq!(diff(&d, &live).blockers, Vec::<String>::new(), "same form: no blocker");
+    assert_eq!(diff(&desired(), &live).blockers.len(), 1, "and the other way round");
+    assert!(diff(&Desired::empty("demo", Purpose::Destroy), &live).blockers.is_empty(), "destroy is always possible");
 }
