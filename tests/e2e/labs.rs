@@ -256,12 +256,12 @@ pub fn diff(expected: &[String], actual: &[String]) -> String {
             }
             i += 1;
             j += 1;
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push_str(&format!("+ {}\n", actual[j]));
-            j += 1;
-        } else {
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
             out.push_str(&format!("- {}\n", expected[i]));
             i += 1;
+        } else {
+            out.push_str(&format!("+ {}\n", actual[j]));
+            j += 1;
         }
     }
     out
