@@ -10,3 +10,4 @@ mod aws_reconcile;
 mod aws_dataplane;
 mod aws_byo_vpc;
 mod autoscale;
+mod labs;
