@@ -7,8 +7,9 @@
 /// (`--no-default-features`: the local provider only, a fraction of the compile time).
 pub fn without_aws(what: &str) -> anyhow::Error {
     anyhow::anyhow!(
-        "{what} needs AWS support, which this fleetform leaves out (it was built with --no-default-features, \
-         for the local provider only); build it with the default features, e.g. `cargo install --path reconciler`"
+        "{what}: this fleetform was built without the AWS provider (--no-default-features, for the local \
+         provider only); build it with the default features for AWS: `cargo install --path reconciler`, \
+         or `cargo run --release -p fleetform -- ...`"
     )
 }
 

@@ -98,3 +98,16 @@ pub use s3::{open_with, s3_store, sdk_config};
 
 #[cfg(feature = "aws")]
 mod s3;
+
+#[cfg(all(test, not(feature = "aws")))]
+mod local_only_tests {
+    /// A local-only build names what is missing and how to get it, for S3 and SQS alike.
+    #[tokio::test]
+    async fn s3_and_sqs_say_the_build_leaves_aws_out() {
+        let err = super::open("s3://bucket/prefix").await.unwrap_err().to_string();
+        assert!(err.starts_with("`s3://bucket/prefix`: this fleetform was built without the AWS provider"), "{err}");
+        assert!(err.contains("cargo install --path reconciler"), "{err}");
+        let err = crate::queue::Queue::open("sqs://c").await.err().unwrap().to_string();
+        assert!(err.starts_with("the queue sqs://c: this fleetform was built without the AWS provider"), "{err}");
+    }
+}

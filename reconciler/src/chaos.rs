@@ -21,7 +21,7 @@ pub async fn command(file: &Path, command: ChaosCommand) -> Result<i32> {
         #[cfg(feature = "aws")]
         return aws_chaos(&spec, command).await;
         #[cfg(not(feature = "aws"))]
-        return Err(fleetform_agent::without_aws("chaos on the aws provider"));
+        return Err(fleetform_agent::without_aws("`fleetform chaos` on the aws provider"));
     }
     match command {
         ChaosCommand::Interrupt { node } => {

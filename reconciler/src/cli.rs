@@ -252,9 +252,11 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         #[cfg(feature = "aws")]
         Command::Destroy { cluster, yes, delete_data } => aws::commands::destroy(&cluster.spec_file(), yes, delete_data).await,
         #[cfg(not(feature = "aws"))]
-        Command::Plan { .. } | Command::Apply { .. } | Command::Destroy { .. } => {
-            Err(fleetform_agent::without_aws("plan, apply and destroy (the AWS provider)"))
-        }
+        Command::Plan { .. } => Err(fleetform_agent::without_aws("`fleetform plan`")),
+        #[cfg(not(feature = "aws"))]
+        Command::Apply { .. } => Err(fleetform_agent::without_aws("`fleetform apply`")),
+        #[cfg(not(feature = "aws"))]
+        Command::Destroy { .. } => Err(fleetform_agent::without_aws("`fleetform destroy`")),
         Command::Reconcile { cluster, watch, interval } => autoscaler::command(&cluster.spec_file(), watch, interval).await,
         Command::Status { cluster, json } => status::show(&cluster.running_cluster_file(), json).await,
         Command::Up { cluster } => local::up(&cluster.spec_file()).await,

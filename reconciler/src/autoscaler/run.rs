@@ -245,7 +245,7 @@ pub async fn command(file: &Path, watch: bool, interval: u64) -> Result<i32> {
 
 #[cfg(not(feature = "aws"))]
 async fn aws_loop(_spec: &ClusterSpec, _watch: bool, _interval: u64) -> Result<i32> {
-    Err(fleetform_agent::without_aws("reconcile on the aws provider"))
+    Err(fleetform_agent::without_aws("`fleetform reconcile` on the aws provider"))
 }
 
 #[cfg(feature = "aws")]
