@@ -16,7 +16,8 @@ keeps it sized to the work, and runs jobs on it.\n\n\
 Infrastructure:  validate, plan, apply, destroy, reconcile\n\
 Jobs:            run, submit, job list|status|logs|cancel\n\
 Local cluster:   up (agents as child processes, a directory as object store)\n\
-Operations:      status, chaos\n\n\
+Operations:      status, chaos\n\
+Migration:       import ray (a `ray up` cluster YAML → cluster.yaml)\n\n\
 AWS access uses the standard configuration chain: AWS_PROFILE, AWS_REGION, \
 AWS_ENDPOINT_URL (e.g. a moto server), instance roles.",
     after_help = "Examples:\n  fleetform validate -f cluster.yaml\n  fleetform plan -f cluster.yaml --detailed-exitcode\n  \
@@ -142,6 +143,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ChaosCommand,
     },
+    /// Convert another tool's cluster file into a fleetform cluster spec.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Run a node agent in this process (what the local provider spawns).
     #[command(hide = true)]
     Agent(fleetform_agent::cli::AgentArgs),
@@ -157,6 +163,48 @@ pub enum JobCommand {
     Logs { job: String },
     /// Stop a job: queued tasks are removed, running ones stop at their next row group.
     Cancel { job: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// Convert a `ray up` cluster YAML (AWS provider) into a fleetform cluster spec.
+    #[command(
+        long_about = "Convert a `ray up` cluster YAML (AWS provider) into a fleetform cluster spec, written \
+to stdout or to -o FILE. Each value carries a comment saying where in the Ray file it came from.\n\n\
+Mapped: cluster_name (made a valid fleetform name), provider.region, provider.availability_zone \
+(comma-separated → availability_zones), max_workers, upscaling_speed, idle_timeout_minutes, \
+head_node_type, and for each of available_node_types: resources, min_workers, max_workers, \
+node_config.InstanceType → instance_types, InstanceMarketOptions.MarketType spot → market: spot \
+(else on-demand), ImageId → image {ami, architecture} (the architecture from the instance type), \
+the root device's BlockDeviceMappings Ebs.VolumeSize/VolumeType → root_volume. setup_commands are \
+kept; head_setup_commands and worker_setup_commands are appended to them (fleetform runs one list on \
+every node). The head gets `CPU: 0` and no other resources, as fleetform's validate requires.\n\n\
+Not in a Ray file: storage.bucket gets a placeholder (fleetform-<name>-data) to change. SubnetId and \
+SecurityGroupIds are written as a commented-out network block: this fleetform creates its own VPC.\n\n\
+Every key that is not mapped (auth, file_mounts, docker, IamInstanceProfile, KeyName, ...) is listed \
+on stderr, at its line, with what fleetform does instead. A malformed file, an unknown key, or an \
+unexpanded ${VAR} is reported as file:line:column and nothing is written; so is an imported spec \
+that would not pass `fleetform validate`.",
+        after_help = "Examples:\n  \
+envsubst < cluster-spot.yaml > filled.yaml     # expand ${VAR}s first\n  \
+fleetform import ray filled.yaml -o cluster.yaml\n  \
+fleetform import ray examples/ray/cluster-spot.yaml --resolve-images -o cluster.yaml --force\n  \
+fleetform validate -f cluster.yaml && fleetform plan -f cluster.yaml"
+    )]
+    Ray {
+        /// The Ray cluster YAML (`ray up` file).
+        ray_yaml: PathBuf,
+        /// Write the spec here instead of stdout; an existing file is kept unless --force.
+        #[arg(short = 'o', long = "output", value_name = "OUT")]
+        output: Option<PathBuf>,
+        /// Overwrite OUT if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Ask SSM (standard AWS configuration) for the current Amazon Linux 2023 AMIs and
+        /// write `image: al2023` where ImageId is one of them.
+        #[arg(long)]
+        resolve_images: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -222,6 +270,9 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Run { cluster, jobs, set } => jobs::run_command(&cluster.file, &jobs, &set).await,
         Command::Job { cluster, command } => jobs::job_command(&cluster.file, command).await,
         Command::Chaos { cluster, command } => chaos::command(&cluster.file, command).await,
+        Command::Import { command: ImportCommand::Ray { ray_yaml, output, force, resolve_images } } => {
+            crate::import::ray_command(&crate::import::RayImportArgs { ray_yaml, output, force, resolve_images }).await
+        }
         Command::Agent(_) => unreachable!("handled before the runtime starts"),
     }
 }
