@@ -8,3 +8,4 @@ mod moto;
 mod aws_reconcile;
 mod aws_dataplane;
 mod autoscale;
+mod import_ray;
