@@ -136,6 +136,9 @@ fn setup_commands(ray: &RayCluster, notes: &mut Vec<Note>) -> Vec<Sourced<String
             ));
         }
     }
+    if !out.is_empty() {
+        note(notes, root().key("setup_commands"), "kept; fleetform runs them as root at first boot (Ray ran them over SSH as auth.ssh_user), so `pip install` installs system-wide");
+    }
     out
 }
 

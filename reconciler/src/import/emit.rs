@@ -12,12 +12,14 @@ pub fn comment(text: &str) -> String {
     format!("   # {text}")
 }
 
-/// A YAML scalar for `s`: plain when that reads back as the same string, else quoted.
+/// A YAML scalar for `s`: plain when the YAML parser reads it back as the same string
+/// (and no YAML 1.1 reader would take it for a boolean), else quoted.
 pub fn scalar(s: &str) -> String {
     let plain = !s.is_empty()
-        && s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '/')
+        && !s.starts_with(['-', '.'])
         && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-        && !["true", "false", "yes", "no", "on", "off", "null", "y", "n"].contains(&s.to_ascii_lowercase().as_str());
+        && !["yes", "no", "on", "off", "y", "n"].contains(&s.to_ascii_lowercase().as_str())
+        && serde_norway::from_str::<serde_norway::Value>(s).ok().is_some_and(|v| v.as_str() == Some(s));
     if plain {
         s.to_string()
     } else if s.chars().any(char::is_control) {

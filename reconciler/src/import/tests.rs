@@ -87,6 +87,7 @@ fn seed_output_says_where_each_value_came_from() {
         "      image: {ami: ami-0e7d2b9c4a1f35068, architecture: arm64}   # from available_node_types.arm_worker_node.node_config.ImageId; arm64 like r8g.2xlarge",
         "        size_gb: 300   # from available_node_types.x86_worker_node.node_config.BlockDeviceMappings[0].Ebs.VolumeSize",
         "    resources: {CPU: 0}   # from available_node_types.head_node.resources; Intel: 1 dropped, see stderr",
+        "  private_subnets: [10.0.16.0/20]   # fleetform creates the VPC: one private subnet per availability zone (1)",
         // The network block is commented out until the spec takes an existing VPC.
         "# network:",
         "#   vpc_id: \"<FILL IN: the VPC of subnet-0a1b2c3d4e5f60718>\"",
@@ -115,7 +116,8 @@ fn seed_notes_name_every_unmapped_key_at_its_line() {
     ] {
         assert!(has(&notes, expected), "missing note {expected:?} in:\n{text}");
     }
-    assert!(!has(&notes, "setup_commands"), "setup_commands map one to one: {text}");
+    assert!(has(&notes, "cluster-spot.yaml:18:1: note: setup_commands: kept; fleetform runs them as root"), "{text}");
+    assert!(!has(&notes, "appended to setup_commands"), "nothing to merge in the seed: {text}");
 }
 
 #[test]
@@ -241,8 +243,29 @@ fn cluster_names_are_made_valid() {
 
 #[test]
 fn scalars_read_back_as_the_same_string() {
-    for s in ["plain", "r7i.2xlarge", "/dev/xvda", "yes", "2023", "a: b", "it's", "# not a comment", "tab\there", "ü", "", "-x"] {
+    for s in ["plain", "r7i.2xlarge", "/dev/xvda", "10.0.16.0/20", "yes", "No", "null", "~", "2023", "1e3", "0x1f", ".5", "a: b", "it's", "# not a comment", "tab\there", "ü", "", "-x", "- x"] {
         let doc: BTreeMap<String, String> = serde_norway::from_str(&format!("k: {}\n", scalar(s))).unwrap();
         assert_eq!(doc["k"], s, "{}", scalar(s));
     }
+    assert_eq!((scalar("10.0.16.0/20"), scalar("2023"), scalar("yes")), ("10.0.16.0/20".into(), "'2023'".into(), "'yes'".into()));
+}
+
+#[test]
+fn zones_extra_volumes_and_other_market_types() {
+    let src = ray_file("").replace("region: us-east-1", "region: us-east-1, availability_zone: 'us-east-1a, us-east-1b'").replace(
+        "node_config: {InstanceType: c7g.large}",
+        "node_config: {InstanceType: c7g.large, InstanceMarketOptions: {MarketType: capacity-block, SpotOptions: {MaxPrice: '1'}},\n      \
+         BlockDeviceMappings: [{DeviceName: /dev/xvda, Ebs: {VolumeSize: 50, Iops: 4000}}, {DeviceName: /dev/sdb, Ebs: {VolumeSize: 500}}]}",
+    );
+    let (text, notes) = import(&src);
+    let spec = ClusterSpec::from_yaml("c.yaml", &text).unwrap();
+    assert_eq!(spec.provider.availability_zones, ["us-east-1a", "us-east-1b"]);
+    assert_eq!(spec.network.private_subnets, ["10.0.16.0/20", "10.0.32.0/20"]);
+    let w = &spec.available_node_types["w"].node_config;
+    assert_eq!((w.market, w.root_volume.size_gb, w.root_volume.volume_type.as_str()), (Market::OnDemand, 50, "gp3"));
+    assert!(has(&notes, "InstanceMarketOptions.MarketType: market type `capacity-block` has no fleetform equivalent"), "{notes:?}");
+    assert!(has(&notes, "BlockDeviceMappings[1]: `/dev/sdb` is not imported: fleetform manages only the root volume"), "{notes:?}");
+    assert!(has(&notes, "BlockDeviceMappings[0].Ebs.Iops: not imported: root volume IOPS"), "{notes:?}");
+    assert!(has(&notes, "InstanceMarketOptions.SpotOptions: not imported: fleetform launches spot through CreateFleet"), "{notes:?}");
+    assert!(!text.contains("# network:"), "no subnets in the Ray file, no commented block: {text}");
 }
