@@ -256,6 +256,18 @@ pub fn load_yaml<'i, T: DeserializeOwned>(
     src: &str,
     index: &'i LocationIndex,
 ) -> Result<(T, Collector<'i>), Diagnostics> {
+    load_yaml_tolerating(file, src, index, |_| false).map(|(v, c, _)| (v, c))
+}
+
+/// [`load_yaml`] for formats with open sections (another tool's file, where keys we do
+/// not model are legitimate): unknown keys for which `tolerate` is true are returned
+/// instead of reported, so the caller can say what it does with them.
+pub fn load_yaml_tolerating<'i, T: DeserializeOwned>(
+    file: &str,
+    src: &str,
+    index: &'i LocationIndex,
+    tolerate: impl Fn(&YamlPath) -> bool,
+) -> Result<(T, Collector<'i>, Vec<YamlPath>), Diagnostics> {
     let mut value: serde_norway::Value = match serde_norway::from_str(src) {
         Ok(v) => v,
         Err(e) => {
@@ -309,6 +321,7 @@ pub fn load_yaml<'i, T: DeserializeOwned>(
             }
         }
     }
+    let (tolerated, unknown): (Vec<YamlPath>, Vec<YamlPath>) = unknown.into_iter().partition(|p| tolerate(p));
     for p in unknown {
         let key = match p.0.last() {
             Some(Seg::Key(k)) => k.clone(),
@@ -317,7 +330,7 @@ pub fn load_yaml<'i, T: DeserializeOwned>(
         c.error(p, format!("unknown key `{key}`"));
     }
     match loaded {
-        Some(v) => Ok((v, c)),
+        Some(v) => Ok((v, c, tolerated)),
         None => Err(c.finish().expect_err("a failed round always records a problem")),
     }
 }
@@ -483,6 +496,16 @@ mod tests {
         let err = load("t.yaml", "name: [unclosed\n").unwrap_err();
         assert!(err.to_string().starts_with("t.yaml:"), "{err}");
         assert!(err.messages()[0].starts_with("invalid YAML"), "{err}");
+    }
+
+    #[test]
+    fn tolerated_unknown_keys_are_returned_not_reported() {
+        let src = "name: x\nitems:\n  - a: 1\n    open: 2\nextra: 1\n";
+        let index = LocationIndex::build(src);
+        let tolerate = |p: &YamlPath| p.0.len() == 3 && p.0[0] == Seg::Key("items".into());
+        let (_, c, tolerated) = load_yaml_tolerating::<Outer>("t.yaml", src, &index, tolerate).unwrap();
+        assert_eq!(tolerated, vec![YamlPath::parse("items[0].open")]);
+        assert_eq!(c.finish().unwrap_err().messages(), vec!["extra: unknown key `extra`"]);
     }
 
     #[test]

@@ -70,3 +70,7 @@ pub fn sqs_queue(cluster: &str, class_slug: &str) -> String {
 pub fn sqs_dead_letter_queue(cluster: &str, class_slug: &str) -> String {
     format!("fleetform-{cluster}-{class_slug}-dlq")
 }
+
+/// On an AWS node: everything `setup_commands` print, also copied to the console (EC2
+/// "Get system log"). Here because `fleetform status` names it too.
+pub const SETUP_LOG: &str = "/var/log/fleetform-setup.log";

@@ -36,6 +36,11 @@ pub struct ClusterSpec {
     /// Extra tags put on everything fleetform creates (after its own `fleetform:*` tags).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Shell commands every AWS node runs once at first boot, in order and as root,
+    /// before its agent (or the head's reconcile unit) starts: Ray's `setup_commands`.
+    /// Not run on the local provider, whose agents share this machine.
+    #[serde(default)]
+    pub setup_commands: Vec<String>,
 }
 
 mod defaults {
@@ -390,6 +395,11 @@ impl ClusterSpec {
         }
         if self.idle_timeout_minutes.is_nan() || self.idle_timeout_minutes < 0.0 {
             c.error(root.key("idle_timeout_minutes"), "must not be negative");
+        }
+        for (i, cmd) in self.setup_commands.iter().enumerate() {
+            if cmd.trim().is_empty() {
+                c.error(root.key("setup_commands").index(i), "empty command: remove it");
+            }
         }
         self.validate_provider(c);
         self.validate_node_types(c);

@@ -135,6 +135,9 @@ pub struct NodeHeartbeat {
     /// The agent has exited after draining (final heartbeat).
     #[serde(default)]
     pub stopped: bool,
+    /// The node's `setup_commands` failed at boot: exit code and command (AWS nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup_failed: Option<String>,
 }
 
 /// `jobs/<job>/job.json`.

@@ -36,6 +36,10 @@ pub struct AgentArgs {
     /// Lease (queue visibility timeout) in seconds; heartbeats renew it.
     #[arg(long, env = "FLEETFORM_LEASE_SECONDS", default_value_t = 60)]
     pub lease_seconds: u64,
+    /// A file the node's setup_commands write when one fails (user data sets it); its
+    /// content goes into every heartbeat so `fleetform status` shows it.
+    #[arg(long, env = "FLEETFORM_SETUP_FAILED_FILE")]
+    pub setup_failed_file: Option<PathBuf>,
     /// Only check the configuration and exit (systemd ExecStartPre).
     #[arg(long)]
     pub validate: bool,
@@ -79,6 +83,7 @@ pub fn config(args: &AgentArgs) -> anyhow::Result<AgentConfig> {
         imds,
         imds_poll: args.imds_poll_ms.map(std::time::Duration::from_millis).unwrap_or(crate::imds::WATCH_INTERVAL),
         lease: std::time::Duration::from_secs(args.lease_seconds.max(3)),
+        setup_failed_file: args.setup_failed_file.clone(),
     })
 }
 

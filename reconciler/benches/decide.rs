@@ -78,6 +78,7 @@ fn main() {
             tasks_done: 0,
             rows_done: 0,
             stopped: false,
+            setup_failed: None,
         });
         nodes.push(ObservedNode {
             id,

@@ -16,7 +16,8 @@ keeps it sized to the work, and runs jobs on it.\n\n\
 Infrastructure:  validate, plan, apply, destroy, reconcile\n\
 Jobs:            run, submit, job list|status|logs|cancel\n\
 Local cluster:   up (agents as child processes, a directory as object store)\n\
-Operations:      status, chaos\n\n\
+Operations:      status, chaos\n\
+Migration:       import ray (a `ray up` cluster YAML → cluster.yaml)\n\n\
 AWS access uses the standard configuration chain: AWS_PROFILE, AWS_REGION, \
 AWS_ENDPOINT_URL (e.g. a moto server), instance roles.",
     after_help = "Examples:\n  fleetform validate -f cluster.yaml\n  fleetform plan -f cluster.yaml --detailed-exitcode\n  \
@@ -167,6 +168,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ChaosCommand,
     },
+    /// Convert another tool's cluster file into a fleetform cluster spec.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Print a shell completion script, e.g. `fleetform completions bash > ~/.local/share/bash-completion/completions/fleetform`
     /// (zsh: into a directory on $fpath as `_fleetform`; fish: `~/.config/fish/completions/fleetform.fish`).
     Completions {
@@ -188,6 +194,54 @@ pub enum JobCommand {
     Logs { job: String },
     /// Stop a job: queued tasks are removed, running ones stop at their next row group.
     Cancel { job: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// Convert a `ray up` cluster YAML (AWS provider) into a fleetform cluster spec.
+    #[command(
+        long_about = "Convert a `ray up` cluster YAML (AWS provider) into a fleetform cluster spec, written \
+to stdout or to -o FILE. Each value carries a comment saying where in the Ray file it came from.\n\n\
+Mapped: cluster_name (made a valid fleetform name), provider.region, provider.availability_zone \
+(comma-separated → availability_zones), max_workers, upscaling_speed, idle_timeout_minutes, \
+head_node_type, and for each of available_node_types: resources, min_workers, max_workers, \
+node_config.InstanceType → instance_types, InstanceMarketOptions.MarketType spot → market: spot \
+(else on-demand), ImageId → image {ami, architecture} (the architecture from the instance type), \
+the root device's BlockDeviceMappings Ebs.VolumeSize/VolumeType → root_volume. setup_commands are \
+kept; head_setup_commands and worker_setup_commands are appended to them (fleetform runs one list on \
+every node). The head gets `CPU: 0` and no other resources, as fleetform's validate requires.\n\n\
+Not in a Ray file: storage.bucket gets a placeholder (fleetform-<name>-data) to change. SubnetId and \
+SecurityGroupIds become the existing-VPC network form with --vpc-id VPC (their VPC: a Ray file does not \
+name it); without it they are written as a commented-out block and the cluster creates its own VPC.\n\n\
+Every key that is not mapped (auth, file_mounts, docker, IamInstanceProfile, KeyName, ...) is listed \
+on stderr, at its line, with what fleetform does instead. A malformed file, an unknown key, or an \
+unexpanded ${VAR} is reported as file:line:column and nothing is written; so is an imported spec \
+that would not pass `fleetform validate`.",
+        after_help = "Examples:\n  \
+envsubst < cluster-spot.yaml > filled.yaml     # expand ${VAR}s first\n  \
+fleetform import ray filled.yaml -o cluster.yaml\n  \
+fleetform import ray examples/ray/cluster-spot.yaml --resolve-images -o cluster.yaml --force\n  \
+fleetform validate -f cluster.yaml && fleetform plan -f cluster.yaml"
+    )]
+    Ray {
+        /// The Ray cluster YAML (`ray up` file).
+        ray_yaml: PathBuf,
+        /// Write the spec here instead of stdout; an existing file is kept unless --force.
+        #[arg(short = 'o', long = "output", value_name = "OUT")]
+        output: Option<PathBuf>,
+        /// Overwrite OUT if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Ask SSM (standard AWS configuration) for the current Amazon Linux 2023 AMIs and
+        /// write `image: al2023` where ImageId is one of them.
+        #[arg(long)]
+        resolve_images: bool,
+        /// The existing VPC of the Ray file's SubnetIds: write `network: {vpc_id,
+        /// private_subnet_ids, security_group_ids}` so the cluster uses that network
+        /// instead of creating its own (`plan` checks the subnets).
+        #[arg(long, value_name = "VPC")]
+        vpc_id: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -264,6 +318,9 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Run { cluster, jobs, set } => jobs::run_command(&cluster.spec_file(), &jobs, &set).await,
         Command::Job { cluster, command } => jobs::job_command(&cluster.running_cluster_file(), command).await,
         Command::Chaos { cluster, command } => chaos::command(&cluster.running_cluster_file(), command).await,
+        Command::Import { command: ImportCommand::Ray { ray_yaml, output, force, resolve_images, vpc_id } } => {
+            crate::import::ray_command(&crate::import::RayImportArgs { ray_yaml, output, force, resolve_images, vpc_id }).await
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "fleetform", &mut std::io::stdout());
             Ok(0)

@@ -9,6 +9,7 @@ pub mod chaos;
 pub mod cli;
 pub mod cluster;
 pub mod errors;
+pub mod import;
 pub mod jobs;
 pub mod local;
 pub mod status;

@@ -95,6 +95,9 @@ pub async fn show(file: &Path, json: bool) -> Result<i32> {
             state,
             if n.scheduled_events.is_empty() { String::new() } else { format!("  scheduled: {}", n.scheduled_events.join("; ")) }
         );
+        if let Some(failed) = &n.setup_failed {
+            println!("    setup_commands failed: {failed} (log: {} on the node)", fleetform_core::layout::SETUP_LOG);
+        }
     }
     println!("\nQUEUES");
     for q in &status.queues {

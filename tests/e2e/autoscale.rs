@@ -97,6 +97,7 @@ fn aws_demand_launches_the_right_type_falls_back_and_scales_idle_nodes_down() {
                 tasks_done: 3,
                 rows_done: 3,
                 stopped: false,
+                setup_failed: None,
             };
             store.put_json(&layout::node(&i.id), &hb).await.unwrap();
         }

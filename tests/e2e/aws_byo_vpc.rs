@@ -12,22 +12,22 @@ use crate::moto::Moto;
 /// CloudFormation): an IGW, a public subnet with a NAT gateway, two private subnets whose
 /// route table sends 0.0.0.0/0 to the NAT, and a group of their own.
 #[derive(Debug)]
-struct UserVpc {
-    vpc: String,
+pub(crate) struct UserVpc {
+    pub vpc: String,
     igw: String,
     public: String,
-    private: [String; 2],
+    pub private: [String; 2],
     public_table: String,
     private_table: String,
     nat: String,
-    group: String,
+    pub group: String,
 }
 
 fn user_tags(kind: ResourceType) -> TagSpecification {
     TagSpecification::builder().resource_type(kind).tags(Tag::builder().key("owner").value("workshop-c1").build()).build()
 }
 
-async fn make_user_vpc(ec2: &aws_sdk_ec2::Client) -> UserVpc {
+pub(crate) async fn make_user_vpc(ec2: &aws_sdk_ec2::Client) -> UserVpc {
     let vpc = ec2.create_vpc().cidr_block("10.1.0.0/16").tag_specifications(user_tags(ResourceType::Vpc)).send().await.unwrap();
     let vpc = vpc.vpc().unwrap().vpc_id().unwrap().to_string();
     let igw = ec2.create_internet_gateway().send().await.unwrap().internet_gateway().unwrap().internet_gateway_id().unwrap().to_string();

@@ -11,3 +11,4 @@ mod aws_dataplane;
 mod aws_byo_vpc;
 mod autoscale;
 mod labs;
+mod import_ray;

@@ -198,3 +198,15 @@ fn existing_ids_need_a_vpc_id() {
         vec!["network.private_subnet_ids: `private_subnet_ids` belongs to an existing VPC: add `vpc_id` (the VPC these ids are in), or remove it to let fleetform create the network"]
     );
 }
+
+#[test]
+fn setup_commands_default_empty_and_reject_blank_commands() {
+    let spec = ClusterSpec::from_yaml("cluster.yaml", WORKSHOP).unwrap();
+    assert!(spec.setup_commands.is_empty());
+    let src = format!("{WORKSHOP}setup_commands:\n  - pip install pandas pyarrow\n  - '  '\n");
+    let err = ClusterSpec::from_yaml("c.yaml", &src).unwrap_err();
+    assert_eq!(err.messages(), vec!["setup_commands[1]: empty command: remove it"]);
+    assert!(err.to_string().contains(&format!("c.yaml:{}:5:", WORKSHOP.lines().count() + 3)), "{err}");
+    let ok = format!("{WORKSHOP}setup_commands: [pip install pandas pyarrow]\n");
+    assert_eq!(ClusterSpec::from_yaml("c.yaml", &ok).unwrap().setup_commands, ["pip install pandas pyarrow"]);
+}

@@ -53,6 +53,8 @@ pub struct AgentConfig {
     pub imds: Option<ImdsClient>,
     pub imds_poll: Duration,
     pub lease: Duration,
+    /// Read once at start: setup_commands run before the agent starts (user data).
+    pub setup_failed_file: Option<PathBuf>,
 }
 
 /// State shared by the loop, the slots and the heartbeat.
@@ -72,6 +74,7 @@ struct Shared {
     soft_drain: AtomicBool,
     scheduled: Mutex<Vec<String>>,
     started: DateTime<Utc>,
+    setup_failed: Option<String>,
 }
 
 /// Run until drained. Returns the drain reason.
@@ -103,6 +106,7 @@ pub async fn run(cfg: AgentConfig) -> Result<String> {
         soft_drain: AtomicBool::new(false),
         scheduled: Default::default(),
         started: Utc::now(),
+        setup_failed: cfg.setup_failed_file.as_deref().and_then(read_setup_failure),
         cfg,
     });
     heartbeat(&shared, false).await?;
@@ -244,6 +248,16 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
     }
 }
 
+/// What the failed setup command left in `path`, or None when setup succeeded (no file).
+pub fn read_setup_failure(path: &std::path::Path) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Ok(_) => Some(format!("setup_commands failed ({} is empty)", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => Some(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
 async fn heartbeat(shared: &Shared, stopped: bool) -> Result<()> {
     let hb = NodeHeartbeat {
         node_id: shared.cfg.node_id.clone(),
@@ -261,6 +275,7 @@ async fn heartbeat(shared: &Shared, stopped: bool) -> Result<()> {
         tasks_done: shared.tasks_done.load(Ordering::Relaxed),
         rows_done: shared.node.rows_done.load(Ordering::Relaxed),
         stopped,
+        setup_failed: shared.setup_failed.clone(),
     };
     shared.store.put_json(&layout::node(&shared.cfg.node_id), &hb).await
 }
@@ -416,5 +431,24 @@ async fn renew_lease(shared: Arc<Shared>, class: String, handle: String, job_id:
             flags.stop.store(true, Ordering::SeqCst);
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod setup_failure_tests {
+    use super::read_setup_failure;
+
+    #[test]
+    fn absent_file_means_setup_succeeded_and_content_is_reported() {
+        let dir = std::env::temp_dir().join(format!("fleetform-setup-failed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("setup-failed");
+        let _ = std::fs::remove_file(&f);
+        assert_eq!(read_setup_failure(&f), None);
+        std::fs::write(&f, "exit 1: pip install pandas\n").unwrap();
+        assert_eq!(read_setup_failure(&f).as_deref(), Some("exit 1: pip install pandas"));
+        std::fs::write(&f, "").unwrap();
+        assert!(read_setup_failure(&f).unwrap().contains("is empty"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

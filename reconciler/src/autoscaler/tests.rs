@@ -74,6 +74,7 @@ fn heartbeat(id: &str, node_type: &str, slots: usize, busy: usize, last_work: Da
         tasks_done: 0,
         rows_done: 0,
         stopped: false,
+        setup_failed: None,
     }
 }
 

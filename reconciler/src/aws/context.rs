@@ -75,10 +75,15 @@ pub struct AwsContext {
 
 /// The shared SDK configuration: the standard chain, with the spec's region first.
 pub async fn sdk_config(spec: &ClusterSpec) -> SdkConfig {
+    sdk_config_in(spec.provider.region.as_deref()).await
+}
+
+/// The same configuration before there is a spec (`fleetform import` asks SSM).
+pub async fn sdk_config_in(region: Option<&str>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS).with_max_backoff(Duration::from_secs(20)));
-    if let Some(region) = &spec.provider.region {
-        loader = loader.region(Region::new(region.clone()));
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region.to_string()));
     }
     loader.load().await
 }

@@ -26,6 +26,7 @@ pub mod observe;
 pub mod plan;
 pub mod queues;
 pub mod render;
+pub mod setup_script;
 pub mod stack_diff;
 pub mod stacks;
 pub mod userdata;

@@ -9,6 +9,10 @@ use minijinja::context;
 
 use super::names;
 use super::render::render;
+use super::setup_script::{self, SETUP_FAILED_FILE, SETUP_LOG, SETUP_SCRIPT_PATH};
+
+/// EC2 rejects larger user data (RunInstances `UserData`, before base64).
+pub const USER_DATA_LIMIT: usize = 16 * 1024;
 
 const AGENT_UNIT: &str = include_str!("../../../node-agent/packaging/fleetform-agent.service");
 const RECONCILE_UNIT: &str = include_str!("../../../node-agent/packaging/fleetform-reconcile.service");
@@ -35,7 +39,7 @@ pub fn render_user_data(spec: &ClusterSpec, node_type: &str, region: &str) -> Re
     } else {
         ("fleetform-agent.service", AGENT_UNIT, "fleetform-agent")
     };
-    render(
+    let text = render(
         "user-data.yaml.j2",
         context! {
             cluster => spec.cluster_name,
@@ -54,8 +58,20 @@ pub fn render_user_data(spec: &ClusterSpec, node_type: &str, region: &str) -> Re
             binary => binary,
             package => binary,
             source_bundle_key => layout::source_bundle(),
+            setup_script => setup_script::render(&spec.setup_commands),
+            setup_script_path => SETUP_SCRIPT_PATH,
+            setup_failed_file => SETUP_FAILED_FILE,
+            setup_log => SETUP_LOG,
         },
-    )
+    )?;
+    if text.len() > USER_DATA_LIMIT {
+        anyhow::bail!(
+            "the user data of node type `{node_type}` is {} bytes and EC2 accepts {USER_DATA_LIMIT}: shorten `setup_commands` \
+             (e.g. one command that downloads and runs a script from the bucket)",
+            text.len()
+        );
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -95,5 +111,43 @@ mod tests {
         let a = render_user_data(&spec, "arm_worker_node", "us-west-2").unwrap();
         assert!(a.contains("NVMe Instance Storage") && a.contains("SPILL=/mnt/fleetform-nvme/spill"), "{a}");
         assert!(a.len() < 16 * 1024, "EC2 limits user data to 16 KB");
+    }
+
+    #[test]
+    fn setup_commands_run_before_the_unit_and_change_the_launch_template() {
+        use crate::aws::launch_templates::{desired_facts, FactsInput};
+        let facts = |ud: &str| {
+            desired_facts(FactsInput {
+                image_id: "ami-1",
+                root_device: "/dev/xvda",
+                user_data: ud,
+                instance_profile: "p",
+                security_group: None,
+                extra_security_groups: &[],
+                root_size_gb: 100,
+                root_volume_type: "gp3",
+            })
+        };
+        let mut spec = ClusterSpec::from_yaml("cluster.yaml", WORKSHOP).unwrap();
+        let before = render_user_data(&spec, "x86_worker_node", "us-west-2").unwrap();
+        assert!(!before.contains("setup"), "no setup_commands, no setup step: {before}");
+        spec.setup_commands = vec!["pip install pandas pyarrow".into(), "echo 'done'".into()];
+        let after = render_user_data(&spec, "x86_worker_node", "us-west-2").unwrap();
+        assert_eq!(facts(&before).differences(&facts(&after)), ["user data changed"]);
+
+        let doc: serde_json::Value = serde_norway::from_str(&after).unwrap();
+        let files: Vec<&str> = doc["write_files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+        assert_eq!(files[2], SETUP_SCRIPT_PATH, "{files:?}");
+        assert_eq!(doc["write_files"][2]["content"].as_str().unwrap(), setup_script::render(&spec.setup_commands).unwrap());
+        assert!(doc["write_files"][0]["content"].as_str().unwrap().ends_with(&format!("FLEETFORM_SETUP_FAILED_FILE={SETUP_FAILED_FILE}\n")));
+        let install = doc["write_files"][3]["content"].as_str().unwrap();
+        let setup_at = install.find(&format!("{SETUP_SCRIPT_PATH} || echo")).expect("install.sh runs setup.sh");
+        assert!(setup_at < install.find("systemctl enable --now fleetform-agent.service").unwrap(), "{install}");
+        let head = render_user_data(&spec, "head", "us-west-2").unwrap();
+        assert!(head.contains("run 1 'pip install pandas pyarrow'"), "the head runs them too: {head}");
+
+        spec.setup_commands = vec!["x".repeat(USER_DATA_LIMIT)];
+        let err = render_user_data(&spec, "x86_worker_node", "us-west-2").unwrap_err().to_string();
+        assert!(err.contains("node type `x86_worker_node`") && err.contains("shorten `setup_commands`"), "{err}");
     }
 }
