@@ -31,7 +31,7 @@ pub async fn leftovers(ctx: &AwsContext, desired: &Desired) -> Result<BTreeMap<S
     let vpcs = ctx
         .ec2
         .describe_vpcs()
-        .filters(aws_sdk_ec2::types::Filter::builder().name(format!("tag:{}", super::names::TAG_CLUSTER)).values(ctx.cluster()).build())
+        .filters(observe::tag_filter(super::names::TAG_CLUSTER, ctx.cluster()))
         .send()
         .await
         .map_err(super::errors::aws_err("ec2:DescribeVpcs"))?;
@@ -42,7 +42,7 @@ pub async fn leftovers(ctx: &AwsContext, desired: &Desired) -> Result<BTreeMap<S
     let sgs = ctx
         .ec2
         .describe_security_groups()
-        .filters(aws_sdk_ec2::types::Filter::builder().name(format!("tag:{}", super::names::TAG_CLUSTER)).values(ctx.cluster()).build())
+        .filters(observe::tag_filter(super::names::TAG_CLUSTER, ctx.cluster()))
         .send()
         .await
         .map_err(super::errors::aws_err("ec2:DescribeSecurityGroups"))?;
@@ -71,7 +71,7 @@ pub async fn orphaned_network(ctx: &AwsContext) -> Result<Vec<String>> {
     use super::names::TAG_CLUSTER;
 
     let f = |n: &str, v: &str| Filter::builder().name(n).values(v).build();
-    let vpcs = ctx.ec2.describe_vpcs().filters(f(&format!("tag:{TAG_CLUSTER}"), ctx.cluster())).send().await.map_err(aws_err("ec2:DescribeVpcs"))?;
+    let vpcs = ctx.ec2.describe_vpcs().filters(observe::tag_filter(TAG_CLUSTER, ctx.cluster())).send().await.map_err(aws_err("ec2:DescribeVpcs"))?;
     let mut removed = Vec::new();
     for vpc in vpcs.vpcs().iter().filter_map(|v| v.vpc_id()) {
         if !tagged_for(v_tags(&vpcs, vpc), ctx.cluster()) {
@@ -92,7 +92,7 @@ pub async fn orphaned_network(ctx: &AwsContext) -> Result<Vec<String>> {
         if !nat_ids.is_empty() {
             let _ = ctx.ec2.wait_until_nat_gateway_deleted().set_nat_gateway_ids(Some(nat_ids)).wait(std::time::Duration::from_secs(600)).await;
         }
-        let eips = ctx.ec2.describe_addresses().filters(f(&format!("tag:{TAG_CLUSTER}"), ctx.cluster())).send().await.map_err(aws_err("ec2:DescribeAddresses"))?;
+        let eips = ctx.ec2.describe_addresses().filters(observe::tag_filter(TAG_CLUSTER, ctx.cluster())).send().await.map_err(aws_err("ec2:DescribeAddresses"))?;
         for a in eips.addresses() {
             if let Some(id) = a.allocation_id() {
                 ctx.ec2.release_address().allocation_id(id).send().await.map_err(aws_err("ec2:ReleaseAddress"))?;
@@ -172,7 +172,7 @@ pub async fn orphaned_groups(ctx: &AwsContext, vpc: &str) -> Result<Vec<String>>
         .ec2
         .describe_security_groups()
         .filters(Filter::builder().name("vpc-id").values(vpc).build())
-        .filters(Filter::builder().name(format!("tag:{TAG_CLUSTER}")).values(ctx.cluster()).build())
+        .filters(observe::tag_filter(TAG_CLUSTER, ctx.cluster()))
         .send()
         .await
         .map_err(aws_err("ec2:DescribeSecurityGroups"))?;

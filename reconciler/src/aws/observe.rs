@@ -15,7 +15,8 @@ use super::model::{LiveInstance, LiveLaunchTemplate, LiveQueue, LiveStack};
 use super::names::{StackKind, TAG_CLUSTER, TAG_LT_VERSION, TAG_NODE_TYPE};
 use super::queues;
 
-fn tag_filter(key: &str, value: &str) -> Filter {
+/// `tag:KEY = VALUE`, the filter every by-tag observation uses.
+pub(crate) fn tag_filter(key: &str, value: &str) -> Filter {
     Filter::builder().name(format!("tag:{key}")).values(value).build()
 }
 
