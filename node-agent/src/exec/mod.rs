@@ -19,7 +19,8 @@ use fleetform_core::layout;
 use fleetform_core::queue::{QueueError, Received, TaskQueue};
 use fleetform_core::task::{FailureRecord, JobRecord, NodeHeartbeat, TaskMessage};
 use fleetform_core::Resources;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::imds::{ImdsClient, NodeSignals};
@@ -39,6 +40,11 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 const IDLE_POLL_MAX: Duration = Duration::from_secs(1);
 /// How long a job's cancel marker is trusted before looking again.
 const CANCEL_CHECK_EVERY: Duration = Duration::from_secs(5);
+/// Attempts for a task whose job record cannot be read at all (missing or corrupt), so
+/// its own `max_failures` is unknown. Submit writes the record before sending any task,
+/// so a missing one is not a race: five attempts, a lease apart, ride out a store outage
+/// of a few minutes and then report the task instead of circulating it for ever.
+pub const UNREADABLE_JOB_MAX_FAILURES: u32 = 5;
 
 pub struct AgentConfig {
     pub node_id: String,
@@ -79,6 +85,11 @@ struct Shared {
 
 /// Run until drained. Returns the drain reason.
 pub async fn run(cfg: AgentConfig) -> Result<String> {
+    serve(open(cfg).await?).await
+}
+
+/// Open the store and queue and build the state the loop, the slots and the heartbeat share.
+async fn open(cfg: AgentConfig) -> Result<Arc<Shared>> {
     let store = Store::open(&cfg.store_uri).await?;
     let queue = Queue::open(&cfg.queue_uri).await?;
     std::fs::create_dir_all(&cfg.spill_dir)
@@ -109,6 +120,11 @@ pub async fn run(cfg: AgentConfig) -> Result<String> {
         setup_failed: cfg.setup_failed_file.as_deref().and_then(read_setup_failure),
         cfg,
     });
+    Ok(shared)
+}
+
+/// The receive loop, until a hard drain; then wait for the slots to hand back.
+async fn serve(shared: Arc<Shared>) -> Result<String> {
     heartbeat(&shared, false).await?;
     tokio::spawn(heartbeat_loop(shared.clone()));
     tokio::spawn(signal_watch(shared.clone()));
@@ -158,14 +174,12 @@ pub async fn run(cfg: AgentConfig) -> Result<String> {
                 idle = Duration::from_millis(50);
                 // Counted as busy before the handler starts, so a drain that begins now
                 // waits for this message to be handed back instead of abandoning its lease.
-                shared.busy.fetch_add(1, Ordering::SeqCst);
-                let shared = shared.clone();
+                let slot = Slot::claim(shared.clone(), permit);
                 tokio::spawn(async move {
-                    let _permit = permit;
-                    if let Err(e) = handle_message(&shared, &class, msg).await {
+                    if let Err(e) = handle_message(&slot.shared, &class, msg).await {
                         warn!("task handling failed: {e:#}");
                     }
-                    shared.busy.fetch_sub(1, Ordering::SeqCst);
+                    drop(slot);
                 });
             }
         }
@@ -280,19 +294,95 @@ async fn heartbeat(shared: &Shared, stopped: bool) -> Result<()> {
     shared.store.put_json(&layout::node(&shared.cfg.node_id), &hb).await
 }
 
-async fn job_context(shared: &Shared, job_id: &str) -> Result<Arc<JobContext>> {
-    if let Some(j) = shared.jobs.lock().expect("jobs").get(job_id) {
+/// A busy slot: its semaphore permit and its place in the busy count. Dropped on every
+/// way out of the handler, unwinding from a panic included, so a slot is never lost.
+struct Slot {
+    shared: Arc<Shared>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Slot {
+    fn claim(shared: Arc<Shared>, permit: OwnedSemaphorePermit) -> Slot {
+        shared.busy.fetch_add(1, Ordering::SeqCst);
+        Slot { shared, _permit: permit }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.shared.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Aborts a background task when dropped, unwinding included: a lease renewal must not
+/// outlive the attempt it renews.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One attempt at a task: listed in the heartbeat's `tasks_in_flight`, its lease renewed.
+/// Dropping it, however the attempt ends, stops the renewal and unlists the task.
+struct Attempt<'a> {
+    shared: &'a Shared,
+    key: String,
+    renewal: Option<AbortOnDrop>,
+}
+
+impl<'a> Attempt<'a> {
+    fn start(shared: &'a Arc<Shared>, class: &str, received: &Received, msg: &TaskMessage, flags: &Arc<TaskFlags>) -> Attempt<'a> {
+        let key = format!("{}/{}", msg.job_id, msg.task_id);
+        lock(&shared.in_flight).insert(key.clone());
+        *lock(&shared.last_work) = Utc::now();
+        let renewal = tokio::spawn(renew_lease(shared.clone(), class.to_string(), received.handle.clone(), msg.job_id.clone(), flags.clone()));
+        Attempt { shared, key, renewal: Some(AbortOnDrop(renewal)) }
+    }
+
+    /// The task ran: stop renewing before the message is deleted or handed on.
+    fn stop_renewing(&mut self) {
+        self.renewal = None;
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        self.renewal = None;
+        lock(&self.shared.in_flight).remove(&self.key);
+        *lock(&self.shared.last_work) = Utc::now();
+    }
+}
+
+/// A lock that survives poisoning: these maps hold plain bookkeeping that a panic cannot
+/// leave half-written, and the guards above take them while unwinding.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Why a job's context could not be built, and its `max_failures` if the record was read.
+struct JobLoadError {
+    max_failures: Option<u32>,
+    error: anyhow::Error,
+}
+
+async fn job_context(shared: &Shared, job_id: &str) -> Result<Arc<JobContext>, JobLoadError> {
+    if let Some(j) = lock(&shared.jobs).get(job_id) {
         return Ok(j.clone());
     }
+    let unreadable = |error| JobLoadError { max_failures: None, error };
     let record: JobRecord = shared
         .store
         .get_json(&layout::job(job_id))
-        .await?
-        .ok_or_else(|| anyhow!("job {job_id} has no job.json in the store"))?;
-    let pipeline = Pipeline::compile(&record.spec.steps)?;
-    let output = crate::storage::open(&record.spec.output.uri).await?;
+        .await
+        .map_err(unreadable)?
+        .ok_or_else(|| unreadable(anyhow!("job {job_id} has no job.json in the store")))?;
+    let unusable = |error| JobLoadError { max_failures: Some(record.spec.max_failures), error };
+    let pipeline = Pipeline::compile(&record.spec.steps).map_err(|e| unusable(e.into()))?;
+    let output = crate::storage::open(&record.spec.output.uri).await.map_err(unusable)?;
     let ctx = Arc::new(JobContext { record, pipeline, output });
-    shared.jobs.lock().expect("jobs").insert(job_id.to_string(), ctx.clone());
+    lock(&shared.jobs).insert(job_id.to_string(), ctx.clone());
     Ok(ctx)
 }
 
@@ -322,28 +412,16 @@ async fn handle_message(shared: &Arc<Shared>, class: &str, received: Received) -
     }
     let job = match job_context(shared, &msg.job_id).await {
         Ok(j) => j,
-        Err(e) => return fail(shared, class, &received, &msg, &format!("{e:#}"), u32::MAX).await,
+        Err(e) => return retry_unloadable(shared, class, &received, &msg, e).await,
     };
-    shared.in_flight.lock().expect("in flight").insert(format!("{}/{}", msg.job_id, msg.task_id));
-    *shared.last_work.lock().expect("last work") = Utc::now();
-
     let flags = Arc::new(TaskFlags::default());
-    let done = Arc::new(AtomicBool::new(false));
-    let renew = tokio::spawn(renew_lease(shared.clone(), class.to_string(), received.handle.clone(), msg.job_id.clone(), flags.clone(), done.clone()));
-    let result = {
-        let (node, job, msg, flags) = (shared.node.clone(), job.clone(), msg.clone(), flags.clone());
-        tokio::task::spawn_blocking(move || task::run_task(&node, &job, &msg, &flags)).await?
-    };
-    done.store(true, Ordering::SeqCst);
-    renew.abort();
+    let mut attempt = Attempt::start(shared, class, &received, &msg, &flags);
+    let result = run_blocking(&shared.node, &job, &msg, &flags).await;
+    attempt.stop_renewing();
 
     let outcome = match result {
         Ok(o) => o,
-        Err(e) => {
-            let r = fail(shared, class, &received, &msg, &format!("{e:#}"), job.record.spec.max_failures).await;
-            finish_bookkeeping(shared, &msg);
-            return r;
-        }
+        Err(e) => return fail(shared, class, &received, &msg, &format!("{e:#}"), job.record.spec.max_failures).await,
     };
     match outcome {
         Outcome::Done(rec) => {
@@ -369,13 +447,50 @@ async fn handle_message(shared: &Arc<Shared>, class: &str, received: Received) -
             }
         }
     }
-    finish_bookkeeping(shared, &msg);
     Ok(())
 }
 
-fn finish_bookkeeping(shared: &Shared, msg: &TaskMessage) {
-    shared.in_flight.lock().expect("in flight").remove(&format!("{}/{}", msg.job_id, msg.task_id));
-    *shared.last_work.lock().expect("last work") = Utc::now();
+/// Run the task on a blocking thread. A panic in it is the task's error like any other:
+/// it counts one failure toward `max_failures` and is reported with its message.
+async fn run_blocking(node: &NodeContext, job: &Arc<JobContext>, msg: &TaskMessage, flags: &Arc<TaskFlags>) -> Result<Outcome> {
+    let (node, job, msg, flags) = (node.clone(), job.clone(), msg.clone(), flags.clone());
+    match tokio::task::spawn_blocking(move || task::run_task(&node, &job, &msg, &flags)).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => Err(anyhow!("the task panicked: {}", panic_message(e.into_panic().as_ref()))),
+        Err(e) => Err(anyhow!("the task's thread was cancelled: {e}")),
+    }
+}
+
+/// The text a `panic!` carries (a &str or a String), or a placeholder for other payloads.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+        (Some(s), _) => s.to_string(),
+        (_, Some(s)) => s.clone(),
+        _ => "(a panic payload that is not text)".into(),
+    }
+}
+
+/// The task's job could not be loaded. Leave the message leased for one lease (the
+/// visibility timeout is the backoff: releasing it at once would spin on it), and
+/// dead-letter it once its receives reach the job's `max_failures`, or
+/// `UNREADABLE_JOB_MAX_FAILURES` when the record itself cannot be read. The body is not
+/// rewritten on a retry, so attempts are the failures it came with plus this message's
+/// receives (a fresh message is sent after every other kind of failure).
+async fn retry_unloadable(shared: &Shared, class: &str, received: &Received, msg: &TaskMessage, e: JobLoadError) -> Result<()> {
+    let key = layout::job(&msg.job_id);
+    let limit = e.max_failures.unwrap_or(UNREADABLE_JOB_MAX_FAILURES);
+    let attempts = msg.failures.saturating_add(received.receive_count);
+    let error = format!("cannot load job {} ({}/{key}): {:#}", msg.job_id, shared.store.uri(), e.error);
+    warn!(job = %msg.job_id, %key, store = %shared.store.uri(), task = %msg.task_id, attempts, limit, "{error}");
+    if attempts < limit {
+        return Ok(shared.queue.extend(class, &received.handle, shared.cfg.lease).await.or_else(lease_lost_ok)?);
+    }
+    let last = TaskMessage { failures: attempts, ..msg.clone() };
+    dead_letter(shared, class, received, &last, &error).await?;
+    if e.max_failures.is_some() {
+        crate::jobs::finalize(&shared.store, &msg.job_id).await?;
+    }
+    Ok(())
 }
 
 /// A failed attempt: retry with the count raised, or dead-letter and record why.
@@ -384,21 +499,27 @@ async fn fail(shared: &Shared, class: &str, received: &Received, msg: &TaskMessa
     next.failures += 1;
     warn!(task = %msg.task_id, failures = next.failures, "task failed: {error}");
     if next.failures >= max_failures {
-        let rec = FailureRecord {
-            task_id: msg.task_id.clone(),
-            input: msg.source.describe(),
-            error: error.to_string(),
-            failures: next.failures,
-            node_id: shared.cfg.node_id.clone(),
-            at: Utc::now(),
-        };
-        shared.store.put_json(&layout::failed(&msg.job_id, &msg.task_id), &rec).await?;
-        shared.queue.dead_letter(class, &received.handle, &serde_json::to_string(&next)?).await.or_else(lease_lost_ok)?;
+        dead_letter(shared, class, received, &next, error).await?;
         crate::jobs::finalize(&shared.store, &msg.job_id).await?;
     } else {
         shared.queue.send(class, &[serde_json::to_string(&next)?]).await?;
         shared.queue.delete(class, &received.handle).await?;
     }
+    Ok(())
+}
+
+/// Record why the task failed (the job's report reads it) and move it to the DLQ.
+async fn dead_letter(shared: &Shared, class: &str, received: &Received, last: &TaskMessage, error: &str) -> Result<()> {
+    let rec = FailureRecord {
+        task_id: last.task_id.clone(),
+        input: last.source.describe(),
+        error: error.to_string(),
+        failures: last.failures,
+        node_id: shared.cfg.node_id.clone(),
+        at: Utc::now(),
+    };
+    shared.store.put_json(&layout::failed(&last.job_id, &last.task_id), &rec).await?;
+    shared.queue.dead_letter(class, &received.handle, &serde_json::to_string(last)?).await.or_else(lease_lost_ok)?;
     Ok(())
 }
 
@@ -410,14 +531,11 @@ fn lease_lost_ok(e: QueueError) -> Result<(), QueueError> {
 }
 
 /// Keep the lease while the task runs; stop the task if the lease is lost or the job is
-/// cancelled.
-async fn renew_lease(shared: Arc<Shared>, class: String, handle: String, job_id: String, flags: Arc<TaskFlags>, done: Arc<AtomicBool>) {
+/// cancelled. Runs until its `Attempt` aborts it.
+async fn renew_lease(shared: Arc<Shared>, class: String, handle: String, job_id: String, flags: Arc<TaskFlags>) {
     let every = shared.cfg.lease / 3;
     loop {
         tokio::time::sleep(every).await;
-        if done.load(Ordering::SeqCst) {
-            return;
-        }
         match shared.queue.extend(&class, &handle, shared.cfg.lease).await {
             Ok(()) => {}
             Err(QueueError::LeaseLost) => {
@@ -452,3 +570,6 @@ mod setup_failure_tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+#[cfg(test)]
+mod failure_tests;

@@ -1,0 +1,208 @@
+//! A task that panics and a task whose job cannot be loaded, run by an agent in this
+//! process on a SQLite queue and a local store: the least that shows leases, retries and
+//! the dead-letter queue for real.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fleetform_core::layout;
+use fleetform_core::queue::{Depth, TaskQueue};
+use fleetform_core::resources::CPU;
+use fleetform_core::task::{FailureRecord, TaskMessage, TaskSource};
+use fleetform_core::{JobSpec, Resources};
+
+use super::task::PANICKING_JOB;
+use super::{lock, AbortOnDrop, AgentConfig, Shared, UNREADABLE_JOB_MAX_FAILURES};
+use crate::jobs::{self, JobProgress};
+
+/// Short, so retries a lease apart fit in a test; renewals run every third of it.
+const LEASE: Duration = Duration::from_millis(600);
+/// Queue of jobs with the default resources.
+const CLASS: &str = "default";
+
+struct TestAgent {
+    dir: PathBuf,
+    shared: Arc<Shared>,
+    serving: tokio::task::JoinHandle<anyhow::Result<String>>,
+}
+
+impl TestAgent {
+    async fn start() -> TestAgent {
+        let dir = std::env::temp_dir().join(format!("fleetform-exec-{}", uuid::Uuid::new_v4()));
+        let cfg = AgentConfig {
+            node_id: "test-node".into(),
+            node_type: "worker".into(),
+            instance: "local-test".into(),
+            store_uri: dir.join("store").display().to_string(),
+            queue_uri: format!("sqlite://{}", dir.join("queue.sqlite").display()),
+            resources: Resources::new().with(CPU, 1.0),
+            slots: 1,
+            spill_dir: dir.join("spill"),
+            imds: None,
+            imds_poll: Duration::from_secs(1),
+            lease: LEASE,
+            setup_failed_file: None,
+        };
+        let shared = super::open(cfg).await.expect("open the agent");
+        let serving = tokio::spawn(super::serve(shared.clone()));
+        TestAgent { dir, shared, serving }
+    }
+
+    async fn submit(&self, name: &str, max_failures: u32) -> String {
+        let yaml = format!(
+            "name: {name}\ninput: {{generate: {{rows: 1000, seed: 1, text_length: 20}}}}\n\
+             output: {{uri: {}}}\nsplit: {{rows_per_task: 1000}}\nmax_failures: {max_failures}\n",
+            self.dir.join(name).display()
+        );
+        let spec = JobSpec::from_yaml("test.yaml", &yaml).expect("a valid job");
+        jobs::submit(&self.shared.store, &self.shared.queue, spec).await.expect("submit").job_id
+    }
+
+    async fn finished(&self, job_id: &str) -> JobProgress {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let p = jobs::progress(&self.shared.store, job_id).await.expect("progress");
+            if p.manifest.is_some() {
+                return p;
+            }
+            assert!(Instant::now() < deadline, "job {job_id} did not finish: {p:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The node looks idle: no busy slot, nothing in flight, no lease held on the queue.
+    async fn assert_idle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.shared.busy.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(self.shared.busy.load(Ordering::SeqCst), 0, "every slot is free");
+        assert!(lock(&self.shared.in_flight).is_empty(), "no task is listed in flight");
+        assert_eq!(self.shared.queue.depth(CLASS).await.unwrap(), Depth { visible: 0, in_flight: 0 }, "no lease is held");
+    }
+
+    async fn stop(self) {
+        self.shared.node.drain.store(true, Ordering::SeqCst);
+        self.serving.await.expect("the loop ends").expect("the loop ends cleanly");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_task_fails_like_any_error_and_the_agent_takes_the_next_task() {
+    let agent = TestAgent::start().await;
+    let id = agent.submit(PANICKING_JOB, 2).await;
+    let p = agent.finished(&id).await;
+    assert_eq!(p.failed.len(), 1, "the task is reported failed: {p:?}");
+    let f = &p.failed[0];
+    assert_eq!(f.failures, 2, "retried once, then dead-lettered at max_failures: {f:?}");
+    assert!(f.error.contains("the task panicked: test hook: every task of"), "the report carries the panic message: {}", f.error);
+    assert_eq!(p.manifest.unwrap().failed_tasks, vec![f.task_id.clone()]);
+    let dlq = agent.shared.queue.dead_letters(CLASS).await.unwrap();
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    let last: TaskMessage = serde_json::from_str(&dlq[0]).unwrap();
+    assert_eq!((last.job_id.as_str(), last.failures), (id.as_str(), 2));
+    // Renewals would keep the message leased; none is, for several renewal periods.
+    tokio::time::sleep(LEASE * 2).await;
+    agent.assert_idle().await;
+
+    let next = agent.submit("after-the-panic", 2).await;
+    let p = agent.finished(&next).await;
+    assert_eq!((p.done.len(), p.failed.len()), (1, 0), "the same slot runs the next task: {p:?}");
+    agent.assert_idle().await;
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_panic_while_a_renewal_is_held_aborts_the_renewal() {
+    let sentinel = Arc::new(());
+    let held = sentinel.clone();
+    let renewal = tokio::spawn(async move {
+        let _held = held;
+        std::future::pending::<()>().await
+    });
+    let attempt = tokio::spawn(async move {
+        let _guard = AbortOnDrop(renewal);
+        panic!("the attempt panics");
+    });
+    assert!(attempt.await.unwrap_err().is_panic());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Arc::strong_count(&sentinel) > 1 {
+        assert!(Instant::now() < deadline, "the renewal still runs after the attempt panicked");
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A task whose job record is absent: each receive waits out a lease (no hot loop), and
+/// after `UNREADABLE_JOB_MAX_FAILURES` receives it is dead-lettered and reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_of_a_missing_job_backs_off_and_is_dead_lettered() {
+    let agent = TestAgent::start().await;
+    let msg = TaskMessage {
+        job_id: "no-such-job".into(),
+        task_id: layout::task_id(0),
+        source: TaskSource::Generate { first_row: 0, rows: 10 },
+        resources: Resources::new().with(CPU, 1.0),
+        failures: 0,
+    };
+    let sent = Instant::now();
+    agent.shared.queue.send(CLASS, &[serde_json::to_string(&msg).unwrap()]).await.unwrap();
+    let failed_key = layout::failed(&msg.job_id, &msg.task_id);
+    let deadline = sent + LEASE * (UNREADABLE_JOB_MAX_FAILURES + 10);
+    let rec: FailureRecord = loop {
+        if let Some(r) = agent.shared.store.get_json(&failed_key).await.unwrap() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let took = sent.elapsed();
+    // Each receive is counted in the record; between two of them a full lease passes.
+    assert_eq!(rec.failures, UNREADABLE_JOB_MAX_FAILURES, "{rec:?}");
+    let least = LEASE * (UNREADABLE_JOB_MAX_FAILURES - 1);
+    assert!(took >= least, "{} receives in {took:?}: not backed off by a lease each", rec.failures);
+    assert!(rec.error.contains("no-such-job") && rec.error.contains("jobs/no-such-job/job.json"), "names the job and key: {}", rec.error);
+    let dlq = agent.shared.queue.dead_letters(CLASS).await.unwrap();
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    agent.assert_idle().await;
+    agent.stop().await;
+}
+
+/// A job record that is there but corrupt: the same path, with the default limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_of_a_corrupt_job_record_is_dead_lettered_not_resent_at_once() {
+    let agent = TestAgent::start().await;
+    let job_id = "corrupt-job";
+    let path = agent.dir.join("store").join(layout::job(job_id));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"{ not json").unwrap();
+    let msg = TaskMessage {
+        job_id: job_id.into(),
+        task_id: layout::task_id(0),
+        source: TaskSource::Generate { first_row: 0, rows: 10 },
+        resources: Resources::new().with(CPU, 1.0),
+        failures: 0,
+    };
+    agent.shared.queue.send(CLASS, &[serde_json::to_string(&msg).unwrap()]).await.unwrap();
+    // Over two leases at most three receives happen (one at once, one per lease).
+    tokio::time::sleep(LEASE * 2 + LEASE / 2).await;
+    let receives = receive_count(&agent.dir).await;
+    assert!((1..=3).contains(&receives), "{receives} receives in 2.5 leases");
+    let deadline = Instant::now() + LEASE * (UNREADABLE_JOB_MAX_FAILURES + 10);
+    while agent.shared.queue.dead_letters(CLASS).await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let last: TaskMessage = serde_json::from_str(&agent.shared.queue.dead_letters(CLASS).await.unwrap()[0]).unwrap();
+    assert_eq!(last.failures, UNREADABLE_JOB_MAX_FAILURES);
+    agent.assert_idle().await;
+    agent.stop().await;
+}
+
+/// How many times the class's one message has been received (read from the SQLite file).
+async fn receive_count(dir: &std::path::Path) -> u32 {
+    let c = rusqlite::Connection::open(dir.join("queue.sqlite")).unwrap();
+    c.query_row("SELECT receive_count FROM messages WHERE queue = ?1", [CLASS], |r| r.get(0)).unwrap()
+}
