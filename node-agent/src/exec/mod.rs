@@ -44,6 +44,8 @@ const CANCEL_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// its own `max_failures` is unknown. Submit writes the record before sending any task,
 /// so a missing one is not a race: five attempts, a lease apart, ride out a store outage
 /// of a few minutes and then report the task instead of circulating it for ever.
+/// Kept below the SQS redrive policy's `maxReceiveCount` (10, docs/aws.md), so the agent,
+/// not the redrive, dead-letters the task and writes its failure record.
 pub const UNREADABLE_JOB_MAX_FAILURES: u32 = 5;
 
 pub struct AgentConfig {
@@ -379,7 +381,7 @@ async fn job_context(shared: &Shared, job_id: &str) -> Result<Arc<JobContext>, J
         .map_err(unreadable)?
         .ok_or_else(|| unreadable(anyhow!("job {job_id} has no job.json in the store")))?;
     let unusable = |error| JobLoadError { max_failures: Some(record.spec.max_failures), error };
-    let pipeline = Pipeline::compile(&record.spec.steps).map_err(|e| unusable(e.into()))?;
+    let pipeline = Pipeline::compile(&record.spec.steps).map_err(unusable)?;
     let output = crate::storage::open(&record.spec.output.uri).await.map_err(unusable)?;
     let ctx = Arc::new(JobContext { record, pipeline, output });
     lock(&shared.jobs).insert(job_id.to_string(), ctx.clone());
