@@ -251,8 +251,9 @@ async fn aws_loop(_spec: &ClusterSpec, _watch: bool, _interval: u64) -> Result<i
 #[cfg(feature = "aws")]
 async fn aws_loop(spec: &ClusterSpec, watch: bool, interval: u64) -> Result<i32> {
     let handles = Handles::of(spec).await?;
-    let store = Store::open(&handles.store_uri).await?;
-    let ctx = crate::aws::AwsContext::connect(spec).await?;
+    let store = handles.store().await?;
+    let sdk = handles.sdk.clone().expect("the aws provider's handles carry its SDK configuration");
+    let ctx = crate::aws::AwsContext::connect_with(spec, sdk, Default::default()).await?;
     let mut persisted = load_state(&store).await;
     loop {
         let decision = aws_round(&ctx, spec, &store, &mut persisted).await?;
