@@ -13,12 +13,17 @@ use crate::aws_reconcile::{runtime, Fixture};
 use crate::moto::Moto;
 
 /// `fleetform <args> -f SPEC` with the region only in the spec: AWS_REGION and
-/// AWS_DEFAULT_REGION are removed from the child's environment. Returns (code, stdout, stderr).
+/// AWS_DEFAULT_REGION are removed from the child's environment. Instance metadata is
+/// enabled but points at a closed loopback port, as on a laptop: a standard-chain region
+/// lookup would reach it and warn. Returns (code, stdout, stderr).
 fn run_without_region(moto: &Moto, f: &Fixture, args: &[&str]) -> (i32, String, String) {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut c = moto.fleetform(args);
     c.args(["-f", f.spec.to_str().unwrap()])
         .env_remove("AWS_REGION")
         .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{closed}"))
         .env_remove("FLEETFORM_LOG")
         .env_remove("RUST_LOG")
         .env("FLEETFORM_SOURCE_DIR", f.dir.path().join("src"));
@@ -87,5 +92,13 @@ fn aws_region_only_in_the_spec_apply_submit_status() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("cluster regiononly"), "{out}");
     assert!(out.contains("gen-"), "{out}");
+    assert_no_sdk_chatter(&err);
+
+    // No region anywhere: one sentence that says where to set it, still no SDK dump.
+    let spec = std::fs::read_to_string(&f.spec).unwrap().replace("region: us-west-2, ", "");
+    std::fs::write(&f.spec, spec).unwrap();
+    let (code, out, err) = run_without_region(&moto, &f, &["submit", job.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("no AWS region is set: add `provider.region` to the cluster spec or set AWS_REGION"), "{err}");
     assert_no_sdk_chatter(&err);
 }
