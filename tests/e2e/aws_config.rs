@@ -14,16 +14,16 @@ use crate::moto::Moto;
 
 /// `fleetform <args> -f SPEC` with the region only in the spec: AWS_REGION and
 /// AWS_DEFAULT_REGION are removed from the child's environment. Instance metadata is
-/// enabled but points at a closed loopback port, as on a laptop: a standard-chain region
-/// lookup would reach it and warn. Returns (code, stdout, stderr).
+/// enabled but points at moto, which does not serve it (as on a laptop, where nothing
+/// does): a standard-chain region lookup would reach it and warn. Returns (code, stdout,
+/// stderr).
 fn run_without_region(moto: &Moto, f: &Fixture, args: &[&str]) -> (i32, String, String) {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut c = moto.fleetform(args);
     c.args(["-f", f.spec.to_str().unwrap()])
         .env_remove("AWS_REGION")
         .env_remove("AWS_DEFAULT_REGION")
         .env_remove("AWS_EC2_METADATA_DISABLED")
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{closed}"))
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &moto.endpoint)
         .env_remove("FLEETFORM_LOG")
         .env_remove("RUST_LOG")
         .env("FLEETFORM_SOURCE_DIR", f.dir.path().join("src"));
