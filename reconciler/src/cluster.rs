@@ -110,4 +110,14 @@ impl Handles {
         }
         Queue::open(&self.queue_uri).await
     }
+
+    /// The AWS clients of this command, from the same configuration as its store and queues.
+    #[cfg(feature = "aws")]
+    pub async fn aws_context(&self, spec: &ClusterSpec) -> Result<crate::aws::AwsContext> {
+        let sdk = match &self.sdk {
+            Some(sdk) => sdk.clone(),
+            None => crate::aws::context::sdk_config(spec).await,
+        };
+        crate::aws::AwsContext::connect_with(spec, sdk, Default::default()).await
+    }
 }

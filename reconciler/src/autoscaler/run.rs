@@ -252,8 +252,7 @@ async fn aws_loop(_spec: &ClusterSpec, _watch: bool, _interval: u64) -> Result<i
 async fn aws_loop(spec: &ClusterSpec, watch: bool, interval: u64) -> Result<i32> {
     let handles = Handles::of(spec).await?;
     let store = handles.store().await?;
-    let sdk = handles.sdk.clone().expect("the aws provider's handles carry its SDK configuration");
-    let ctx = crate::aws::AwsContext::connect_with(spec, sdk, Default::default()).await?;
+    let ctx = handles.aws_context(spec).await?;
     let mut persisted = load_state(&store).await;
     loop {
         let decision = aws_round(&ctx, spec, &store, &mut persisted).await?;
