@@ -94,7 +94,7 @@ pub(crate) fn open_local(uri: &str) -> Result<Location> {
 }
 
 #[cfg(feature = "aws")]
-pub use s3::{open_with, s3_store, sdk_config};
+pub use s3::{open_with, s3_store, sdk_config, use_sdk_config};
 
 #[cfg(feature = "aws")]
 mod s3;

@@ -27,6 +27,12 @@ impl Store {
         Ok(Store { loc: storage::open(uri).await? })
     }
 
+    /// Open with an explicit AWS configuration (the one a command built from its spec).
+    #[cfg(feature = "aws")]
+    pub async fn open_with(config: &aws_config::SdkConfig, uri: &str) -> Result<Store> {
+        Ok(Store { loc: storage::open_with(config, uri).await? })
+    }
+
     pub fn uri(&self) -> &str {
         &self.loc.uri
     }

@@ -19,7 +19,7 @@ pub async fn command(file: &Path, command: ChaosCommand) -> Result<i32> {
     let handles = Handles::of(&spec).await?;
     if spec.provider.kind == ProviderKind::Aws {
         #[cfg(feature = "aws")]
-        return aws_chaos(&spec, command).await;
+        return aws_chaos(&spec, &handles, command).await;
         #[cfg(not(feature = "aws"))]
         return Err(fleetform_agent::without_aws("`fleetform chaos` on the aws provider"));
     }
@@ -50,7 +50,7 @@ pub async fn command(file: &Path, command: ChaosCommand) -> Result<i32> {
 /// fleetform does not create one and moto has no FIS to test it against, so
 /// `chaos interrupt` says so instead of pretending.
 #[cfg(feature = "aws")]
-async fn aws_chaos(spec: &fleetform_core::ClusterSpec, command: ChaosCommand) -> Result<i32> {
+async fn aws_chaos(spec: &fleetform_core::ClusterSpec, handles: &Handles, command: ChaosCommand) -> Result<i32> {
     match command {
         ChaosCommand::Interrupt { node } => bail!(
             "chaos interrupt is not supported on the aws provider: a real spot notice for {node} needs an AWS FIS experiment \
@@ -61,7 +61,7 @@ async fn aws_chaos(spec: &fleetform_core::ClusterSpec, command: ChaosCommand) ->
             if !spec.available_node_types.contains_key(&node_type) || node_type == spec.head_node_type {
                 bail!("`{node_type}` is not a worker node type of cluster `{}`", spec.cluster_name);
             }
-            let ctx = crate::aws::AwsContext::connect(spec).await?;
+            let ctx = handles.aws_context(spec).await?;
             let live = crate::aws::observe::instances(&ctx, Some(&node_type)).await?;
             let victims: Vec<String> = live.iter().filter(|i| i.state == "running").take(count).map(|i| i.id.clone()).collect();
             if victims.is_empty() {

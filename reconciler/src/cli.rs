@@ -284,8 +284,23 @@ pub fn main() -> i32 {
     }
 }
 
+/// The AWS SDK's own targets (prefixes). Their warnings (IMDS region probes, retries)
+/// are the SDK talking to itself: what matters reaches the user as our error instead.
+const SDK_TARGETS: [&str; 4] = ["aws_config", "aws_smithy", "aws_sdk", "aws_runtime"];
+
+/// The filter to install: the user's, with the SDK's targets held to errors unless the
+/// user raised the level (`--log info`, `debug`, ...) or named an SDK target.
+pub fn log_filter(filter: &str) -> String {
+    let quiet = filter.split(',').map(str::trim).all(|d| matches!(d, "" | "off" | "error" | "warn") || d.contains('='))
+        && !SDK_TARGETS.iter().any(|t| filter.contains(t));
+    if !quiet {
+        return filter.to_string();
+    }
+    SDK_TARGETS.iter().fold(filter.to_string(), |f, t| format!("{f},{t}=error"))
+}
+
 fn init_logging(filter: &str) {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
+    let filter = log_filter(&std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string()));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
@@ -326,5 +341,19 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Agent(_) => unreachable!("handled before the runtime starts"),
+    }
+}
+
+#[cfg(test)]
+mod log_filter_tests {
+    use super::log_filter;
+
+    #[test]
+    fn the_sdk_is_quiet_unless_the_user_raises_the_level() {
+        assert_eq!(log_filter("warn"), "warn,aws_config=error,aws_smithy=error,aws_sdk=error,aws_runtime=error");
+        assert!(log_filter("warn,fleetform=debug").ends_with("aws_runtime=error"));
+        assert_eq!(log_filter("debug"), "debug");
+        assert_eq!(log_filter("info"), "info");
+        assert_eq!(log_filter("warn,aws_config=debug"), "warn,aws_config=debug");
     }
 }

@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Result};
+use fleetform_agent::queue::Queue;
+use fleetform_agent::store::Store;
 use fleetform_core::spec::{ClusterSpec, ProviderKind};
 
 /// The spec infrastructure commands read when no `-f` is given.
@@ -44,6 +46,10 @@ pub struct Handles {
     pub queue_uri: String,
     /// Local provider: the directory with the store, the queue, node logs.
     pub state_dir: PathBuf,
+    /// AWS provider: the one SDK configuration of this command, built from the spec
+    /// (`provider.region`, then the standard chain); the store and the queues use it.
+    #[cfg(feature = "aws")]
+    pub sdk: Option<aws_config::SdkConfig>,
 }
 
 impl Handles {
@@ -55,17 +61,63 @@ impl Handles {
                 let store_dir = PathBuf::from(store_uri.trim_start_matches("file://"));
                 let state_dir = store_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| store_dir.clone());
                 let queue_uri = format!("sqlite://{}", state_dir.join("queue.sqlite").display());
-                Ok(Handles { store_uri, queue_uri, state_dir })
+                Ok(Handles {
+                    store_uri,
+                    queue_uri,
+                    state_dir,
+                    #[cfg(feature = "aws")]
+                    sdk: None,
+                })
             }
             ProviderKind::Aws => {
                 let bucket = spec.storage.bucket.clone().ok_or_else(|| anyhow!("storage.bucket is required"))?;
                 let prefix = spec.storage.prefix.clone().unwrap_or_else(|| format!("{}/", spec.cluster_name));
+                #[cfg(feature = "aws")]
+                let sdk = {
+                    let sdk = crate::aws::context::sdk_config(spec).await;
+                    if sdk.region().is_none() {
+                        return Err(crate::aws::errors::AwsError::NoRegion.into());
+                    }
+                    // Job inputs and outputs on S3 follow the same configuration.
+                    fleetform_agent::storage::use_sdk_config(&sdk);
+                    Some(sdk)
+                };
                 Ok(Handles {
                     store_uri: format!("s3://{bucket}/{}", prefix.trim_matches('/')),
                     queue_uri: format!("sqs://{}", spec.cluster_name),
                     state_dir: PathBuf::from(format!(".fleetform/{}", spec.cluster_name)),
+                    #[cfg(feature = "aws")]
+                    sdk,
                 })
             }
         }
+    }
+
+    /// The cluster store, through this command's AWS configuration on the aws provider.
+    pub async fn store(&self) -> Result<Store> {
+        #[cfg(feature = "aws")]
+        if let Some(sdk) = &self.sdk {
+            return Store::open_with(sdk, &self.store_uri).await;
+        }
+        Store::open(&self.store_uri).await
+    }
+
+    /// The task queues, through this command's AWS configuration on the aws provider.
+    pub async fn queue(&self) -> Result<Queue> {
+        #[cfg(feature = "aws")]
+        if let Some(sdk) = &self.sdk {
+            return Queue::open_with(sdk, &self.queue_uri).await;
+        }
+        Queue::open(&self.queue_uri).await
+    }
+
+    /// The AWS clients of this command, from the same configuration as its store and queues.
+    #[cfg(feature = "aws")]
+    pub async fn aws_context(&self, spec: &ClusterSpec) -> Result<crate::aws::AwsContext> {
+        let sdk = match &self.sdk {
+            Some(sdk) => sdk.clone(),
+            None => crate::aws::context::sdk_config(spec).await,
+        };
+        crate::aws::AwsContext::connect_with(spec, sdk, Default::default()).await
     }
 }

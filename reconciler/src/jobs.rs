@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use fleetform_agent::jobs::{self, JobProgress};
-use fleetform_agent::queue::Queue;
 use fleetform_agent::store::Store;
 use fleetform_core::layout;
 use fleetform_core::spec::{ClusterSpec, ProviderKind};
@@ -32,7 +31,7 @@ pub struct Ctx {
 pub async fn ctx(file: &Path) -> Result<Ctx> {
     let spec = cluster::load(file)?;
     let handles = Handles::of(&spec).await?;
-    let store = Store::open(&handles.store_uri).await?;
+    let store = handles.store().await?;
     Ok(Ctx { spec, handles, store })
 }
 
@@ -59,7 +58,7 @@ pub fn sets_for(path: &Path, set: &[String]) -> Vec<String> {
 async fn submit_one(c: &Ctx, path: &Path, set: &[String]) -> Result<String> {
     let job = load_job(path, set)?;
     crate::validate::feasible(&c.spec, &job).map_err(|e| anyhow!("{}: resources: {e}", path.display()))?;
-    let queue = Queue::open(&c.handles.queue_uri).await?;
+    let queue = c.handles.queue().await?;
     let record = jobs::submit(&c.store, &queue, job).await?;
     Ok(record.job_id)
 }

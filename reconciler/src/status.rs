@@ -4,7 +4,6 @@ use std::path::Path;
 
 use anyhow::Result;
 use chrono::Utc;
-use fleetform_agent::queue::Queue;
 use fleetform_core::queue::TaskQueue;
 use fleetform_core::task::NodeHeartbeat;
 use serde::Serialize;
@@ -46,7 +45,7 @@ pub async fn show(file: &Path, json: bool) -> Result<i32> {
     // Nodes that stopped long ago are history, not cluster members.
     let now = Utc::now();
     nodes.retain(|n| !(n.stopped && (now - n.updated_at).num_minutes() > 10));
-    let queue = Queue::open(&c.handles.queue_uri).await?;
+    let queue = c.handles.queue().await?;
     let mut classes: Vec<String> = c.spec.worker_types().flat_map(|(_, t)| t.resources.served_classes()).map(|k| k.slug()).collect();
     classes.sort();
     classes.dedup();

@@ -7,6 +7,7 @@ mod python_compat;
 mod resilience;
 mod moto;
 mod aws_reconcile;
+mod aws_config;
 mod aws_dataplane;
 mod aws_byo_vpc;
 mod autoscale;

@@ -31,6 +31,15 @@ impl Queue {
         bail!("`{uri}` is not a queue URI: use sqlite:///path/queue.sqlite or sqs://<cluster>")
     }
 
+    /// Open with an explicit AWS configuration (the one a command built from its spec).
+    #[cfg(feature = "aws")]
+    pub async fn open_with(config: &aws_config::SdkConfig, uri: &str) -> Result<Queue> {
+        match uri.strip_prefix("sqs://") {
+            Some(cluster) => Ok(Queue::Sqs(sqs::SqsQueue::new(config, cluster))),
+            None => Self::open(uri).await,
+        }
+    }
+
     #[cfg(feature = "aws")]
     async fn open_sqs(cluster: &str) -> Result<Queue> {
         let config = crate::storage::sdk_config().await;

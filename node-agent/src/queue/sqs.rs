@@ -1,7 +1,7 @@
 //! SQS task queues: `fleetform-<cluster>-<class>` with a redrive policy onto
 //! `fleetform-<cluster>-<class>-dlq`. The visibility timeout is the lease.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +16,78 @@ use fleetform_core::queue::{Depth, QueueError, Received, TaskQueue};
 pub const REDRIVE_MAX_RECEIVES: u32 = 10;
 /// Default visibility timeout of a new queue (a lease; agents set their own per receive).
 pub const DEFAULT_VISIBILITY_SECONDS: u32 = 60;
+/// SQS's default for work queues (4 days).
+pub const RETENTION_SECONDS: u32 = 4 * 24 * 3600;
+/// The DLQ keeps messages for the maximum (14 days) so that someone can look at them.
+pub const DLQ_RETENTION_SECONDS: u32 = 14 * 24 * 3600;
+
+/// The queue attributes fleetform manages: the only ones a definition sets and `apply`
+/// compares.
+pub const MANAGED_ATTRIBUTES: [&str; 3] = ["VisibilityTimeout", "MessageRetentionPeriod", "RedrivePolicy"];
+
+/// A queue as fleetform defines it: its name and its managed attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDefinition {
+    pub name: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// The one definition of a class's queues, dead-letter queue first, used by `apply` and by
+/// `ensure` (every submit) alike. SQS answers `QueueNameExists` to a CreateQueue whose
+/// attributes differ from the existing queue's, so both must send exactly these.
+pub fn definitions(cluster: &str, class: &str, dlq_arn: &str) -> [QueueDefinition; 2] {
+    let dlq = QueueDefinition {
+        name: layout::sqs_dead_letter_queue(cluster, class),
+        attributes: BTreeMap::from([
+            ("MessageRetentionPeriod".into(), DLQ_RETENTION_SECONDS.to_string()),
+            ("VisibilityTimeout".into(), DEFAULT_VISIBILITY_SECONDS.to_string()),
+        ]),
+    };
+    let queue = QueueDefinition {
+        name: layout::sqs_queue(cluster, class),
+        attributes: BTreeMap::from([
+            ("MessageRetentionPeriod".into(), RETENTION_SECONDS.to_string()),
+            ("RedrivePolicy".into(), redrive_policy(dlq_arn, REDRIVE_MAX_RECEIVES)),
+            ("VisibilityTimeout".into(), DEFAULT_VISIBILITY_SECONDS.to_string()),
+        ]),
+    };
+    [dlq, queue]
+}
+
+/// A redrive policy in its one form: sorted keys, the count a number.
+pub fn redrive_policy(dlq_arn: &str, max_receives: u32) -> String {
+    serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives}).to_string()
+}
+
+/// A redrive policy as read back (moto and AWS write the count as a string or a number)
+/// in the form `redrive_policy` writes, so that both sides of a comparison agree.
+pub fn canonical_redrive(raw: &str) -> String {
+    use serde_json::Value;
+    match serde_json::from_str::<Value>(raw) {
+        Ok(v) => {
+            let count = match &v["maxReceiveCount"] {
+                Value::String(s) => s.parse::<u64>().map(Value::from).unwrap_or(Value::Null),
+                other => other.clone(),
+            };
+            serde_json::json!({"deadLetterTargetArn": v["deadLetterTargetArn"], "maxReceiveCount": count}).to_string()
+        }
+        Err(_) => raw.to_string(),
+    }
+}
+
+/// The managed attributes of a queue as read back, in their canonical form.
+pub fn managed_attributes<'a>(read: impl IntoIterator<Item = (&'a str, &'a str)>) -> BTreeMap<String, String> {
+    read.into_iter()
+        .filter(|(k, _)| MANAGED_ATTRIBUTES.contains(k))
+        .map(|(k, v)| (k.to_string(), if k == "RedrivePolicy" { canonical_redrive(v) } else { v.to_string() }))
+        .collect()
+}
+
+/// A definition's attributes in the SDK's form.
+pub fn attribute_map(q: &QueueDefinition) -> HashMap<QueueAttributeName, String> {
+    q.attributes.iter().map(|(k, v)| (QueueAttributeName::from(k.as_str()), v.clone())).collect()
+}
+
 /// SQS sends at most 10 messages per batch.
 const SQS_BATCH: usize = 10;
 
@@ -62,19 +134,19 @@ impl SqsQueue {
             .ok_or_else(|| QueueError::Backend(format!("queue {name} does not exist: run `fleetform apply`")))
     }
 
-    async fn create(&self, name: &str, attributes: Vec<(QueueAttributeName, String)>) -> Result<String, QueueError> {
-        let mut req = self
+    async fn create(&self, q: &QueueDefinition) -> Result<String, QueueError> {
+        let out = self
             .client
             .create_queue()
-            .queue_name(name)
+            .queue_name(&q.name)
+            .set_attributes(Some(attribute_map(q)))
             .tags("fleetform:cluster", &self.cluster)
-            .tags("fleetform:managed-by", "fleetform");
-        for (k, v) in attributes {
-            req = req.attributes(k, v);
-        }
-        let out = req.send().await.map_err(|e| backend("CreateQueue", e))?;
+            .tags("fleetform:managed-by", "fleetform")
+            .send()
+            .await
+            .map_err(|e| backend("CreateQueue", e))?;
         let url = out.queue_url.unwrap_or_default();
-        self.urls.lock().expect("url cache").insert(name.to_string(), url.clone());
+        self.urls.lock().expect("url cache").insert(q.name.clone(), url.clone());
         Ok(url)
     }
 
@@ -112,8 +184,9 @@ where
 
 impl TaskQueue for SqsQueue {
     async fn ensure(&self, class: &str) -> Result<(), QueueError> {
-        let dlq_name = layout::sqs_dead_letter_queue(&self.cluster, class);
-        let dlq_url = self.create(&dlq_name, vec![]).await?;
+        // The DLQ's ARN is only known once it exists; its definition does not depend on it.
+        let [dlq, _] = definitions(&self.cluster, class, "");
+        let dlq_url = self.create(&dlq).await?;
         let arn = self
             .client
             .get_queue_attributes()
@@ -125,15 +198,8 @@ impl TaskQueue for SqsQueue {
             .attributes
             .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
             .unwrap_or_default();
-        let redrive = serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": REDRIVE_MAX_RECEIVES.to_string()});
-        self.create(
-            &layout::sqs_queue(&self.cluster, class),
-            vec![
-                (QueueAttributeName::RedrivePolicy, redrive.to_string()),
-                (QueueAttributeName::VisibilityTimeout, DEFAULT_VISIBILITY_SECONDS.to_string()),
-            ],
-        )
-        .await?;
+        let [_, queue] = definitions(&self.cluster, class, &arn);
+        self.create(&queue).await?;
         Ok(())
     }
 
@@ -298,5 +364,28 @@ impl TaskQueue for SqsQueue {
         let url = self.url(class).await?;
         self.client.purge_queue().queue_url(&url).send().await.map_err(|e| backend("PurgeQueue", e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_definition_of_a_class_queue_and_its_dlq() {
+        let [dlq, q] = definitions("workshop", "default", "arn:aws:sqs:us-west-2:123456789012:fleetform-workshop-default-dlq");
+        assert_eq!(dlq.name, "fleetform-workshop-default-dlq");
+        assert_eq!(q.name, "fleetform-workshop-default");
+        assert_eq!(dlq.attributes["MessageRetentionPeriod"], "1209600");
+        assert_eq!(q.attributes["MessageRetentionPeriod"], "345600");
+        assert_eq!(q.attributes["VisibilityTimeout"], "60");
+        assert_eq!(
+            q.attributes["RedrivePolicy"],
+            r#"{"deadLetterTargetArn":"arn:aws:sqs:us-west-2:123456789012:fleetform-workshop-default-dlq","maxReceiveCount":10}"#
+        );
+        // What SQS reads back, in either spelling of the count, compares equal.
+        let read = [("RedrivePolicy", r#"{"maxReceiveCount": "10", "deadLetterTargetArn": "arn:aws:sqs:us-west-2:123456789012:fleetform-workshop-default-dlq"}"#),
+            ("MessageRetentionPeriod", "345600"), ("VisibilityTimeout", "60"), ("QueueArn", "arn:x")];
+        assert_eq!(managed_attributes(read), q.attributes);
     }
 }

@@ -19,8 +19,23 @@ pub async fn open_with(config: &aws_config::SdkConfig, uri: &str) -> Result<Loca
     Ok(Location { store, prefix: Path::from(prefix), uri: uri.clone(), local_dir: None })
 }
 
-/// The process-wide AWS configuration (standard chain), loaded once.
+/// The configuration a command built from its cluster spec (`use_sdk_config`), if any.
+static CHOSEN: std::sync::OnceLock<aws_config::SdkConfig> = std::sync::OnceLock::new();
+
+/// Make `config` the process's AWS configuration, for every S3 location opened by URI
+/// (job inputs and outputs included). The `fleetform` commands build theirs once from
+/// the spec (`provider.region`, then the standard chain) and install it here; the first
+/// one installed stays.
+pub fn use_sdk_config(config: &aws_config::SdkConfig) {
+    let _ = CHOSEN.set(config.clone());
+}
+
+/// The process-wide AWS configuration: the one installed by `use_sdk_config`, else the
+/// standard chain (the agent on a node: its environment carries the region), loaded once.
 pub async fn sdk_config() -> &'static aws_config::SdkConfig {
+    if let Some(c) = CHOSEN.get() {
+        return c;
+    }
     static CONFIG: tokio::sync::OnceCell<aws_config::SdkConfig> = tokio::sync::OnceCell::const_new();
     CONFIG
         .get_or_init(|| async { aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await })

@@ -251,8 +251,8 @@ async fn aws_loop(_spec: &ClusterSpec, _watch: bool, _interval: u64) -> Result<i
 #[cfg(feature = "aws")]
 async fn aws_loop(spec: &ClusterSpec, watch: bool, interval: u64) -> Result<i32> {
     let handles = Handles::of(spec).await?;
-    let store = Store::open(&handles.store_uri).await?;
-    let ctx = crate::aws::AwsContext::connect(spec).await?;
+    let store = handles.store().await?;
+    let ctx = handles.aws_context(spec).await?;
     let mut persisted = load_state(&store).await;
     loop {
         let decision = aws_round(&ctx, spec, &store, &mut persisted).await?;

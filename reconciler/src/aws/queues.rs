@@ -5,26 +5,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
 use aws_sdk_sqs::types::QueueAttributeName;
+use fleetform_agent::queue::sqs::{self as definition, attribute_map, QueueDefinition};
 use fleetform_core::{layout, ClusterSpec};
-use serde_json::{json, Value};
 
 use super::context::AwsContext;
 use super::errors::aws_err;
 use super::model::DesiredQueue;
 use super::names;
 
-/// The lease: the agent's heartbeat extends it while a task runs (FLEETFORM_LEASE_SECONDS).
-pub const VISIBILITY_TIMEOUT_S: u32 = 60;
-/// A crash-loop safety net only: the agent counts real task failures itself, so a
-/// message reaches the DLQ only when nodes keep dying while holding it.
-pub const MAX_RECEIVE_COUNT: u32 = 10;
-/// SQS's default for work queues (4 days); the DLQ keeps messages for the maximum
-/// (14 days) so that someone can look at them.
-pub const RETENTION_S: u32 = 4 * 24 * 3600;
-pub const DLQ_RETENTION_S: u32 = 14 * 24 * 3600;
-
-/// The attributes fleetform manages; only these are compared.
-const MANAGED: [&str; 3] = ["VisibilityTimeout", "MessageRetentionPeriod", "RedrivePolicy"];
+/// The queues' attributes have one definition, `fleetform_agent::queue::sqs::definitions`,
+/// which `ensure` (every submit) sends too.
+pub use definition::canonical_redrive;
 
 pub fn resource_classes(spec: &ClusterSpec) -> BTreeSet<String> {
     spec.worker_types().flat_map(|(_, t)| t.resources.served_classes()).map(|c| c.slug()).collect()
@@ -34,45 +25,15 @@ fn queue_arn(partition: &str, region: &str, account: &str, name: &str) -> String
     format!("arn:{partition}:sqs:{region}:{account}:{name}")
 }
 
-/// A redrive policy in the one form both sides of the diff use (sorted keys, a number).
-pub fn canonical_redrive(raw: &str) -> String {
-    match serde_json::from_str::<Value>(raw) {
-        Ok(v) => {
-            let count = match &v["maxReceiveCount"] {
-                Value::String(s) => s.parse::<u64>().map(Value::from).unwrap_or(Value::Null),
-                other => other.clone(),
-            };
-            json!({"deadLetterTargetArn": v["deadLetterTargetArn"], "maxReceiveCount": count}).to_string()
-        }
-        Err(_) => raw.to_string(),
-    }
-}
-
 /// Queues for every class, dead-letter queue first.
 pub fn desired(spec: &ClusterSpec, partition: &str, region: &str, account: &str) -> Vec<DesiredQueue> {
     let cluster = &spec.cluster_name;
     let mut out = Vec::new();
     for class in resource_classes(spec) {
-        let dlq = layout::sqs_dead_letter_queue(cluster, &class);
-        out.push(DesiredQueue {
-            name: dlq.clone(),
-            attributes: BTreeMap::from([
-                ("MessageRetentionPeriod".into(), DLQ_RETENTION_S.to_string()),
-                ("VisibilityTimeout".into(), VISIBILITY_TIMEOUT_S.to_string()),
-            ]),
-        });
-        let redrive = json!({
-            "deadLetterTargetArn": queue_arn(partition, region, account, &dlq),
-            "maxReceiveCount": MAX_RECEIVE_COUNT,
-        });
-        out.push(DesiredQueue {
-            name: layout::sqs_queue(cluster, &class),
-            attributes: BTreeMap::from([
-                ("MessageRetentionPeriod".into(), RETENTION_S.to_string()),
-                ("RedrivePolicy".into(), canonical_redrive(&redrive.to_string())),
-                ("VisibilityTimeout".into(), VISIBILITY_TIMEOUT_S.to_string()),
-            ]),
-        });
+        let dlq_arn = queue_arn(partition, region, account, &layout::sqs_dead_letter_queue(cluster, &class));
+        for QueueDefinition { name, attributes } in definition::definitions(cluster, &class, &dlq_arn) {
+            out.push(DesiredQueue { name, attributes });
+        }
     }
     out
 }
@@ -86,20 +47,11 @@ pub async fn observed_attributes(ctx: &AwsContext, url: &str) -> Result<BTreeMap
         .send()
         .await
         .map_err(aws_err("sqs:GetQueueAttributes"))?;
-    Ok(got
-        .attributes()
-        .into_iter()
-        .flatten()
-        .filter(|(k, _)| MANAGED.contains(&k.as_str()))
-        .map(|(k, v)| {
-            let v = if k.as_str() == "RedrivePolicy" { canonical_redrive(v) } else { v.clone() };
-            (k.as_str().to_string(), v)
-        })
-        .collect())
+    Ok(definition::managed_attributes(got.attributes().into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str()))))
 }
 
-fn attribute_map(q: &DesiredQueue) -> std::collections::HashMap<QueueAttributeName, String> {
-    q.attributes.iter().map(|(k, v)| (QueueAttributeName::from(k.as_str()), v.clone())).collect()
+fn definition_of(q: &DesiredQueue) -> QueueDefinition {
+    QueueDefinition { name: q.name.clone(), attributes: q.attributes.clone() }
 }
 
 /// CreateQueue is idempotent for identical attributes, so a rerun after a crash is safe.
@@ -108,7 +60,7 @@ pub async fn create(ctx: &AwsContext, q: &DesiredQueue) -> Result<()> {
     ctx.sqs
         .create_queue()
         .queue_name(&q.name)
-        .set_attributes(Some(attribute_map(q)))
+        .set_attributes(Some(attribute_map(&definition_of(q))))
         .set_tags(Some(tags))
         .send()
         .await
@@ -120,7 +72,7 @@ pub async fn update(ctx: &AwsContext, url: &str, q: &DesiredQueue) -> Result<()>
     ctx.sqs
         .set_queue_attributes()
         .queue_url(url)
-        .set_attributes(Some(attribute_map(q)))
+        .set_attributes(Some(attribute_map(&definition_of(q))))
         .send()
         .await
         .map_err(aws_err("sqs:SetQueueAttributes"))?;
@@ -159,6 +111,14 @@ mod tests {
             r#"{"deadLetterTargetArn":"arn:aws:sqs:us-west-2:123456789012:fleetform-workshop-default-dlq","maxReceiveCount":10}"#
         );
         assert_eq!(qs[1].attributes["VisibilityTimeout"], "60");
+        // apply's queues are exactly what `ensure` (every submit) sends for each class.
+        for (pair, class) in qs.chunks(2).zip(["default", "graviton", "intel"]) {
+            let arn = format!("arn:aws:sqs:us-west-2:123456789012:fleetform-workshop-{class}-dlq");
+            let ensured = definition::definitions("workshop", class, &arn);
+            assert_eq!(pair[0].attributes, ensured[0].attributes, "{class} DLQ");
+            assert_eq!(pair[1].attributes, ensured[1].attributes, "{class} queue");
+            assert_eq!((pair[0].name.as_str(), pair[1].name.as_str()), (ensured[0].name.as_str(), ensured[1].name.as_str()));
+        }
         // moto and AWS write the count as a string or a number; both read the same.
         assert_eq!(
             canonical_redrive(r#"{"maxReceiveCount": "10", "deadLetterTargetArn": "arn:x"}"#),
