@@ -211,8 +211,8 @@ the root device's BlockDeviceMappings Ebs.VolumeSize/VolumeType → root_volume.
 kept; head_setup_commands and worker_setup_commands are appended to them (fleetform runs one list on \
 every node). The head gets `CPU: 0` and no other resources, as fleetform's validate requires.\n\n\
 Not in a Ray file: storage.bucket gets a placeholder (fleetform-<name>-data) to change. SubnetId and \
-SecurityGroupIds become the existing-VPC network form with --vpc-id VPC (their VPC: a Ray file does not \
-name it); without it they are written as a commented-out block and the cluster creates its own VPC.\n\n\
+SecurityGroupIds become the existing-VPC network form with --vpc-id VPC, or --resolve-vpc to ask EC2 \
+for their VPC (a Ray file does not name it); without either they are written as a commented-out block and the cluster creates its own VPC.\n\n\
 Every key that is not mapped (auth, file_mounts, docker, IamInstanceProfile, KeyName, ...) is listed \
 on stderr, at its line, with what fleetform does instead. A malformed file, an unknown key, or an \
 unexpanded ${VAR} is reported as file:line:column and nothing is written; so is an imported spec \
@@ -241,6 +241,10 @@ fleetform validate -f cluster.yaml && fleetform plan -f cluster.yaml"
         /// instead of creating its own (`plan` checks the subnets).
         #[arg(long, value_name = "VPC")]
         vpc_id: Option<String>,
+        /// Like --vpc-id, with the VPC asked from EC2 (ec2:DescribeSubnets on the Ray file's
+        /// subnets; standard AWS configuration, the Ray file's region).
+        #[arg(long, conflicts_with = "vpc_id")]
+        resolve_vpc: bool,
     },
 }
 
@@ -333,8 +337,9 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Run { cluster, jobs, set } => jobs::run_command(&cluster.spec_file(), &jobs, &set).await,
         Command::Job { cluster, command } => jobs::job_command(&cluster.running_cluster_file(), command).await,
         Command::Chaos { cluster, command } => chaos::command(&cluster.running_cluster_file(), command).await,
-        Command::Import { command: ImportCommand::Ray { ray_yaml, output, force, resolve_images, vpc_id } } => {
-            crate::import::ray_command(&crate::import::RayImportArgs { ray_yaml, output, force, resolve_images, vpc_id }).await
+        Command::Import { command: ImportCommand::Ray { ray_yaml, output, force, resolve_images, vpc_id, resolve_vpc } } => {
+            let args = crate::import::RayImportArgs { ray_yaml, output, force, resolve_images, vpc_id, resolve_vpc };
+            crate::import::ray_command(&args).await
         }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "fleetform", &mut std::io::stdout());

@@ -110,6 +110,11 @@ fn import_ray_with_vpc_id_plans_into_the_users_network() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let written = std::fs::read_to_string(&f.spec).unwrap();
     assert!(written.contains(&format!("  vpc_id: {}   # from --vpc-id", user.vpc)), "{written}");
+    // --resolve-vpc finds the same VPC through ec2:DescribeSubnets.
+    let o = moto.fleetform(&["import", "ray", ray, "--resolve-vpc"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains(&format!("  vpc_id: {}   # from ec2:DescribeSubnets", user.vpc)), "{}", text(&o.stdout));
+    assert!(text(&o.stderr).contains(&format!("note: the Ray file's subnets are in {}", user.vpc)), "{}", text(&o.stderr));
     let (code, out) = run(&moto, &f, &["plan", "--detailed-exitcode"]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains(&format!("network: using existing {} (subnets {} private via nat-", user.vpc, user.private[0])), "{out}");

@@ -12,6 +12,7 @@ mod model;
 mod network;
 mod ray;
 mod unmapped;
+mod vpc;
 
 #[cfg(test)]
 mod tests;
@@ -40,6 +41,8 @@ pub struct RayImportArgs {
     pub resolve_images: bool,
     /// The existing VPC of the Ray file's subnets (bring-your-own network).
     pub vpc_id: Option<String>,
+    /// Ask EC2 for that VPC instead.
+    pub resolve_vpc: bool,
 }
 
 /// A converted file, not yet written.
@@ -64,13 +67,14 @@ pub enum ConvertError {
     Usage(String),
 }
 
-/// Parse and convert; with `vpc_id`, the Ray file's subnets become the existing-VPC form.
-pub fn convert_file_in(file: &str, src: &str, vpc_id: Option<&str>) -> Result<Converted, ConvertError> {
+/// Parse and convert; with `vpc` (its id, and where it came from for the comment), the
+/// Ray file's subnets become the existing-VPC form.
+pub fn convert_file_in(file: &str, src: &str, vpc: Option<(&str, &str)>) -> Result<Converted, ConvertError> {
     let parsed = ray::parse(file, src).map_err(ConvertError::Ray)?;
     let mut notes = Vec::new();
     let source = Path::new(file).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| file.to_string());
     let mut imported = convert::convert(&source, &parsed.ray, &mut notes);
-    network::choose(&mut imported, vpc_id, &mut notes).map_err(ConvertError::Usage)?;
+    network::choose(&mut imported, vpc, &mut notes).map_err(ConvertError::Usage)?;
     notes.extend(unmapped::notes(&parsed.unmapped).into_iter().map(|(path, message)| Note { path, message }));
     Ok(Converted { imported, notes, index: parsed.index })
 }
@@ -111,17 +115,19 @@ pub async fn ray_command(args: &RayImportArgs) -> Result<i32> {
         return Ok(1);
     }
     let src = std::fs::read_to_string(&args.ray_yaml).with_context(|| format!("cannot read the Ray cluster file {file}"))?;
-    let mut c = match convert_file_in(&file, &src, args.vpc_id.as_deref()) {
-        Ok(c) => c,
-        Err(ConvertError::Ray(d)) => {
-            eprintln!("{d}");
-            return Ok(1);
-        }
-        Err(ConvertError::Usage(m)) => {
-            eprintln!("error: {m}");
-            return Ok(1);
-        }
+    let mut c = match convert(&file, &src, args.vpc_id.as_deref().map(|v| (v, "from --vpc-id"))) {
+        Some(c) => c,
+        None => return Ok(1),
     };
+    if args.resolve_vpc {
+        if let Some(vpc) = vpc::of_subnets(&c.imported).await? {
+            eprintln!("{file}: note: the Ray file's subnets are in {vpc} (ec2:DescribeSubnets)");
+            c = match convert(&file, &src, Some((&vpc, "from ec2:DescribeSubnets of the Ray file's subnets"))) {
+                Some(c) => c,
+                None => return Ok(1),
+            };
+        }
+    }
     if args.resolve_images {
         let current = images::current_al2023(&c.imported).await?;
         images::use_al2023(&mut c.imported, &current, &mut c.notes);
@@ -147,6 +153,21 @@ pub async fn ray_command(args: &RayImportArgs) -> Result<i32> {
         eprintln!("wrote {}: change storage.bucket, then `fleetform plan -f {}`", out.display(), out.display());
     }
     Ok(0)
+}
+
+/// Convert, printing what went wrong (None) for the caller to exit 1.
+fn convert(file: &str, src: &str, vpc: Option<(&str, &str)>) -> Option<Converted> {
+    match convert_file_in(file, src, vpc) {
+        Ok(c) => Some(c),
+        Err(ConvertError::Ray(d)) => {
+            eprintln!("{d}");
+            None
+        }
+        Err(ConvertError::Usage(m)) => {
+            eprintln!("error: {m}");
+            None
+        }
+    }
 }
 
 fn write(args: &RayImportArgs, text: &str) -> Result<()> {

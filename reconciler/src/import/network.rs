@@ -45,9 +45,11 @@ pub fn collect(ray: &RayCluster) -> Option<ByoNetwork> {
     Some(net)
 }
 
-/// Use the existing VPC `vpc_id` (from `--vpc-id`) for the Ray file's subnets, or say how
-/// to. Err when `--vpc-id` is given but the Ray file names no subnet to launch into.
-pub fn choose(i: &mut Imported, vpc_id: Option<&str>, notes: &mut Vec<Note>) -> Result<(), String> {
+/// Use the existing VPC `vpc` (its id and where it came from: `--vpc-id`, or EC2 with
+/// `--resolve-vpc`) for the Ray file's subnets, or say how to. Err when a VPC is given but
+/// the Ray file names no subnet to launch into.
+pub fn choose(i: &mut Imported, vpc: Option<(&str, &str)>, notes: &mut Vec<Note>) -> Result<(), String> {
+    let vpc_id = vpc.map(|(id, _)| id);
     let Some(net) = &mut i.byo_network else {
         return match vpc_id {
             Some(v) => Err(format!(
@@ -60,7 +62,8 @@ pub fn choose(i: &mut Imported, vpc_id: Option<&str>, notes: &mut Vec<Note>) -> 
     let at = net.subnet_ids.first().or(net.security_group_ids.first()).map(|s| YamlPath::parse(s.from.trim_start_matches("from "))).unwrap_or_default();
     let message = match (vpc_id, net.subnet_ids.first()) {
         (Some(v), Some(_)) => {
-            net.vpc_id = Some(Sourced::new(v.to_string(), "from --vpc-id".to_string()));
+            let from = vpc.map(|(_, from)| from).unwrap_or("from --vpc-id");
+            net.vpc_id = Some(Sourced::new(v.to_string(), from.to_string()));
             format!(
                 "SubnetId/SecurityGroupIds became `network.private_subnet_ids`/`security_group_ids` in {v}: \
                  `fleetform plan` checks that each subnet is in it, private and reaches S3 and SQS; \
@@ -71,8 +74,8 @@ pub fn choose(i: &mut Imported, vpc_id: Option<&str>, notes: &mut Vec<Note>) -> 
         (None, first) => {
             let first = first.map(|s| s.value.as_str()).unwrap_or("subnet-...");
             format!(
-                "the Ray file launches into existing subnets: to keep them, import again with --vpc-id VPC \
-                 (their VPC: `aws ec2 describe-subnets --subnet-ids {first} --query 'Subnets[0].VpcId' --output text`); \
+                "the Ray file launches into existing subnets: to keep them, import again with --resolve-vpc \
+                 (asks EC2) or --vpc-id VPC (their VPC: `aws ec2 describe-subnets --subnet-ids {first} --query 'Subnets[0].VpcId' --output text`); \
                  without it the imported cluster creates its own VPC and the Ray file's network is written commented out"
             )
         }

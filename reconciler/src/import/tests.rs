@@ -109,7 +109,7 @@ fn seed_notes_name_every_unmapped_key_at_its_line() {
         "cluster-spot.yaml:14:1: note: auth: not imported: fleetform nodes are reached through the EC2 Instance Connect Endpoint with no SSH key: `aws ec2-instance-connect ssh --instance-id i-...`",
         "note: available_node_types.arm_worker_node.node_config.IamInstanceProfile: not imported (and 2 more like it): fleetform creates its own scoped instance profiles",
         "note: available_node_types.head_node.resources: dropped Intel: 1 from the head",
-        "note: available_node_types.arm_worker_node.node_config.SubnetId: the Ray file launches into existing subnets: to keep them, import again with --vpc-id VPC (their VPC: `aws ec2 describe-subnets --subnet-ids subnet-0a1b2c3d4e5f60718 --query 'Subnets[0].VpcId' --output text`)",
+        "note: available_node_types.arm_worker_node.node_config.SubnetId: the Ray file launches into existing subnets: to keep them, import again with --resolve-vpc (asks EC2) or --vpc-id VPC (their VPC: `aws ec2 describe-subnets --subnet-ids subnet-0a1b2c3d4e5f60718 --query 'Subnets[0].VpcId' --output text`)",
         "cluster-spot.yaml: note: storage.bucket: Ray has no equivalent",
         "cluster-spot.yaml: note: idle_timeout_minutes: not set: Ray's default and fleetform's are both 5 minutes",
     ] {
@@ -271,7 +271,7 @@ fn zones_extra_volumes_and_other_market_types() {
 
 #[test]
 fn with_vpc_id_the_ray_subnets_become_the_existing_network_form() {
-    let c = convert_file_in("cluster-spot.yaml", SEED, Some("vpc-0123456789abcdef0")).unwrap();
+    let c = convert_file_in("cluster-spot.yaml", SEED, Some(("vpc-0123456789abcdef0", "from --vpc-id"))).unwrap();
     let text = c.spec_text("cluster.yaml").unwrap_or_else(|(t, d)| panic!("{d}\n{t}"));
     let spec = ClusterSpec::from_yaml("cluster.yaml", &text).unwrap();
     let net = spec.network.existing().expect("the existing-VPC form");
@@ -292,7 +292,7 @@ fn with_vpc_id_the_ray_subnets_become_the_existing_network_form() {
 
 #[test]
 fn vpc_id_without_subnets_is_a_usage_error() {
-    match convert_file_in("r.yaml", &ray_file(""), Some("vpc-0123456789abcdef0")) {
+    match convert_file_in("r.yaml", &ray_file(""), Some(("vpc-0123456789abcdef0", "from --vpc-id"))) {
         Err(ConvertError::Usage(m)) => assert!(m.starts_with("--vpc-id vpc-0123456789abcdef0: the Ray file names no SubnetId"), "{m}"),
         other => panic!("expected a usage error, got {:?}", other.err()),
     }
