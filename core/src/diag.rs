@@ -94,6 +94,50 @@ pub struct Diagnostic {
     pub message: String,
 }
 
+/// A problem found after parsing, by a check that needs more than the file (the input's
+/// columns, a compiled regex, the cluster's node types): a path into the spec and a
+/// message. [`SpecSource::diagnostics`] turns a list of them into file:line:column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: YamlPath,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(path: YamlPath, message: impl Into<String>) -> Self {
+        Self { path, message: message.into() }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.0.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// The text a spec was parsed from (after `--set` overrides), kept so that problems found
+/// later still point at the user's lines.
+#[derive(Debug, Clone)]
+pub struct SpecSource {
+    pub file: String,
+    pub src: String,
+}
+
+impl SpecSource {
+    pub fn diagnostics(&self, problems: &[Problem]) -> Diagnostics {
+        let index = LocationIndex::build(&self.src);
+        let mut c = Collector::new(&self.file, &index);
+        for p in problems {
+            c.error(p.path.clone(), p.message.clone());
+        }
+        c.finish().err().unwrap_or_default()
+    }
+}
+
 /// All problems found in one file.
 #[derive(Debug, Clone, Default)]
 pub struct Diagnostics {

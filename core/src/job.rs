@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::diag::{load_yaml, Collector, Diagnostic, Diagnostics, LocationIndex, YamlPath};
+use crate::diag::{load_yaml, Collector, Diagnostic, Diagnostics, LocationIndex, Problem, SpecSource, YamlPath};
 use crate::resources::{Resources, CPU};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,9 +79,19 @@ pub struct GenerateSpec {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OutputSpec {
     pub uri: String,
-    /// A new output file starts once this many rows were written (at a row-group boundary).
+    /// A new output file starts once this many rows were written (at a row-group
+    /// boundary). A file never spans tasks: a task's rows cap it too (submit says so).
     #[serde(default = "defaults::rows_per_file")]
     pub rows_per_file: u64,
+    /// Ray's name: submit makes each task read at least this many rows, so that its
+    /// files can hold that many (fewer tasks, bigger files). Filters can still make a
+    /// file smaller.
+    #[serde(default)]
+    pub min_rows_per_file: Option<u64>,
+    /// A new output file also starts once the current one holds this many bytes
+    /// (compressed, checked at row-group boundaries), whichever limit comes first.
+    #[serde(default)]
+    pub target_file_bytes: Option<u64>,
     /// zstd level of the output parquet.
     #[serde(default = "OutputSpec::default_level")]
     pub zstd_level: i32,
@@ -292,6 +302,12 @@ impl JobSpec {
     /// Load a job file and apply `--set key=value` overrides (dotted paths into the YAML,
     /// e.g. `input.uri=file:///data`), before parsing so overrides are validated too.
     pub fn load(path: &std::path::Path, overrides: &[String]) -> Result<JobSpec, Diagnostics> {
+        Self::load_with_source(path, overrides).map(|(spec, _)| spec)
+    }
+
+    /// [`JobSpec::load`], also returning the text it parsed, so that checks made later
+    /// (against the data, the cluster) can point at file:line:column.
+    pub fn load_with_source(path: &std::path::Path, overrides: &[String]) -> Result<(JobSpec, SpecSource), Diagnostics> {
         let file = path.display().to_string();
         let fail = |message: String| Diagnostics {
             file: file.clone(),
@@ -299,14 +315,15 @@ impl JobSpec {
         };
         let src = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read the job spec: {e}")))?;
         if overrides.is_empty() {
-            return Self::from_yaml(&file, &src);
+            return Self::from_yaml(&file, &src).map(|spec| (spec, SpecSource { file, src }));
         }
         let mut value: serde_norway::Value = serde_norway::from_str(&src).map_err(|e| fail(format!("invalid YAML: {e}")))?;
         for o in overrides {
             apply_override(&mut value, o).map_err(fail)?;
         }
         let src = serde_norway::to_string(&value).map_err(|e| fail(e.to_string()))?;
-        Self::from_yaml(&format!("{file} (with --set)"), &src)
+        let file = format!("{file} (with --set)");
+        Self::from_yaml(&file, &src).map(|spec| (spec, SpecSource { file, src }))
     }
 
     fn validate(&self, c: &mut Collector<'_>) {
@@ -336,6 +353,19 @@ impl JobSpec {
         if self.output.rows_per_file == 0 {
             c.error(root.key("output").key("rows_per_file"), "must be at least 1");
         }
+        if let Some(min) = self.output.min_rows_per_file {
+            if min == 0 {
+                c.error(root.key("output").key("min_rows_per_file"), "must be at least 1");
+            } else if min > self.output.rows_per_file {
+                c.error(
+                    root.key("output").key("min_rows_per_file"),
+                    format!("is more than rows_per_file ({}): files are cut at rows_per_file; raise it too", self.output.rows_per_file),
+                );
+            }
+        }
+        if self.output.target_file_bytes.is_some_and(|b| b < 1 << 20) {
+            c.error(root.key("output").key("target_file_bytes"), "must be at least 1048576 (1 MiB); parquet files smaller than that cost more to list and open than to read");
+        }
         if !(1..=22).contains(&self.output.zstd_level) {
             c.error(root.key("output").key("zstd_level"), "must be between 1 and 22");
         }
@@ -360,18 +390,19 @@ impl JobSpec {
     }
 
     /// Check column names against an input schema, in step order (steps add and drop
-    /// columns). Each message names the step.
-    pub fn check_columns(&self, input_columns: &[String]) -> Vec<String> {
+    /// columns). Each problem points at the step's column field.
+    pub fn check_columns(&self, input_columns: &[String]) -> Vec<Problem> {
         let mut cols: Vec<String> = input_columns.to_vec();
-        let mut errors = Vec::new();
+        let mut problems = Vec::new();
         for (i, step) in self.steps.iter().enumerate() {
-            for col in step.reads() {
+            let at = YamlPath::root().key("steps").index(i).key(step.name());
+            for (j, col) in step.reads().into_iter().enumerate() {
                 if !cols.iter().any(|c| c == col) {
-                    errors.push(format!(
-                        "steps[{i}] ({}): column `{col}` does not exist; available: {}",
-                        step.name(),
-                        cols.join(", ")
-                    ));
+                    let path = match step {
+                        Step::DropColumns(_) => at.key("columns").index(j),
+                        _ => at.key("column"),
+                    };
+                    problems.push(Problem::new(path, format!("column `{col}` does not exist; available: {}", cols.join(", "))));
                 }
             }
             if let Some(w) = step.writes() {
@@ -383,7 +414,7 @@ impl JobSpec {
                 cols.retain(|c| !d.columns.contains(c));
             }
         }
-        errors
+        problems
     }
 
     pub fn is_generator(&self) -> bool {
@@ -443,10 +474,8 @@ mod tests {
     #[test]
     fn column_errors_name_the_step() {
         let clean = JobSpec::from_yaml("clean-text.yaml", CLEAN).unwrap();
-        assert_eq!(
-            clean.check_columns(&["id".into(), "body".into()]),
-            vec!["steps[0] (regex_replace): column `text` does not exist; available: id, body"]
-        );
+        let problems: Vec<String> = clean.check_columns(&["id".into(), "body".into()]).iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems, vec!["steps[0].regex_replace.column: column `text` does not exist; available: id, body"]);
     }
 
     #[test]
@@ -457,6 +486,25 @@ mod tests {
         assert_eq!(msgs.len(), 2, "{err}");
         assert!(msgs[0].starts_with("steps[0].lowercase.colum: unknown field `colum`, expected `column` or `output`"), "{err}");
         assert!(msgs[1].starts_with("steps[1]: unknown variant `shout`"), "{err}");
+    }
+
+    #[test]
+    fn output_sizing_is_checked() {
+        let src = "name: j\ninput: {uri: /x}\noutput:\n  uri: /y\n  rows_per_file: 1000\n  min_rows_per_file: 5000\n  target_file_bytes: 1000\n";
+        let err = JobSpec::from_yaml("j.yaml", src).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("j.yaml:6:3: output.min_rows_per_file: is more than rows_per_file (1000)"), "{text}");
+        assert!(text.contains("j.yaml:7:3: output.target_file_bytes: must be at least 1048576"), "{text}");
+    }
+
+    #[test]
+    fn later_problems_point_at_their_lines() {
+        let source = SpecSource { file: "clean-text.yaml".into(), src: CLEAN.into() };
+        let clean = JobSpec::from_yaml(&source.file, &source.src).unwrap();
+        let text = source.diagnostics(&clean.check_columns(&["id".into(), "body".into()])).to_string();
+        let line = CLEAN.lines().position(|l| l.trim_start().starts_with("column: text")).unwrap() + 1;
+        assert!(text.starts_with(&format!("clean-text.yaml:{line}:")), "{text}");
+        assert!(text.ends_with("1 problem in clean-text.yaml"), "{text}");
     }
 
     #[test]

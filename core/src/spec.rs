@@ -355,6 +355,26 @@ impl ClusterSpec {
         self.available_node_types.iter().filter(move |(n, _)| **n != self.head_node_type)
     }
 
+    /// Can some worker node type run a task that asks for `wants`? The message names what
+    /// is missing and what the node types offer.
+    pub fn feasible(&self, wants: &crate::resources::Resources) -> Result<(), String> {
+        use crate::resources::CPU;
+        let local = self.provider.kind == ProviderKind::Local;
+        let fits = self.worker_types().any(|(_, t)| {
+            // Local workers without an explicit CPU get the machine's cores.
+            let mut offered = t.resources.clone();
+            if local && offered.get(CPU).is_none() {
+                offered = offered.with(CPU, f64::MAX);
+            }
+            offered.satisfies(wants)
+        });
+        if fits {
+            return Ok(());
+        }
+        let offered: Vec<String> = self.worker_types().map(|(n, t)| format!("{n} {}", t.resources)).collect();
+        Err(format!("no node type provides {wants}; node types offer: {}", offered.join("; ")))
+    }
+
     pub fn type_max_workers(&self, name: &str) -> u32 {
         self.available_node_types
             .get(name)

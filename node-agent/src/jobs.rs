@@ -6,7 +6,8 @@ use std::fs::File;
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::Utc;
-use fleetform_core::job::JobSpec;
+use fleetform_core::diag::{Problem, YamlPath};
+use fleetform_core::job::{JobSpec, Step};
 use fleetform_core::layout;
 use fleetform_core::queue::TaskQueue;
 use fleetform_core::task::{DoneRecord, FailureRecord, JobRecord, Manifest, ManifestFile, TaskMessage, TaskSource};
@@ -31,23 +32,121 @@ struct InputFile {
     error: Option<String>,
 }
 
-/// Validate a job against its data and enqueue its tasks. Returns the job record.
-pub async fn submit(store: &Store, queue: &Queue, mut spec: JobSpec) -> Result<JobRecord> {
-    Pipeline::compile(&spec.steps)?; // regexes compile; errors name the step
-    spec.output.uri = storage::normalize_uri(&spec.output.uri)?;
+/// A job checked against its data: URIs normalized, task splits fixed, the input's
+/// columns known. What `submit` enqueues and what `fleetform validate` reports on.
+pub struct CheckedJob {
+    pub spec: JobSpec,
+    pub sources: Vec<TaskSource>,
+    pub columns: Vec<String>,
+}
+
+/// Every problem that keeps a job from running, each pointing at its field (the caller
+/// holding the job's text turns them into file:line:column with `SpecSource`).
+#[derive(Debug)]
+pub struct JobProblems(pub Vec<Problem>);
+
+impl std::fmt::Display for JobProblems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the job cannot run:")?;
+        for p in &self.0 {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for JobProblems {}
+
+/// Check a job as submit does, reporting every problem at once: each step compiles
+/// (regexes), the URIs are usable, the input is readable and has the columns the steps
+/// read, and the job does not read its own output.
+pub async fn check(mut spec: JobSpec) -> Result<CheckedJob, JobProblems> {
+    let mut problems = check_without_data(&mut spec);
+    let input_uri = YamlPath::root().key("input").key("uri");
+    if problems.iter().any(|p| p.path == input_uri) {
+        return Err(JobProblems(problems)); // no input to read
+    }
+    let (sources, columns) = match plan_tasks(&spec).await {
+        Ok(planned) => planned,
+        Err(e) => {
+            let at = if spec.is_generator() { YamlPath::root().key("input").key("generate") } else { input_uri };
+            problems.push(Problem::new(at, format!("{e:#}")));
+            return Err(JobProblems(problems));
+        }
+    };
+    problems.extend(spec.check_columns(&columns));
+    if problems.is_empty() {
+        Ok(CheckedJob { spec, sources, columns })
+    } else {
+        Err(JobProblems(problems))
+    }
+}
+
+/// The checks that need no data: steps compile, URIs are usable (and normalized in
+/// `spec`), input and output differ. For a job whose input an earlier job writes.
+pub fn check_without_data(spec: &mut JobSpec) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let steps = YamlPath::root().key("steps");
+    for (i, step) in spec.steps.iter().enumerate() {
+        if let Err(e) = Pipeline::check_step(step) {
+            let at = steps.index(i).key(step.name());
+            let at = if matches!(step, Step::RegexReplace(_)) { at.key("pattern") } else { at };
+            problems.push(Problem::new(at, e.to_string()));
+        }
+    }
+    let output = YamlPath::root().key("output").key("uri");
+    match storage::normalize_uri(&spec.output.uri) {
+        Ok(uri) => spec.output.uri = uri,
+        Err(e) => problems.push(Problem::new(output.clone(), e.to_string())),
+    }
     if let Some(uri) = &spec.input.uri {
-        spec.input.uri = Some(storage::normalize_uri(uri)?);
+        match storage::normalize_uri(uri) {
+            Ok(uri) => spec.input.uri = Some(uri),
+            Err(e) => problems.push(Problem::new(YamlPath::root().key("input").key("uri"), e.to_string())),
+        }
     }
-    let (sources, columns) = plan_tasks(&spec).await?;
-    let problems = spec.check_columns(&columns);
-    if !problems.is_empty() {
-        bail!("job `{}` does not fit its input:\n  {}", spec.name, problems.join("\n  "));
+    if spec.input.uri.as_deref() == Some(spec.output.uri.as_str()) {
+        problems.push(Problem::new(output, format!("is the input location too ({}): the job would read its own output", spec.output.uri)));
     }
+    problems
+}
+
+impl CheckedJob {
+    /// What the output files will be, said before the job runs when `rows_per_file` asks
+    /// for more rows than a task reads (a file never spans tasks).
+    pub fn file_size_notice(&self) -> Option<String> {
+        let out = &self.spec.output;
+        let largest = self.sources.iter().map(|s| s.rows()).max()?;
+        if out.rows_per_file <= largest || largest == 0 {
+            return None;
+        }
+        let advice = match &self.spec.input {
+            i if i.generate.is_some() => format!("split.rows_per_task: {}", out.rows_per_file),
+            _ => format!("output.min_rows_per_file: {}", out.rows_per_file),
+        };
+        Some(format!(
+            "{}: {} tasks, each writes one file of at most {largest} rows: rows_per_file ({}) is more than a task reads, \
+             and a file never spans tasks; for files of {} rows set {advice} (fewer, larger tasks)",
+            self.spec.name,
+            self.sources.len(),
+            out.rows_per_file,
+            out.rows_per_file,
+        ))
+    }
+}
+
+/// Validate a job against its data and enqueue its tasks. Returns the job record.
+pub async fn submit(store: &Store, queue: &Queue, spec: JobSpec) -> Result<JobRecord> {
+    let checked = check(spec).await?;
+    submit_checked(store, queue, checked).await
+}
+
+/// Enqueue a job that [`check`] accepted.
+pub async fn submit_checked(store: &Store, queue: &Queue, checked: CheckedJob) -> Result<JobRecord> {
+    let CheckedJob { spec, sources, .. } = checked;
     let output = storage::open(&spec.output.uri).await?;
-    if spec.input.uri.as_deref() == Some(output.uri.as_str()) {
-        bail!("input and output are the same location ({}): the job would read its own output", output.uri);
-    }
     clear_previous_output(&output).await?;
+
 
     let job_id = format!("{}-{}-{:04x}", spec.name, Utc::now().format("%Y%m%d-%H%M%S"), rand_u16());
     let class = spec.resources.class().slug();
@@ -99,7 +198,7 @@ async fn clear_previous_output(output: &Location) -> Result<()> {
 /// Also returns the input's column names (for validation).
 pub async fn plan_tasks(spec: &JobSpec) -> Result<(Vec<TaskSource>, Vec<String>)> {
     if let Some(g) = &spec.input.generate {
-        let per = spec.split.rows_per_task;
+        let per = spec.split.rows_per_task.max(spec.output.min_rows_per_file.unwrap_or(0));
         let sources = (0..g.rows.div_ceil(per))
             .map(|i| TaskSource::Generate { first_row: i * per, rows: per.min(g.rows - i * per) })
             .collect();
@@ -117,6 +216,7 @@ pub async fn plan_tasks(spec: &JobSpec) -> Result<(Vec<TaskSource>, Vec<String>)
         .map(|f| f.columns.clone())
         .ok_or_else(|| anyhow!("none of the {} input files under {uri} is readable parquet: {}", files.len(), files[0].error.clone().unwrap_or_default()))?;
     let per = spec.split.row_groups_per_task;
+    let min_rows = spec.output.min_rows_per_file.unwrap_or(0);
     let mut sources = Vec::new();
     for f in files {
         match f.row_groups {
@@ -126,7 +226,11 @@ pub async fn plan_tasks(spec: &JobSpec) -> Result<(Vec<TaskSource>, Vec<String>)
             Some(rgs) => {
                 let mut first = 0;
                 while first < rgs.len() {
-                    let end = (first + per).min(rgs.len());
+                    let mut end = (first + per).min(rgs.len());
+                    // min_rows_per_file: whole row groups until the task reads that many.
+                    while end < rgs.len() && rgs[first..end].iter().sum::<u64>() < min_rows {
+                        end += 1;
+                    }
                     sources.push(TaskSource::Parquet {
                         uri: f.uri.clone(),
                         first_row_group: first,

@@ -317,7 +317,7 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
     use crate::aws;
     use crate::{autoscaler, chaos, jobs, local, status};
     match command {
-        Command::Validate { cluster, jobs, set } => crate::validate::run(&cluster.spec_file(), &jobs, &set),
+        Command::Validate { cluster, jobs, set } => crate::validate::run(&cluster.spec_file(), &jobs, &set).await,
         #[cfg(feature = "aws")]
         Command::Plan { cluster, json, detailed_exitcode } => aws::commands::plan(&cluster.spec_file(), json, detailed_exitcode).await,
         #[cfg(feature = "aws")]

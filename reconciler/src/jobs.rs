@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use fleetform_agent::jobs::{self, JobProgress};
 use fleetform_agent::store::Store;
+use fleetform_core::diag::{Problem, YamlPath};
 use fleetform_core::layout;
 use fleetform_core::spec::{ClusterSpec, ProviderKind};
 use fleetform_core::task::{DoneRecord, Manifest, TaskMessage};
@@ -39,6 +40,43 @@ fn load_job(path: &Path, set: &[String]) -> Result<JobSpec> {
     JobSpec::load(path, &sets_for(path, set)).map_err(|d| anyhow!("{d}"))
 }
 
+/// What checking a job found.
+pub enum JobCheck {
+    /// Checked against its data: ready to submit.
+    Checked(jobs::CheckedJob),
+    /// Its input is the output of a job checked before it (validate of a whole run):
+    /// everything but the data was checked.
+    InputNotYetWritten { input_uri: String, output_uri: String },
+}
+
+/// Load a job file and check it as submit does: the spec's own rules, the cluster's node
+/// types, the job's data (`jobs::check`). Every problem is reported at once, with
+/// file:line:column. `produced`: output URIs of jobs that run before this one.
+pub async fn check_job(cluster: &ClusterSpec, path: &Path, set: &[String], produced: &[String]) -> Result<JobCheck> {
+    let (job, source) = JobSpec::load_with_source(path, &sets_for(path, set))?;
+    let mut problems = Vec::new();
+    if let Err(e) = cluster.feasible(&job.resources) {
+        problems.push(Problem::new(YamlPath::root().key("resources"), e));
+    }
+    let input = job.input.uri.as_deref().and_then(|u| fleetform_agent::storage::normalize_uri(u).ok());
+    if let Some(input_uri) = input.filter(|u| produced.contains(u)) {
+        let mut job = job;
+        problems.extend(jobs::check_without_data(&mut job));
+        if problems.is_empty() {
+            return Ok(JobCheck::InputNotYetWritten { input_uri, output_uri: job.output.uri });
+        }
+        return Err(source.diagnostics(&problems).into());
+    }
+    match jobs::check(job).await {
+        Ok(checked) if problems.is_empty() => Ok(JobCheck::Checked(checked)),
+        Ok(_) => Err(source.diagnostics(&problems).into()),
+        Err(jobs::JobProblems(more)) => {
+            problems.extend(more);
+            Err(source.diagnostics(&problems).into())
+        }
+    }
+}
+
 /// The `--set` overrides that apply to one job file: unscoped ones (`key=value`) apply to
 /// every job; `STEM:key=value` only to the job file named STEM(.yaml), so one `run`
 /// can set the generator's row count without touching the cleaning job.
@@ -56,10 +94,15 @@ pub fn sets_for(path: &Path, set: &[String]) -> Vec<String> {
 }
 
 async fn submit_one(c: &Ctx, path: &Path, set: &[String]) -> Result<String> {
-    let job = load_job(path, set)?;
-    crate::validate::feasible(&c.spec, &job).map_err(|e| anyhow!("{}: resources: {e}", path.display()))?;
+    let checked = match check_job(&c.spec, path, set, &[]).await? {
+        JobCheck::Checked(checked) => checked,
+        JobCheck::InputNotYetWritten { input_uri, .. } => return Err(anyhow!("{input_uri} has not been written yet")),
+    };
+    if let Some(notice) = checked.file_size_notice() {
+        eprintln!("note: {notice}");
+    }
     let queue = c.handles.queue().await?;
-    let record = jobs::submit(&c.store, &queue, job).await?;
+    let record = jobs::submit_checked(&c.store, &queue, checked).await?;
     Ok(record.job_id)
 }
 

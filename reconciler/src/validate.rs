@@ -1,10 +1,15 @@
-//! `fleetform validate`: the cluster spec, and job specs against it.
+//! `fleetform validate`: the cluster spec, and job specs checked exactly as `submit`
+//! checks them (one function, `jobs::check_job`): every problem at once, with
+//! file:line:column.
 
 use std::path::{Path, PathBuf};
 
-use fleetform_core::{ClusterSpec, JobSpec};
+use fleetform_core::ClusterSpec;
 
-pub fn run(cluster_file: &Path, jobs: &[PathBuf], set: &[String]) -> anyhow::Result<i32> {
+use crate::cluster::Handles;
+use crate::jobs::{check_job, JobCheck};
+
+pub async fn run(cluster_file: &Path, jobs: &[PathBuf], set: &[String]) -> anyhow::Result<i32> {
     let spec = match ClusterSpec::load(cluster_file) {
         Ok(s) => s,
         Err(d) => {
@@ -12,18 +17,31 @@ pub fn run(cluster_file: &Path, jobs: &[PathBuf], set: &[String]) -> anyhow::Res
             return Ok(1);
         }
     };
+    // Job inputs on S3 are read through the cluster's AWS configuration, as submit does.
+    if !jobs.is_empty() {
+        if let Err(e) = Handles::of(&spec).await {
+            eprintln!("warning: {e:#}: job inputs on S3 cannot be checked");
+        }
+    }
     let mut failed = false;
+    // Outputs of the jobs checked so far: a later job may read one (generate, then clean),
+    // and that input exists only once the earlier job has run.
+    let mut produced: Vec<String> = Vec::new();
     for job in jobs {
-        match JobSpec::load(job, &crate::jobs::sets_for(job, set)) {
-            Err(d) => {
-                eprintln!("{d}");
-                failed = true;
-            }
-            Ok(j) => {
-                if let Err(msg) = feasible(&spec, &j) {
-                    eprintln!("{}: resources: {msg}", job.display());
-                    failed = true;
+        match check_job(&spec, job, set, &produced).await {
+            Ok(JobCheck::Checked(c)) => {
+                if let Some(notice) = c.file_size_notice() {
+                    eprintln!("{}: note: {notice}", job.display());
                 }
+                produced.push(c.spec.output.uri.clone());
+            }
+            Ok(JobCheck::InputNotYetWritten { output_uri, input_uri }) => {
+                eprintln!("{}: note: its input {input_uri} is written by a job before it; its data is checked at submit", job.display());
+                produced.push(output_uri);
+            }
+            Err(e) => {
+                eprintln!("{e:#}");
+                failed = true;
             }
         }
     }
@@ -33,22 +51,4 @@ pub fn run(cluster_file: &Path, jobs: &[PathBuf], set: &[String]) -> anyhow::Res
     println!("{} is valid ({} node types{})", cluster_file.display(), spec.available_node_types.len(),
         if jobs.is_empty() { String::new() } else { format!(", {} job(s) checked", jobs.len()) });
     Ok(0)
-}
-
-/// Can some worker node type run a task of this job? The message names what is missing.
-pub fn feasible(spec: &ClusterSpec, job: &JobSpec) -> Result<(), String> {
-    let local = spec.provider.kind == fleetform_core::spec::ProviderKind::Local;
-    let fits = spec.worker_types().any(|(_, t)| {
-        // Local workers without an explicit CPU get the machine's cores.
-        let mut offered = t.resources.clone();
-        if local && offered.get(fleetform_core::resources::CPU).is_none() {
-            offered = offered.with(fleetform_core::resources::CPU, f64::MAX);
-        }
-        offered.satisfies(&job.resources)
-    });
-    if fits {
-        return Ok(());
-    }
-    let offered: Vec<String> = spec.worker_types().map(|(n, t)| format!("{n} {}", t.resources)).collect();
-    Err(format!("no node type provides {}; node types offer: {}", job.resources, offered.join("; ")))
 }

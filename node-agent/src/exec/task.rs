@@ -177,7 +177,7 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
         next_unit += 1;
         tracing::debug!(task = %task_id, unit = next_unit - 1, "unit done");
         node.units_done.fetch_add(1, Ordering::Relaxed);
-        let full = chunk.rows >= spec.output.rows_per_file;
+        let full = chunk.rows >= spec.output.rows_per_file || spec.output.target_file_bytes.is_some_and(|t| staged_bytes(chunk) >= t);
         if full || next_unit == units {
             let c = open.take().expect("open chunk");
             if let Some(done) = finish_chunk(node, job, task_id, c, next_unit)? {
@@ -237,6 +237,11 @@ fn finish_chunk(node: &NodeContext, job: &JobContext, task_id: &str, c: OpenChun
         .block_on(store::upload_file(&job.output, &name, &c.staged))
         .with_context(|| format!("cannot upload {name} to {}", job.output.uri))?;
     Ok(Some(Chunk { file: name, rows: c.rows, first_unit: c.first_unit, end_unit }))
+}
+
+/// Bytes of the staged file so far (every finished row group is flushed to it).
+fn staged_bytes(c: &OpenChunk) -> u64 {
+    std::fs::metadata(&c.staged).map(|m| m.len()).unwrap_or(0)
 }
 
 fn discard(c: Option<OpenChunk>) {

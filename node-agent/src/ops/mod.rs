@@ -204,6 +204,12 @@ impl Pipeline {
         Ok(Pipeline { ops })
     }
 
+    /// Does this step compile on its own (its regex, say)? For checks that report every
+    /// step's problem, not the first.
+    pub fn check_step(step: &Step) -> Result<()> {
+        Self::compile_step(step).map(drop)
+    }
+
     fn compile_step(step: &Step) -> Result<Op> {
         let map = |c: &fleetform_core::job::ColumnOp, kind| Op::Map {
             column: c.column.clone(),
