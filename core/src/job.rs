@@ -81,8 +81,9 @@ pub struct OutputSpec {
     pub uri: String,
     /// A new output file starts once this many rows were written (at a row-group
     /// boundary). A file never spans tasks: a task's rows cap it too (submit says so).
-    #[serde(default = "defaults::rows_per_file")]
-    pub rows_per_file: u64,
+    /// Unset: 262144, or `min_rows_per_file` when that is larger (see `max_rows_per_file`).
+    #[serde(default)]
+    pub rows_per_file: Option<u64>,
     /// Ray's name: submit makes each task read at least this many rows, so that its
     /// files can hold that many (fewer tasks, bigger files). Filters can still make a
     /// file smaller.
@@ -102,6 +103,10 @@ pub struct OutputSpec {
 }
 
 impl OutputSpec {
+    /// Rows at which a new file starts.
+    pub fn max_rows_per_file(&self) -> u64 {
+        self.rows_per_file.unwrap_or_else(|| defaults::rows_per_file().max(self.min_rows_per_file.unwrap_or(0)))
+    }
     fn default_level() -> i32 {
         1
     }
@@ -350,18 +355,16 @@ impl JobSpec {
         if self.split.rows_per_task == 0 {
             c.error(root.key("split").key("rows_per_task"), "must be at least 1");
         }
-        if self.output.rows_per_file == 0 {
+        if self.output.rows_per_file == Some(0) {
             c.error(root.key("output").key("rows_per_file"), "must be at least 1");
         }
-        if let Some(min) = self.output.min_rows_per_file {
-            if min == 0 {
-                c.error(root.key("output").key("min_rows_per_file"), "must be at least 1");
-            } else if min > self.output.rows_per_file {
-                c.error(
-                    root.key("output").key("min_rows_per_file"),
-                    format!("is more than rows_per_file ({}): files are cut at rows_per_file; raise it too", self.output.rows_per_file),
-                );
-            }
+        match (self.output.min_rows_per_file, self.output.rows_per_file) {
+            (Some(0), _) => c.error(root.key("output").key("min_rows_per_file"), "must be at least 1"),
+            (Some(min), Some(max)) if min > max => c.error(
+                root.key("output").key("min_rows_per_file"),
+                format!("is more than rows_per_file ({max}): files are cut at rows_per_file; raise it too"),
+            ),
+            _ => {}
         }
         if self.output.target_file_bytes.is_some_and(|b| b < 1 << 20) {
             c.error(root.key("output").key("target_file_bytes"), "must be at least 1048576 (1 MiB); parquet files smaller than that cost more to list and open than to read");

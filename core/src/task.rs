@@ -26,6 +26,13 @@ impl TaskSource {
             TaskSource::Generate { first_row, rows } => format!("generated rows {first_row}..{}", first_row + rows),
         }
     }
+    /// The input file this task reads part of (None for generated rows).
+    pub fn input_file(&self) -> Option<&str> {
+        match self {
+            TaskSource::Parquet { uri, .. } => Some(uri),
+            TaskSource::Generate { .. } => None,
+        }
+    }
     pub fn rows(&self) -> u64 {
         match self {
             TaskSource::Parquet { rows, .. } | TaskSource::Generate { rows, .. } => *rows,

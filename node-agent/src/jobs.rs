@@ -2,6 +2,7 @@
 //! enqueue), progress, cancel, and finalization (the `_SUCCESS` manifest). Used by the
 //! `fleetform` CLI and by agents (whoever commits the last task finalizes).
 
+use std::collections::HashMap;
 use std::fs::File;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -112,25 +113,26 @@ pub fn check_without_data(spec: &mut JobSpec) -> Vec<Problem> {
 }
 
 impl CheckedJob {
-    /// What the output files will be, said before the job runs when `rows_per_file` asks
-    /// for more rows than a task reads (a file never spans tasks).
+    /// What the output files will be, said before the job runs when the `rows_per_file`
+    /// the user set asks for more rows than a task reads from an input it splits (a file
+    /// never spans tasks; an input smaller than rows_per_file is not worth a word).
     pub fn file_size_notice(&self) -> Option<String> {
         let out = &self.spec.output;
-        let largest = self.sources.iter().map(|s| s.rows()).max()?;
-        if out.rows_per_file <= largest || largest == 0 {
+        let wanted = out.rows_per_file?;
+        let mut tasks_per_input: HashMap<Option<&str>, usize> = HashMap::new();
+        for s in &self.sources {
+            *tasks_per_input.entry(s.input_file()).or_default() += 1;
+        }
+        let largest_cut = self.sources.iter().filter(|s| tasks_per_input[&s.input_file()] > 1).map(|s| s.rows()).max()?;
+        if wanted <= largest_cut {
             return None;
         }
-        let advice = match &self.spec.input {
-            i if i.generate.is_some() => format!("split.rows_per_task: {}", out.rows_per_file),
-            _ => format!("output.min_rows_per_file: {}", out.rows_per_file),
-        };
+        let advice = if self.spec.is_generator() { "split.rows_per_task" } else { "output.min_rows_per_file" };
         Some(format!(
-            "{}: {} tasks, each writes one file of at most {largest} rows: rows_per_file ({}) is more than a task reads, \
-             and a file never spans tasks; for files of {} rows set {advice} (fewer, larger tasks)",
+            "{}: {} tasks, each writes files of at most {largest_cut} rows: rows_per_file ({wanted}) is more than a task \
+             reads, and a file never spans tasks; for files of {wanted} rows set {advice}: {wanted} (fewer, larger tasks)",
             self.spec.name,
             self.sources.len(),
-            out.rows_per_file,
-            out.rows_per_file,
         ))
     }
 }

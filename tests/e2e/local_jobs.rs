@@ -95,7 +95,7 @@ fn submit_checks_columns_and_resources_naming_the_step() {
     let out = env.run(&["submit", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("steps[0] (lowercase): column `body` does not exist; available: id, text, label"), "{err}");
+    assert!(err.contains("bad.yaml:5:17: steps[0].lowercase.column: column `body` does not exist; available: id, text, label"), "{err}");
     let gpu = env.write_job("gpu.yaml", "name: gpu\ninput: {uri: raw}\noutput: {uri: out}\nresources: {CPU: 1, GPU: 1}\n");
     let out = env.run(&["submit", gpu.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
@@ -105,7 +105,7 @@ fn submit_checks_columns_and_resources_naming_the_step() {
         "name: re\ninput: {uri: raw}\noutput: {uri: out}\nsteps:\n  - regex_replace: {column: text, pattern: '(', replacement: ''}\n",
     );
     let out = env.run(&["submit", bad_re.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("steps[0] (regex_replace): pattern `(` does not compile"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("re.yaml:5:35: steps[0].regex_replace.pattern: pattern `(` does not compile"));
 }
 
 /// Every row as text, sorted by id, for comparing two outputs whatever their file layout.

@@ -177,7 +177,7 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
         next_unit += 1;
         tracing::debug!(task = %task_id, unit = next_unit - 1, "unit done");
         node.units_done.fetch_add(1, Ordering::Relaxed);
-        let full = chunk.rows >= spec.output.rows_per_file || spec.output.target_file_bytes.is_some_and(|t| staged_bytes(chunk) >= t);
+        let full = chunk.rows >= spec.output.max_rows_per_file() || spec.output.target_file_bytes.is_some_and(|t| staged_bytes(chunk) >= t);
         if full || next_unit == units {
             let c = open.take().expect("open chunk");
             if let Some(done) = finish_chunk(node, job, task_id, c, next_unit)? {
