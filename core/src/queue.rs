@@ -37,7 +37,9 @@ pub trait TaskQueue {
     async fn ensure(&self, class: &str) -> Result<(), QueueError>;
     async fn send(&self, class: &str, bodies: &[String]) -> Result<(), QueueError>;
     async fn receive(&self, class: &str, max: usize, lease: Duration) -> Result<Vec<Received>, QueueError>;
-    /// Extend a lease (a heartbeat). Fails with LeaseLost if the handle is stale.
+    /// Extend a lease (a heartbeat). Fails with LeaseLost if the handle is stale and the
+    /// backend can tell: SQS standard queues may accept an old handle, so exactly-once
+    /// never depends on this (the done record's create-if-absent decides).
     async fn extend(&self, class: &str, handle: &str, lease: Duration) -> Result<(), QueueError>;
     /// Give a message back at once (visibility 0).
     async fn release(&self, class: &str, handle: &str) -> Result<(), QueueError>;

@@ -22,7 +22,7 @@ async fn sqs_queue_conforms_on_moto() {
     let moto = Moto::start();
     let config = moto.sdk_config().await;
     let q = fleetform_agent::queue::sqs::SqsQueue::new(&config, "conf");
-    fleetform_agent::queue::conformance::run(&q, "default", Duration::from_secs(1)).await;
+    fleetform_agent::queue::conformance::run(&q, "default", Duration::from_secs(1), fleetform_agent::queue::conformance::StaleHandles::MayBeAccepted).await;
     let deleted = q.delete_all().await.unwrap();
     assert_eq!(deleted.len(), 2, "the class queue and its dead-letter queue: {deleted:?}");
 }

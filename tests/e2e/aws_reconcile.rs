@@ -327,11 +327,27 @@ fn aws_killed_apply_converges_on_rerun() {
     for (k, v) in &env {
         child.env(k, v);
     }
-    let mut child = child.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-    // Somewhere in the middle of the stacks (moto answers each in well under a second).
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let _ = child.kill();
+    let mut child = child.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    // Kill it right after the first stack is done and the second has started: a
+    // deterministic point in the middle (apply prints `X ...` and `X: done (N s)`).
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut seen = Vec::new();
+    let mut stacks_done = 0;
+    for line in lines {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains(" stack ") && line.contains(": done (") {
+            stacks_done += 1;
+        }
+        if stacks_done == 1 && line.contains(" stack ") && line.ends_with(" ...") {
+            break;
+        }
+    }
+    child.kill().unwrap();
     let _ = child.wait();
+    assert_eq!(stacks_done, 1, "apply was killed after its first stack and during its second: {seen:?}");
+    let (code, out) = run(&moto, &f, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "the killed apply left work to do: {out}");
     let (code, out) = run(&moto, &f, &["apply", "--yes"]);
     assert_eq!(code, 0, "{out}");
     let (code, out) = run(&moto, &f, &["plan", "--detailed-exitcode"]);

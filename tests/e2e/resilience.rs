@@ -77,8 +77,12 @@ fn spot_notice_drains_and_another_node_resumes_from_the_checkpoint() {
         UNITS_PER_TASK,
         "no row group in the checkpoint was processed again"
     );
-    // A replacement agent was started for the drained one.
-    wait_until(Duration::from_secs(10), "a replacement node", || sup.nodes().iter().all(|(id, _, _)| *id != node));
+    // A replacement agent was started for the drained one: the cluster's 2 agents again,
+    // the drained one not among them.
+    wait_until(Duration::from_secs(10), "a replacement node", || {
+        let nodes = sup.nodes();
+        nodes.len() == 2 && nodes.iter().all(|(id, _, _)| *id != node)
+    });
 }
 
 #[test]

@@ -227,7 +227,7 @@ mod tests {
     async fn sqlite_queue_conforms() {
         let d = std::env::temp_dir().join(format!("fleetform-queue-{}", uuid::Uuid::new_v4()));
         let q = super::SqliteQueue::open(&d.join("q.sqlite")).unwrap();
-        crate::queue::conformance::run(&q, "default", std::time::Duration::from_millis(200)).await;
+        crate::queue::conformance::run(&q, "default", std::time::Duration::from_millis(200), crate::queue::conformance::StaleHandles::Refused).await;
         let _ = std::fs::remove_dir_all(d);
     }
 }
