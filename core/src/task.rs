@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::resources::Resources;
 
+/// A task's lease (the queue's visibility timeout) unless `FLEETFORM_LEASE_SECONDS` says
+/// otherwise: renewed every third of it while the task runs, so a dead agent's tasks
+/// come back within this time even when nobody notices the death.
+pub const DEFAULT_LEASE_SECONDS: u64 = 60;
+
 /// The unit of work: a range of *units* of one source. For parquet input a unit is an
 /// input row group; for the generator it is one block of `batch_size` rows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -34,7 +34,7 @@ pub struct AgentArgs {
     #[arg(long, env = "FLEETFORM_IMDS_POLL_MS")]
     pub imds_poll_ms: Option<u64>,
     /// Lease (queue visibility timeout) in seconds; heartbeats renew it.
-    #[arg(long, env = "FLEETFORM_LEASE_SECONDS", default_value_t = 60)]
+    #[arg(long, env = "FLEETFORM_LEASE_SECONDS", default_value_t = fleetform_core::task::DEFAULT_LEASE_SECONDS)]
     pub lease_seconds: u64,
     /// A file the node's setup_commands write when one fails (user data sets it); its
     /// content goes into every heartbeat so `fleetform status` shows it.

@@ -95,7 +95,7 @@ impl LocalCluster {
             bail!("a local cluster `{}` is already running (pid {}): use it, or stop it first", spec.cluster_name, other.pid);
         }
         std::fs::create_dir_all(&handles.state_dir)?;
-        let lease_seconds = std::env::var("FLEETFORM_LEASE_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+        let lease_seconds = std::env::var("FLEETFORM_LEASE_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(fleetform_core::task::DEFAULT_LEASE_SECONDS);
         let mut cluster = LocalCluster {
             spec: spec.clone(),
             handles: handles.clone(),
