@@ -9,7 +9,8 @@ use chrono::Utc;
 use fleetform_core::job::JobSpec;
 use fleetform_core::layout;
 use fleetform_core::queue::TaskQueue;
-use fleetform_core::task::{DoneRecord, FailureRecord, JobRecord, Manifest, ManifestFile, TaskMessage, TaskSource};
+use fleetform_core::job::Step;
+use fleetform_core::task::{DoneRecord, FailureRecord, JobRecord, Manifest, ManifestFile, ShippedCode, TaskMessage, TaskSource};
 use futures::future::try_join_all;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 // Deprecated in parquet 60 in favour of a hand-written AsyncFileReader (arrow-rs#10308);
@@ -17,7 +18,8 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 #[allow(deprecated)]
 use parquet::arrow::async_reader::ParquetObjectReader;
 
-use crate::ops::Pipeline;
+use crate::ops::python::{self, CodeFile};
+use crate::ops::Stages;
 use crate::queue::Queue;
 use crate::storage::{self, Location};
 use crate::store::{self as objects, Store};
@@ -32,8 +34,15 @@ struct InputFile {
 }
 
 /// Validate a job against its data and enqueue its tasks. Returns the job record.
-pub async fn submit(store: &Store, queue: &Queue, mut spec: JobSpec) -> Result<JobRecord> {
-    Pipeline::compile(&spec.steps)?; // regexes compile; errors name the step
+/// A job with python steps goes through `submit_with_code`.
+pub async fn submit(store: &Store, queue: &Queue, spec: JobSpec) -> Result<JobRecord> {
+    submit_with_code(store, queue, spec, &[]).await
+}
+
+/// `submit`, storing the python steps' files (`ops::python::ship` reads them) with the
+/// job before its record, so no node ever sees a record whose code is missing.
+pub async fn submit_with_code(store: &Store, queue: &Queue, mut spec: JobSpec, code: &[CodeFile]) -> Result<JobRecord> {
+    Stages::compile(&spec.steps)?; // regexes compile; errors name the step
     spec.output.uri = storage::normalize_uri(&spec.output.uri)?;
     if let Some(uri) = &spec.input.uri {
         spec.input.uri = Some(storage::normalize_uri(uri)?);
@@ -50,6 +59,7 @@ pub async fn submit(store: &Store, queue: &Queue, mut spec: JobSpec) -> Result<J
     clear_previous_output(&output).await?;
 
     let job_id = format!("{}-{}-{:04x}", spec.name, Utc::now().format("%Y%m%d-%H%M%S"), rand_u16());
+    let code = store_code(store, &job_id, &spec, code).await?;
     let class = spec.resources.class().slug();
     let total_rows = sources.iter().map(|s| s.rows()).sum();
     let record = JobRecord {
@@ -59,6 +69,7 @@ pub async fn submit(store: &Store, queue: &Queue, mut spec: JobSpec) -> Result<J
         total_rows,
         queue_class: class.clone(),
         submitted_at: Utc::now(),
+        code,
     };
     let messages: Vec<TaskMessage> = sources
         .into_iter()
@@ -77,6 +88,25 @@ pub async fn submit(store: &Store, queue: &Queue, mut spec: JobSpec) -> Result<J
     let bodies: Vec<String> = messages.iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
     queue.send(&class, &bodies).await.map_err(|e| anyhow!("cannot enqueue the tasks of {job_id}: {e}"))?;
     Ok(record)
+}
+
+/// Put each python step's file in the store under `layout::code`; one entry per file.
+async fn store_code(store: &Store, job_id: &str, spec: &JobSpec, code: &[CodeFile]) -> Result<Vec<ShippedCode>> {
+    let mut shipped: Vec<ShippedCode> = Vec::new();
+    for (i, step) in spec.steps.iter().enumerate() {
+        let Step::Python(p) = step else { continue };
+        if shipped.iter().any(|s| s.file == p.file) {
+            continue;
+        }
+        let file = code.iter().find(|c| c.file == p.file).ok_or_else(|| {
+            anyhow!("steps[{i}] (python): {} was not read for shipping: submit the job from its file (`fleetform submit -f CLUSTER JOB.yaml`)", p.file)
+        })?;
+        let sha256 = python::sha256_hex(&file.bytes);
+        let key = layout::code(job_id, &sha256, python::file_name(&p.file));
+        store.put_bytes(&key, file.bytes.clone()).await?;
+        shipped.push(ShippedCode { file: p.file.clone(), key, sha256 });
+    }
+    Ok(shipped)
 }
 
 fn rand_u16() -> u16 {

@@ -55,11 +55,23 @@ pub fn sets_for(path: &Path, set: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The job's python files, checked (defined functions, no syntax errors) and read for
+/// shipping; warnings go to stderr.
+fn python_code(path: &Path, job: &JobSpec) -> Result<Vec<fleetform_agent::ops::python::CodeFile>> {
+    let (code, warnings) = fleetform_agent::ops::python::ship(path, job)
+        .map_err(|problems| anyhow!("{}: python steps:\n  {}", path.display(), problems.join("\n  ")))?;
+    for w in warnings {
+        eprintln!("{}: warning: {w}", path.display());
+    }
+    Ok(code)
+}
+
 async fn submit_one(c: &Ctx, path: &Path, set: &[String]) -> Result<String> {
     let job = load_job(path, set)?;
     crate::validate::feasible(&c.spec, &job).map_err(|e| anyhow!("{}: resources: {e}", path.display()))?;
+    let code = python_code(path, &job)?;
     let queue = c.handles.queue().await?;
-    let record = jobs::submit(&c.store, &queue, job).await?;
+    let record = jobs::submit_with_code(&c.store, &queue, job, &code).await?;
     Ok(record.job_id)
 }
 
@@ -79,7 +91,7 @@ pub async fn submit_command(file: &Path, job: &Path, set: &[String], wait: bool)
 pub async fn run_command(file: &Path, job_files: &[PathBuf], set: &[String]) -> Result<i32> {
     let c = ctx(file).await?;
     for j in job_files {
-        load_job(j, set)?; // every job is valid before anything starts
+        python_code(j, &load_job(j, set)?)?; // every job is valid before anything starts
     }
     crate::cluster::remember(file);
     let local_cluster = if c.spec.provider.kind == ProviderKind::Local && local::running_supervisor(&c.handles).is_none() {
