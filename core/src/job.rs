@@ -569,6 +569,33 @@ mod tests {
         assert!(msgs[1].starts_with("steps[1]: unknown variant `shout`"), "{err}");
     }
 
+    const PYTHON_CLEAN: &str = include_str!("../../examples/jobs/python-clean.yaml");
+
+    #[test]
+    fn python_steps_parse_and_hide_later_columns_from_the_submit_check() {
+        let job = JobSpec::from_yaml("python-clean.yaml", PYTHON_CLEAN).unwrap();
+        let Step::Python(p) = &job.steps[0] else { panic!("{:?}", job.steps) };
+        assert_eq!((p.file.as_str(), p.function.as_str(), p.batch_format, p.batch_size), ("preprocess.py", "preprocess_text", BatchFormat::Pandas, 1024));
+        assert_eq!((p.interpreter.as_str(), p.timeout_seconds), ("python3", None));
+        assert!(job.has_python());
+        // A native step after a python step may read what the function wrote.
+        let src = "name: j\ninput: {uri: /x}\noutput: {uri: /y}\nsteps:\n  - lowercase: {column: text}\n  - python: {file: p.py, function: f}\n  - lowercase: {column: made_by_f}\n";
+        let job = JobSpec::from_yaml("j.yaml", src).unwrap();
+        assert!(job.check_columns(&["text".into()]).is_empty());
+        assert_eq!(job.check_columns(&["body".into()]).len(), 1, "steps before it are still checked");
+    }
+
+    #[test]
+    fn python_step_errors() {
+        let src = "name: j\ninput: {uri: /x}\noutput: {uri: /y}\nsteps:\n  - python: {file: p.py, function: 'not a name', batch_size: 0}\n  - python: {file: p.py, function: g, interpreter: /opt/py/bin/python, batch_format: numpy}\n";
+        let msgs = JobSpec::from_yaml("j.yaml", src).unwrap_err().messages();
+        assert_eq!(msgs.len(), 4, "{msgs:?}");
+        assert!(msgs[0].starts_with("steps[0].python.function: `not a name` is not a Python function name"), "{msgs:?}");
+        assert!(msgs[1].starts_with("steps[0].python.batch_size: must be at least 1"), "{msgs:?}");
+        assert!(msgs[2].starts_with("steps[1].python.interpreter: `/opt/py/bin/python` differs from an earlier python step's `python3`"), "{msgs:?}");
+        assert!(msgs[3].starts_with("steps[1].python.batch_format: unknown variant `numpy`, expected `pandas` or `pyarrow`"), "{msgs:?}");
+    }
+
     #[test]
     fn overrides() {
         let mut v: serde_norway::Value = serde_norway::from_str(GENERATE).unwrap();

@@ -603,3 +603,5 @@ mod setup_failure_tests {
 
 #[cfg(test)]
 mod failure_tests;
+#[cfg(test)]
+mod python_tests;

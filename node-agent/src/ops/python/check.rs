@@ -51,6 +51,11 @@ pub fn check_job(job_file: &Path, spec: &JobSpec) -> CheckReport {
 
 /// Check one python step (`index` in the job's steps) whose file is relative to `job_dir`.
 pub fn check_step(job_dir: &Path, index: usize, step: &PythonStep) -> CheckReport {
+    check_step_using(job_dir, index, step, &[&step.interpreter, "python3"])
+}
+
+/// `check_step`, parsing with the first of `pythons` that runs here.
+fn check_step_using(job_dir: &Path, index: usize, step: &PythonStep, pythons: &[&str]) -> CheckReport {
     let at = format!("steps[{index}] (python)");
     let path = job_dir.join(&step.file);
     let mut report = CheckReport::default();
@@ -58,7 +63,7 @@ pub fn check_step(job_dir: &Path, index: usize, step: &PythonStep) -> CheckRepor
         report.problems.push(format!("{at}: cannot read {} ({}, relative to the job file): {e}", step.file, path.display()));
         return report;
     }
-    match parse_with_python(&path, step) {
+    match parse_with_python(&path, step, pythons) {
         Ok(found) => report.problems.extend(found.err().map(|m| format!("{at}: {m}"))),
         Err(why) => {
             report.warnings.push(format!("{at}: {why}: checked {} for `{}` as text only", step.file, step.function));
@@ -93,9 +98,9 @@ pub fn ship(job_file: &Path, spec: &JobSpec) -> Result<(Vec<CodeFile>, Vec<Strin
 
 /// Ok(Ok(())) when defined, Ok(Err(problem)) when not; Err(why) when no Python could
 /// parse it here.
-fn parse_with_python(path: &Path, step: &PythonStep) -> Result<Result<(), String>, String> {
+fn parse_with_python(path: &Path, step: &PythonStep, pythons: &[&str]) -> Result<Result<(), String>, String> {
     let mut tried = Vec::new();
-    for python in [step.interpreter.as_str(), "python3"] {
+    for &python in pythons {
         if tried.contains(&python) {
             continue;
         }
