@@ -36,28 +36,57 @@ async fn run_job(agent: &TestAgent, name: &str, yaml: &str, files: &[(&str, &str
         std::fs::write(dir.join(file), src).unwrap();
     }
     let job_file = dir.join("job.yaml");
-    std::fs::write(&job_file, yaml.replace("OUT", &dir.join("out").display().to_string()).replace("IN", &dir.join("in").display().to_string())).unwrap();
+    std::fs::write(
+        &job_file,
+        yaml.replace("OUT", &dir.join("out").display().to_string())
+            .replace("IN", &dir.join("in").display().to_string()),
+    )
+    .unwrap();
     let spec = JobSpec::load(&job_file, &[]).unwrap();
     let (code, warnings) = py::ship(&job_file, &spec).expect("the python steps check");
     assert!(warnings.is_empty(), "{warnings:?}");
-    let id = jobs::submit_with_code(&agent.shared.store, &agent.shared.queue, spec, &code).await.expect("submit").job_id;
+    let id = jobs::submit_with_code(&agent.shared.store, &agent.shared.queue, spec, &code)
+        .await
+        .expect("submit")
+        .job_id;
     agent.finished(&id).await
 }
 
 /// Every output row of a finished job, by column, in id order.
 fn output(dir: &Path) -> (Vec<String>, BTreeMap<i64, Vec<Option<String>>>) {
-    let manifest: Manifest = serde_json::from_slice(&std::fs::read(dir.join("_SUCCESS")).unwrap()).unwrap();
+    let manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(dir.join("_SUCCESS")).unwrap()).unwrap();
     let mut rows = BTreeMap::new();
     let mut columns = Vec::new();
     for f in &manifest.files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(dir.join(&f.file)).unwrap()).unwrap().build().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(dir.join(&f.file)).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
         for b in reader {
             let b = b.unwrap();
-            columns = b.schema().fields().iter().map(|f| f.name().clone()).collect();
-            let ids = b.column_by_name("id").unwrap().as_any().downcast_ref::<Int64Array>().unwrap().clone();
+            columns = b
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            let ids = b
+                .column_by_name("id")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .clone();
             for i in 0..b.num_rows() {
                 let values = b.columns().iter().map(|c| value(c, i)).collect();
-                assert!(rows.insert(ids.value(i), values).is_none(), "row {} appears twice", ids.value(i));
+                assert!(
+                    rows.insert(ids.value(i), values).is_none(),
+                    "row {} appears twice",
+                    ids.value(i)
+                );
             }
         }
     }
@@ -69,10 +98,16 @@ fn value(c: &ArrayRef, i: usize) -> Option<String> {
         return None;
     }
     let mut v = None;
-    if crate::ops::strings::visit_strings(&c.slice(i, 1), &mut |s| v = s.map(str::to_string)).is_ok() {
+    if crate::ops::strings::visit_strings(&c.slice(i, 1), &mut |s| v = s.map(str::to_string))
+        .is_ok()
+    {
         return v;
     }
-    Some(arrow_array::cast::as_primitive_array::<arrow_array::types::Int64Type>(c).value(i).to_string())
+    Some(
+        arrow_array::cast::as_primitive_array::<arrow_array::types::Int64Type>(c)
+            .value(i)
+            .to_string(),
+    )
 }
 
 /// Text that cleaning gets wrong easily: every kind of whitespace Python knows, Hangul
@@ -100,7 +135,7 @@ fn adversarial(rows: usize) -> Vec<String> {
                     let r = next();
                     let pick = (r >> 8) as u32;
                     char::from_u32(match r % 3 {
-                        0 => pick % 0x110000,      // anywhere (surrogates are skipped)
+                        0 => pick % 0x110000,       // anywhere (surrogates are skipped)
                         1 => 0xAC00 + pick % 11172, // Hangul syllables
                         _ => 0x20 + pick % 0x60,    // ASCII, punctuation included
                     })
@@ -116,8 +151,15 @@ fn write_input(dir: &Path, texts: &[Option<String>], group: usize) {
     let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..texts.len() as i64));
     let text: ArrayRef = Arc::new(StringArray::from(texts.to_vec()));
     let batch = RecordBatch::try_from_iter(vec![("id", ids), ("text", text)]).unwrap();
-    let props = WriterProperties::builder().set_max_row_group_row_count(Some(group)).build();
-    let mut w = ArrowWriter::try_new(std::fs::File::create(dir.join("input.parquet")).unwrap(), batch.schema(), Some(props)).unwrap();
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(group))
+        .build();
+    let mut w = ArrowWriter::try_new(
+        std::fs::File::create(dir.join("input.parquet")).unwrap(),
+        batch.schema(),
+        Some(props),
+    )
+    .unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
 }
@@ -146,7 +188,11 @@ fn pandas_itself(job_dir: &Path) -> serde_json::Value {
         .arg(job_dir.join("in/input.parquet"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -157,14 +203,24 @@ async fn the_seed_function_on_adversarial_text_equals_pandas_own_call() {
     let agent = agent().await;
     let texts: Vec<Option<String>> = adversarial(3000).into_iter().map(Some).collect();
     write_input(&agent.dir.join("seed/in"), &texts, 700);
-    let p = run_job(&agent, "seed", &SEED_JOB.replace("NAME", "seed"), &[("preprocess.py", SEED)]).await;
+    let p = run_job(
+        &agent,
+        "seed",
+        &SEED_JOB.replace("NAME", "seed"),
+        &[("preprocess.py", SEED)],
+    )
+    .await;
     assert!(p.failed.is_empty(), "{:?}", p.failed);
     let expected = pandas_itself(&agent.dir.join("seed"));
     let (columns, rows) = output(&agent.dir.join("seed/out"));
     assert_eq!(serde_json::json!(columns), expected["columns"]);
     assert_eq!(rows.len(), 3000);
     for (id, values) in &rows {
-        assert_eq!(&serde_json::json!(values), &expected["rows"][id.to_string()], "row {id}");
+        assert_eq!(
+            &serde_json::json!(values),
+            &expected["rows"][id.to_string()],
+            "row {id}"
+        );
     }
     agent.stop().await;
 }
@@ -175,14 +231,25 @@ async fn a_null_fails_as_it_does_in_pandas_with_the_traceback_and_row_range_afte
     let mut texts: Vec<Option<String>> = adversarial(1000).into_iter().map(Some).collect();
     texts[600] = None; // row group 0 holds rows 0..700: the third call, rows 512..700
     write_input(&agent.dir.join("nulls/in"), &texts, 700);
-    let p = run_job(&agent, "nulls", &SEED_JOB.replace("NAME", "nulls"), &[("preprocess.py", SEED)]).await;
+    let p = run_job(
+        &agent,
+        "nulls",
+        &SEED_JOB.replace("NAME", "nulls"),
+        &[("preprocess.py", SEED)],
+    )
+    .await;
     let expected = pandas_itself(&agent.dir.join("nulls"));
     let pandas_error = expected["error"].as_str().expect("pandas raises too");
     assert_eq!(p.failed.len(), 1, "{p:?}");
     let f = &p.failed[0];
     assert_eq!(f.failures, 2, "reported after max_failures");
     assert!(f.error.starts_with(&format!("steps[0] (python): preprocess_text (preprocess.py:6) {pandas_error}, on rows 512..700 of unit 0 of task t000000")), "{}", f.error);
-    assert!(f.error.contains("File \"preprocess.py\", line 24, in clean"), "{}", f.error);
+    assert!(
+        f.error
+            .contains("File \"preprocess.py\", line 24, in clean"),
+        "{}",
+        f.error
+    );
     agent.stop().await;
 }
 
@@ -213,19 +280,43 @@ async fn native_and_python_steps_mix_in_both_orders_in_calls_of_batch_size_rows(
     let p = run_job(&agent, "mixed", yaml, &[("mixed.py", MIXED)]).await;
     assert!(p.failed.is_empty(), "{:?}", p.failed);
     let (columns, rows) = output(&agent.dir.join("mixed/out"));
-    assert_eq!(columns, ["id", "label", "cleaned", "call_rows", "shout", "sparse", "quiet"]);
+    assert_eq!(
+        columns,
+        [
+            "id",
+            "label",
+            "cleaned",
+            "call_rows",
+            "shout",
+            "sparse",
+            "quiet"
+        ]
+    );
     assert_eq!(rows.len(), 2500, "keep_even kept every other row");
     let col = |name: &str| columns.iter().position(|c| c == name).unwrap();
     let mut calls: BTreeMap<String, usize> = BTreeMap::new();
     for (id, v) in &rows {
         assert_eq!(id % 2, 0);
-        *calls.entry(v[col("call_rows")].clone().unwrap()).or_default() += 1;
-        assert_eq!(v[col("quiet")], v[col("cleaned")], "lowercase(upper(cleaned)) is cleaned");
+        *calls
+            .entry(v[col("call_rows")].clone().unwrap())
+            .or_default() += 1;
+        assert_eq!(
+            v[col("quiet")],
+            v[col("cleaned")],
+            "lowercase(upper(cleaned)) is cleaned"
+        );
         let sparse = v[col("sparse")].clone();
-        assert_eq!(sparse, (*id >= 1500).then(|| format!("v{id}")), "null-typed batches were unified with typed ones");
+        assert_eq!(
+            sparse,
+            (*id >= 1500).then(|| format!("v{id}")),
+            "null-typed batches were unified with typed ones"
+        );
     }
     // Per unit of 2500 rows: 2000 rows in calls of 1000, 500 in the last call (halved).
-    assert_eq!(calls, BTreeMap::from([("1000".to_string(), 2000), ("500".to_string(), 500)]));
+    assert_eq!(
+        calls,
+        BTreeMap::from([("1000".to_string(), 2000), ("500".to_string(), 500)])
+    );
     agent.stop().await;
 }
 
@@ -233,7 +324,16 @@ async fn native_and_python_steps_mix_in_both_orders_in_calls_of_batch_size_rows(
 async fn a_wrong_return_type_fails_the_job_naming_the_function() {
     let agent = agent().await;
     let yaml = "name: wrong\ninput: {generate: {rows: 100, seed: 1, text_length: 10}}\noutput: {uri: OUT}\nmax_failures: 1\nsteps:\n  - python: {file: w.py, function: as_list}\n";
-    let p = run_job(&agent, "wrong", yaml, &[("w.py", "def as_list(batch):\n    return batch.to_dict('records')\n")]).await;
+    let p = run_job(
+        &agent,
+        "wrong",
+        yaml,
+        &[(
+            "w.py",
+            "def as_list(batch):\n    return batch.to_dict('records')\n",
+        )],
+    )
+    .await;
     assert_eq!(p.failed.len(), 1);
     assert!(p.failed[0].error.starts_with("steps[0] (python): as_list (w.py:1) returned builtins.list; a python step must return a pandas.DataFrame or a pyarrow.Table, on rows 0..100 of unit 0"), "{}", p.failed[0].error);
     agent.stop().await;
@@ -243,12 +343,17 @@ async fn a_wrong_return_type_fails_the_job_naming_the_function() {
 #[tokio::test]
 async fn a_shipped_file_that_changed_in_the_store_is_refused() {
     let dir = crate::ops::python::tests::temp_dir("tamper");
-    let store = crate::store::Store::open(&dir.join("store").display().to_string()).await.unwrap();
+    let store = crate::store::Store::open(&dir.join("store").display().to_string())
+        .await
+        .unwrap();
     let spec = JobSpec::from_yaml("j.yaml", "name: j\ninput: {generate: {rows: 1}}\noutput: {uri: /tmp/x}\nsteps:\n  - python: {file: lib/t.py, function: f}\n").unwrap();
     let stages = crate::ops::Stages::compile(&spec.steps).unwrap();
     let sha = py::sha256_hex(b"def f(b):\n    return b\n");
     let key = fleetform_core::layout::code("j-1", &sha, "t.py");
-    store.put_bytes(&key, b"def f(b):\n    return b  # changed\n".to_vec()).await.unwrap();
+    store
+        .put_bytes(&key, b"def f(b):\n    return b  # changed\n".to_vec())
+        .await
+        .unwrap();
     let mut record = fleetform_core::task::JobRecord {
         job_id: "j-1".into(),
         spec,
@@ -256,15 +361,45 @@ async fn a_shipped_file_that_changed_in_the_store_is_refused() {
         total_rows: 1,
         queue_class: "default".into(),
         submitted_at: chrono::Utc::now(),
-        code: vec![fleetform_core::task::ShippedCode { file: "lib/t.py".into(), key: key.clone(), sha256: sha.clone() }],
+        code: vec![fleetform_core::task::ShippedCode {
+            file: "lib/t.py".into(),
+            key: key.clone(),
+            sha256: sha.clone(),
+        }],
     };
-    let err = py::job_pool(&store, &record, &stages, &dir.join("spill"), "n1").await.err().unwrap().to_string();
-    assert!(err.contains(&format!("{key} has sha256 ")) && err.contains(&format!("but job j-1 recorded {sha} for lib/t.py")), "{err}");
-    store.put_bytes(&key, b"def f(b):\n    return b\n".to_vec()).await.unwrap();
-    assert!(py::job_pool(&store, &record, &stages, &dir.join("spill"), "n1").await.unwrap().is_some());
-    assert!(dir.join("spill/j-1/code").join(&sha).join("t.py").exists(), "kept under its base name for tracebacks");
+    let err = py::job_pool(&store, &record, &stages, &dir.join("spill"), "n1")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains(&format!("{key} has sha256 "))
+            && err.contains(&format!("but job j-1 recorded {sha} for lib/t.py")),
+        "{err}"
+    );
+    store
+        .put_bytes(&key, b"def f(b):\n    return b\n".to_vec())
+        .await
+        .unwrap();
+    assert!(
+        py::job_pool(&store, &record, &stages, &dir.join("spill"), "n1")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        dir.join("spill/j-1/code").join(&sha).join("t.py").exists(),
+        "kept under its base name for tracebacks"
+    );
     record.code.clear();
-    let err = py::job_pool(&store, &record, &stages, &dir.join("spill2"), "n1").await.err().unwrap().to_string();
-    assert!(err.contains("lib/t.py was not shipped with job j-1"), "{err}");
+    let err = py::job_pool(&store, &record, &stages, &dir.join("spill2"), "n1")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("lib/t.py was not shipped with job j-1"),
+        "{err}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -36,9 +36,22 @@ struct Pending {
 }
 
 impl<'a> StageRun<'a> {
-    pub fn new(stages: &'a Stages, pool: Option<&'a WorkerPool>, task_id: &'a str, stop: &'a AtomicBool) -> StageRun<'a> {
+    pub fn new(
+        stages: &'a Stages,
+        pool: Option<&'a WorkerPool>,
+        task_id: &'a str,
+        stop: &'a AtomicBool,
+    ) -> StageRun<'a> {
         let stages = stages.list();
-        StageRun { stages, pool, worker: None, task_id, stop, pending: stages.iter().map(|_| Pending::default()).collect(), unit: String::new() }
+        StageRun {
+            stages,
+            pool,
+            worker: None,
+            task_id,
+            stop,
+            pending: stages.iter().map(|_| Pending::default()).collect(),
+            unit: String::new(),
+        }
     }
 
     pub fn start_unit(&mut self, unit: String) {
@@ -68,7 +81,9 @@ impl<'a> StageRun<'a> {
 
     fn push_at(&mut self, i: usize, batch: RecordBatch, sink: &mut Sink<'_>) -> Result<()> {
         let stages = self.stages;
-        let Some(stage) = stages.get(i) else { return sink(batch) };
+        let Some(stage) = stages.get(i) else {
+            return sink(batch);
+        };
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -109,13 +124,23 @@ impl<'a> StageRun<'a> {
 
     fn call(&mut self, i: usize, batches: Vec<RecordBatch>, sink: &mut Sink<'_>) -> Result<()> {
         let stages = self.stages;
-        let Stage::Python(stage) = &stages[i] else { unreachable!("only python stages hold rows") };
+        let Stage::Python(stage) = &stages[i] else {
+            unreachable!("only python stages hold rows")
+        };
         let n: usize = batches.iter().map(|b| b.num_rows()).sum();
         let start = self.pending[i].called;
         self.pending[i].called += n;
-        let rows = format!("rows {start}..{} of {} (counted at the step's input)", start + n, self.unit);
+        let rows = format!(
+            "rows {start}..{} of {} (counted at the step's input)",
+            start + n,
+            self.unit
+        );
         let (schema, batches) = one_schema(stage, batches, &rows)?;
-        let (pool, task_id) = (self.pool.ok_or_else(|| anyhow!("a python step without a worker pool"))?, self.task_id);
+        let (pool, task_id) = (
+            self.pool
+                .ok_or_else(|| anyhow!("a python step without a worker pool"))?,
+            self.task_id,
+        );
         let worker = self.worker.get_or_insert_with(|| pool.checkout(task_id));
         let (_, out) = worker.call(stage, &schema, &batches, self.stop, &rows)?;
         for b in out {
@@ -127,11 +152,24 @@ impl<'a> StageRun<'a> {
 
 /// The slices of one call under one schema (an earlier python step may have typed a
 /// column `null` in some of them).
-fn one_schema(stage: &PythonStage, batches: Vec<RecordBatch>, rows: &str) -> Result<(arrow_schema::SchemaRef, Vec<RecordBatch>)> {
+fn one_schema(
+    stage: &PythonStage,
+    batches: Vec<RecordBatch>,
+    rows: &str,
+) -> Result<(arrow_schema::SchemaRef, Vec<RecordBatch>)> {
     let mut schema = batches[0].schema();
     for b in &batches[1..] {
-        schema = unify::unify(&schema, &b.schema()).map_err(|e| anyhow!("steps[{}] (python): its input on {rows} has two schemas: {e}", stage.step_index))?;
+        schema = unify::unify(&schema, &b.schema()).map_err(|e| {
+            anyhow!(
+                "steps[{}] (python): its input on {rows} has two schemas: {e}",
+                stage.step_index
+            )
+        })?;
     }
-    let batches = batches.into_iter().map(|b| unify::conform(b, &schema)).collect::<Result<Vec<_>, _>>().map_err(|e| anyhow!(e))?;
+    let batches = batches
+        .into_iter()
+        .map(|b| unify::conform(b, &schema))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!(e))?;
     Ok((schema, batches))
 }

@@ -298,8 +298,12 @@ impl PythonUnits<'_> {
         let mut outs: Vec<RecordBatch> = Vec::new();
         self.run.start_unit(unit);
         let run = &mut self.run;
-        let rows_in = source.read_unit(u, h, &mut |batch| run.push(batch, &mut |b| Ok(outs.push(b))))?;
-        run.finish_unit(&mut |b| Ok(outs.push(b)))?;
+        let mut gather = |b| {
+            outs.push(b);
+            Ok(())
+        };
+        let rows_in = source.read_unit(u, h, &mut |batch| run.push(batch, &mut gather))?;
+        run.finish_unit(&mut gather)?;
         outs.retain(|b| b.num_rows() > 0);
         let Some(first) = outs.first() else { return Ok(rows_in) };
         let mut target = self.schema.clone().unwrap_or_else(|| first.schema());

@@ -34,14 +34,24 @@ impl Stages {
         for (i, step) in steps.iter().enumerate() {
             let Step::Python(p) = step else { continue };
             if run_start < i {
-                list.push(Stage::Native(Pipeline::compile_numbered(run_start, &steps[run_start..i])?));
+                list.push(Stage::Native(Pipeline::compile_numbered(
+                    run_start,
+                    &steps[run_start..i],
+                )?));
             }
-            list.push(Stage::Python(PythonStage { step_index: i, function_index: python, step: p.clone() }));
+            list.push(Stage::Python(PythonStage {
+                step_index: i,
+                function_index: python,
+                step: p.clone(),
+            }));
             python += 1;
             run_start = i + 1;
         }
         if run_start < steps.len() || list.is_empty() {
-            list.push(Stage::Native(Pipeline::compile_numbered(run_start, &steps[run_start..])?));
+            list.push(Stage::Native(Pipeline::compile_numbered(
+                run_start,
+                &steps[run_start..],
+            )?));
         }
         Ok(Stages { list })
     }

@@ -55,18 +55,32 @@ pub fn check_step(job_dir: &Path, index: usize, step: &PythonStep) -> CheckRepor
 }
 
 /// `check_step`, parsing with the first of `pythons` that runs here.
-fn check_step_using(job_dir: &Path, index: usize, step: &PythonStep, pythons: &[&str]) -> CheckReport {
+fn check_step_using(
+    job_dir: &Path,
+    index: usize,
+    step: &PythonStep,
+    pythons: &[&str],
+) -> CheckReport {
     let at = format!("steps[{index}] (python)");
     let path = job_dir.join(&step.file);
     let mut report = CheckReport::default();
     if let Err(e) = std::fs::metadata(&path) {
-        report.problems.push(format!("{at}: cannot read {} ({}, relative to the job file): {e}", step.file, path.display()));
+        report.problems.push(format!(
+            "{at}: cannot read {} ({}, relative to the job file): {e}",
+            step.file,
+            path.display()
+        ));
         return report;
     }
     match parse_with_python(&path, step, pythons) {
-        Ok(found) => report.problems.extend(found.err().map(|m| format!("{at}: {m}"))),
+        Ok(found) => report
+            .problems
+            .extend(found.err().map(|m| format!("{at}: {m}"))),
         Err(why) => {
-            report.warnings.push(format!("{at}: {why}: checked {} for `{}` as text only", step.file, step.function));
+            report.warnings.push(format!(
+                "{at}: {why}: checked {} for `{}` as text only",
+                step.file, step.function
+            ));
             if let Some(problem) = text_check(&path, step) {
                 report.problems.push(format!("{at}: {problem}"));
             }
@@ -90,43 +104,77 @@ pub fn ship(job_file: &Path, spec: &JobSpec) -> Result<(Vec<CodeFile>, Vec<Strin
             continue;
         }
         let path = dir.join(&p.file);
-        let bytes = std::fs::read(&path).map_err(|e| vec![format!("cannot read {}: {e}", path.display())])?;
-        files.push(CodeFile { file: p.file.clone(), bytes });
+        let bytes = std::fs::read(&path)
+            .map_err(|e| vec![format!("cannot read {}: {e}", path.display())])?;
+        files.push(CodeFile {
+            file: p.file.clone(),
+            bytes,
+        });
     }
     Ok((files, report.warnings))
 }
 
 /// Ok(Ok(())) when defined, Ok(Err(problem)) when not; Err(why) when no Python could
 /// parse it here.
-fn parse_with_python(path: &Path, step: &PythonStep, pythons: &[&str]) -> Result<Result<(), String>, String> {
+fn parse_with_python(
+    path: &Path,
+    step: &PythonStep,
+    pythons: &[&str],
+) -> Result<Result<(), String>, String> {
     let mut tried = Vec::new();
     for &python in pythons {
         if tried.contains(&python) {
             continue;
         }
         tried.push(python);
-        let out = match Command::new(python).arg("-c").arg(CHECK_PY).arg(path).arg(&step.file).arg(&step.function).output() {
+        let out = match Command::new(python)
+            .arg("-c")
+            .arg(CHECK_PY)
+            .arg(path)
+            .arg(&step.file)
+            .arg(&step.function)
+            .output()
+        {
             Ok(o) if o.status.success() => o,
             _ => continue,
         };
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else { continue };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+            continue;
+        };
         return Ok(judge(&v, step));
     }
-    Err(format!("no Python found on this machine ({})", tried.join(", ")))
+    Err(format!(
+        "no Python found on this machine ({})",
+        tried.join(", ")
+    ))
 }
 
 fn judge(v: &serde_json::Value, step: &PythonStep) -> Result<(), String> {
     let (file, name) = (&step.file, &step.function);
     if let Some(e) = v.get("syntax_error") {
-        return Err(format!("{file}:{}:{}: syntax error: {}", e["line"], e["column"], e["message"].as_str().unwrap_or("?")));
+        return Err(format!(
+            "{file}:{}:{}: syntax error: {}",
+            e["line"],
+            e["column"],
+            e["message"].as_str().unwrap_or("?")
+        ));
     }
     if let Some(e) = v.get("unreadable").and_then(|e| e.as_str()) {
         return Err(format!("cannot read {file}: {e}"));
     }
     let found = &v["found"];
     if found.is_null() {
-        let functions: Vec<&str> = v["functions"].as_array().into_iter().flatten().filter_map(|f| f.as_str()).collect();
-        let has = if functions.is_empty() { "it defines no function".to_string() } else { format!("its functions: {}", functions.join(", ")) };
+        let functions: Vec<&str> = v["functions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str())
+            .collect();
+        let has = if functions.is_empty() {
+            "it defines no function".to_string()
+        } else {
+            format!("its functions: {}", functions.join(", "))
+        };
         return Err(format!("{file} defines no top-level `{name}`; {has}"));
     }
     if found[2] == "class" {
@@ -145,11 +193,17 @@ fn text_check(path: &Path, step: &PythonStep) -> Option<String> {
         Err(e) => return Some(format!("cannot read {}: {e}", step.file)),
     };
     let name = regex::escape(&step.function);
-    let re = regex::Regex::new(&format!(r"(?m)^(?:(?:async\s+)?def\s+{name}\s*\(|{name}\s*(?::[^=\n]*)?=[^=])")).expect("a valid pattern");
+    let re = regex::Regex::new(&format!(
+        r"(?m)^(?:(?:async\s+)?def\s+{name}\s*\(|{name}\s*(?::[^=\n]*)?=[^=])"
+    ))
+    .expect("a valid pattern");
     if re.is_match(&src) {
         None
     } else {
-        Some(format!("{} has no line `def {}(`", step.file, step.function))
+        Some(format!(
+            "{} has no line `def {}(`",
+            step.file, step.function
+        ))
     }
 }
 

@@ -21,7 +21,10 @@ pub struct WorkerPool {
 
 impl WorkerPool {
     pub fn new(cfg: WorkerConfig) -> WorkerPool {
-        WorkerPool { cfg, idle: Mutex::new(Vec::new()) }
+        WorkerPool {
+            cfg,
+            idle: Mutex::new(Vec::new()),
+        }
     }
 
     /// A worker for one task: an idle one if there is one, else one started on first use.
@@ -30,7 +33,11 @@ impl WorkerPool {
         if let Some(w) = &worker {
             w.set_task(task);
         }
-        Checkout { pool: self, worker, task: task.to_string() }
+        Checkout {
+            pool: self,
+            worker,
+            task: task.to_string(),
+        }
     }
 
     /// Kill workers idle for longer than `after`; returns how many.
@@ -60,12 +67,21 @@ pub struct Checkout<'a> {
 impl Checkout<'_> {
     /// Call the stage's function on these rows. A worker that dies is replaced and the
     /// rows sent again, once; `rows` says which rows these are, for the messages.
-    pub fn call(&mut self, stage: &PythonStage, schema: &SchemaRef, batches: &[RecordBatch], stop: &AtomicBool, rows: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    pub fn call(
+        &mut self,
+        stage: &PythonStage,
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+        stop: &AtomicBool,
+        rows: &str,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let step = format!("steps[{}] (python)", stage.step_index);
         let limit = stage.step.timeout_seconds.map(Duration::from_secs);
         let mut first_death: Option<String> = None;
         loop {
-            let result = self.worker(stop, limit).and_then(|w| w.call(stage.function_index as u32, schema, batches, stop, limit));
+            let result = self
+                .worker(stop, limit)
+                .and_then(|w| w.call(stage.function_index as u32, schema, batches, stop, limit));
             let error = match result {
                 Ok(out) => return Ok(out),
                 Err(e) => e,
@@ -83,7 +99,11 @@ impl Checkout<'_> {
                     first_death = Some(how);
                 }
                 CallError::Python { message, traceback } => {
-                    let tb = if traceback.is_empty() { String::new() } else { format!("\n{}", traceback.trim_end()) };
+                    let tb = if traceback.is_empty() {
+                        String::new()
+                    } else {
+                        format!("\n{}", traceback.trim_end())
+                    };
                     return Err(anyhow!("{step}: {message}, on {rows}{tb}"));
                 }
                 CallError::TimedOut(limit) => {
@@ -102,7 +122,11 @@ impl Checkout<'_> {
         }
     }
 
-    fn worker(&mut self, stop: &AtomicBool, limit: Option<Duration>) -> Result<&mut PythonWorker, CallError> {
+    fn worker(
+        &mut self,
+        stop: &AtomicBool,
+        limit: Option<Duration>,
+    ) -> Result<&mut PythonWorker, CallError> {
         if self.worker.is_none() {
             let w = PythonWorker::start(&self.pool.cfg, &self.task, stop, limit)?;
             tracing::info!(task = %self.task, pid = w.pid(), versions = %w.versions, "python worker started");

@@ -46,19 +46,31 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Frame>> {
     r.read_exact(&mut head[1..])?;
     let len = u64::from_le_bytes(head[1..].try_into().expect("8 bytes"));
     if len > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes: the worker's output is out of step")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes: the worker's output is out of step"),
+        ));
     }
     let mut payload = vec![0u8; len as usize];
     r.read_exact(&mut payload)?;
-    Ok(Some(Frame { kind: head[0], payload }))
+    Ok(Some(Frame {
+        kind: head[0],
+        payload,
+    }))
 }
 
 /// A batch request: the function's index, then the rows as one IPC stream of the slices.
-pub fn encode_batch(function_index: u32, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
+pub fn encode_batch(
+    function_index: u32,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<Vec<u8>> {
     let mut out = function_index.to_le_bytes().to_vec();
-    let mut w = StreamWriter::try_new(&mut out, schema).context("cannot start the Arrow IPC stream")?;
+    let mut w =
+        StreamWriter::try_new(&mut out, schema).context("cannot start the Arrow IPC stream")?;
     for b in batches {
-        w.write(b).context("cannot encode a batch for the python worker")?;
+        w.write(b)
+            .context("cannot encode a batch for the python worker")?;
     }
     w.finish()?;
     drop(w);
@@ -71,12 +83,19 @@ pub fn decode_stream(bytes: Vec<u8>) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let mut decoder = StreamDecoder::new();
     let mut batches = Vec::new();
     while !buf.is_empty() {
-        if let Some(b) = decoder.decode(&mut buf).context("the python worker's reply is not an Arrow IPC stream")? {
+        if let Some(b) = decoder
+            .decode(&mut buf)
+            .context("the python worker's reply is not an Arrow IPC stream")?
+        {
             batches.push(b);
         }
     }
-    decoder.finish().context("the python worker's reply ends mid-stream")?;
-    let schema = decoder.schema().ok_or_else(|| anyhow!("the python worker's reply has no schema"))?;
+    decoder
+        .finish()
+        .context("the python worker's reply ends mid-stream")?;
+    let schema = decoder
+        .schema()
+        .ok_or_else(|| anyhow!("the python worker's reply has no schema"))?;
     Ok((schema, batches))
 }
 
@@ -91,7 +110,9 @@ mod tests {
     #[test]
     fn frames_and_slices_round_trip() {
         let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..10));
-        let text: ArrayRef = Arc::new(StringArray::from_iter_values((0..10).map(|i| format!("row {i}"))));
+        let text: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..10).map(|i| format!("row {i}")),
+        ));
         let batch = RecordBatch::try_from_iter(vec![("id", ids), ("text", text)]).unwrap();
         let slices = [batch.slice(2, 3), batch.slice(7, 2)];
         let payload = encode_batch(7, &batch.schema(), &slices).unwrap();
@@ -100,8 +121,14 @@ mod tests {
         let mut r = wire.as_slice();
         let frame = read_frame(&mut r).unwrap().unwrap();
         assert_eq!(frame.kind, BATCH);
-        assert!(read_frame(&mut r).unwrap().is_none(), "clean end after the frame");
-        assert_eq!(u32::from_le_bytes(frame.payload[..4].try_into().unwrap()), 7);
+        assert!(
+            read_frame(&mut r).unwrap().is_none(),
+            "clean end after the frame"
+        );
+        assert_eq!(
+            u32::from_le_bytes(frame.payload[..4].try_into().unwrap()),
+            7
+        );
         let (schema, got) = decode_stream(frame.payload[4..].to_vec()).unwrap();
         assert_eq!(schema, batch.schema());
         assert_eq!(got, slices.to_vec(), "slices arrive as their own rows");
@@ -111,7 +138,9 @@ mod tests {
     fn a_truncated_frame_is_an_error_not_an_end() {
         let mut wire = Vec::new();
         write_frame(&mut wire, ERROR, &[b"0123456789"]).unwrap();
-        let err = read_frame(&mut &wire[..wire.len() - 1]).err().expect("truncated");
+        let err = read_frame(&mut &wire[..wire.len() - 1])
+            .err()
+            .expect("truncated");
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

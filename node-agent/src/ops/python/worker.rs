@@ -79,7 +79,12 @@ pub struct PythonWorker {
 
 impl PythonWorker {
     /// Start a worker and wait until it has loaded every function.
-    pub fn start(cfg: &WorkerConfig, task: &str, stop: &AtomicBool, limit: Option<Duration>) -> Result<PythonWorker, CallError> {
+    pub fn start(
+        cfg: &WorkerConfig,
+        task: &str,
+        stop: &AtomicBool,
+        limit: Option<Duration>,
+    ) -> Result<PythonWorker, CallError> {
         let mut child = Command::new(&cfg.interpreter)
             .arg(&cfg.runner)
             .env("PYTHONUNBUFFERED", "1")
@@ -88,22 +93,38 @@ impl PythonWorker {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| CallError::Other(spawn_error(cfg, e)))?;
-        let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let (stdin, stdout, stderr) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let (Some(stdin), Some(stdout), Some(stderr)) = (stdin, stdout, stderr) else {
             unreachable!("all three are piped above")
         };
         let task = Arc::new(Mutex::new(task.to_string()));
         let (stderr_tail, stderr_done) = log_stderr(stderr, child.id(), task.clone());
         let replies = read_replies(stdout);
-        let mut w = PythonWorker { child, stdin: BufWriter::with_capacity(PIPE_BUFFER, stdin), replies, stderr_tail, stderr_done, task, versions: String::new() };
+        let mut w = PythonWorker {
+            child,
+            stdin: BufWriter::with_capacity(PIPE_BUFFER, stdin),
+            replies,
+            stderr_tail,
+            stderr_done,
+            task,
+            versions: String::new(),
+        };
         let init = serde_json::json!({ "functions": cfg.functions });
         w.send(protocol::INIT, &[init.to_string().as_bytes()])?;
         let ready = w.reply(stop, limit)?;
         if ready.kind != protocol::READY {
-            return Err(CallError::Other(anyhow!("the python worker sent frame {:?} instead of ready", ready.kind as char)));
+            return Err(CallError::Other(anyhow!(
+                "the python worker sent frame {:?} instead of ready",
+                ready.kind as char
+            )));
         }
         let v: serde_json::Value = serde_json::from_slice(&ready.payload).unwrap_or_default();
-        w.versions = format!("python {}, pyarrow {}, pandas {}", v["python"], v["pyarrow"], v["pandas"]).replace('"', "");
+        w.versions = format!(
+            "python {}, pyarrow {}, pandas {}",
+            v["python"], v["pyarrow"], v["pandas"]
+        )
+        .replace('"', "");
         Ok(w)
     }
 
@@ -130,13 +151,17 @@ impl PythonWorker {
         let frame = self.reply(stop, limit)?;
         match frame.kind {
             protocol::BATCH => protocol::decode_stream(frame.payload).map_err(CallError::Other),
-            other => Err(CallError::Other(anyhow!("the python worker sent frame {:?} instead of a batch", other as char))),
+            other => Err(CallError::Other(anyhow!(
+                "the python worker sent frame {:?} instead of a batch",
+                other as char
+            ))),
         }
     }
 
     fn send(&mut self, kind: u8, parts: &[&[u8]]) -> Result<(), CallError> {
         // A write fails (EPIPE) only when the worker is gone: report how it ended.
-        protocol::write_frame(&mut self.stdin, kind, parts).map_err(|_| CallError::Died(self.death()))
+        protocol::write_frame(&mut self.stdin, kind, parts)
+            .map_err(|_| CallError::Died(self.death()))
     }
 
     /// The next reply that is not an error frame, or why there is none.
@@ -144,9 +169,13 @@ impl PythonWorker {
         let started = Instant::now();
         loop {
             match self.replies.recv_timeout(POLL) {
-                Ok(Ok(frame)) if frame.kind == protocol::ERROR => return Err(python_error(&frame.payload)),
+                Ok(Ok(frame)) if frame.kind == protocol::ERROR => {
+                    return Err(python_error(&frame.payload))
+                }
                 Ok(Ok(frame)) => return Ok(frame),
-                Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => return Err(CallError::Died(self.death())),
+                Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => {
+                    return Err(CallError::Died(self.death()))
+                }
                 Err(RecvTimeoutError::Timeout) => {}
             }
             if stop.load(Ordering::SeqCst) {
@@ -170,7 +199,13 @@ impl PythonWorker {
         let status = wait_briefly(&mut self.child);
         // Its stderr closes when it exits; the logging thread then has every line.
         let _ = self.stderr_done.recv_timeout(EXIT_WAIT);
-        let tail: Vec<String> = self.stderr_tail.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+        let tail: Vec<String> = self
+            .stderr_tail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
         let how = describe_exit(self.child.id(), status);
         if tail.is_empty() {
             format!("{how}; it wrote nothing to stderr")
@@ -188,16 +223,27 @@ impl Drop for PythonWorker {
 
 fn spawn_error(cfg: &WorkerConfig, e: io::Error) -> anyhow::Error {
     if e.kind() == io::ErrorKind::NotFound {
-        anyhow!("{} not found on node {}; set python.interpreter or add it in setup_commands", cfg.interpreter, cfg.node_id)
+        anyhow!(
+            "{} not found on node {}; set python.interpreter or add it in setup_commands",
+            cfg.interpreter,
+            cfg.node_id
+        )
     } else {
-        anyhow!("cannot start {} on node {}: {e}", cfg.interpreter, cfg.node_id)
+        anyhow!(
+            "cannot start {} on node {}: {e}",
+            cfg.interpreter,
+            cfg.node_id
+        )
     }
 }
 
 fn python_error(payload: &[u8]) -> CallError {
     let v: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
     CallError::Python {
-        message: v["message"].as_str().unwrap_or("the python worker reported an error it could not describe").to_string(),
+        message: v["message"]
+            .as_str()
+            .unwrap_or("the python worker reported an error it could not describe")
+            .to_string(),
         traceback: v["traceback"].as_str().unwrap_or_default().to_string(),
     }
 }
@@ -221,10 +267,15 @@ fn describe_exit(pid: u32, status: Option<ExitStatus>) -> String {
     match status {
         Some(s) if s.signal().is_some() => {
             let sig = s.signal().expect("checked");
-            let name = nix::sys::signal::Signal::try_from(sig).map(|s| s.to_string()).unwrap_or_else(|_| "?".into());
+            let name = nix::sys::signal::Signal::try_from(sig)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|_| "?".into());
             format!("the python worker (pid {pid}) was killed by signal {sig} ({name})")
         }
-        Some(s) => format!("the python worker (pid {pid}) exited with status {}", s.code().unwrap_or(-1)),
+        Some(s) => format!(
+            "the python worker (pid {pid}) exited with status {}",
+            s.code().unwrap_or(-1)
+        ),
         None => format!("the python worker (pid {pid}) stopped answering"),
     }
 }
@@ -253,7 +304,11 @@ fn read_replies(stdout: std::process::ChildStdout) -> Receiver<io::Result<Frame>
 }
 
 /// Log every stderr line of the worker (prefixed with its task) and keep the last few.
-fn log_stderr(stderr: std::process::ChildStderr, pid: u32, task: Arc<Mutex<String>>) -> (Arc<Mutex<VecDeque<String>>>, Receiver<()>) {
+fn log_stderr(
+    stderr: std::process::ChildStderr,
+    pid: u32,
+    task: Arc<Mutex<String>>,
+) -> (Arc<Mutex<VecDeque<String>>>, Receiver<()>) {
     let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL_LINES)));
     let (done_tx, done_rx) = mpsc::channel();
     let kept = tail.clone();

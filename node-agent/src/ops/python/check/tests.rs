@@ -33,7 +33,10 @@ fn parsing_finds_definitions_without_importing_the_users_modules() {
     let r = check(&dir, src, "preprocess_text");
     assert_eq!(r.problems, ["steps[2] (python): p.py defines no top-level `preprocess_text`; its functions: clean, helper"]);
     let r = check(&dir, "class Cleaner:\n    pass\n", "Cleaner");
-    assert!(r.problems[0].contains("`Cleaner` (p.py:1) is a class"), "{r:?}");
+    assert!(
+        r.problems[0].contains("`Cleaner` (p.py:1) is a class"),
+        "{r:?}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -41,23 +44,48 @@ fn parsing_finds_definitions_without_importing_the_users_modules() {
 fn a_syntax_error_names_file_line_and_column_and_a_missing_file_its_path() {
     require_python();
     let dir = temp_dir("syntax");
-    let r = check(&dir, "def ok(b):\n    return b\n\ndef broken(b)\n    return b\n", "ok");
-    assert_eq!(r.problems, ["steps[2] (python): p.py:4:14: syntax error: expected ':'"]);
+    let r = check(
+        &dir,
+        "def ok(b):\n    return b\n\ndef broken(b)\n    return b\n",
+        "ok",
+    );
+    assert_eq!(
+        r.problems,
+        ["steps[2] (python): p.py:4:14: syntax error: expected ':'"]
+    );
     let r = check_step(&dir, 0, &step("nope.py", "f", "python3"));
-    assert!(r.problems[0].starts_with(&format!("steps[0] (python): cannot read nope.py ({}, relative to the job file)", dir.join("nope.py").display())), "{r:?}");
+    assert!(
+        r.problems[0].starts_with(&format!(
+            "steps[0] (python): cannot read nope.py ({}, relative to the job file)",
+            dir.join("nope.py").display()
+        )),
+        "{r:?}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn without_python_the_check_is_textual_and_says_so() {
     let dir = temp_dir("nopython");
-    std::fs::write(dir.join("p.py"), "def preprocess_text(batch):\n    return batch\n").unwrap();
+    std::fs::write(
+        dir.join("p.py"),
+        "def preprocess_text(batch):\n    return batch\n",
+    )
+    .unwrap();
     // A node interpreter path that is not on this machine, and no python3 either.
     let absent = ["/opt/venv/bin/python", "/nonexistent/python3"];
-    let r = check_step_using(&dir, 0, &step("p.py", "preprocess_text", "/opt/venv/bin/python"), &absent);
+    let r = check_step_using(
+        &dir,
+        0,
+        &step("p.py", "preprocess_text", "/opt/venv/bin/python"),
+        &absent,
+    );
     assert!(r.problems.is_empty(), "{r:?}");
     assert_eq!(r.warnings, ["steps[0] (python): no Python found on this machine (/opt/venv/bin/python, /nonexistent/python3): checked p.py for `preprocess_text` as text only"]);
     let r = check_step_using(&dir, 0, &step("p.py", "missing", "python3"), &absent);
-    assert_eq!(r.problems, ["steps[0] (python): p.py has no line `def missing(`"]);
+    assert_eq!(
+        r.problems,
+        ["steps[0] (python): p.py has no line `def missing(`"]
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
