@@ -154,6 +154,7 @@ pub enum Step {
     UnicodeNormalize(Normalize),
     Filter(Filter),
     DropColumns(DropColumns),
+    Python(PythonStep),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -212,6 +213,64 @@ pub struct DropColumns {
     pub columns: Vec<String>,
 }
 
+/// A user's Python function, called on batches as Ray's `map_batches` calls it:
+/// `fn(batch) -> batch`, the batch a `pandas.DataFrame` or a `pyarrow.Table`. It runs in a
+/// long-lived worker process per slot (node-agent `ops::python`) and may add, drop or
+/// change columns and rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PythonStep {
+    /// The Python source file, relative to the job file; shipped with the job.
+    pub file: String,
+    /// A function defined at the file's top level.
+    pub function: String,
+    #[serde(default)]
+    pub batch_format: BatchFormat,
+    /// Rows per call, as `map_batches(batch_size=...)`; a unit's last call may be shorter.
+    #[serde(default = "PythonStep::default_batch_size")]
+    pub batch_size: usize,
+    /// The interpreter on the nodes (a name on PATH or a path); every python step of a
+    /// job uses the same one (one worker per slot runs them all).
+    #[serde(default = "PythonStep::default_interpreter")]
+    pub interpreter: String,
+    /// Fail the task when one call takes longer than this. None: no limit (a call still
+    /// stops when the task loses its lease or the job is cancelled).
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+}
+
+impl PythonStep {
+    /// Ray Data's default `batch_size` for `map_batches`.
+    pub fn default_batch_size() -> usize {
+        1024
+    }
+    fn default_interpreter() -> String {
+        "python3".into()
+    }
+    /// `preprocess_text (preprocess.py)`: how messages name the step.
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.function, self.file)
+    }
+}
+
+/// What the function receives, as Ray's `batch_format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchFormat {
+    #[default]
+    Pandas,
+    Pyarrow,
+}
+
+impl BatchFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchFormat::Pandas => "pandas",
+            BatchFormat::Pyarrow => "pyarrow",
+        }
+    }
+}
+
 const STEP_NAMES: &[&str] = &[
     "regex_replace",
     "lowercase",
@@ -221,6 +280,7 @@ const STEP_NAMES: &[&str] = &[
     "unicode_normalize",
     "filter",
     "drop_columns",
+    "python",
 ];
 
 impl<'de> Deserialize<'de> for Step {
@@ -245,6 +305,7 @@ impl<'de> Deserialize<'de> for Step {
                     "unicode_normalize" => Step::UnicodeNormalize(map.next_value()?),
                     "filter" => Step::Filter(map.next_value()?),
                     "drop_columns" => Step::DropColumns(map.next_value()?),
+                    "python" => Step::Python(map.next_value()?),
                     other => return Err(A::Error::unknown_variant(other, STEP_NAMES)),
                 };
                 if let Some(extra) = map.next_key::<String>()? {
@@ -270,9 +331,10 @@ impl Step {
             Step::UnicodeNormalize(_) => "unicode_normalize",
             Step::Filter(_) => "filter",
             Step::DropColumns(_) => "drop_columns",
+            Step::Python(_) => "python",
         }
     }
-    /// Columns this step reads.
+    /// Columns this step reads (none known for a python step: it may read any).
     pub fn reads(&self) -> Vec<&str> {
         match self {
             Step::RegexReplace(r) => vec![&r.column],
@@ -280,6 +342,7 @@ impl Step {
             Step::UnicodeNormalize(n) => vec![&n.column],
             Step::Filter(f) => vec![&f.column],
             Step::DropColumns(d) => d.columns.iter().map(|s| s.as_str()).collect(),
+            Step::Python(_) => Vec::new(),
         }
     }
     /// The column this step writes, if any (new or replaced).
@@ -290,7 +353,7 @@ impl Step {
                 Some(c.output.as_deref().unwrap_or(&c.column))
             }
             Step::UnicodeNormalize(n) => Some(n.output.as_deref().unwrap_or(&n.column)),
-            Step::Filter(_) | Step::DropColumns(_) => None,
+            Step::Filter(_) | Step::DropColumns(_) | Step::Python(_) => None,
         }
     }
 }
@@ -378,6 +441,7 @@ impl JobSpec {
         if self.max_failures == 0 {
             c.error(root.key("max_failures"), "must be at least 1");
         }
+        self.validate_python(c);
         for (i, step) in self.steps.iter().enumerate() {
             if let Step::Filter(f) = step {
                 if f.min_length.is_none() && f.max_length.is_none() {
@@ -392,12 +456,51 @@ impl JobSpec {
         }
     }
 
+    fn validate_python(&self, c: &mut Collector<'_>) {
+        let root = YamlPath::root();
+        let mut interpreter: Option<&str> = None;
+        for (i, step) in self.steps.iter().enumerate() {
+            let Step::Python(p) = step else { continue };
+            let at = root.key("steps").index(i).key("python");
+            if p.file.trim().is_empty() {
+                c.error(at.key("file"), "give the Python file (relative to the job file)");
+            }
+            if !is_python_identifier(&p.function) {
+                c.error(at.key("function"), format!("`{}` is not a Python function name", p.function));
+            }
+            if p.batch_size == 0 {
+                c.error(at.key("batch_size"), "must be at least 1");
+            }
+            if p.timeout_seconds == Some(0) {
+                c.error(at.key("timeout_seconds"), "must be at least 1 (leave it out for no limit)");
+            }
+            match interpreter {
+                None => interpreter = Some(&p.interpreter),
+                Some(first) if first != p.interpreter => c.error(
+                    at.key("interpreter"),
+                    format!("`{}` differs from an earlier python step's `{first}`: one worker per slot runs every python step of a job, so they share one interpreter", p.interpreter),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Does any step run in a Python worker?
+    pub fn has_python(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s, Step::Python(_)))
+    }
+
     /// Check column names against an input schema, in step order (steps add and drop
-    /// columns). Each problem points at the step's column field.
+    /// columns). Each problem points at the step's column field. A python step may make
+    /// any columns, so the steps after the first one are not checked here: a missing
+    /// column fails their task at run time with the columns the data has.
     pub fn check_columns(&self, input_columns: &[String]) -> Vec<Problem> {
         let mut cols: Vec<String> = input_columns.to_vec();
         let mut problems = Vec::new();
         for (i, step) in self.steps.iter().enumerate() {
+            if matches!(step, Step::Python(_)) {
+                break;
+            }
             let at = YamlPath::root().key("steps").index(i).key(step.name());
             for (j, col) in step.reads().into_iter().enumerate() {
                 if !cols.iter().any(|c| c == col) {
@@ -423,6 +526,13 @@ impl JobSpec {
     pub fn is_generator(&self) -> bool {
         self.input.generate.is_some()
     }
+}
+
+/// A Python identifier, near enough (Python 3 allows letters of any script, `_`, digits
+/// after the first character); the submit-time check parses the file for the exact rule.
+fn is_python_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c == '_' || c.is_alphabetic()) && chars.all(|c| c == '_' || c.is_alphanumeric())
 }
 
 /// Set a dotted path (`output.uri`, `input.generate.rows`) in a YAML value; the value is
@@ -489,6 +599,33 @@ mod tests {
         assert_eq!(msgs.len(), 2, "{err}");
         assert!(msgs[0].starts_with("steps[0].lowercase.colum: unknown field `colum`, expected `column` or `output`"), "{err}");
         assert!(msgs[1].starts_with("steps[1]: unknown variant `shout`"), "{err}");
+    }
+
+    const PYTHON_CLEAN: &str = include_str!("../../examples/jobs/python-clean.yaml");
+
+    #[test]
+    fn python_steps_parse_and_hide_later_columns_from_the_submit_check() {
+        let job = JobSpec::from_yaml("python-clean.yaml", PYTHON_CLEAN).unwrap();
+        let Step::Python(p) = &job.steps[0] else { panic!("{:?}", job.steps) };
+        assert_eq!((p.file.as_str(), p.function.as_str(), p.batch_format, p.batch_size), ("preprocess.py", "preprocess_text", BatchFormat::Pandas, 1024));
+        assert_eq!((p.interpreter.as_str(), p.timeout_seconds), ("python3", None));
+        assert!(job.has_python());
+        // A native step after a python step may read what the function wrote.
+        let src = "name: j\ninput: {uri: /x}\noutput: {uri: /y}\nsteps:\n  - lowercase: {column: text}\n  - python: {file: p.py, function: f}\n  - lowercase: {column: made_by_f}\n";
+        let job = JobSpec::from_yaml("j.yaml", src).unwrap();
+        assert!(job.check_columns(&["text".into()]).is_empty());
+        assert_eq!(job.check_columns(&["body".into()]).len(), 1, "steps before it are still checked");
+    }
+
+    #[test]
+    fn python_step_errors() {
+        let src = "name: j\ninput: {uri: /x}\noutput: {uri: /y}\nsteps:\n  - python: {file: p.py, function: 'not a name', batch_size: 0}\n  - python: {file: p.py, function: g, interpreter: /opt/py/bin/python, batch_format: numpy}\n";
+        let msgs = JobSpec::from_yaml("j.yaml", src).unwrap_err().messages();
+        assert_eq!(msgs.len(), 4, "{msgs:?}");
+        assert!(msgs[0].starts_with("steps[0].python.function: `not a name` is not a Python function name"), "{msgs:?}");
+        assert!(msgs[1].starts_with("steps[0].python.batch_size: must be at least 1"), "{msgs:?}");
+        assert!(msgs[2].starts_with("steps[1].python.interpreter: `/opt/py/bin/python` differs from an earlier python step's `python3`"), "{msgs:?}");
+        assert!(msgs[3].starts_with("steps[1].python.batch_format: unknown variant `numpy`, expected `pandas` or `pyarrow`"), "{msgs:?}");
     }
 
     #[test]

@@ -25,6 +25,12 @@ pub fn failed(job: &str, task: &str) -> String {
 pub fn checkpoint(job: &str, task: &str) -> String {
     format!("jobs/{job}/checkpoints/{task}.json")
 }
+/// A python step's source file, shipped with the job: named by its content (two steps
+/// may name different files with one base name) and kept under its own base name, so the
+/// worker's tracebacks name `preprocess.py`.
+pub fn code(job: &str, sha256: &str, file_name: &str) -> String {
+    format!("jobs/{job}/code/{sha256}/{file_name}")
+}
 pub fn cancel(job: &str) -> String {
     format!("jobs/{job}/cancel")
 }

@@ -161,4 +161,18 @@ pub struct JobRecord {
     pub total_rows: u64,
     pub queue_class: String,
     pub submitted_at: DateTime<Utc>,
+    /// The source files of the job's python steps, stored beside the record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub code: Vec<ShippedCode>,
+}
+
+/// A python step's file as submit stored it: nodes fetch `key` and check `sha256`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShippedCode {
+    /// The step's `file`, as written in the job spec.
+    pub file: String,
+    /// Store key (`fleetform_core::layout::code`).
+    pub key: String,
+    /// Hex sha256 of the bytes.
+    pub sha256: String,
 }

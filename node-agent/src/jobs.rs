@@ -11,7 +11,7 @@ use fleetform_core::diag::{Problem, YamlPath};
 use fleetform_core::job::{JobSpec, Step};
 use fleetform_core::layout;
 use fleetform_core::queue::TaskQueue;
-use fleetform_core::task::{DoneRecord, FailureRecord, JobRecord, Manifest, ManifestFile, TaskMessage, TaskSource};
+use fleetform_core::task::{DoneRecord, FailureRecord, JobRecord, Manifest, ManifestFile, ShippedCode, TaskMessage, TaskSource};
 use futures::future::try_join_all;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 // Deprecated in parquet 60 in favour of a hand-written AsyncFileReader (arrow-rs#10308);
@@ -19,6 +19,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 #[allow(deprecated)]
 use parquet::arrow::async_reader::ParquetObjectReader;
 
+use crate::ops::python::{self, CodeFile};
 use crate::ops::Pipeline;
 use crate::queue::Queue;
 use crate::storage::{self, Location};
@@ -89,6 +90,10 @@ pub fn check_without_data(spec: &mut JobSpec) -> Vec<Problem> {
     let mut problems = Vec::new();
     let steps = YamlPath::root().key("steps");
     for (i, step) in spec.steps.iter().enumerate() {
+        // Python steps are checked against their file (ops::python::check_step).
+        if matches!(step, Step::Python(_)) {
+            continue;
+        }
         if let Err(e) = Pipeline::check_step(step) {
             let at = steps.index(i).key(step.name());
             let at = if matches!(step, Step::RegexReplace(_)) { at.key("pattern") } else { at };
@@ -138,19 +143,26 @@ impl CheckedJob {
 }
 
 /// Validate a job against its data and enqueue its tasks. Returns the job record.
+/// A job with python steps goes through `submit_with_code`.
 pub async fn submit(store: &Store, queue: &Queue, spec: JobSpec) -> Result<JobRecord> {
-    let checked = check(spec).await?;
-    submit_checked(store, queue, checked).await
+    submit_with_code(store, queue, spec, &[]).await
 }
 
-/// Enqueue a job that [`check`] accepted.
-pub async fn submit_checked(store: &Store, queue: &Queue, checked: CheckedJob) -> Result<JobRecord> {
+/// `submit`, storing the python steps' files (`ops::python::ship` reads them) with the job.
+pub async fn submit_with_code(store: &Store, queue: &Queue, spec: JobSpec, code: &[CodeFile]) -> Result<JobRecord> {
+    let checked = check(spec).await?;
+    submit_checked(store, queue, checked, code).await
+}
+
+/// Enqueue a job that [`check`] accepted, its python files stored before its record, so
+/// no node ever sees a record whose code is missing.
+pub async fn submit_checked(store: &Store, queue: &Queue, checked: CheckedJob, code: &[CodeFile]) -> Result<JobRecord> {
     let CheckedJob { spec, sources, .. } = checked;
     let output = storage::open(&spec.output.uri).await?;
     clear_previous_output(&output).await?;
 
-
     let job_id = format!("{}-{}-{:04x}", spec.name, Utc::now().format("%Y%m%d-%H%M%S"), rand_u16());
+    let code = store_code(store, &job_id, &spec, code).await?;
     let class = spec.resources.class().slug();
     let total_rows = sources.iter().map(|s| s.rows()).sum();
     let record = JobRecord {
@@ -160,6 +172,7 @@ pub async fn submit_checked(store: &Store, queue: &Queue, checked: CheckedJob) -
         total_rows,
         queue_class: class.clone(),
         submitted_at: Utc::now(),
+        code,
     };
     let messages: Vec<TaskMessage> = sources
         .into_iter()
@@ -178,6 +191,25 @@ pub async fn submit_checked(store: &Store, queue: &Queue, checked: CheckedJob) -
     let bodies: Vec<String> = messages.iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
     queue.send(&class, &bodies).await.map_err(|e| anyhow!("cannot enqueue the tasks of {job_id}: {e}"))?;
     Ok(record)
+}
+
+/// Put each python step's file in the store under `layout::code`; one entry per file.
+async fn store_code(store: &Store, job_id: &str, spec: &JobSpec, code: &[CodeFile]) -> Result<Vec<ShippedCode>> {
+    let mut shipped: Vec<ShippedCode> = Vec::new();
+    for (i, step) in spec.steps.iter().enumerate() {
+        let Step::Python(p) = step else { continue };
+        if shipped.iter().any(|s| s.file == p.file) {
+            continue;
+        }
+        let file = code.iter().find(|c| c.file == p.file).ok_or_else(|| {
+            anyhow!("steps[{i}] (python): {} was not read for shipping: submit the job from its file (`fleetform submit -f CLUSTER JOB.yaml`)", p.file)
+        })?;
+        let sha256 = python::sha256_hex(&file.bytes);
+        let key = layout::code(job_id, &sha256, python::file_name(&p.file));
+        store.put_bytes(&key, file.bytes.clone()).await?;
+        shipped.push(ShippedCode { file: p.file.clone(), key, sha256 });
+    }
+    Ok(shipped)
 }
 
 fn rand_u16() -> u16 {

@@ -50,6 +50,19 @@ impl Store {
         get_json(&self.loc, key).await
     }
 
+    pub async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        self.loc.store.put(&self.loc.key(key), PutPayload::from(bytes)).await.with_context(|| format!("cannot write {}/{key}", self.loc.uri))?;
+        Ok(())
+    }
+
+    pub async fn get_bytes(&self, key: &str) -> Result<Option<Bytes>> {
+        match self.loc.store.get(&self.loc.key(key)).await {
+            Ok(r) => Ok(Some(r.bytes().await.with_context(|| format!("cannot read {}/{key}", self.loc.uri))?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}/{key}", self.loc.uri)),
+        }
+    }
+
     pub async fn exists(&self, key: &str) -> Result<bool> {
         match self.loc.store.head(&self.loc.key(key)).await {
             Ok(_) => Ok(true),

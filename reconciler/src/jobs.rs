@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use fleetform_agent::jobs::{self, JobProgress};
+use fleetform_agent::ops::python::{self, CodeFile};
 use fleetform_agent::store::Store;
 use fleetform_core::diag::{Problem, YamlPath};
 use fleetform_core::layout;
@@ -40,10 +41,19 @@ fn load_job(path: &Path, set: &[String]) -> Result<JobSpec> {
     JobSpec::load(path, &sets_for(path, set)).map_err(|d| anyhow!("{d}"))
 }
 
+/// A python step's problem (`steps[N] (python): ...`) at its step's line.
+fn python_problem(message: &str) -> Problem {
+    let step = message.strip_prefix("steps[").and_then(|r| r.split_once("] (python): "));
+    match step.and_then(|(i, rest)| Some((i.parse::<usize>().ok()?, rest))) {
+        Some((i, rest)) => Problem::new(YamlPath::root().key("steps").index(i).key("python"), rest),
+        None => Problem::new(YamlPath::root().key("steps"), message),
+    }
+}
+
 /// What checking a job found.
 pub enum JobCheck {
-    /// Checked against its data: ready to submit.
-    Checked(jobs::CheckedJob),
+    /// Checked against its data, its python files read: ready to submit.
+    Checked(jobs::CheckedJob, Vec<CodeFile>),
     /// Its input is the output of a job checked before it (validate of a whole run):
     /// everything but the data was checked.
     InputNotYetWritten { input_uri: String, output_uri: String },
@@ -58,6 +68,18 @@ pub async fn check_job(cluster: &ClusterSpec, path: &Path, set: &[String], produ
     if let Err(e) = cluster.feasible(&job.resources) {
         problems.push(Problem::new(YamlPath::root().key("resources"), e));
     }
+    let code = match python::ship(path, &job) {
+        Ok((code, warnings)) => {
+            for w in warnings {
+                eprintln!("{}: warning: {w}", path.display());
+            }
+            code
+        }
+        Err(found) => {
+            problems.extend(found.iter().map(|m| python_problem(m)));
+            Vec::new()
+        }
+    };
     let input = job.input.uri.as_deref().and_then(|u| fleetform_agent::storage::normalize_uri(u).ok());
     if let Some(input_uri) = input.filter(|u| produced.contains(u)) {
         let mut job = job;
@@ -68,7 +90,7 @@ pub async fn check_job(cluster: &ClusterSpec, path: &Path, set: &[String], produ
         return Err(source.diagnostics(&problems).into());
     }
     match jobs::check(job).await {
-        Ok(checked) if problems.is_empty() => Ok(JobCheck::Checked(checked)),
+        Ok(checked) if problems.is_empty() => Ok(JobCheck::Checked(checked, code)),
         Ok(_) => Err(source.diagnostics(&problems).into()),
         Err(jobs::JobProblems(more)) => {
             problems.extend(more);
@@ -93,16 +115,27 @@ pub fn sets_for(path: &Path, set: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The job's python files, checked (defined functions, no syntax errors) and read for
+/// shipping; warnings go to stderr.
+fn python_code(path: &Path, job: &JobSpec) -> Result<Vec<fleetform_agent::ops::python::CodeFile>> {
+    let (code, warnings) = fleetform_agent::ops::python::ship(path, job)
+        .map_err(|problems| anyhow!("{}: python steps:\n  {}", path.display(), problems.join("\n  ")))?;
+    for w in warnings {
+        eprintln!("{}: warning: {w}", path.display());
+    }
+    Ok(code)
+}
+
 async fn submit_one(c: &Ctx, path: &Path, set: &[String]) -> Result<String> {
-    let checked = match check_job(&c.spec, path, set, &[]).await? {
-        JobCheck::Checked(checked) => checked,
+    let (checked, code) = match check_job(&c.spec, path, set, &[]).await? {
+        JobCheck::Checked(checked, code) => (checked, code),
         JobCheck::InputNotYetWritten { input_uri, .. } => return Err(anyhow!("{input_uri} has not been written yet")),
     };
     if let Some(notice) = checked.file_size_notice() {
         eprintln!("note: {notice}");
     }
     let queue = c.handles.queue().await?;
-    let record = jobs::submit_checked(&c.store, &queue, checked).await?;
+    let record = jobs::submit_checked(&c.store, &queue, checked, &code).await?;
     Ok(record.job_id)
 }
 
@@ -122,7 +155,7 @@ pub async fn submit_command(file: &Path, job: &Path, set: &[String], wait: bool)
 pub async fn run_command(file: &Path, job_files: &[PathBuf], set: &[String]) -> Result<i32> {
     let c = ctx(file).await?;
     for j in job_files {
-        load_job(j, set)?; // every job is valid before anything starts
+        python_code(j, &load_job(j, set)?)?; // every job is valid before anything starts
     }
     crate::cluster::remember(file);
     let local_cluster = if c.spec.provider.kind == ProviderKind::Local && local::running_supervisor(&c.handles).is_none() {

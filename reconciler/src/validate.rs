@@ -29,7 +29,7 @@ pub async fn run(cluster_file: &Path, jobs: &[PathBuf], set: &[String]) -> anyho
     let mut produced: Vec<String> = Vec::new();
     for job in jobs {
         match check_job(&spec, job, set, &produced).await {
-            Ok(JobCheck::Checked(c)) => {
+            Ok(JobCheck::Checked(c, _code)) => {
                 if let Some(notice) = c.file_size_notice() {
                     eprintln!("{}: note: {notice}", job.display());
                 }

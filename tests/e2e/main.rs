@@ -4,6 +4,7 @@ mod harness;
 mod cli;
 mod local_jobs;
 mod python_compat;
+mod python_step;
 mod resilience;
 mod moto;
 mod aws_reconcile;

@@ -18,7 +18,7 @@ fn long_job(env: &LocalEnv) -> std::path::PathBuf {
     )
 }
 
-fn submit(env: &LocalEnv, job: &std::path::Path) -> String {
+pub(crate) fn submit(env: &LocalEnv, job: &std::path::Path) -> String {
     let out = env.run(&["submit", job.to_str().unwrap()]);
     assert!(out.status.success());
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -26,7 +26,7 @@ fn submit(env: &LocalEnv, job: &std::path::Path) -> String {
 
 /// Wait until some node runs a task whose checkpoint is early (so plenty of work remains
 /// when the interruption lands). Returns (node, task).
-fn task_in_progress(env: &LocalEnv, job: &str) -> (String, String) {
+pub(crate) fn task_in_progress(env: &LocalEnv, job: &str) -> (String, String) {
     let mut found = None;
     wait_until(Duration::from_secs(120), "a task with an early checkpoint", || {
         for path in env.checkpoints(job) {
@@ -42,7 +42,7 @@ fn task_in_progress(env: &LocalEnv, job: &str) -> (String, String) {
     found.unwrap()
 }
 
-fn wait_for_success(env: &LocalEnv, job: &str) {
+pub(crate) fn wait_for_success(env: &LocalEnv, job: &str) {
     wait_until(Duration::from_secs(300), "the job's _SUCCESS", || env.store().join(format!("jobs/{job}/_SUCCESS")).exists());
 }
 

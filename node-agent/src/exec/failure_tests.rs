@@ -22,14 +22,18 @@ const LEASE: Duration = Duration::from_millis(600);
 /// Queue of jobs with the default resources.
 const CLASS: &str = "default";
 
-struct TestAgent {
-    dir: PathBuf,
-    shared: Arc<Shared>,
+pub(super) struct TestAgent {
+    pub(super) dir: PathBuf,
+    pub(super) shared: Arc<Shared>,
     serving: tokio::task::JoinHandle<anyhow::Result<String>>,
 }
 
 impl TestAgent {
     async fn start() -> TestAgent {
+        Self::start_with_lease(LEASE, 1).await
+    }
+
+    pub(super) async fn start_with_lease(lease: Duration, slots: usize) -> TestAgent {
         let dir = std::env::temp_dir().join(format!("fleetform-exec-{}", uuid::Uuid::new_v4()));
         let cfg = AgentConfig {
             node_id: "test-node".into(),
@@ -38,11 +42,11 @@ impl TestAgent {
             store_uri: dir.join("store").display().to_string(),
             queue_uri: format!("sqlite://{}", dir.join("queue.sqlite").display()),
             resources: Resources::new().with(CPU, 1.0),
-            slots: 1,
+            slots,
             spill_dir: dir.join("spill"),
             imds: None,
             imds_poll: Duration::from_secs(1),
-            lease: LEASE,
+            lease,
             setup_failed_file: None,
         };
         let shared = super::open(cfg).await.expect("open the agent");
@@ -60,8 +64,8 @@ impl TestAgent {
         jobs::submit(&self.shared.store, &self.shared.queue, spec).await.expect("submit").job_id
     }
 
-    async fn finished(&self, job_id: &str) -> JobProgress {
-        let deadline = Instant::now() + Duration::from_secs(30);
+    pub(super) async fn finished(&self, job_id: &str) -> JobProgress {
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let p = jobs::progress(&self.shared.store, job_id).await.expect("progress");
             if p.manifest.is_some() {
@@ -83,7 +87,7 @@ impl TestAgent {
         assert_eq!(self.shared.queue.depth(CLASS).await.unwrap(), Depth { visible: 0, in_flight: 0 }, "no lease is held");
     }
 
-    async fn stop(self) {
+    pub(super) async fn stop(self) {
         self.shared.node.drain.store(true, Ordering::SeqCst);
         self.serving.await.expect("the loop ends").expect("the loop ends cleanly");
         let _ = std::fs::remove_dir_all(&self.dir);

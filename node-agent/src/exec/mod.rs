@@ -5,7 +5,9 @@
 
 pub mod passthrough;
 pub mod source;
+mod steps;
 pub mod task;
+mod unify;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -24,7 +26,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::imds::{ImdsClient, NodeSignals};
-use crate::ops::Pipeline;
+use crate::ops::Stages;
 use crate::queue::Queue;
 use crate::store::Store;
 use task::{JobContext, NodeContext, Outcome, TaskFlags};
@@ -38,6 +40,10 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// Idle receive backoff: fast enough that a new job starts within a second, slow enough
 /// that idle agents cost little.
 const IDLE_POLL_MAX: Duration = Duration::from_secs(1);
+/// A Python worker idle this long is stopped: long enough to carry a job's workers from
+/// one task to the next (starting pandas costs about half a second), short enough that a
+/// finished job's workers do not hold memory for long.
+const PYTHON_WORKER_IDLE: Duration = Duration::from_secs(60);
 /// How long a job's cancel marker is trusted before looking again.
 const CANCEL_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// Attempts for a task whose job record cannot be read at all (missing or corrupt), so
@@ -192,6 +198,8 @@ async fn serve(shared: Arc<Shared>) -> Result<String> {
     while shared.busy.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Job contexts own the Python workers: dropping them stops the idle ones now.
+    lock(&shared.jobs).clear();
     let reason = shared.draining.lock().expect("draining").clone().unwrap_or_else(|| "stopped".into());
     heartbeat(&shared, true).await?;
     info!(node = %shared.cfg.node_id, %reason, "agent drained");
@@ -261,7 +269,24 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
         if let Err(e) = heartbeat(&shared, false).await {
             warn!("heartbeat failed: {e:#}");
         }
+        reap_python_workers(&shared);
     }
+}
+
+/// Stop Python workers idle for `PYTHON_WORKER_IDLE`, and forget finished jobs whose
+/// workers are all gone (their context is rebuilt if a task of theirs comes back).
+fn reap_python_workers(shared: &Shared) {
+    let mut jobs = lock(&shared.jobs);
+    for (id, job) in jobs.iter() {
+        if let Some(pool) = &job.python {
+            let n = pool.reap_idle(PYTHON_WORKER_IDLE);
+            if n > 0 {
+                info!(job = %id, workers = n, "stopped idle python workers");
+            }
+        }
+    }
+    // A context no task holds (only the map's reference) and with no idle worker left.
+    jobs.retain(|_, job| job.python.as_ref().is_none_or(|p| p.idle_workers() > 0 || Arc::strong_count(job) > 1));
 }
 
 /// What the failed setup command left in `path`, or None when setup succeeded (no file).
@@ -381,9 +406,12 @@ async fn job_context(shared: &Shared, job_id: &str) -> Result<Arc<JobContext>, J
         .map_err(unreadable)?
         .ok_or_else(|| unreadable(anyhow!("job {job_id} has no job.json in the store")))?;
     let unusable = |error| JobLoadError { max_failures: Some(record.spec.max_failures), error };
-    let pipeline = Pipeline::compile(&record.spec.steps).map_err(unusable)?;
+    let stages = Stages::compile(&record.spec.steps).map_err(unusable)?;
     let output = crate::storage::open(&record.spec.output.uri).await.map_err(unusable)?;
-    let ctx = Arc::new(JobContext { record, pipeline, output });
+    let python = crate::ops::python::job_pool(&shared.store, &record, &stages, &shared.cfg.spill_dir, &shared.cfg.node_id)
+        .await
+        .map_err(unusable)?;
+    let ctx = Arc::new(JobContext { record, stages, python, output });
     lock(&shared.jobs).insert(job_id.to_string(), ctx.clone());
     Ok(ctx)
 }
@@ -575,3 +603,5 @@ mod setup_failure_tests {
 
 #[cfg(test)]
 mod failure_tests;
+#[cfg(test)]
+mod python_tests;

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use chrono::Utc;
 use fleetform_core::layout;
 use fleetform_core::task::{Checkpoint, Chunk, DoneRecord, JobRecord, TaskMessage};
@@ -21,14 +22,19 @@ use parquet::file::properties::WriterProperties;
 
 use super::passthrough::{PassthroughPlan, PassthroughWriter};
 use super::source::UnitSource;
-use crate::ops::Pipeline;
+use super::steps::StageRun;
+use super::unify;
+use crate::ops::python::WorkerPool;
+use crate::ops::Stages;
 use crate::storage::Location;
 use crate::store::{self, Store};
 
 /// Everything a task needs about its job, built once per job per node.
 pub struct JobContext {
     pub record: JobRecord,
-    pub pipeline: Pipeline,
+    pub stages: Stages,
+    /// The job's Python workers on this node, when it has python steps.
+    pub python: Option<WorkerPool>,
     pub output: Location,
 }
 
@@ -107,18 +113,23 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
     let stage_dir = node.spill_dir.join(job_id);
     std::fs::create_dir_all(&stage_dir).with_context(|| format!("cannot create spill directory {}", stage_dir.display()))?;
 
-    let pipeline = &job.pipeline;
+    let native = job.stages.native_only();
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(spec.output.zstd_level)?))
         .set_max_row_group_row_count(None); // one row group per input unit: we flush
-    for col in pipeline.text_columns() {
+    for col in job.stages.text_columns() {
         props = props.set_column_dictionary_enabled(col.as_str().into(), false);
     }
     let props = props.build();
-    let passthrough = match &source {
-        UnitSource::LocalParquet { meta, .. } if spec.output.passthrough => PassthroughPlan::new(meta, pipeline, &props),
+    // A python step may change any column: passthrough only for native steps.
+    let passthrough = match (&source, native) {
+        (UnitSource::LocalParquet { meta, .. }, Some(pipeline)) if spec.output.passthrough => PassthroughPlan::new(meta, pipeline, &props),
         _ => None,
     };
+    let mut python = job.stages.has_python().then(|| PythonUnits {
+        run: StageRun::new(&job.stages, job.python.as_ref(), task_id, &flags.stop),
+        schema: None,
+    });
     if let Some(plan) = &passthrough {
         tracing::debug!(task = %task_id, ?plan, "passthrough");
     }
@@ -146,7 +157,7 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
             writer: None,
             rows: 0,
         });
-        if let (Some(plan), UnitSource::LocalParquet { file, meta, first, batch, .. }) = (&passthrough, &source) {
+        if let (Some(plan), UnitSource::LocalParquet { file, meta, first, batch, .. }, Some(pipeline)) = (&passthrough, &source, native) {
             if chunk.writer.is_none() {
                 chunk.writer = Some(ChunkWriter::Passthrough(PassthroughWriter::create(&chunk.staged, plan, props.clone())?));
             }
@@ -154,7 +165,11 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
             let rows = w.write_row_group(file, meta, *first + next_unit, *batch, pipeline)?;
             rows_in += rows;
             chunk.rows += rows;
+        } else if let Some(py) = python.as_mut() {
+            let unit = format!("unit {next_unit} of task {task_id} ({})", msg.source.describe());
+            rows_in += py.run_unit(&mut source, next_unit, unit, h, chunk, &props, job)?;
         } else {
+            let pipeline = native.expect("a job without python steps is one native pipeline");
             rows_in += source.read_unit(next_unit, h, &mut |batch: RecordBatch| {
                 let out = pipeline.apply(batch)?;
                 if out.num_rows() == 0 {
@@ -261,4 +276,72 @@ fn write_checkpoint(node: &NodeContext, job_id: &str, task_id: &str, next_unit: 
     };
     node.handle.block_on(node.store.put_json(&layout::checkpoint(job_id, task_id), &cp))?;
     Ok(cp)
+}
+
+/// A task of a job with python steps: its stages, and the schema its output has had so
+/// far (a task's output parquet has one schema).
+struct PythonUnits<'a> {
+    run: StageRun<'a>,
+    schema: Option<SchemaRef>,
+}
+
+impl PythonUnits<'_> {
+    /// Run unit `u` through the stages into the chunk. The unit's output is gathered
+    /// first, so a column a python step typed `null` in one batch and `string` in another
+    /// is written as `string`. Returns the rows read.
+    #[allow(clippy::too_many_arguments)]
+    fn run_unit(
+        &mut self,
+        source: &mut UnitSource,
+        u: usize,
+        unit: String,
+        h: &tokio::runtime::Handle,
+        chunk: &mut OpenChunk,
+        props: &WriterProperties,
+        job: &JobContext,
+    ) -> Result<u64> {
+        let mut outs: Vec<RecordBatch> = Vec::new();
+        self.run.start_unit(unit);
+        let run = &mut self.run;
+        let mut gather = |b| {
+            outs.push(b);
+            Ok(())
+        };
+        let rows_in = source.read_unit(u, h, &mut |batch| run.push(batch, &mut gather))?;
+        run.finish_unit(&mut gather)?;
+        outs.retain(|b| b.num_rows() > 0);
+        let Some(first) = outs.first() else { return Ok(rows_in) };
+        let mut target = self.schema.clone().unwrap_or_else(|| first.schema());
+        for b in &outs {
+            target = unify::unify(&target, &b.schema()).map_err(|e| schema_error(job, &e))?;
+        }
+        if let Some(before) = &self.schema {
+            if *before != target {
+                let e = format!("earlier units wrote [{}], this one needs [{}]", unify::describe(before), unify::describe(&target));
+                return Err(schema_error(job, &e));
+            }
+        }
+        self.schema = Some(target.clone());
+        if chunk.writer.is_none() {
+            let file = File::create(&chunk.staged).with_context(|| format!("cannot stage {}", chunk.staged.display()))?;
+            chunk.writer = Some(ChunkWriter::Arrow(ArrowWriter::try_new(file, target.clone(), Some(props.clone()))?));
+        }
+        let Some(ChunkWriter::Arrow(w)) = chunk.writer.as_mut() else { unreachable!("python jobs write with Arrow") };
+        for b in outs {
+            chunk.rows += b.num_rows() as u64;
+            w.write(&unify::conform(b, &target).map_err(|e| schema_error(job, &e))?)?;
+        }
+        w.flush()?; // row-group boundary = unit boundary
+        Ok(rows_in)
+    }
+}
+
+/// The task's output would need two schemas: name the python steps and the fix.
+fn schema_error(job: &JobContext, detail: &str) -> anyhow::Error {
+    let steps: Vec<String> = job.stages.python_stages().map(|s| format!("steps[{}] {}", s.step_index, s.step.describe())).collect();
+    anyhow::anyhow!(
+        "the output of the python step(s) {} changes schema within the task: {detail}; a task's output has one schema: \
+         give such columns one type in the function (e.g. `batch[\"x\"] = batch[\"x\"].astype(\"string\")`)",
+        steps.join(", ")
+    )
 }

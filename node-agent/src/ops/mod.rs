@@ -3,7 +3,11 @@
 //! any row-group boundary and another node can resume it.
 
 pub mod pyre;
+pub mod python;
+mod stages;
 pub mod strings;
+
+pub use stages::{PythonStage, Stage, Stages};
 
 use std::sync::Arc;
 
@@ -186,10 +190,17 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Compile steps; errors name the step (`steps[0] (regex_replace): ...`).
+    /// Compile native steps; errors name the step (`steps[0] (regex_replace): ...`). A
+    /// job with python steps is compiled by `Stages::compile`.
     pub fn compile(steps: &[Step]) -> Result<Pipeline> {
+        Self::compile_numbered(0, steps)
+    }
+
+    /// Compile `steps`, the job's steps from index `first` on (for the messages).
+    fn compile_numbered(first: usize, steps: &[Step]) -> Result<Pipeline> {
         let mut ops: Vec<Op> = Vec::with_capacity(steps.len());
-        for (i, step) in steps.iter().enumerate() {
+        for (k, step) in steps.iter().enumerate() {
+            let i = first + k;
             let op = Self::compile_step(step).map_err(|e| anyhow!("steps[{i}] ({}): {e}", step.name()))?;
             // `regex_replace` then `lowercase` of its output, in place: one pass (the
             // workshop's `lower(re.sub(...))`). The unlowered column is never visible.
@@ -237,6 +248,7 @@ impl Pipeline {
             },
             Step::Filter(f) => Op::Filter { column: f.column.clone(), min: f.min_length, max: f.max_length },
             Step::DropColumns(d) => Op::Drop { columns: d.columns.clone() },
+            Step::Python(_) => anyhow::bail!("a python step runs in a worker process: compile the job with `Stages::compile`"),
         })
     }
 
