@@ -123,6 +123,18 @@ pub struct ManifestFile {
     pub rows: u64,
 }
 
+/// A lease an agent holds, as its heartbeat lists it: when the agent is known dead (the
+/// local supervisor saw its process exit; the reconciler saw its instance terminated),
+/// whoever knows gives the message back at once instead of waiting out the lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldLease {
+    /// `<job>/<task>`.
+    pub task: String,
+    /// The queue class the message came from.
+    pub class: String,
+    pub handle: String,
+}
+
 /// `nodes/<node>.json`: the heartbeat of an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeHeartbeat {
@@ -134,6 +146,9 @@ pub struct NodeHeartbeat {
     pub slots: usize,
     pub busy_slots: usize,
     pub tasks_in_flight: Vec<String>,
+    /// The leases behind `tasks_in_flight` (written as soon as a task starts).
+    #[serde(default)]
+    pub leases: Vec<HeldLease>,
     /// Why the node takes no new work: `spot-interruption`, `rebalance`, `sigterm`.
     pub draining: Option<String>,
     /// Scheduled maintenance events seen in IMDS (code and not-before time).

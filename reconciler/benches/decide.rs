@@ -70,6 +70,7 @@ fn main() {
             slots: slots[t],
             busy_slots: busy,
             tasks_in_flight: (0..busy).map(|k| format!("job-{i}-{k}")).collect(),
+            leases: vec![],
             draining: None,
             scheduled_events: Vec::new(),
             last_work_at: now - Duration::minutes(if busy == 0 { (i % 11) as i64 } else { 0 }),

@@ -298,8 +298,10 @@ fn publish(handles: &Handles, slots: &[Slot]) -> Result<()> {
     Ok(())
 }
 
-/// Replace agents that exited (crashed, killed, or drained after a spot notice).
+/// Replace agents that exited (crashed, killed, or drained after a spot notice), and give
+/// back at once the leases a dead agent held (`fleetform_agent::leases`).
 fn supervise(slots: Arc<Mutex<Vec<Slot>>>, stop: Arc<std::sync::atomic::AtomicBool>, spawner: Spawner) {
+    let recovery = Recovery::open(&spawner.handles);
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         std::thread::sleep(SUPERVISE_EVERY);
         let mut guard = slots.lock().expect("slots");
@@ -309,6 +311,9 @@ fn supervise(slots: Arc<Mutex<Vec<Slot>>>, stop: Arc<std::sync::atomic::AtomicBo
                 return;
             }
             let Ok(Some(status)) = slot.child.try_wait() else { continue };
+            if let Some(r) = &recovery {
+                r.give_back(&slot.node_id, &status);
+            }
             let next = slot.generation + 1;
             match spawner.spawn(slot.index, next, &slot.node_type.clone(), &slot.resources.clone()) {
                 Ok(new) => {
@@ -321,6 +326,36 @@ fn supervise(slots: Arc<Mutex<Vec<Slot>>>, stop: Arc<std::sync::atomic::AtomicBo
         }
         if changed {
             let _ = publish(&spawner.handles, &guard);
+        }
+    }
+}
+
+/// The store and queue, for giving back the leases of agents that died.
+struct Recovery {
+    rt: tokio::runtime::Runtime,
+    store: fleetform_agent::store::Store,
+    queue: fleetform_agent::queue::Queue,
+}
+
+impl Recovery {
+    fn open(handles: &Handles) -> Option<Recovery> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        let opened = rt.block_on(async { Ok::<_, anyhow::Error>((handles.store().await?, handles.queue().await?)) });
+        match opened {
+            Ok((store, queue)) => Some(Recovery { rt, store, queue }),
+            Err(e) => {
+                eprintln!("fleetform: dead agents' tasks will wait out their lease: {e:#}");
+                None
+            }
+        }
+    }
+
+    fn give_back(&self, node_id: &str, status: &std::process::ExitStatus) {
+        let why = format!("exited ({status})");
+        match self.rt.block_on(fleetform_agent::leases::give_back(&self.store, &self.queue, node_id, &why)) {
+            Ok(tasks) if !tasks.is_empty() => eprintln!("fleetform: node {node_id} exited; its tasks {} are queued again", tasks.join(", ")),
+            Ok(_) => {}
+            Err(e) => eprintln!("fleetform: node {node_id} exited; its leases could not be given back: {e:#}"),
         }
     }
 }

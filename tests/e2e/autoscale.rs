@@ -89,6 +89,7 @@ fn aws_demand_launches_the_right_type_falls_back_and_scales_idle_nodes_down() {
                 slots: 8,
                 busy_slots: 0,
                 tasks_in_flight: vec![],
+                leases: vec![],
                 draining: None,
                 scheduled_events: vec![],
                 last_work_at: Utc::now() - chrono::Duration::minutes(10),

@@ -107,7 +107,10 @@ fn sigterm_drains_like_a_spot_notice() {
 #[test]
 fn kill_9_mid_job_loses_and_duplicates_nothing() {
     let env = LocalEnv::new(2, 1);
-    let sup = env.up(3);
+    // A lease far longer than the job may wait (wait_for_success gives up at 300 s): the
+    // killed agent's task can only finish because the supervisor, seeing the process
+    // exit, gives its lease back at once.
+    let sup = env.up(3600);
     let job = submit(&env, &long_job(&env));
     let (node, task) = task_in_progress(&env, &job);
     let (_, pid, _) = sup.nodes().into_iter().find(|(id, _, _)| *id == node).unwrap();

@@ -9,7 +9,7 @@ mod steps;
 pub mod task;
 mod unify;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,7 @@ use anyhow::{anyhow, Result};
 use chrono::{DateTime, Utc};
 use fleetform_core::layout;
 use fleetform_core::queue::{QueueError, Received, TaskQueue};
-use fleetform_core::task::{FailureRecord, JobRecord, NodeHeartbeat, TaskMessage};
+use fleetform_core::task::{FailureRecord, HeldLease, JobRecord, NodeHeartbeat, TaskMessage};
 use fleetform_core::Resources;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -79,7 +79,10 @@ struct Shared {
     node: NodeContext,
     jobs: Mutex<HashMap<String, Arc<JobContext>>>,
     cancelled: Mutex<HashMap<String, (bool, Instant)>>,
-    in_flight: Mutex<BTreeSet<String>>,
+    /// Attempts running now, by `<job>/<task>`, with the lease each holds.
+    in_flight: Mutex<BTreeMap<String, HeldLease>>,
+    /// Wakes the heartbeat early: a task started, so its lease must be on record.
+    beat_now: tokio::sync::Notify,
     busy: AtomicUsize,
     tasks_done: AtomicU64,
     last_work: Mutex<DateTime<Utc>>,
@@ -118,6 +121,7 @@ async fn open(cfg: AgentConfig) -> Result<Arc<Shared>> {
         jobs: Default::default(),
         cancelled: Default::default(),
         in_flight: Default::default(),
+        beat_now: tokio::sync::Notify::new(),
         busy: AtomicUsize::new(0),
         tasks_done: AtomicU64::new(0),
         last_work: Mutex::new(Utc::now()),
@@ -261,7 +265,10 @@ async fn imds_watch(shared: Arc<Shared>, mut rx: tokio::sync::watch::Receiver<No
 
 async fn heartbeat_loop(shared: Arc<Shared>) {
     loop {
-        tokio::time::sleep(HEARTBEAT_INTERVAL).await;
+        tokio::select! {
+            _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
+            _ = shared.beat_now.notified() => {}
+        }
         // The autoscaler asks a node to drain before removing it: finish, take nothing new.
         if !shared.soft_drain.load(Ordering::SeqCst) && shared.store.exists(&layout::node_drain(&shared.cfg.node_id)).await.unwrap_or(false) {
             start_drain(&shared, "autoscaler", false);
@@ -300,6 +307,8 @@ pub fn read_setup_failure(path: &std::path::Path) -> Option<String> {
 }
 
 async fn heartbeat(shared: &Shared, stopped: bool) -> Result<()> {
+    // One look at the attempts (a guard held across both fields, dropped before awaiting).
+    let in_flight = lock(&shared.in_flight).clone();
     let hb = NodeHeartbeat {
         node_id: shared.cfg.node_id.clone(),
         node_type: shared.cfg.node_type.clone(),
@@ -307,7 +316,8 @@ async fn heartbeat(shared: &Shared, stopped: bool) -> Result<()> {
         resources: shared.cfg.resources.clone(),
         slots: shared.cfg.slots,
         busy_slots: shared.busy.load(Ordering::SeqCst),
-        tasks_in_flight: shared.in_flight.lock().expect("in flight").iter().cloned().collect(),
+        tasks_in_flight: in_flight.keys().cloned().collect(),
+        leases: in_flight.values().cloned().collect(),
         draining: shared.draining.lock().expect("draining").clone(),
         scheduled_events: shared.scheduled.lock().expect("scheduled").clone(),
         last_work_at: *shared.last_work.lock().expect("last work"),
@@ -362,7 +372,9 @@ struct Attempt<'a> {
 impl<'a> Attempt<'a> {
     fn start(shared: &'a Arc<Shared>, class: &str, received: &Received, msg: &TaskMessage, flags: &Arc<TaskFlags>) -> Attempt<'a> {
         let key = format!("{}/{}", msg.job_id, msg.task_id);
-        lock(&shared.in_flight).insert(key.clone());
+        let lease = HeldLease { task: key.clone(), class: class.to_string(), handle: received.handle.clone() };
+        lock(&shared.in_flight).insert(key.clone(), lease);
+        shared.beat_now.notify_one();
         *lock(&shared.last_work) = Utc::now();
         let renewal = tokio::spawn(renew_lease(shared.clone(), class.to_string(), received.handle.clone(), msg.job_id.clone(), flags.clone()));
         Attempt { shared, key, renewal: Some(AbortOnDrop(renewal)) }

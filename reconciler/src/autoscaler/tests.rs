@@ -66,6 +66,7 @@ fn heartbeat(id: &str, node_type: &str, slots: usize, busy: usize, last_work: Da
         slots,
         busy_slots: busy,
         tasks_in_flight: (0..busy).map(|i| format!("{id}-task-{i}")).collect(),
+        leases: vec![],
         draining: None,
         scheduled_events: Vec::new(),
         last_work_at: last_work,
