@@ -73,7 +73,8 @@ pub fn clean_job(dir: &Path, input: &Path, out: &Path, split: usize, batch: usiz
         .replace(".fleetform/data/clean", &out.display().to_string())
         .replace("row_groups_per_task: 4", &format!("row_groups_per_task: {split}"))
         .replace("batch_size: 8192", &format!("batch_size: {batch}"))
-        .replace("rows_per_file: 131072", &format!("rows_per_file: {rows_per_file}"));
+        .replace("  zstd_level: 1", &format!("  rows_per_file: {rows_per_file}\n  zstd_level: 1"));
+    assert!(yaml.contains(&format!("rows_per_file: {rows_per_file}")) && yaml.contains(&input.display().to_string()), "the example job changed shape:\n{yaml}");
     std::fs::write(&job, yaml).unwrap();
     job
 }
