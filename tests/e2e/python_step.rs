@@ -117,7 +117,7 @@ fn submit_rejects_a_missing_function_and_a_syntax_error_naming_file_and_line() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("steps[0] (python): missing.py defines no top-level `preprocess_text`; its functions: other"), "{err}");
+    assert!(err.contains("missing.yaml:5:5: steps[0].python: missing.py defines no top-level `preprocess_text`; its functions: other"), "{err}");
     std::fs::write(
         env.path("syntax.py"),
         "def f(batch):\n    return batch\n\ndef g(batch)\n    return batch\n",
@@ -127,12 +127,12 @@ fn submit_rejects_a_missing_function_and_a_syntax_error_naming_file_and_line() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("steps[0] (python): syntax.py:4:13: syntax error: expected ':'"),
+        err.contains("syntax.yaml:5:5: steps[0].python: syntax.py:4:13: syntax error: expected ':'"),
         "{err}"
     );
     let out = env.run(&["submit", job("absent", "f").to_str().unwrap()]);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("steps[0] (python): cannot read absent.py"),
+        String::from_utf8_lossy(&out.stderr).contains("absent.yaml:5:5: steps[0].python: cannot read absent.py"),
         "a missing file is named"
     );
 }
