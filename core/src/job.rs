@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::diag::{load_yaml, Collector, Diagnostic, Diagnostics, LocationIndex, YamlPath};
+use crate::input::{CsvOptions, InputFormat, InputSchema, OnError};
 use crate::resources::{Resources, CPU};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,12 +54,24 @@ mod defaults {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InputSpec {
-    /// `file:///dir`, `s3://bucket/prefix` or a plain path; every `*.parquet` below it.
+    /// `file:///dir`, `s3://bucket/prefix` or a plain path: one file, or every input file
+    /// below it (`*.parquet`, `*.jsonl`, `*.csv`..., optionally `.gz`/`.zst`).
     #[serde(default)]
     pub uri: Option<String>,
     /// Instead of reading files, generate the workshop's synthetic text rows.
     #[serde(default)]
     pub generate: Option<GenerateSpec>,
+    /// parquet, jsonl, json, csv or text; inferred from the file extensions when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<InputFormat>,
+    /// Column types for jsonl/json/csv (instead of inferring them from the first lines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<InputSchema>,
+    /// What a malformed record does: `fail` the task (default) or `skip` it.
+    #[serde(default)]
+    pub on_error: OnError,
+    #[serde(default)]
+    pub csv: CsvOptions,
 }
 
 /// The workshop's data generator: `id` int64, `text` of `text_length` characters drawn
@@ -108,6 +121,13 @@ pub struct SplitSpec {
     /// Generator: rows per task.
     #[serde(default = "SplitSpec::default_rows")]
     pub rows_per_task: u64,
+    /// Uncompressed jsonl/csv/text: bytes of a file per task, so one large file still
+    /// spreads over every slot.
+    #[serde(default = "SplitSpec::default_bytes_per_task")]
+    pub bytes_per_task: u64,
+    /// Uncompressed jsonl/csv/text: bytes per unit inside a task (the checkpoint step).
+    #[serde(default = "SplitSpec::default_bytes_per_unit")]
+    pub bytes_per_unit: u64,
 }
 
 impl SplitSpec {
@@ -117,11 +137,24 @@ impl SplitSpec {
     fn default_rows() -> u64 {
         131_072
     }
+    /// 64 MiB: a few seconds of parsing per task, so a 5 GB file makes ~80 tasks.
+    fn default_bytes_per_task() -> u64 {
+        64 << 20
+    }
+    /// 8 MiB: a drained task loses under a second of work; small next to the task.
+    fn default_bytes_per_unit() -> u64 {
+        8 << 20
+    }
 }
 
 impl Default for SplitSpec {
     fn default() -> Self {
-        Self { row_groups_per_task: Self::default_row_groups(), rows_per_task: Self::default_rows() }
+        Self {
+            row_groups_per_task: Self::default_row_groups(),
+            rows_per_task: Self::default_rows(),
+            bytes_per_task: Self::default_bytes_per_task(),
+            bytes_per_unit: Self::default_bytes_per_unit(),
+        }
     }
 }
 
@@ -322,7 +355,13 @@ impl JobSpec {
                     c.error(root.key("input").key("generate").key("noise"), "must be between 0 and 1");
                 }
             }
-            (Some(_), None) => {}
+            (Some(_), None) => {
+                let i = &self.input;
+                crate::input::validate_options(i.format, i.schema.as_ref(), i.on_error, &i.csv, c);
+            }
+        }
+        if self.input.generate.is_some() && (self.input.format.is_some() || self.input.schema.is_some()) {
+            c.error(root.key("input"), "`format` and `schema` describe files read from `uri`, not `generate`");
         }
         if self.batch_size == 0 {
             c.error(root.key("batch_size"), "must be at least 1");
@@ -332,6 +371,12 @@ impl JobSpec {
         }
         if self.split.rows_per_task == 0 {
             c.error(root.key("split").key("rows_per_task"), "must be at least 1");
+        }
+        if self.split.bytes_per_task == 0 {
+            c.error(root.key("split").key("bytes_per_task"), "must be at least 1");
+        }
+        if self.split.bytes_per_unit == 0 {
+            c.error(root.key("split").key("bytes_per_unit"), "must be at least 1");
         }
         if self.output.rows_per_file == 0 {
             c.error(root.key("output").key("rows_per_file"), "must be at least 1");

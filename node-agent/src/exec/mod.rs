@@ -383,7 +383,8 @@ async fn job_context(shared: &Shared, job_id: &str) -> Result<Arc<JobContext>, J
     let unusable = |error| JobLoadError { max_failures: Some(record.spec.max_failures), error };
     let pipeline = Pipeline::compile(&record.spec.steps).map_err(unusable)?;
     let output = crate::storage::open(&record.spec.output.uri).await.map_err(unusable)?;
-    let ctx = Arc::new(JobContext { record, pipeline, output });
+    let input = crate::input::JobInput::for_job(&record).map_err(unusable)?;
+    let ctx = Arc::new(JobContext { record, pipeline, output, input });
     lock(&shared.jobs).insert(job_id.to_string(), ctx.clone());
     Ok(ctx)
 }

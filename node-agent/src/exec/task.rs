@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use arrow_array::RecordBatch;
 use chrono::Utc;
 use fleetform_core::layout;
-use fleetform_core::task::{Checkpoint, Chunk, DoneRecord, JobRecord, TaskMessage};
+use fleetform_core::task::{Checkpoint, Chunk, DoneRecord, JobRecord, SkippedRecords, TaskMessage};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -30,6 +30,8 @@ pub struct JobContext {
     pub record: JobRecord,
     pub pipeline: Pipeline,
     pub output: Location,
+    /// How jsonl/json/csv/text records are parsed; None for parquet and the generator.
+    pub input: Option<Arc<crate::input::JobInput>>,
 }
 
 /// Per-node facilities shared by all tasks.
@@ -96,14 +98,15 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
         return Ok(Outcome::AlreadyDone);
     }
     let checkpoint: Option<Checkpoint> = h.block_on(node.store.get_json(&layout::checkpoint(job_id, task_id)))?;
-    let (mut next_unit, mut chunks) = match &checkpoint {
-        Some(cp) => (cp.next_unit, cp.chunks.clone()),
-        None => (0, Vec::new()),
+    let (mut next_unit, mut chunks, mut skipped) = match &checkpoint {
+        Some(cp) => (cp.next_unit, cp.chunks.clone(), cp.skipped.clone()),
+        None => (0, Vec::new(), SkippedRecords::default()),
     };
     let from_checkpoint = next_unit;
     let spec = &job.record.spec;
-    let mut source = UnitSource::open(&msg.source, spec, h)?;
+    let mut source = UnitSource::open(&msg.source, job, h)?;
     let units = source.units();
+    let mut rows_in = checkpoint_rows_in(&checkpoint, &msg.source, units);
     let stage_dir = node.spill_dir.join(job_id);
     std::fs::create_dir_all(&stage_dir).with_context(|| format!("cannot create spill directory {}", stage_dir.display()))?;
 
@@ -123,9 +126,11 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
         tracing::debug!(task = %task_id, ?plan, "passthrough");
     }
     let mut open: Option<OpenChunk> = None;
-    let mut rows_in = 0u64;
+    let mut rows_this_attempt = 0u64;
     let mut processed = 0usize;
-    while next_unit < units {
+    // A stream's units are known only at its end: `finished` is set by its last unit.
+    let mut finished = units.is_some_and(|n| next_unit >= n);
+    while !finished {
         if flags.stop.load(Ordering::SeqCst) {
             discard(open.take());
             return Ok(Outcome::Stopped);
@@ -137,7 +142,7 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
                     chunks.push(chunk);
                 }
             }
-            let cp = write_checkpoint(node, job_id, task_id, next_unit, &chunks)?;
+            let cp = write_checkpoint(node, job_id, task_id, next_unit, &chunks, rows_in, &skipped)?;
             return Ok(Outcome::Interrupted(cp));
         }
         let chunk = open.get_or_insert_with(|| OpenChunk {
@@ -153,9 +158,11 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
             let Some(ChunkWriter::Passthrough(w)) = chunk.writer.as_mut() else { unreachable!("set above") };
             let rows = w.write_row_group(file, meta, *first + next_unit, *batch, pipeline)?;
             rows_in += rows;
+            rows_this_attempt += rows;
             chunk.rows += rows;
+            finished = units.is_some_and(|n| next_unit + 1 >= n);
         } else {
-            rows_in += source.read_unit(next_unit, h, &mut |batch: RecordBatch| {
+            let read = source.read_unit(next_unit, h, &mut |batch: RecordBatch| {
                 let out = pipeline.apply(batch)?;
                 if out.num_rows() == 0 {
                     return Ok(());
@@ -169,6 +176,10 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
                 w.write(&out)?;
                 Ok(())
             })?;
+            rows_in += read.rows;
+            rows_this_attempt += read.rows;
+            finished = read.last;
+            note_skipped(task_id, &mut skipped, read.skipped);
             if let Some(ChunkWriter::Arrow(w)) = chunk.writer.as_mut() {
                 w.flush()?; // row-group boundary = unit boundary
             }
@@ -178,13 +189,13 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
         tracing::debug!(task = %task_id, unit = next_unit - 1, "unit done");
         node.units_done.fetch_add(1, Ordering::Relaxed);
         let full = chunk.rows >= spec.output.rows_per_file;
-        if full || next_unit == units {
+        if full || finished {
             let c = open.take().expect("open chunk");
             if let Some(done) = finish_chunk(node, job, task_id, c, next_unit)? {
                 chunks.push(done);
             }
-            if next_unit < units {
-                write_checkpoint(node, job_id, task_id, next_unit, &chunks)?;
+            if !finished {
+                write_checkpoint(node, job_id, task_id, next_unit, &chunks, rows_in, &skipped)?;
             }
         }
     }
@@ -198,14 +209,15 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
         task_id: task_id.clone(),
         node_id: node.node_id.clone(),
         chunks,
-        rows_in: rows_in + checkpoint_rows_in(&checkpoint, &msg.source, from_checkpoint, units),
+        rows_in,
         rows_out,
         units_processed: processed,
         units_from_checkpoint: from_checkpoint,
         seconds: started.elapsed().as_secs_f64(),
         finished_at: Utc::now(),
+        skipped,
     };
-    node.rows_done.fetch_add(rows_in, Ordering::Relaxed);
+    node.rows_done.fetch_add(rows_this_attempt, Ordering::Relaxed);
     if h.block_on(node.store.create_json(&layout::done(job_id, task_id), &record))? {
         let _ = h.block_on(node.store.delete(&layout::checkpoint(job_id, task_id)));
         Ok(Outcome::Done(record))
@@ -214,13 +226,26 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
     }
 }
 
-/// Rows the checkpointed units held: the task's rows, less what this attempt read, is
-/// only known for whole tasks; estimate by unit share (reporting only).
-fn checkpoint_rows_in(cp: &Option<Checkpoint>, src: &fleetform_core::task::TaskSource, from: usize, units: usize) -> u64 {
-    if cp.is_none() || units == 0 {
-        return 0;
+/// Rows the checkpointed units held: recorded in the checkpoint; for checkpoints of older
+/// agents, estimated by unit share (reporting only).
+fn checkpoint_rows_in(cp: &Option<Checkpoint>, src: &fleetform_core::task::TaskSource, units: Option<usize>) -> u64 {
+    let Some(cp) = cp else { return 0 };
+    match (cp.rows_in, units) {
+        (Some(rows), _) => rows,
+        (None, Some(n)) if n > 0 => src.rows() * cp.next_unit as u64 / n as u64,
+        (None, _) => 0,
     }
-    src.rows() * from as u64 / units as u64
+}
+
+/// Count and log malformed records skipped (`input.on_error: skip`): each is logged up to
+/// the examples the done record keeps, so a file of bad lines does not flood the log.
+fn note_skipped(task_id: &str, skipped: &mut SkippedRecords, messages: Vec<String>) {
+    for m in messages {
+        if skipped.count < SkippedRecords::EXAMPLES as u64 {
+            tracing::warn!(task = %task_id, "skipped a malformed record (input.on_error: skip): {m}");
+        }
+        skipped.add(m);
+    }
 }
 
 /// Close the writer, upload the staged file under its deterministic name.
@@ -246,13 +271,23 @@ fn discard(c: Option<OpenChunk>) {
     }
 }
 
-fn write_checkpoint(node: &NodeContext, job_id: &str, task_id: &str, next_unit: usize, chunks: &[Chunk]) -> Result<Checkpoint> {
+fn write_checkpoint(
+    node: &NodeContext,
+    job_id: &str,
+    task_id: &str,
+    next_unit: usize,
+    chunks: &[Chunk],
+    rows_in: u64,
+    skipped: &SkippedRecords,
+) -> Result<Checkpoint> {
     let cp = Checkpoint {
         task_id: task_id.to_string(),
         next_unit,
         chunks: chunks.to_vec(),
         node_id: node.node_id.clone(),
         written_at: Utc::now(),
+        rows_in: Some(rows_in),
+        skipped: skipped.clone(),
     };
     node.handle.block_on(node.store.put_json(&layout::checkpoint(job_id, task_id), &cp))?;
     Ok(cp)
