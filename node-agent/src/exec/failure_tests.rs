@@ -22,15 +22,20 @@ const LEASE: Duration = Duration::from_millis(600);
 /// Queue of jobs with the default resources.
 const CLASS: &str = "default";
 
-struct TestAgent {
-    dir: PathBuf,
-    shared: Arc<Shared>,
+/// An agent of one slot in this process, on a SQLite queue and a store in `dir`.
+pub(super) struct TestAgent {
+    pub(super) dir: PathBuf,
+    pub(super) shared: Arc<Shared>,
     serving: tokio::task::JoinHandle<anyhow::Result<String>>,
 }
 
 impl TestAgent {
-    async fn start() -> TestAgent {
-        let dir = std::env::temp_dir().join(format!("fleetform-exec-{}", uuid::Uuid::new_v4()));
+    pub(super) async fn start() -> TestAgent {
+        Self::start_in(std::env::temp_dir().join(format!("fleetform-exec-{}", uuid::Uuid::new_v4()))).await
+    }
+
+    /// An agent on the store and queue in `dir` (a second agent after one drained).
+    pub(super) async fn start_in(dir: PathBuf) -> TestAgent {
         let cfg = AgentConfig {
             node_id: "test-node".into(),
             node_type: "worker".into(),
@@ -56,11 +61,15 @@ impl TestAgent {
              output: {{uri: {}}}\nsplit: {{rows_per_task: 1000}}\nmax_failures: {max_failures}\n",
             self.dir.join(name).display()
         );
-        let spec = JobSpec::from_yaml("test.yaml", &yaml).expect("a valid job");
+        self.submit_yaml(&yaml).await
+    }
+
+    pub(super) async fn submit_yaml(&self, yaml: &str) -> String {
+        let spec = JobSpec::from_yaml("test.yaml", yaml).expect("a valid job");
         jobs::submit(&self.shared.store, &self.shared.queue, spec).await.expect("submit").job_id
     }
 
-    async fn finished(&self, job_id: &str) -> JobProgress {
+    pub(super) async fn finished(&self, job_id: &str) -> JobProgress {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let p = jobs::progress(&self.shared.store, job_id).await.expect("progress");
@@ -83,10 +92,16 @@ impl TestAgent {
         assert_eq!(self.shared.queue.depth(CLASS).await.unwrap(), Depth { visible: 0, in_flight: 0 }, "no lease is held");
     }
 
-    async fn stop(self) {
+    pub(super) async fn stop(self) {
+        let dir = self.dir.clone();
+        self.drain().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Drain as on a spot notice (running tasks checkpoint), keeping the directory.
+    pub(super) async fn drain(self) {
         self.shared.node.drain.store(true, Ordering::SeqCst);
         self.serving.await.expect("the loop ends").expect("the loop ends cleanly");
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -576,3 +576,5 @@ mod setup_failure_tests {
 
 #[cfg(test)]
 mod failure_tests;
+#[cfg(test)]
+mod input_job_tests;

@@ -37,45 +37,59 @@ pub struct InputFile {
 /// has an input extension (`.jsonl.gz`, `.parquet`...), else a directory or prefix whose
 /// input files (not starting with `_` or `.`) are read. `explicit` is `input.format`.
 pub async fn list_files(uri: &str, explicit: Option<InputFormat>) -> Result<(Location, Vec<InputFile>, InputFormat)> {
-    let single = InputFormat::of_file(uri).is_some();
-    let (dir, only) = if single {
-        let (d, n) = crate::exec::source::split_uri(uri)?;
-        (d, Some(n))
-    } else {
-        (uri.to_string(), None)
-    };
-    let loc = storage::open(&dir).await?;
-    let mut files = Vec::new();
-    match only {
-        Some(name) => {
-            let meta = loc.store.head(&loc.key(&name)).await.with_context(|| format!("cannot read the input file {uri}"))?;
-            let (found, compression) = InputFormat::of_file(&name).expect("checked above");
-            files.push(entry(&loc, name, meta.size, explicit.unwrap_or(found), compression));
-        }
+    let (loc, mut files) = match single_file(uri, explicit).await? {
+        Some((loc, file)) => (loc, vec![file]),
         None => {
-            let metas: Vec<object_store::ObjectMeta> =
-                loc.store.list(Some(&loc.key(""))).try_collect().await.with_context(|| format!("cannot list {uri}"))?;
-            for m in metas {
-                let name = loc.relative(&m.location);
-                let base = name.rsplit('/').next().unwrap_or(&name);
-                if base.starts_with(['_', '.']) {
-                    continue;
-                }
-                match InputFormat::of_file(&name) {
-                    Some((format, compression)) if explicit.is_none_or(|e| e == format) => {
-                        files.push(entry(&loc, name, m.size, format, compression))
-                    }
-                    _ => {}
-                }
-            }
+            let loc = storage::open(uri).await?;
+            let files = files_below(&loc, explicit).await?;
+            (loc, files)
         }
-    }
+    };
     files.sort_by(|a, b| a.name.cmp(&b.name));
     let format = one_format(uri, &files, explicit)?;
     if let Some(f) = files.iter().find(|f| f.format == InputFormat::Parquet && f.compression != Compression::None) {
         bail!("{}: parquet files are compressed inside; a compressed .parquet file cannot be read (decompress it)", f.uri);
     }
     Ok((loc, files, format))
+}
+
+/// The input files below a location (of the format `explicit`, if given), skipping names
+/// that start with `_` or `.` (markers, hidden files).
+async fn files_below(loc: &Location, explicit: Option<InputFormat>) -> Result<Vec<InputFile>> {
+    let metas: Vec<object_store::ObjectMeta> =
+        loc.store.list(Some(&loc.key(""))).try_collect().await.with_context(|| format!("cannot list {}", loc.uri))?;
+    let mut files = Vec::new();
+    for m in metas {
+        let name = loc.relative(&m.location);
+        let base = name.rsplit('/').next().unwrap_or(&name);
+        if base.starts_with(['_', '.']) {
+            continue;
+        }
+        match InputFormat::of_file(&name) {
+            Some((format, compression)) if explicit.is_none_or(|e| e == format) => files.push(entry(loc, name, m.size, format, compression)),
+            _ => {}
+        }
+    }
+    Ok(files)
+}
+
+/// `uri` as one file: its name has an input extension and it is no directory (local) or
+/// prefix (an S3 key that does not exist as an object).
+async fn single_file(uri: &str, explicit: Option<InputFormat>) -> Result<Option<(Location, InputFile)>> {
+    let Some((found, compression)) = InputFormat::of_file(uri) else { return Ok(None) };
+    if uri.strip_prefix("file://").is_some_and(|p| std::path::Path::new(p).is_dir()) {
+        return Ok(None);
+    }
+    let (dir, name) = crate::exec::source::split_uri(uri)?;
+    let loc = storage::open(&dir).await?;
+    match loc.store.head(&loc.key(&name)).await {
+        Ok(meta) => {
+            let file = entry(&loc, name, meta.size, explicit.unwrap_or(found), compression);
+            Ok(Some((loc, file)))
+        }
+        Err(object_store::Error::NotFound { .. }) if uri.starts_with("s3://") => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read the input file {uri}")),
+    }
 }
 
 fn entry(loc: &Location, name: String, size: u64, format: InputFormat, compression: Compression) -> InputFile {

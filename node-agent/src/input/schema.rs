@@ -54,13 +54,28 @@ pub fn resolve(format: InputFormat, user: Option<&InputSchema>, csv: &CsvOptions
 }
 
 fn resolve_json(user: Option<&InputSchema>, file: &str, sample: &Sample) -> Result<Resolved> {
-    let inferred = if sample.records == 0 {
+    // Records that are not JSON are left out here: their tasks report them (or skip
+    // them) with their line, as they would any later malformed record.
+    let mut values = Vec::new();
+    let mut order: Vec<String> = Vec::new();
+    for record in sample.bytes.split_inclusive(|&b| b == b'\n') {
+        if let (Ok(v), Ok(KeyOrder(keys))) =
+            (serde_json::from_slice::<serde_json::Value>(record), serde_json::from_slice::<KeyOrder>(record))
+        {
+            values.push(v);
+            for k in keys {
+                if !order.contains(&k) {
+                    order.push(k);
+                }
+            }
+        }
+    }
+    let inferred = if values.is_empty() {
         None
     } else {
-        let (schema, _) = arrow_json::reader::infer_json_schema(Cursor::new(&sample.bytes), None).map_err(|e| {
-            anyhow!("{file}: cannot infer the columns from the first {} records: {e}; give `input.schema`, or fix the record", sample.records)
-        })?;
-        Some(schema)
+        let schema = arrow_json::reader::infer_json_schema_from_iterator(values.into_iter().map(Ok))
+            .map_err(|e| anyhow!("{file}: cannot infer the columns from the first {} records: {e}; give `input.schema`", sample.records))?;
+        Some(in_key_order(schema, &order))
     };
     match (user, inferred) {
         (Some(u), inferred) => {
@@ -78,7 +93,7 @@ fn resolve_json(user: Option<&InputSchema>, file: &str, sample: &Sample) -> Resu
             };
             Ok(Resolved { schema, warnings })
         }
-        (None, None) => bail!("{file}: no record to infer the columns from (the file starts empty): give `input.schema`"),
+        (None, None) => bail!("{file}: no JSON object in its first {} records to infer the columns from: give `input.schema`", sample.records),
         (None, Some(s)) => Ok(Resolved { schema: nullable_without_null_type(s), warnings: vec![] }),
     }
 }
@@ -106,6 +121,38 @@ fn resolve_csv(user: Option<&InputSchema>, csv: &CsvOptions, file: &str, sample:
         })
         .collect();
     Ok(Resolved { schema: nullable_without_null_type(Schema::new(fields)), warnings: vec![] })
+}
+
+/// The top-level keys of a JSON object in the order written (serde_json's `Value` sorts
+/// them, and so does the schema arrow-json infers from it).
+struct KeyOrder(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for KeyOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = KeyOrder;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<KeyOrder, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    keys.push(k);
+                }
+                Ok(KeyOrder(keys))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The inferred fields in the order the records first name them.
+fn in_key_order(schema: Schema, order: &[String]) -> Schema {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.sort_by_key(|f| order.iter().position(|k| k == f.name()).unwrap_or(usize::MAX));
+    Schema::new(fields)
 }
 
 /// Every column nullable (a record may lack a field), and a column seen only as null in
