@@ -361,7 +361,8 @@ impl JobSpec {
             }
         }
         if self.input.generate.is_some() && (self.input.format.is_some() || self.input.schema.is_some()) {
-            c.error(root.key("input"), "`format` and `schema` describe files read from `uri`, not `generate`");
+            let field = if self.input.format.is_some() { "format" } else { "schema" };
+            c.error(root.key("input").key(field), "`format` and `schema` describe files read from `uri`, not `generate`");
         }
         if self.batch_size == 0 {
             c.error(root.key("batch_size"), "must be at least 1");
@@ -514,5 +515,56 @@ mod tests {
         assert_eq!(spec.input.generate.unwrap().rows, 10);
         let mut v: serde_norway::Value = serde_norway::from_str(GENERATE).unwrap();
         assert!(apply_override(&mut v, "novalue").is_err());
+    }
+}
+
+#[cfg(test)]
+mod input_tests {
+    use super::*;
+    use crate::input::{ColumnType, InputFormat, OnError};
+
+    fn errors(input: &str) -> Vec<String> {
+        let src = format!("name: j\ninput:\n{input}\noutput: {{uri: /y}}\n");
+        match JobSpec::from_yaml("j.yaml", &src) {
+            Ok(_) => vec![],
+            Err(e) => e.to_string().lines().map(|l| l.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn input_options_parse_in_order() {
+        let src = "name: j\ninput:\n  uri: s3://b/logs\n  format: jsonl\n  on_error: skip\n  schema: {text: string, id: int64, at: timestamp}\noutput: {uri: /y}\n";
+        let spec = JobSpec::from_yaml("j.yaml", src).unwrap();
+        assert_eq!(spec.input.format, Some(InputFormat::Jsonl));
+        assert_eq!(spec.input.on_error, OnError::Skip);
+        let schema = spec.input.schema.unwrap();
+        assert_eq!(
+            schema.0,
+            vec![("text".into(), ColumnType::String), ("id".into(), ColumnType::Int64), ("at".into(), ColumnType::Timestamp)]
+        );
+        assert_eq!(spec.split.bytes_per_task, 64 << 20);
+    }
+
+    #[test]
+    fn input_option_errors_point_at_the_field() {
+        let e = errors("  uri: /x\n  format: xml");
+        assert!(e[0].starts_with("j.yaml:4:3: input.format: unknown variant `xml`, expected one of `parquet`, `jsonl`, `json`, `csv`, `text`"), "{e:?}");
+        let e = errors("  uri: /x\n  on_error: ignore");
+        assert!(e[0].starts_with("j.yaml:4:3: input.on_error: unknown variant `ignore`, expected `fail` or `skip`"), "{e:?}");
+        let e = errors("  uri: /x\n  schema: {id: integer}");
+        assert!(e[0].starts_with("j.yaml:4:") && e[0].contains("input.schema") && e[0].contains("unknown variant `integer`"), "{e:?}");
+        let e = errors("  uri: /x\n  format: csv\n  csv: {delimiter: ';;', header: false}");
+        assert!(e[0].starts_with("j.yaml:5:9: input.csv.delimiter: `;;` is not one ASCII character"), "{e:?}");
+        let e = errors("  uri: /x\n  csv: {header: maybe}");
+        assert!(e[0].starts_with("j.yaml:4:") && e[0].contains("input.csv.header"), "{e:?}");
+        let e = errors("  uri: /x\n  format: text\n  schema: {text: string}");
+        assert!(e[0].starts_with("j.yaml:5:3: input.schema: text input has one column"), "{e:?}");
+        let e = errors("  uri: /x\n  format: parquet\n  on_error: skip");
+        assert!(e[0].starts_with("j.yaml:5:3: input.on_error: applies to jsonl, json, csv and text input"), "{e:?}");
+        let e = errors("  uri: /x\n  format: jsonl\n  csv: {delimiter: ';'}");
+        assert!(e[0].starts_with("j.yaml:5:3: input.csv: applies to csv input"), "{e:?}");
+        let e = errors("  generate: {rows: 10}\n  format: jsonl");
+        assert!(e[0].starts_with("j.yaml:4:3: input.format: `format` and `schema` describe files"), "{e:?}");
+        assert!(errors("  uri: /x\n  format: csv\n  csv: {delimiter: \"\\t\", header: false}").is_empty());
     }
 }

@@ -45,6 +45,9 @@ pub struct Resolved {
 /// The schema of a job's input. `sample` holds whole records of `file` (for csv, the
 /// header line first when `csv.header`).
 pub fn resolve(format: InputFormat, user: Option<&InputSchema>, csv: &CsvOptions, file: &str, sample: &Sample) -> Result<Resolved> {
+    if user.is_some_and(|u| u.0.is_empty()) {
+        bail!("input.schema is empty: give at least one column, e.g. `{{text: string}}`");
+    }
     match format {
         InputFormat::Text => Ok(Resolved { schema: Schema::new(vec![Field::new(TEXT_COLUMN, DataType::Utf8, true)]), warnings: vec![] }),
         InputFormat::Jsonl | InputFormat::Json => resolve_json(user, file, sample),
