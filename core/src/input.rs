@@ -56,25 +56,40 @@ impl InputFormat {
         let base = name.rsplit('/').next().unwrap_or(name);
         let (stem, compression) = if let Some(s) = base.strip_suffix(".gz") {
             (s, Compression::Gzip)
-        } else if let Some(s) = base.strip_suffix(".zst").or_else(|| base.strip_suffix(".zstd")) {
+        } else if let Some(s) = base
+            .strip_suffix(".zst")
+            .or_else(|| base.strip_suffix(".zstd"))
+        {
             (s, Compression::Zstd)
         } else {
             (base, Compression::None)
         };
         let ext = stem.rsplit_once('.')?.1;
-        let format = ALL_FORMATS.iter().copied().find(|f| f.extensions().contains(&ext))?;
+        let format = ALL_FORMATS
+            .iter()
+            .copied()
+            .find(|f| f.extensions().contains(&ext))?;
         Some((format, compression))
     }
 
     /// Whether a task may own a byte range of a file: line-oriented formats, uncompressed
     /// (a compressed stream or a JSON array can only be read from its start).
     pub fn splits_by_bytes(self, compression: Compression) -> bool {
-        compression == Compression::None && matches!(self, InputFormat::Jsonl | InputFormat::Csv | InputFormat::Text)
+        compression == Compression::None
+            && matches!(
+                self,
+                InputFormat::Jsonl | InputFormat::Csv | InputFormat::Text
+            )
     }
 }
 
-const ALL_FORMATS: [InputFormat; 5] =
-    [InputFormat::Parquet, InputFormat::Jsonl, InputFormat::Json, InputFormat::Csv, InputFormat::Text];
+const ALL_FORMATS: [InputFormat; 5] = [
+    InputFormat::Parquet,
+    InputFormat::Jsonl,
+    InputFormat::Json,
+    InputFormat::Csv,
+    InputFormat::Text,
+];
 
 /// `input.on_error`: what a malformed record (a line that does not parse, a value that
 /// does not fit its column) does.
@@ -125,14 +140,22 @@ impl<'de> Deserialize<'de> for InputSchema {
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = InputSchema;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                write!(f, "a mapping of column name to type, e.g. `{{id: int64, text: string}}`")
+                write!(
+                    f,
+                    "a mapping of column name to type, e.g. `{{id: int64, text: string}}`"
+                )
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<InputSchema, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<InputSchema, A::Error> {
                 let mut columns: Vec<(String, ColumnType)> = Vec::new();
                 while let Some(name) = map.next_key::<String>()? {
                     let ty = map.next_value()?;
                     if columns.iter().any(|(n, _)| *n == name) {
-                        return Err(serde::de::Error::custom(format!("column `{name}` is listed twice")));
+                        return Err(serde::de::Error::custom(format!(
+                            "column `{name}` is listed twice"
+                        )));
                     }
                     columns.push((name, ty));
                 }
@@ -170,7 +193,10 @@ impl CsvOptions {
 
 impl Default for CsvOptions {
     fn default() -> Self {
-        Self { delimiter: Self::default_delimiter(), header: Self::default_header() }
+        Self {
+            delimiter: Self::default_delimiter(),
+            header: Self::default_header(),
+        }
     }
 }
 
@@ -196,19 +222,31 @@ pub fn validate_options(
     match format {
         Some(InputFormat::Parquet) => {
             if schema.is_some() {
-                c.error(input.key("schema"), "parquet files carry their own schema: remove `input.schema`");
+                c.error(
+                    input.key("schema"),
+                    "parquet files carry their own schema: remove `input.schema`",
+                );
             }
             if on_error == OnError::Skip {
                 c.error(input.key("on_error"), "applies to jsonl, json, csv and text input (a parquet file is valid or not as a whole)");
             }
         }
         Some(InputFormat::Text) if schema.is_some() => {
-            c.error(input.key("schema"), "text input has one column, `text` (string): remove `input.schema`");
+            c.error(
+                input.key("schema"),
+                "text input has one column, `text` (string): remove `input.schema`",
+            );
         }
         _ => {}
     }
     if *csv != CsvOptions::default() && format.is_some_and(|f| f != InputFormat::Csv) {
-        c.error(input.key("csv"), format!("applies to csv input, and `input.format` is {}", format.map(|f| f.name()).unwrap_or("")));
+        c.error(
+            input.key("csv"),
+            format!(
+                "applies to csv input, and `input.format` is {}",
+                format.map(|f| f.name()).unwrap_or("")
+            ),
+        );
     }
 }
 

@@ -24,7 +24,11 @@ fn rows(n: i64) -> Vec<(i64, String, String)> {
                 2 => format!("back\\slash {i} and 한글 ✓"),
                 _ => format!("{} {i}", "long".repeat(i as usize % 40)),
             };
-            (i, text, ["news", "blog", "forum", "wiki"][i as usize % 4].to_string())
+            (
+                i,
+                text,
+                ["news", "blog", "forum", "wiki"][i as usize % 4].to_string(),
+            )
         })
         .collect()
 }
@@ -32,10 +36,24 @@ fn rows(n: i64) -> Vec<(i64, String, String)> {
 fn encode(format: InputFormat, rows: &[(i64, String, String)]) -> Vec<u8> {
     // Keys in this order (serde_json's `json!` would sort them): columns keep the file's order.
     let quote = |s: &str| serde_json::to_string(s).unwrap();
-    let json = |(id, text, label): &(i64, String, String)| format!("{{\"id\": {id}, \"text\": {}, \"label\": {}}}", quote(text), quote(label));
+    let json = |(id, text, label): &(i64, String, String)| {
+        format!(
+            "{{\"id\": {id}, \"text\": {}, \"label\": {}}}",
+            quote(text),
+            quote(label)
+        )
+    };
     match format {
-        InputFormat::Jsonl => rows.iter().map(|r| json(r) + "\n").collect::<String>().into_bytes(),
-        InputFormat::Json => format!("[\n{}\n]\n", rows.iter().map(json).collect::<Vec<_>>().join(",\n")).into_bytes(),
+        InputFormat::Jsonl => rows
+            .iter()
+            .map(|r| json(r) + "\n")
+            .collect::<String>()
+            .into_bytes(),
+        InputFormat::Json => format!(
+            "[\n{}\n]\n",
+            rows.iter().map(json).collect::<Vec<_>>().join(",\n")
+        )
+        .into_bytes(),
         InputFormat::Csv => {
             let mut s = String::from("id,text,label\n");
             for (id, text, label) in rows {
@@ -43,7 +61,11 @@ fn encode(format: InputFormat, rows: &[(i64, String, String)]) -> Vec<u8> {
             }
             s.into_bytes()
         }
-        InputFormat::Text => rows.iter().map(|r| r.1.clone() + "\n").collect::<String>().into_bytes(),
+        InputFormat::Text => rows
+            .iter()
+            .map(|r| r.1.clone() + "\n")
+            .collect::<String>()
+            .into_bytes(),
         InputFormat::Parquet => unreachable!("not a record format"),
     }
 }
@@ -80,7 +102,10 @@ fn output_rows(dir: &Path, manifest: &Manifest) -> Vec<String> {
     let mut out = Vec::new();
     for f in &manifest.files {
         let file = std::fs::File::open(dir.join(&f.file)).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
         for b in reader {
             out.extend(batch_rows(&b.unwrap()));
         }
@@ -130,20 +155,44 @@ async fn every_format_and_compression_gives_back_its_rows() {
     let agent = TestAgent::start().await;
     let input = rows(240);
     let mut tasks_of = BTreeMap::new();
-    for format in [InputFormat::Jsonl, InputFormat::Json, InputFormat::Csv, InputFormat::Text] {
+    for format in [
+        InputFormat::Jsonl,
+        InputFormat::Json,
+        InputFormat::Csv,
+        InputFormat::Text,
+    ] {
         for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
             let name = file_name(format, compression);
             let dir = agent.dir.join(format!("in-{name}"));
             std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join(&name), compress(&encode(format, &input), compression)).unwrap();
+            std::fs::write(
+                dir.join(&name),
+                compress(&encode(format, &input), compression),
+            )
+            .unwrap();
             let out = agent.dir.join(format!("out-{name}"));
-            let job = agent.submit_yaml(&job_yaml("formats", &dir, &out, "")).await;
+            let job = agent
+                .submit_yaml(&job_yaml("formats", &dir, &out, ""))
+                .await;
             let p = agent.finished(&job).await;
             assert!(p.failed.is_empty(), "{name}: {:?}", p.failed);
             let manifest = p.manifest.unwrap();
-            assert_eq!(output_rows(&out, &manifest), expected_rows(format, &input), "{name}");
-            let record: JobRecord = agent.shared.store.get_json(&layout::job(&job)).await.unwrap().unwrap();
-            assert!(record.rows_estimated && record.total_rows > 0, "{name}: rows are estimated from the sample");
+            assert_eq!(
+                output_rows(&out, &manifest),
+                expected_rows(format, &input),
+                "{name}"
+            );
+            let record: JobRecord = agent
+                .shared
+                .store
+                .get_json(&layout::job(&job))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                record.rows_estimated && record.total_rows > 0,
+                "{name}: rows are estimated from the sample"
+            );
             tasks_of.insert(name, record.tasks);
         }
     }
@@ -169,26 +218,46 @@ async fn a_malformed_line_fails_the_job_naming_file_and_line_or_is_skipped_and_c
     let file = dir.join("bad.jsonl");
     std::fs::write(&file, &bytes).unwrap();
 
-    let job = agent.submit_yaml(&job_yaml("bad", &dir, &agent.dir.join("bad-out"), "")).await;
+    let job = agent
+        .submit_yaml(&job_yaml("bad", &dir, &agent.dir.join("bad-out"), ""))
+        .await;
     let p = agent.finished(&job).await;
     assert_eq!(p.failed.len(), 1, "{p:?}");
     let error = &p.failed[0].error;
-    assert!(error.starts_with(&format!("{}:150: ", file.display())), "{error}");
+    assert!(
+        error.starts_with(&format!("{}:150: ", file.display())),
+        "{error}"
+    );
     assert_eq!(p.manifest.unwrap().failed_tasks.len(), 1);
 
     let out = agent.dir.join("skip-out");
-    let job = agent.submit_yaml(&job_yaml("skip", &dir, &out, ", on_error: skip")).await;
+    let job = agent
+        .submit_yaml(&job_yaml("skip", &dir, &out, ", on_error: skip"))
+        .await;
     let p = agent.finished(&job).await;
     assert!(p.failed.is_empty(), "{:?}", p.failed);
     let manifest = p.manifest.unwrap();
     assert_eq!((manifest.skipped_records, manifest.total_rows), (1, 199));
     let mut done: Vec<DoneRecord> = Vec::new();
     for t in &p.done {
-        done.extend(agent.shared.store.get_json::<DoneRecord>(&layout::done(&job, t)).await.unwrap());
+        done.extend(
+            agent
+                .shared
+                .store
+                .get_json::<DoneRecord>(&layout::done(&job, t))
+                .await
+                .unwrap(),
+        );
     }
-    let examples: Vec<&String> = done.iter().flat_map(|d| d.skipped.examples.iter()).collect();
+    let examples: Vec<&String> = done
+        .iter()
+        .flat_map(|d| d.skipped.examples.iter())
+        .collect();
     assert_eq!(examples.len(), 1);
-    assert!(examples[0].starts_with(&format!("{}:150: ", file.display())), "{examples:?}");
+    assert!(
+        examples[0].starts_with(&format!("{}:150: ", file.display())),
+        "{examples:?}"
+    );
     let mut want = expected_rows(InputFormat::Jsonl, &input);
     want.retain(|r| !r.starts_with("id=149|"));
     assert_eq!(output_rows(&out, &manifest), want);
@@ -200,13 +269,25 @@ async fn a_malformed_line_fails_the_job_naming_file_and_line_or_is_skipped_and_c
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_drained_mid_file_resumes_from_its_checkpoint_with_every_row_once() {
     for name in ["big.jsonl", "big.csv.gz"] {
-        let format = if name.contains("csv") { InputFormat::Csv } else { InputFormat::Jsonl };
-        let compression = if name.ends_with(".gz") { Compression::Gzip } else { Compression::None };
+        let format = if name.contains("csv") {
+            InputFormat::Csv
+        } else {
+            InputFormat::Jsonl
+        };
+        let compression = if name.ends_with(".gz") {
+            Compression::Gzip
+        } else {
+            Compression::None
+        };
         let agent = TestAgent::start().await;
         let input = rows(20_000);
         let dir = agent.dir.join("in");
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(name), compress(&encode(format, &input), compression)).unwrap();
+        std::fs::write(
+            dir.join(name),
+            compress(&encode(format, &input), compression),
+        )
+        .unwrap();
         let out = agent.dir.join("out");
         let yaml = format!(
             "name: resume\ninput: {{uri: {}}}\noutput: {{uri: {}, rows_per_file: 200}}\nbatch_size: 100\n\
@@ -216,10 +297,16 @@ async fn a_task_drained_mid_file_resumes_from_its_checkpoint_with_every_row_once
         );
         let job = agent.submit_yaml(&yaml).await;
         // Drain once the task has checkpointed (a chunk of 200 rows closed), mid-file.
-        let checkpoint = agent.dir.join("store").join(layout::checkpoint(&job, &layout::task_id(0)));
+        let checkpoint = agent
+            .dir
+            .join("store")
+            .join(layout::checkpoint(&job, &layout::task_id(0)));
         let deadline = Instant::now() + Duration::from_secs(60);
         while !checkpoint.exists() {
-            assert!(Instant::now() < deadline, "{name}: no checkpoint was written");
+            assert!(
+                Instant::now() < deadline,
+                "{name}: no checkpoint was written"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let dir_of_agent = agent.dir.clone();
@@ -228,10 +315,26 @@ async fn a_task_drained_mid_file_resumes_from_its_checkpoint_with_every_row_once
         let p = second.finished(&job).await;
         let manifest = p.manifest.clone().unwrap();
         assert!(p.failed.is_empty(), "{name}: {:?}", p.failed);
-        let done: DoneRecord = second.shared.store.get_json(&layout::done(&job, &layout::task_id(0))).await.unwrap().unwrap();
-        assert!(done.units_from_checkpoint > 0, "{name}: the second agent resumed from the checkpoint: {done:?}");
-        assert_eq!(done.rows_in, 20_000, "{name}: rows of the checkpointed units are counted once");
-        assert_eq!(output_rows(&out, &manifest), expected_rows(format, &input), "{name}");
+        let done: DoneRecord = second
+            .shared
+            .store
+            .get_json(&layout::done(&job, &layout::task_id(0)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            done.units_from_checkpoint > 0,
+            "{name}: the second agent resumed from the checkpoint: {done:?}"
+        );
+        assert_eq!(
+            done.rows_in, 20_000,
+            "{name}: rows of the checkpointed units are counted once"
+        );
+        assert_eq!(
+            output_rows(&out, &manifest),
+            expected_rows(format, &input),
+            "{name}"
+        );
         second.stop().await;
     }
 }

@@ -33,10 +33,17 @@ pub struct Decoded {
 impl Decoding {
     /// Decode `block`. `locate(position)` renders a record's `FILE:LINE` (it may read the
     /// file to count lines, so it is called for malformed records only).
-    pub fn decode(&self, block: &RawBlock, locate: &dyn Fn(u64) -> Result<String>) -> Result<Decoded> {
+    pub fn decode(
+        &self,
+        block: &RawBlock,
+        locate: &dyn Fn(u64) -> Result<String>,
+    ) -> Result<Decoded> {
         if let Ok(batch) = self.parse(&block.bytes, block.len()) {
             if batch.num_rows() == block.len() {
-                return Ok(Decoded { batch, skipped: Vec::new() });
+                return Ok(Decoded {
+                    batch,
+                    skipped: Vec::new(),
+                });
             }
         }
         let mut good = Vec::with_capacity(block.bytes.len());
@@ -59,21 +66,28 @@ impl Decoding {
             }
         }
         let batch = self.parse(&good, kept).map_err(|e| {
-            anyhow!("{}: the records parse one by one but not together: {e}", locate(block.position(0)).unwrap_or_default())
+            anyhow!(
+                "{}: the records parse one by one but not together: {e}",
+                locate(block.position(0)).unwrap_or_default()
+            )
         })?;
         Ok(Decoded { batch, skipped })
     }
 
     /// Whether one record parses into exactly one row; the message names what is wrong.
     fn parse_one(&self, record: &[u8]) -> Result<(), String> {
-        if self.format == InputFormat::Csv && record.iter().filter(|&&b| b == b'"').count() % 2 == 1 {
+        if self.format == InputFormat::Csv && record.iter().filter(|&&b| b == b'"').count() % 2 == 1
+        {
             return Err("a quoted field runs past the end of the line: fleetform reads one CSV record per line \
                         (fields with line breaks inside are not supported)"
                 .into());
         }
         match self.parse(record, 1) {
             Ok(b) if b.num_rows() == 1 => Ok(()),
-            Ok(b) => Err(format!("the line holds {} records, expected one", b.num_rows())),
+            Ok(b) => Err(format!(
+                "the line holds {} records, expected one",
+                b.num_rows()
+            )),
             Err(e) => Err(clean_message(&e)),
         }
     }
@@ -84,7 +98,9 @@ impl Decoding {
         let batch_size = records.max(1);
         match self.format {
             InputFormat::Jsonl | InputFormat::Json => {
-                let decoder = arrow_json::ReaderBuilder::new(schema.clone()).with_batch_size(batch_size).build_decoder()?;
+                let decoder = arrow_json::ReaderBuilder::new(schema.clone())
+                    .with_batch_size(batch_size)
+                    .build_decoder()?;
                 drive(JsonDecoder(decoder), bytes, &schema)
             }
             InputFormat::Csv => {
@@ -96,7 +112,9 @@ impl Decoding {
                 drive(CsvDecoder(decoder), bytes, &schema)
             }
             InputFormat::Text => text_batch(bytes, &schema),
-            InputFormat::Parquet => Err(ArrowError::InvalidArgumentError("parquet is not read as records".into())),
+            InputFormat::Parquet => Err(ArrowError::InvalidArgumentError(
+                "parquet is not read as records".into(),
+            )),
         }
     }
 
@@ -108,8 +126,14 @@ impl Decoding {
             return None;
         }
         let schema = self.input.schema.clone();
-        let strict = arrow_json::ReaderBuilder::new(schema.clone()).with_batch_size(block.len()).with_strict_mode(true);
-        match strict.build_decoder().map(JsonDecoder).and_then(|d| drive(d, &block.bytes, &schema)) {
+        let strict = arrow_json::ReaderBuilder::new(schema.clone())
+            .with_batch_size(block.len())
+            .with_strict_mode(true);
+        match strict
+            .build_decoder()
+            .map(JsonDecoder)
+            .and_then(|d| drive(d, &block.bytes, &schema))
+        {
             Err(e) if e.to_string().contains("missing from schema") => Some(clean_message(&e)),
             _ => None,
         }
@@ -145,7 +169,11 @@ impl PushDecoder for CsvDecoder {
 
 /// Feed all of `bytes` (the decoder's batch size is the record count, so one flush at
 /// the end holds every row; bytes left after a full batch mean extra records).
-fn drive(mut d: impl PushDecoder, bytes: &[u8], schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+fn drive(
+    mut d: impl PushDecoder,
+    bytes: &[u8],
+    schema: &SchemaRef,
+) -> Result<RecordBatch, ArrowError> {
     let mut offset = 0;
     let mut rows = 0;
     let mut batch = None;
@@ -157,7 +185,9 @@ fn drive(mut d: impl PushDecoder, bytes: &[u8], schema: &SchemaRef) -> Result<Re
             let b = d.flush()?;
             rows += b.as_ref().map_or(0, |b| b.num_rows());
             if rows == 0 {
-                return Err(ArrowError::ParseError("the decoder made no progress".into()));
+                return Err(ArrowError::ParseError(
+                    "the decoder made no progress".into(),
+                ));
             }
             batch = concat(batch, b, schema)?;
         }
@@ -167,7 +197,11 @@ fn drive(mut d: impl PushDecoder, bytes: &[u8], schema: &SchemaRef) -> Result<Re
     Ok(batch.unwrap_or_else(|| RecordBatch::new_empty(schema.clone())))
 }
 
-fn concat(a: Option<RecordBatch>, b: Option<RecordBatch>, schema: &SchemaRef) -> Result<Option<RecordBatch>, ArrowError> {
+fn concat(
+    a: Option<RecordBatch>,
+    b: Option<RecordBatch>,
+    schema: &SchemaRef,
+) -> Result<Option<RecordBatch>, ArrowError> {
     Ok(match (a, b) {
         (Some(a), Some(b)) => Some(arrow_select::concat::concat_batches(schema, [&a, &b])?),
         (a, b) => a.or(b),
@@ -181,8 +215,12 @@ fn text_batch(bytes: &[u8], schema: &SchemaRef) -> Result<RecordBatch, ArrowErro
     if !bytes.is_empty() {
         for line in body.split(|&b| b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let s = std::str::from_utf8(line)
-                .map_err(|e| ArrowError::ParseError(format!("the line is not valid UTF-8 (byte {} of the line)", e.valid_up_to() + 1)))?;
+            let s = std::str::from_utf8(line).map_err(|e| {
+                ArrowError::ParseError(format!(
+                    "the line is not valid UTF-8 (byte {} of the line)",
+                    e.valid_up_to() + 1
+                ))
+            })?;
             col.append_value(s);
         }
     }
@@ -193,6 +231,7 @@ fn text_batch(bytes: &[u8], schema: &SchemaRef) -> Result<RecordBatch, ArrowErro
 /// wrong for a record parsed alone: the caller prefixes the file's true line instead.
 fn clean_message(e: &ArrowError) -> String {
     static RELATIVE_LINE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let re = RELATIVE_LINE.get_or_init(|| regex::Regex::new(r" (?:at|for) line \d+").expect("a valid pattern"));
+    let re = RELATIVE_LINE
+        .get_or_init(|| regex::Regex::new(r" (?:at|for) line \d+").expect("a valid pattern"));
     re.replace_all(&e.to_string(), "").into_owned()
 }

@@ -37,7 +37,9 @@ pub struct JobInput {
 impl JobInput {
     /// None for jobs without a record schema (parquet input, the generator).
     pub fn for_job(record: &JobRecord) -> Result<Option<Arc<JobInput>>> {
-        let Some(value) = &record.input_schema else { return Ok(None) };
+        let Some(value) = &record.input_schema else {
+            return Ok(None);
+        };
         Ok(Some(Arc::new(JobInput {
             schema: schema::from_record(value)?,
             on_error: record.spec.input.on_error,

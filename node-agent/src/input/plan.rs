@@ -36,7 +36,10 @@ pub struct InputFile {
 /// The files `uri` names, sorted, and their one format: `uri` is a file when its name
 /// has an input extension (`.jsonl.gz`, `.parquet`...), else a directory or prefix whose
 /// input files (not starting with `_` or `.`) are read. `explicit` is `input.format`.
-pub async fn list_files(uri: &str, explicit: Option<InputFormat>) -> Result<(Location, Vec<InputFile>, InputFormat)> {
+pub async fn list_files(
+    uri: &str,
+    explicit: Option<InputFormat>,
+) -> Result<(Location, Vec<InputFile>, InputFormat)> {
     let (loc, mut files) = match single_file(uri, explicit).await? {
         Some((loc, file)) => (loc, vec![file]),
         None => {
@@ -47,7 +50,10 @@ pub async fn list_files(uri: &str, explicit: Option<InputFormat>) -> Result<(Loc
     };
     files.sort_by(|a, b| a.name.cmp(&b.name));
     let format = one_format(uri, &files, explicit)?;
-    if let Some(f) = files.iter().find(|f| f.format == InputFormat::Parquet && f.compression != Compression::None) {
+    if let Some(f) = files
+        .iter()
+        .find(|f| f.format == InputFormat::Parquet && f.compression != Compression::None)
+    {
         bail!("{}: parquet files are compressed inside; a compressed .parquet file cannot be read (decompress it)", f.uri);
     }
     Ok((loc, files, format))
@@ -56,8 +62,12 @@ pub async fn list_files(uri: &str, explicit: Option<InputFormat>) -> Result<(Loc
 /// The input files below a location (of the format `explicit`, if given), skipping names
 /// that start with `_` or `.` (markers, hidden files).
 async fn files_below(loc: &Location, explicit: Option<InputFormat>) -> Result<Vec<InputFile>> {
-    let metas: Vec<object_store::ObjectMeta> =
-        loc.store.list(Some(&loc.key(""))).try_collect().await.with_context(|| format!("cannot list {}", loc.uri))?;
+    let metas: Vec<object_store::ObjectMeta> = loc
+        .store
+        .list(Some(&loc.key("")))
+        .try_collect()
+        .await
+        .with_context(|| format!("cannot list {}", loc.uri))?;
     let mut files = Vec::new();
     for m in metas {
         let name = loc.relative(&m.location);
@@ -66,7 +76,9 @@ async fn files_below(loc: &Location, explicit: Option<InputFormat>) -> Result<Ve
             continue;
         }
         match InputFormat::of_file(&name) {
-            Some((format, compression)) if explicit.is_none_or(|e| e == format) => files.push(entry(loc, name, m.size, format, compression)),
+            Some((format, compression)) if explicit.is_none_or(|e| e == format) => {
+                files.push(entry(loc, name, m.size, format, compression))
+            }
             _ => {}
         }
     }
@@ -75,16 +87,30 @@ async fn files_below(loc: &Location, explicit: Option<InputFormat>) -> Result<Ve
 
 /// `uri` as one file: its name has an input extension and it is no directory (local) or
 /// prefix (an S3 key that does not exist as an object).
-async fn single_file(uri: &str, explicit: Option<InputFormat>) -> Result<Option<(Location, InputFile)>> {
-    let Some((found, compression)) = InputFormat::of_file(uri) else { return Ok(None) };
-    if uri.strip_prefix("file://").is_some_and(|p| std::path::Path::new(p).is_dir()) {
+async fn single_file(
+    uri: &str,
+    explicit: Option<InputFormat>,
+) -> Result<Option<(Location, InputFile)>> {
+    let Some((found, compression)) = InputFormat::of_file(uri) else {
+        return Ok(None);
+    };
+    if uri
+        .strip_prefix("file://")
+        .is_some_and(|p| std::path::Path::new(p).is_dir())
+    {
         return Ok(None);
     }
     let (dir, name) = crate::exec::source::split_uri(uri)?;
     let loc = storage::open(&dir).await?;
     match loc.store.head(&loc.key(&name)).await {
         Ok(meta) => {
-            let file = entry(&loc, name, meta.size, explicit.unwrap_or(found), compression);
+            let file = entry(
+                &loc,
+                name,
+                meta.size,
+                explicit.unwrap_or(found),
+                compression,
+            );
             Ok(Some((loc, file)))
         }
         Err(object_store::Error::NotFound { .. }) if uri.starts_with("s3://") => Ok(None),
@@ -92,12 +118,28 @@ async fn single_file(uri: &str, explicit: Option<InputFormat>) -> Result<Option<
     }
 }
 
-fn entry(loc: &Location, name: String, size: u64, format: InputFormat, compression: Compression) -> InputFile {
-    InputFile { uri: format!("{}/{}", loc.uri, name), name, size, format, compression }
+fn entry(
+    loc: &Location,
+    name: String,
+    size: u64,
+    format: InputFormat,
+    compression: Compression,
+) -> InputFile {
+    InputFile {
+        uri: format!("{}/{}", loc.uri, name),
+        name,
+        size,
+        format,
+        compression,
+    }
 }
 
 /// The format every file has, or an error saying how to choose.
-fn one_format(uri: &str, files: &[InputFile], explicit: Option<InputFormat>) -> Result<InputFormat> {
+fn one_format(
+    uri: &str,
+    files: &[InputFile],
+    explicit: Option<InputFormat>,
+) -> Result<InputFormat> {
     let mut formats: Vec<InputFormat> = files.iter().map(|f| f.format).collect();
     formats.dedup();
     formats.sort_by_key(|f| f.name());
@@ -123,23 +165,43 @@ pub struct RecordPlan {
 
 /// Sample the first non-empty file for the schema and records per byte, then cut every
 /// file into tasks. Empty files make no task.
-pub async fn plan(spec: &JobSpec, format: InputFormat, files: Vec<InputFile>) -> Result<RecordPlan> {
+pub async fn plan(
+    spec: &JobSpec,
+    format: InputFormat,
+    files: Vec<InputFile>,
+) -> Result<RecordPlan> {
     let files: Vec<InputFile> = files.into_iter().filter(|f| f.size > 0).collect();
     let Some(first) = files.first().cloned() else {
-        bail!("every {} input file is empty: nothing to read", format.name());
+        bail!(
+            "every {} input file is empty: nothing to read",
+            format.name()
+        );
     };
     let handle = tokio::runtime::Handle::current();
     let csv_header = format == InputFormat::Csv && spec.input.csv.header;
-    let (sample, records_per_byte) = tokio::task::spawn_blocking(move || sample_file(&first, csv_header, &handle))
-        .await
-        .map_err(|e| anyhow!("sampling the input failed: {e}"))??;
-    let resolved = schema::resolve(format, spec.input.schema.as_ref(), &spec.input.csv, &display(&files[0].uri), &sample)?;
+    let (sample, records_per_byte) =
+        tokio::task::spawn_blocking(move || sample_file(&first, csv_header, &handle))
+            .await
+            .map_err(|e| anyhow!("sampling the input failed: {e}"))??;
+    let resolved = schema::resolve(
+        format,
+        spec.input.schema.as_ref(),
+        &spec.input.csv,
+        &display(&files[0].uri),
+        &sample,
+    )?;
     let estimate = |bytes: u64| (bytes as f64 * records_per_byte).round() as u64;
     let mut sources = Vec::new();
     for f in files {
         if !f.format.splits_by_bytes(f.compression) {
             let est_rows = estimate(f.size);
-            sources.push(TaskSource::Stream { uri: f.uri, format, compression: f.compression, bytes: f.size, est_rows });
+            sources.push(TaskSource::Stream {
+                uri: f.uri,
+                format,
+                compression: f.compression,
+                bytes: f.size,
+                est_rows,
+            });
             continue;
         }
         let mut start = 0;
@@ -156,7 +218,11 @@ pub async fn plan(spec: &JobSpec, format: InputFormat, files: Vec<InputFile>) ->
             start = end;
         }
     }
-    Ok(RecordPlan { sources, schema: resolved.schema, warnings: resolved.warnings })
+    Ok(RecordPlan {
+        sources,
+        schema: resolved.schema,
+        warnings: resolved.warnings,
+    })
 }
 
 /// A file's name in messages: the path for local files.
@@ -166,11 +232,18 @@ fn display(uri: &str) -> String {
 
 /// The first records of a file (at most `SAMPLE_BYTES`, whole records, each ending in
 /// `\n`; the CSV header counted as no record) and records per stored byte.
-fn sample_file(file: &InputFile, csv_header: bool, handle: &tokio::runtime::Handle) -> Result<(Sample, f64)> {
+fn sample_file(
+    file: &InputFile,
+    csv_header: bool,
+    handle: &tokio::runtime::Handle,
+) -> Result<(Sample, f64)> {
     let raw = RawFile::open(&file.uri, handle)?;
     let stored = Arc::new(AtomicU64::new(0));
     let reader = raw.decoded(file.compression, Some(stored.clone()))?;
-    let mut sample = Sample { bytes: Vec::new(), records: 0 };
+    let mut sample = Sample {
+        bytes: Vec::new(),
+        records: 0,
+    };
     let push = |record: &[u8], sample: &mut Sample| {
         sample.bytes.extend_from_slice(record);
         if record.last() != Some(&b'\n') {
@@ -191,7 +264,10 @@ fn sample_file(file: &InputFile, csv_header: bool, handle: &tokio::runtime::Hand
     } else {
         let mut lines = LineReader::new(reader, 0);
         let mut header = csv_header;
-        while let Some((line, _)) = lines.next_line().with_context(|| format!("cannot read {}", raw.display))? {
+        while let Some((line, _)) = lines
+            .next_line()
+            .with_context(|| format!("cannot read {}", raw.display))?
+        {
             if file.format != InputFormat::Text && is_blank(line) {
                 continue;
             }
@@ -208,7 +284,15 @@ fn sample_file(file: &InputFile, csv_header: bool, handle: &tokio::runtime::Hand
             stored.store(lines.pos, Ordering::Relaxed); // exact, where the reader's read-ahead is not
         }
     }
-    let stored = if reached_end { file.size } else { stored.load(Ordering::Relaxed) };
-    let per_byte = if stored == 0 { 0.0 } else { sample.records as f64 / stored as f64 };
+    let stored = if reached_end {
+        file.size
+    } else {
+        stored.load(Ordering::Relaxed)
+    };
+    let per_byte = if stored == 0 {
+        0.0
+    } else {
+        sample.records as f64 / stored as f64
+    };
     Ok((sample, per_byte))
 }

@@ -40,7 +40,10 @@ pub struct RawFile {
 
 enum Place {
     Local(PathBuf),
-    Remote { store: Arc<dyn ObjectStore>, key: Path },
+    Remote {
+        store: Arc<dyn ObjectStore>,
+        key: Path,
+    },
 }
 
 impl RawFile {
@@ -51,46 +54,78 @@ impl RawFile {
             None => {
                 let (dir, name) = crate::exec::source::split_uri(uri)?;
                 let loc = handle.block_on(storage::open(&dir))?;
-                (Place::Remote { store: loc.store.clone(), key: loc.key(&name) }, uri.to_string())
+                (
+                    Place::Remote {
+                        store: loc.store.clone(),
+                        key: loc.key(&name),
+                    },
+                    uri.to_string(),
+                )
             }
         };
-        Ok(RawFile { uri: uri.to_string(), display, place, handle: handle.clone(), newline_cache: Mutex::new((0, 0)) })
+        Ok(RawFile {
+            uri: uri.to_string(),
+            display,
+            place,
+            handle: handle.clone(),
+            newline_cache: Mutex::new((0, 0)),
+        })
     }
 
     /// The file's bytes from `offset` to its end.
     pub fn read_from(&self, offset: u64) -> Result<ByteReader> {
         match &self.place {
             Place::Local(path) => {
-                let mut f = File::open(path).with_context(|| format!("cannot open input {}", path.display()))?;
-                f.seek(SeekFrom::Start(offset)).with_context(|| format!("cannot seek to byte {offset} of {}", path.display()))?;
+                let mut f = File::open(path)
+                    .with_context(|| format!("cannot open input {}", path.display()))?;
+                f.seek(SeekFrom::Start(offset)).with_context(|| {
+                    format!("cannot seek to byte {offset} of {}", path.display())
+                })?;
                 Ok(Box::new(f))
             }
             Place::Remote { store, key } => {
                 // A GET to the end of the object; a reader that stops early drops the
                 // stream, which ends the transfer.
-                let options = GetOptions { range: (offset > 0).then_some(GetRange::Offset(offset)), ..Default::default() };
+                let options = GetOptions {
+                    range: (offset > 0).then_some(GetRange::Offset(offset)),
+                    ..Default::default()
+                };
                 let got = self
                     .handle
                     .block_on(store.get_opts(key, options))
                     .with_context(|| format!("cannot read {} from byte {offset}", self.uri))?;
-                Ok(Box::new(StreamReader { stream: got.into_stream(), chunk: Bytes::new(), handle: self.handle.clone() }))
+                Ok(Box::new(StreamReader {
+                    stream: got.into_stream(),
+                    chunk: Bytes::new(),
+                    handle: self.handle.clone(),
+                }))
             }
         }
     }
 
     /// The file's content from its start, decompressed, buffered. `raw_bytes` counts the
     /// bytes read from storage (before decompression), for the submit-time estimate.
-    pub fn decoded(&self, compression: Compression, raw_bytes: Option<Arc<AtomicU64>>) -> Result<BufReader<ByteReader>> {
+    pub fn decoded(
+        &self,
+        compression: Compression,
+        raw_bytes: Option<Arc<AtomicU64>>,
+    ) -> Result<BufReader<ByteReader>> {
         let mut raw = self.read_from(0)?;
         if let Some(counter) = raw_bytes {
-            raw = Box::new(CountingReader { inner: raw, count: counter });
+            raw = Box::new(CountingReader {
+                inner: raw,
+                count: counter,
+            });
         }
         let inner: ByteReader = match compression {
             Compression::None => raw,
             // Multi-member: `cat a.gz b.gz` and bgzip files are valid gzip streams.
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(READ_BUFFER, raw))),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+                BufReader::with_capacity(READ_BUFFER, raw),
+            )),
             Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::new(raw).with_context(|| format!("cannot start decompressing {}", self.display))?,
+                zstd::stream::read::Decoder::new(raw)
+                    .with_context(|| format!("cannot start decompressing {}", self.display))?,
             ),
         };
         Ok(BufReader::with_capacity(READ_BUFFER, inner))
@@ -101,9 +136,12 @@ impl RawFile {
     pub fn line_at(&self, offset: u64) -> Result<u64> {
         let mut cache = self.newline_cache.lock().unwrap_or_else(|p| p.into_inner());
         let (from, mut newlines) = if cache.0 <= offset { *cache } else { (0, 0) };
-        let mut r = BufReader::with_capacity(READ_BUFFER, self.read_from(from)?.take(offset - from));
+        let mut r =
+            BufReader::with_capacity(READ_BUFFER, self.read_from(from)?.take(offset - from));
         loop {
-            let buf = r.fill_buf().with_context(|| format!("cannot read {}", self.display))?;
+            let buf = r
+                .fill_buf()
+                .with_context(|| format!("cannot read {}", self.display))?;
             if buf.is_empty() {
                 break;
             }
@@ -129,7 +167,11 @@ impl Read for StreamReader {
             match self.handle.block_on(self.stream.next()) {
                 None => return Ok(0),
                 Some(Ok(b)) => self.chunk = b,
-                Some(Err(e)) => return Err(std::io::Error::other(anyhow!("reading the object failed: {e}"))),
+                Some(Err(e)) => {
+                    return Err(std::io::Error::other(anyhow!(
+                        "reading the object failed: {e}"
+                    )))
+                }
             }
         }
         let n = buf.len().min(self.chunk.len());

@@ -63,7 +63,12 @@ pub struct LineReader<R> {
 
 impl<R: BufRead> LineReader<R> {
     pub fn new(reader: R, pos: u64) -> Self {
-        LineReader { reader, pos, line: 0, buf: Vec::new() }
+        LineReader {
+            reader,
+            pos,
+            line: 0,
+            buf: Vec::new(),
+        }
     }
 
     /// The next line with its terminator, and the file offset where it starts; None at
@@ -71,7 +76,9 @@ impl<R: BufRead> LineReader<R> {
     pub fn next_line(&mut self) -> Result<Option<(&[u8], u64)>> {
         self.buf.clear();
         let start = self.pos;
-        let n = (&mut self.reader).take(MAX_RECORD_BYTES + 1).read_until(b'\n', &mut self.buf)?;
+        let n = (&mut self.reader)
+            .take(MAX_RECORD_BYTES + 1)
+            .read_until(b'\n', &mut self.buf)?;
         if n == 0 {
             return Ok(None);
         }
@@ -106,14 +113,22 @@ pub struct JsonArrayReader<R> {
 enum ArrayState {
     BeforeArray,
     /// After `[`, or after an element's comma.
-    BeforeElement { first: bool },
+    BeforeElement {
+        first: bool,
+    },
     AfterElement,
     Done,
 }
 
 impl<R: BufRead> JsonArrayReader<R> {
     pub fn new(reader: R, name: &str) -> Self {
-        JsonArrayReader { reader, name: name.to_string(), line: 1, state: ArrayState::BeforeArray, buf: Vec::new() }
+        JsonArrayReader {
+            reader,
+            name: name.to_string(),
+            line: 1,
+            state: ArrayState::BeforeArray,
+            buf: Vec::new(),
+        }
     }
 
     /// The next element's bytes and the line it starts on; None after the closing `]`.
@@ -121,9 +136,17 @@ impl<R: BufRead> JsonArrayReader<R> {
         loop {
             let Some(b) = self.next_non_space()? else {
                 match self.state {
-                    ArrayState::BeforeArray => bail!("{}:{}: the file is empty; `json` input is one array `[{{...}}, ...]`", self.name, self.line),
+                    ArrayState::BeforeArray => bail!(
+                        "{}:{}: the file is empty; `json` input is one array `[{{...}}, ...]`",
+                        self.name,
+                        self.line
+                    ),
                     ArrayState::Done => return Ok(None),
-                    _ => bail!("{}:{}: the file ends inside the top-level array (no closing `]`)", self.name, self.line),
+                    _ => bail!(
+                        "{}:{}: the file ends inside the top-level array (no closing `]`)",
+                        self.name,
+                        self.line
+                    ),
                 }
             };
             match (self.state, b) {
@@ -160,7 +183,13 @@ impl<R: BufRead> JsonArrayReader<R> {
         let mut escaped = false;
         let scalar = depth == 0 && !in_string;
         while scalar || depth > 0 || in_string {
-            let Some(b) = self.peek()? else { bail!("{}:{}: the file ends inside an array element", self.name, self.line) };
+            let Some(b) = self.peek()? else {
+                bail!(
+                    "{}:{}: the file ends inside an array element",
+                    self.name,
+                    self.line
+                )
+            };
             if scalar && (b == b',' || b == b']' || b.is_ascii_whitespace()) {
                 break;
             }
@@ -170,7 +199,12 @@ impl<R: BufRead> JsonArrayReader<R> {
             }
             self.buf.push(b);
             if self.buf.len() as u64 > MAX_RECORD_BYTES {
-                bail!("{}:{}: an array element longer than {} MiB", self.name, self.line, MAX_RECORD_BYTES >> 20);
+                bail!(
+                    "{}:{}: an array element longer than {} MiB",
+                    self.name,
+                    self.line,
+                    MAX_RECORD_BYTES >> 20
+                );
             }
             if in_string {
                 match (escaped, b) {
@@ -242,9 +276,22 @@ mod tests {
     #[test]
     fn array_framing_errors_name_the_line() {
         let err = |s: &str| elements(s).unwrap_err().to_string();
-        assert!(err("{\"a\": 1}\n").starts_with("t.json:1: `json` input is one top-level array"), "{}", err("{\"a\": 1}\n"));
-        assert_eq!(err("[\n{\"a\": 1}\n{\"a\": 2}]"), "t.json:3: expected `,` or `]` after an array element, found `{`");
-        assert_eq!(err("[{\"a\": 1},\n"), "t.json:2: the file ends inside the top-level array (no closing `]`)");
-        assert_eq!(err("[{\"a\": 1}] x"), "t.json:1: `x` after the closing `]` of the array");
+        assert!(
+            err("{\"a\": 1}\n").starts_with("t.json:1: `json` input is one top-level array"),
+            "{}",
+            err("{\"a\": 1}\n")
+        );
+        assert_eq!(
+            err("[\n{\"a\": 1}\n{\"a\": 2}]"),
+            "t.json:3: expected `,` or `]` after an array element, found `{`"
+        );
+        assert_eq!(
+            err("[{\"a\": 1},\n"),
+            "t.json:2: the file ends inside the top-level array (no closing `]`)"
+        );
+        assert_eq!(
+            err("[{\"a\": 1}] x"),
+            "t.json:1: `x` after the closing `]` of the array"
+        );
     }
 }

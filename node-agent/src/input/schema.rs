@@ -26,7 +26,13 @@ pub fn arrow_type(t: ColumnType) -> DataType {
 }
 
 fn from_user(schema: &InputSchema) -> Schema {
-    Schema::new(schema.0.iter().map(|(name, t)| Field::new(name, arrow_type(*t), true)).collect::<Vec<_>>())
+    Schema::new(
+        schema
+            .0
+            .iter()
+            .map(|(name, t)| Field::new(name, arrow_type(*t), true))
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// A sample of the first records of a file, each ending in `\n`.
@@ -44,12 +50,21 @@ pub struct Resolved {
 
 /// The schema of a job's input. `sample` holds whole records of `file` (for csv, the
 /// header line first when `csv.header`).
-pub fn resolve(format: InputFormat, user: Option<&InputSchema>, csv: &CsvOptions, file: &str, sample: &Sample) -> Result<Resolved> {
+pub fn resolve(
+    format: InputFormat,
+    user: Option<&InputSchema>,
+    csv: &CsvOptions,
+    file: &str,
+    sample: &Sample,
+) -> Result<Resolved> {
     if user.is_some_and(|u| u.0.is_empty()) {
         bail!("input.schema is empty: give at least one column, e.g. `{{text: string}}`");
     }
     match format {
-        InputFormat::Text => Ok(Resolved { schema: Schema::new(vec![Field::new(TEXT_COLUMN, DataType::Utf8, true)]), warnings: vec![] }),
+        InputFormat::Text => Ok(Resolved {
+            schema: Schema::new(vec![Field::new(TEXT_COLUMN, DataType::Utf8, true)]),
+            warnings: vec![],
+        }),
         InputFormat::Jsonl | InputFormat::Json => resolve_json(user, file, sample),
         InputFormat::Csv => resolve_csv(user, csv, file, sample),
         InputFormat::Parquet => bail!("parquet input has no sampled schema"),
@@ -62,9 +77,10 @@ fn resolve_json(user: Option<&InputSchema>, file: &str, sample: &Sample) -> Resu
     let mut values = Vec::new();
     let mut order: Vec<String> = Vec::new();
     for record in sample.bytes.split_inclusive(|&b| b == b'\n') {
-        if let (Ok(v), Ok(KeyOrder(keys))) =
-            (serde_json::from_slice::<serde_json::Value>(record), serde_json::from_slice::<KeyOrder>(record))
-        {
+        if let (Ok(v), Ok(KeyOrder(keys))) = (
+            serde_json::from_slice::<serde_json::Value>(record),
+            serde_json::from_slice::<KeyOrder>(record),
+        ) {
             values.push(v);
             for k in keys {
                 if !order.contains(&k) {
@@ -101,19 +117,43 @@ fn resolve_json(user: Option<&InputSchema>, file: &str, sample: &Sample) -> Resu
     }
 }
 
-fn resolve_csv(user: Option<&InputSchema>, csv: &CsvOptions, file: &str, sample: &Sample) -> Result<Resolved> {
+fn resolve_csv(
+    user: Option<&InputSchema>,
+    csv: &CsvOptions,
+    file: &str,
+    sample: &Sample,
+) -> Result<Resolved> {
     if sample.bytes.is_empty() {
         bail!("{file}: the file is empty: no header to name the columns");
     }
-    let format = arrow_csv::reader::Format::default().with_header(csv.header).with_delimiter(csv.delimiter_byte());
+    let format = arrow_csv::reader::Format::default()
+        .with_header(csv.header)
+        .with_delimiter(csv.delimiter_byte());
     let (inferred, _) = format
         .infer_schema(Cursor::new(&sample.bytes), None)
-        .map_err(|e| anyhow!("{file}: cannot infer the columns from the first {} lines: {e}", sample.records))?;
-    let Some(user) = user else { return Ok(Resolved { schema: nullable_without_null_type(inferred), warnings: vec![] }) };
+        .map_err(|e| {
+            anyhow!(
+                "{file}: cannot infer the columns from the first {} lines: {e}",
+                sample.records
+            )
+        })?;
+    let Some(user) = user else {
+        return Ok(Resolved {
+            schema: nullable_without_null_type(inferred),
+            warnings: vec![],
+        });
+    };
     // `input.schema` sets the types of the header's columns by name; the rest are inferred.
-    let names: Vec<&str> = inferred.fields().iter().map(|f| f.name().as_str()).collect();
+    let names: Vec<&str> = inferred
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
     if let Some((unknown, _)) = user.0.iter().find(|(n, _)| !names.contains(&n.as_str())) {
-        bail!("input.schema: column `{unknown}` is not in the header of {file}; its columns are: {}", names.join(", "));
+        bail!(
+            "input.schema: column `{unknown}` is not in the header of {file}; its columns are: {}",
+            names.join(", ")
+        );
     }
     let fields: Vec<Field> = inferred
         .fields()
@@ -123,7 +163,10 @@ fn resolve_csv(user: Option<&InputSchema>, csv: &CsvOptions, file: &str, sample:
             None => f.as_ref().clone(),
         })
         .collect();
-    Ok(Resolved { schema: nullable_without_null_type(Schema::new(fields)), warnings: vec![] })
+    Ok(Resolved {
+        schema: nullable_without_null_type(Schema::new(fields)),
+        warnings: vec![],
+    })
 }
 
 /// The top-level keys of a JSON object in the order written (serde_json's `Value` sorts
@@ -138,7 +181,10 @@ impl<'de> serde::Deserialize<'de> for KeyOrder {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<KeyOrder, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<KeyOrder, A::Error> {
                 let mut keys = Vec::new();
                 while let Some(k) = map.next_key::<String>()? {
                     map.next_value::<serde::de::IgnoredAny>()?;
@@ -154,7 +200,12 @@ impl<'de> serde::Deserialize<'de> for KeyOrder {
 /// The inferred fields in the order the records first name them.
 fn in_key_order(schema: Schema, order: &[String]) -> Schema {
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.sort_by_key(|f| order.iter().position(|k| k == f.name()).unwrap_or(usize::MAX));
+    fields.sort_by_key(|f| {
+        order
+            .iter()
+            .position(|k| k == f.name())
+            .unwrap_or(usize::MAX)
+    });
     Schema::new(fields)
 }
 
@@ -165,7 +216,11 @@ fn nullable_without_null_type(s: Schema) -> Schema {
         .fields()
         .iter()
         .map(|f| {
-            let t = if f.data_type() == &DataType::Null { DataType::Utf8 } else { f.data_type().clone() };
+            let t = if f.data_type() == &DataType::Null {
+                DataType::Utf8
+            } else {
+                f.data_type().clone()
+            };
             Field::new(f.name(), t, true)
         })
         .collect();
@@ -178,6 +233,7 @@ pub fn to_record(schema: &Schema) -> Result<serde_json::Value> {
 }
 
 pub fn from_record(value: &serde_json::Value) -> Result<Arc<Schema>> {
-    let s: Schema = serde_json::from_value(value.clone()).map_err(|e| anyhow!("the job record's input_schema is not an Arrow schema: {e}"))?;
+    let s: Schema = serde_json::from_value(value.clone())
+        .map_err(|e| anyhow!("the job record's input_schema is not an Arrow schema: {e}"))?;
     Ok(Arc::new(s))
 }

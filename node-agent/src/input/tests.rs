@@ -57,29 +57,58 @@ pub(crate) fn compress(bytes: &[u8], c: Compression) -> Vec<u8> {
 }
 
 fn input(schema: Schema, on_error: OnError, csv: CsvOptions) -> Arc<JobInput> {
-    Arc::new(JobInput { schema: Arc::new(schema), on_error, csv, warned_unknown_field: Default::default() })
+    Arc::new(JobInput {
+        schema: Arc::new(schema),
+        on_error,
+        csv,
+        warned_unknown_field: Default::default(),
+    })
 }
 
 fn text_input() -> Arc<JobInput> {
-    input(Schema::new(vec![Field::new("text", DataType::Utf8, true)]), OnError::Fail, CsvOptions::default())
+    input(
+        Schema::new(vec![Field::new("text", DataType::Utf8, true)]),
+        OnError::Fail,
+        CsvOptions::default(),
+    )
 }
 
 /// The tasks submit makes of one uncompressed file.
-fn byte_ranges(path: &Path, format: InputFormat, bytes_per_task: u64, unit_bytes: u64) -> Vec<TaskSource> {
+fn byte_ranges(
+    path: &Path,
+    format: InputFormat,
+    bytes_per_task: u64,
+    unit_bytes: u64,
+) -> Vec<TaskSource> {
     let size = std::fs::metadata(path).unwrap().len();
     let uri = format!("file://{}", path.display());
     (0..size.div_ceil(bytes_per_task))
         .map(|i| {
             let start = i * bytes_per_task;
-            TaskSource::ByteRange { uri: uri.clone(), format, start, end: (start + bytes_per_task).min(size), unit_bytes, est_rows: 0 }
+            TaskSource::ByteRange {
+                uri: uri.clone(),
+                format,
+                start,
+                end: (start + bytes_per_task).min(size),
+                unit_bytes,
+                est_rows: 0,
+            }
         })
         .collect()
 }
 
 /// Read units [from, to) of a task (to = None: until its last unit) with a fresh reader,
 /// as one attempt does.
-fn read_units(src: &TaskSource, input: &Arc<JobInput>, batch: usize, from: usize, to: Option<usize>) -> anyhow::Result<Vec<RecordBatch>> {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+fn read_units(
+    src: &TaskSource,
+    input: &Arc<JobInput>,
+    batch: usize,
+    from: usize,
+    to: Option<usize>,
+) -> anyhow::Result<Vec<RecordBatch>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let mut units = RecordUnits::open(src, input.clone(), batch, rt.handle())?;
     let mut out = Vec::new();
     let mut u = from;
@@ -111,17 +140,37 @@ fn column(batches: &[RecordBatch], name: &str) -> Vec<String> {
 
 fn arrow_cast_to_strings(col: &dyn Array) -> Vec<String> {
     if let Some(s) = col.as_any().downcast_ref::<StringArray>() {
-        return (0..s.len()).map(|i| if s.is_null(i) { "<null>".into() } else { s.value(i).to_string() }).collect();
+        return (0..s.len())
+            .map(|i| {
+                if s.is_null(i) {
+                    "<null>".into()
+                } else {
+                    s.value(i).to_string()
+                }
+            })
+            .collect();
     }
     if let Some(n) = col.as_any().downcast_ref::<arrow_array::Int64Array>() {
-        return (0..n.len()).map(|i| if n.is_null(i) { "<null>".into() } else { n.value(i).to_string() }).collect();
+        return (0..n.len())
+            .map(|i| {
+                if n.is_null(i) {
+                    "<null>".into()
+                } else {
+                    n.value(i).to_string()
+                }
+            })
+            .collect();
     }
     panic!("unexpected column type {:?}", col.data_type())
 }
 
 /// A text file of `lines` random lines (some empty, some long), with or without a final
 /// line break; returns the lines.
-fn random_text(rng: &mut Xoshiro256PlusPlus, lines: usize, final_newline: bool) -> (Vec<u8>, Vec<String>) {
+fn random_text(
+    rng: &mut Xoshiro256PlusPlus,
+    lines: usize,
+    final_newline: bool,
+) -> (Vec<u8>, Vec<String>) {
     let mut want = Vec::new();
     for _ in 0..lines {
         let len = match rng.next_u32() % 10 {
@@ -129,7 +178,11 @@ fn random_text(rng: &mut Xoshiro256PlusPlus, lines: usize, final_newline: bool) 
             1 => 200 + (rng.next_u32() % 300) as usize,
             _ => (rng.next_u32() % 40) as usize,
         };
-        want.push((0..len).map(|_| (b'a' + (rng.next_u32() % 26) as u8) as char).collect::<String>());
+        want.push(
+            (0..len)
+                .map(|_| (b'a' + (rng.next_u32() % 26) as u8) as char)
+                .collect::<String>(),
+        );
     }
     if !final_newline && want.last().is_some_and(|l| l.is_empty()) {
         // "a\n" is one line, "a" + an empty last line without a break would be too.
@@ -160,9 +213,15 @@ fn byte_ranges_read_every_line_exactly_once_whatever_the_split() {
         let batch = 1 + (rng.next_u32() % 9) as usize;
         let mut got = Vec::new();
         for src in byte_ranges(&path, InputFormat::Text, per_task, per_unit) {
-            got.extend(column(&read_units(&src, &input, batch, 0, None).unwrap(), "text"));
+            got.extend(column(
+                &read_units(&src, &input, batch, 0, None).unwrap(),
+                "text",
+            ));
         }
-        assert_eq!(got, want, "case {case}: {size} bytes, {per_task} per task, {per_unit} per unit, batch {batch}");
+        assert_eq!(
+            got, want,
+            "case {case}: {size} bytes, {per_task} per task, {per_unit} per unit, batch {batch}"
+        );
     }
 }
 
@@ -183,16 +242,25 @@ fn csv_and_jsonl_ranges_read_every_record_once_and_skip_headers_and_blank_lines(
             jsonl.push_str("  \n");
         }
     }
-    let schema = Schema::new(vec![Field::new("id", DataType::Int64, true), Field::new("text", DataType::Utf8, true)]);
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("text", DataType::Utf8, true),
+    ]);
     let input = input(schema, OnError::Fail, CsvOptions::default());
-    for (name, bytes, format) in [("t.csv", &csv, InputFormat::Csv), ("t.jsonl", &jsonl, InputFormat::Jsonl)] {
+    for (name, bytes, format) in [
+        ("t.csv", &csv, InputFormat::Csv),
+        ("t.jsonl", &jsonl, InputFormat::Jsonl),
+    ] {
         let path = dir.write(name, bytes.as_bytes());
         for _ in 0..15 {
             let per_task = 1 + rng.next_u64() % 2000;
             let per_unit = 1 + rng.next_u64() % per_task;
             let mut got = Vec::new();
             for src in byte_ranges(&path, format, per_task, per_unit) {
-                got.extend(column(&read_units(&src, &input, 16, 0, None).unwrap(), "id"));
+                got.extend(column(
+                    &read_units(&src, &input, 16, 0, None).unwrap(),
+                    "id",
+                ));
             }
             assert_eq!(got, ids, "{name}: {per_task} per task, {per_unit} per unit");
         }
@@ -222,7 +290,10 @@ fn resuming_at_any_unit_reads_the_same_rows_as_an_uninterrupted_run() {
         assert_eq!(whole, want, "{}", src.describe());
         for k in [1, 2, 7, 20] {
             let mut got = column(&read_units(src, &input, 13, 0, Some(k)).unwrap(), "text");
-            got.extend(column(&read_units(src, &input, 13, k, None).unwrap(), "text"));
+            got.extend(column(
+                &read_units(src, &input, 13, k, None).unwrap(),
+                "text",
+            ));
             assert_eq!(got, want, "{} resumed at unit {k}", src.describe());
         }
     }
@@ -242,18 +313,34 @@ fn a_malformed_record_is_named_by_file_and_line_or_skipped() {
         }
     }
     let path = dir.write("bad.jsonl", jsonl.as_bytes());
-    let schema = Schema::new(vec![Field::new("id", DataType::Int64, true), Field::new("text", DataType::Utf8, true)]);
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("text", DataType::Utf8, true),
+    ]);
     let fail = input(schema.clone(), OnError::Fail, CsvOptions::default());
     let ranges = byte_ranges(&path, InputFormat::Jsonl, 1024, 256);
-    let errors: Vec<String> =
-        ranges.iter().filter_map(|r| read_units(r, &fail, 64, 0, None).err()).map(|e| format!("{e:#}")).collect();
+    let errors: Vec<String> = ranges
+        .iter()
+        .filter_map(|r| read_units(r, &fail, 64, 0, None).err())
+        .map(|e| format!("{e:#}"))
+        .collect();
     let file = path.display();
     assert_eq!(errors.len(), 2, "{errors:?}");
-    assert!(errors[0].starts_with(&format!("{file}:321: ")), "{}", errors[0]);
-    assert!(errors[1].starts_with(&format!("{file}:400: ")) && errors[1].contains("four hundred"), "{}", errors[1]);
+    assert!(
+        errors[0].starts_with(&format!("{file}:321: ")),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].starts_with(&format!("{file}:400: ")) && errors[1].contains("four hundred"),
+        "{}",
+        errors[1]
+    );
 
     let skip = input(schema, OnError::Skip, CsvOptions::default());
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let (mut rows, mut skipped) = (0, Vec::new());
     for r in &ranges {
         let mut units = RecordUnits::open(r, skip.clone(), 64, rt.handle()).unwrap();
@@ -265,7 +352,10 @@ fn a_malformed_record_is_named_by_file_and_line_or_skipped() {
     }
     assert_eq!(rows, 498);
     assert_eq!(skipped.len(), 2, "{skipped:?}");
-    assert!(skipped[0].starts_with(&format!("{file}:321: ")), "{skipped:?}");
+    assert!(
+        skipped[0].starts_with(&format!("{file}:321: ")),
+        "{skipped:?}"
+    );
 }
 
 /// CSV: a value that does not fit its column and a line with too many fields, named by
@@ -280,7 +370,10 @@ fn csv_errors_carry_the_file_line_not_the_decoders() {
             _ => format!("{i},row {i}\n"),
         });
     }
-    let schema = Schema::new(vec![Field::new("id", DataType::Int64, true), Field::new("text", DataType::Utf8, true)]);
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("text", DataType::Utf8, true),
+    ]);
     let fail = input(schema, OnError::Fail, CsvOptions::default());
     let gz = dir.write("e.csv.gz", &compress(csv.as_bytes(), Compression::Gzip));
     let stream = TaskSource::Stream {
@@ -301,17 +394,36 @@ fn csv_errors_carry_the_file_line_not_the_decoders() {
 fn a_csv_header_unlike_the_jobs_columns_is_refused() {
     let dir = TempDir::new("csv-header");
     let path = dir.write("h.csv", b"text,id\nx,1\n");
-    let schema = Schema::new(vec![Field::new("id", DataType::Int64, true), Field::new("text", DataType::Utf8, true)]);
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("text", DataType::Utf8, true),
+    ]);
     let src = &byte_ranges(&path, InputFormat::Csv, 1 << 20, 1 << 20)[0];
-    let err = format!("{:#}", read_units(src, &input(schema, OnError::Fail, CsvOptions::default()), 8, 0, None).unwrap_err());
-    assert!(err.contains("the header's columns (text, id) are not the job's (id, text"), "{err}");
+    let err = format!(
+        "{:#}",
+        read_units(
+            src,
+            &input(schema, OnError::Fail, CsvOptions::default()),
+            8,
+            0,
+            None
+        )
+        .unwrap_err()
+    );
+    assert!(
+        err.contains("the header's columns (text, id) are not the job's (id, text"),
+        "{err}"
+    );
 }
 
 /// A JSON array's elements are rows; a malformed element is named by its line.
 #[test]
 fn json_array_elements_are_rows_and_errors_name_the_line() {
     let dir = TempDir::new("json-array");
-    let schema = Schema::new(vec![Field::new("id", DataType::Int64, true), Field::new("text", DataType::Utf8, true)]);
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("text", DataType::Utf8, true),
+    ]);
     let fail = input(schema, OnError::Fail, CsvOptions::default());
     let good = "[\n  {\"id\": 1, \"text\": \"a\"},\n  {\"id\": 2},\n  {\"text\": \"c\", \"id\": 3, \"extra\": true}\n]\n";
     let src = |p: &Path| TaskSource::Stream {
@@ -324,8 +436,15 @@ fn json_array_elements_are_rows_and_errors_name_the_line() {
     let p = dir.write("a.json", good.as_bytes());
     let batches = read_units(&src(&p), &fail, 2, 0, None).unwrap();
     assert_eq!(column(&batches, "id"), ["1", "2", "3"]);
-    assert_eq!(column(&batches, "text"), ["a", "<null>", "c"], "a missing field is null, an unknown one dropped");
-    let p = dir.write("b.json", b"[\n {\"id\": 1},\n {\"id\": tru},\n {\"id\": 3}\n]");
+    assert_eq!(
+        column(&batches, "text"),
+        ["a", "<null>", "c"],
+        "a missing field is null, an unknown one dropped"
+    );
+    let p = dir.write(
+        "b.json",
+        b"[\n {\"id\": 1},\n {\"id\": tru},\n {\"id\": 3}\n]",
+    );
     let err = format!("{:#}", read_units(&src(&p), &fail, 2, 0, None).unwrap_err());
     assert!(err.starts_with(&format!("{}:3: ", p.display())), "{err}");
 }
@@ -334,7 +453,10 @@ fn json_array_elements_are_rows_and_errors_name_the_line() {
 #[test]
 fn a_field_not_in_the_schema_is_found_for_the_warning() {
     let schema = Schema::new(vec![Field::new("id", DataType::Int64, true)]);
-    let decoding = super::decode::Decoding { format: InputFormat::Jsonl, input: input(schema, OnError::Fail, CsvOptions::default()) };
+    let decoding = super::decode::Decoding {
+        format: InputFormat::Jsonl,
+        input: input(schema, OnError::Fail, CsvOptions::default()),
+    };
     let mut block = super::records::RawBlock::default();
     block.push(b"{\"id\": 1}\n", 0);
     assert_eq!(decoding.unknown_field(&block), None);
