@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::diag::{load_yaml, Collector, Diagnostic, Diagnostics, LocationIndex, Problem, SpecSource, YamlPath};
+use crate::input::{CsvOptions, InputFormat, InputSchema, OnError};
 use crate::resources::{Resources, CPU};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,12 +54,24 @@ mod defaults {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InputSpec {
-    /// `file:///dir`, `s3://bucket/prefix` or a plain path; every `*.parquet` below it.
+    /// `file:///dir`, `s3://bucket/prefix` or a plain path: one file, or every input file
+    /// below it (`*.parquet`, `*.jsonl`, `*.csv`..., optionally `.gz`/`.zst`).
     #[serde(default)]
     pub uri: Option<String>,
     /// Instead of reading files, generate the workshop's synthetic text rows.
     #[serde(default)]
     pub generate: Option<GenerateSpec>,
+    /// parquet, jsonl, json, csv or text; inferred from the file extensions when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<InputFormat>,
+    /// Column types for jsonl/json/csv (instead of inferring them from the first lines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<InputSchema>,
+    /// What a malformed record does: `fail` the task (default) or `skip` it.
+    #[serde(default)]
+    pub on_error: OnError,
+    #[serde(default)]
+    pub csv: CsvOptions,
 }
 
 /// The workshop's data generator: `id` int64, `text` of `text_length` characters drawn
@@ -123,6 +136,13 @@ pub struct SplitSpec {
     /// Generator: rows per task.
     #[serde(default = "SplitSpec::default_rows")]
     pub rows_per_task: u64,
+    /// Uncompressed jsonl/csv/text: bytes of a file per task, so one large file still
+    /// spreads over every slot.
+    #[serde(default = "SplitSpec::default_bytes_per_task")]
+    pub bytes_per_task: u64,
+    /// Uncompressed jsonl/csv/text: bytes per unit inside a task (the checkpoint step).
+    #[serde(default = "SplitSpec::default_bytes_per_unit")]
+    pub bytes_per_unit: u64,
 }
 
 impl SplitSpec {
@@ -132,11 +152,24 @@ impl SplitSpec {
     fn default_rows() -> u64 {
         131_072
     }
+    /// 64 MiB: a few seconds of parsing per task, so a 5 GB file makes ~80 tasks.
+    fn default_bytes_per_task() -> u64 {
+        64 << 20
+    }
+    /// 8 MiB: a drained task loses under a second of work; small next to the task.
+    fn default_bytes_per_unit() -> u64 {
+        8 << 20
+    }
 }
 
 impl Default for SplitSpec {
     fn default() -> Self {
-        Self { row_groups_per_task: Self::default_row_groups(), rows_per_task: Self::default_rows() }
+        Self {
+            row_groups_per_task: Self::default_row_groups(),
+            rows_per_task: Self::default_rows(),
+            bytes_per_task: Self::default_bytes_per_task(),
+            bytes_per_unit: Self::default_bytes_per_unit(),
+        }
     }
 }
 
@@ -407,7 +440,14 @@ impl JobSpec {
                     c.error(root.key("input").key("generate").key("noise"), "must be between 0 and 1");
                 }
             }
-            (Some(_), None) => {}
+            (Some(_), None) => {
+                let i = &self.input;
+                crate::input::validate_options(i.format, i.schema.as_ref(), i.on_error, &i.csv, c);
+            }
+        }
+        if self.input.generate.is_some() && (self.input.format.is_some() || self.input.schema.is_some()) {
+            let field = if self.input.format.is_some() { "format" } else { "schema" };
+            c.error(root.key("input").key(field), "`format` and `schema` describe files read from `uri`, not `generate`");
         }
         if self.batch_size == 0 {
             c.error(root.key("batch_size"), "must be at least 1");
@@ -417,6 +457,12 @@ impl JobSpec {
         }
         if self.split.rows_per_task == 0 {
             c.error(root.key("split").key("rows_per_task"), "must be at least 1");
+        }
+        if self.split.bytes_per_task == 0 {
+            c.error(root.key("split").key("bytes_per_task"), "must be at least 1");
+        }
+        if self.split.bytes_per_unit == 0 {
+            c.error(root.key("split").key("bytes_per_unit"), "must be at least 1");
         }
         if self.output.rows_per_file == Some(0) {
             c.error(root.key("output").key("rows_per_file"), "must be at least 1");
@@ -657,5 +703,56 @@ mod tests {
         assert_eq!(spec.input.generate.unwrap().rows, 10);
         let mut v: serde_norway::Value = serde_norway::from_str(GENERATE).unwrap();
         assert!(apply_override(&mut v, "novalue").is_err());
+    }
+}
+
+#[cfg(test)]
+mod input_tests {
+    use super::*;
+    use crate::input::{ColumnType, InputFormat, OnError};
+
+    fn errors(input: &str) -> Vec<String> {
+        let src = format!("name: j\ninput:\n{input}\noutput: {{uri: /y}}\n");
+        match JobSpec::from_yaml("j.yaml", &src) {
+            Ok(_) => vec![],
+            Err(e) => e.to_string().lines().map(|l| l.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn input_options_parse_in_order() {
+        let src = "name: j\ninput:\n  uri: s3://b/logs\n  format: jsonl\n  on_error: skip\n  schema: {text: string, id: int64, at: timestamp}\noutput: {uri: /y}\n";
+        let spec = JobSpec::from_yaml("j.yaml", src).unwrap();
+        assert_eq!(spec.input.format, Some(InputFormat::Jsonl));
+        assert_eq!(spec.input.on_error, OnError::Skip);
+        let schema = spec.input.schema.unwrap();
+        assert_eq!(
+            schema.0,
+            vec![("text".into(), ColumnType::String), ("id".into(), ColumnType::Int64), ("at".into(), ColumnType::Timestamp)]
+        );
+        assert_eq!(spec.split.bytes_per_task, 64 << 20);
+    }
+
+    #[test]
+    fn input_option_errors_point_at_the_field() {
+        let e = errors("  uri: /x\n  format: xml");
+        assert!(e[0].starts_with("j.yaml:4:3: input.format: unknown variant `xml`, expected one of `parquet`, `jsonl`, `json`, `csv`, `text`"), "{e:?}");
+        let e = errors("  uri: /x\n  on_error: ignore");
+        assert!(e[0].starts_with("j.yaml:4:3: input.on_error: unknown variant `ignore`, expected `fail` or `skip`"), "{e:?}");
+        let e = errors("  uri: /x\n  schema: {id: integer}");
+        assert!(e[0].starts_with("j.yaml:4:") && e[0].contains("input.schema") && e[0].contains("unknown variant `integer`"), "{e:?}");
+        let e = errors("  uri: /x\n  format: csv\n  csv: {delimiter: ';;', header: false}");
+        assert!(e[0].starts_with("j.yaml:5:9: input.csv.delimiter: `;;` is not one ASCII character"), "{e:?}");
+        let e = errors("  uri: /x\n  csv: {header: maybe}");
+        assert!(e[0].starts_with("j.yaml:4:") && e[0].contains("input.csv.header"), "{e:?}");
+        let e = errors("  uri: /x\n  format: text\n  schema: {text: string}");
+        assert!(e[0].starts_with("j.yaml:5:3: input.schema: text input has one column"), "{e:?}");
+        let e = errors("  uri: /x\n  format: parquet\n  on_error: skip");
+        assert!(e[0].starts_with("j.yaml:5:3: input.on_error: applies to jsonl, json, csv and text input"), "{e:?}");
+        let e = errors("  uri: /x\n  format: jsonl\n  csv: {delimiter: ';'}");
+        assert!(e[0].starts_with("j.yaml:5:3: input.csv: applies to csv input"), "{e:?}");
+        let e = errors("  generate: {rows: 10}\n  format: jsonl");
+        assert!(e[0].starts_with("j.yaml:4:3: input.format: `format` and `schema` describe files"), "{e:?}");
+        assert!(errors("  uri: /x\n  format: csv\n  csv: {delimiter: \"\\t\", header: false}").is_empty());
     }
 }

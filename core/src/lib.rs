@@ -3,6 +3,7 @@
 //! cluster store's key layout and the task queue contract.
 
 pub mod diag;
+pub mod input;
 pub mod instance;
 pub mod job;
 pub mod layout;

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::input::{Compression, InputFormat};
 use crate::resources::Resources;
 
 /// A task's lease (the queue's visibility timeout) unless `FLEETFORM_LEASE_SECONDS` says
@@ -13,12 +14,20 @@ use crate::resources::Resources;
 pub const DEFAULT_LEASE_SECONDS: u64 = 60;
 
 /// The unit of work: a range of *units* of one source. For parquet input a unit is an
-/// input row group; for the generator it is one block of `batch_size` rows.
+/// input row group; for the generator it is one block of `batch_size` rows; for a byte
+/// range a sub-range of `unit_bytes`; for a stream a block of `batch_size` records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TaskSource {
     Parquet { uri: String, first_row_group: usize, end_row_group: usize, rows: u64 },
     Generate { first_row: u64, rows: u64 },
+    /// Bytes [start, end) of an uncompressed jsonl/csv/text file. A record belongs to the
+    /// unit (and so the task) that holds its first byte (Hadoop's rule): every record is
+    /// read exactly once whatever the split sizes. `est_rows` is estimated from the bytes.
+    ByteRange { uri: String, format: InputFormat, start: u64, end: u64, unit_bytes: u64, est_rows: u64 },
+    /// A whole file read from its start: compressed, or a JSON array. Its number of units
+    /// is known only at its end. `est_rows` is estimated from the file's size.
+    Stream { uri: String, format: InputFormat, compression: Compression, bytes: u64, est_rows: u64 },
 }
 
 impl TaskSource {
@@ -29,19 +38,27 @@ impl TaskSource {
                 format!("{uri} row groups {first_row_group}..{end_row_group}")
             }
             TaskSource::Generate { first_row, rows } => format!("generated rows {first_row}..{}", first_row + rows),
+            TaskSource::ByteRange { uri, start, end, .. } => format!("{uri} bytes {start}..{end}"),
+            TaskSource::Stream { uri, .. } => format!("{uri} (whole file)"),
         }
     }
     /// The input file this task reads part of (None for generated rows).
     pub fn input_file(&self) -> Option<&str> {
         match self {
-            TaskSource::Parquet { uri, .. } => Some(uri),
+            TaskSource::Parquet { uri, .. } | TaskSource::ByteRange { uri, .. } | TaskSource::Stream { uri, .. } => Some(uri),
             TaskSource::Generate { .. } => None,
         }
     }
+    /// The rows this task reads: exact for parquet and the generator, an estimate for
+    /// the text formats (`rows_are_estimated`).
     pub fn rows(&self) -> u64 {
         match self {
             TaskSource::Parquet { rows, .. } | TaskSource::Generate { rows, .. } => *rows,
+            TaskSource::ByteRange { est_rows, .. } | TaskSource::Stream { est_rows, .. } => *est_rows,
         }
+    }
+    pub fn rows_are_estimated(&self) -> bool {
+        matches!(self, TaskSource::ByteRange { .. } | TaskSource::Stream { .. })
     }
 }
 
@@ -77,6 +94,33 @@ pub struct Checkpoint {
     pub chunks: Vec<Chunk>,
     pub node_id: String,
     pub written_at: DateTime<Utc>,
+    /// Rows read by the units before `next_unit` (None in checkpoints of older agents).
+    #[serde(default)]
+    pub rows_in: Option<u64>,
+    /// Malformed records skipped before `next_unit` (`input.on_error: skip`).
+    #[serde(default)]
+    pub skipped: SkippedRecords,
+}
+
+/// Malformed records a task skipped (`input.on_error: skip`): how many, and the first
+/// few messages (`FILE:LINE: error`) for the job's report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedRecords {
+    pub count: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<String>,
+}
+
+impl SkippedRecords {
+    /// Examples kept per task: enough to see what is wrong, few enough for a small record.
+    pub const EXAMPLES: usize = 3;
+
+    pub fn add(&mut self, message: String) {
+        self.count += 1;
+        if self.examples.len() < Self::EXAMPLES {
+            self.examples.push(message);
+        }
+    }
 }
 
 /// `done/<task>.json`, created with create-if-absent: the first writer wins and its
@@ -93,6 +137,8 @@ pub struct DoneRecord {
     pub units_from_checkpoint: usize,
     pub seconds: f64,
     pub finished_at: DateTime<Utc>,
+    #[serde(default)]
+    pub skipped: SkippedRecords,
 }
 
 /// `failed/<task>.json`: a dead-lettered task and why.
@@ -115,6 +161,9 @@ pub struct Manifest {
     pub tasks: usize,
     pub failed_tasks: Vec<String>,
     pub finished_at: DateTime<Utc>,
+    /// Malformed input records skipped (`input.on_error: skip`), over every task.
+    #[serde(default)]
+    pub skipped_records: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,6 +225,13 @@ pub struct JobRecord {
     pub total_rows: u64,
     pub queue_class: String,
     pub submitted_at: DateTime<Utc>,
+    /// `total_rows` is estimated from input bytes (jsonl/json/csv/text input).
+    #[serde(default)]
+    pub rows_estimated: bool,
+    /// The Arrow schema every task parses jsonl/json/csv input with (arrow-schema's serde
+    /// form), fixed at submit from `input.schema` or inferred from the first lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<serde_json::Value>,
     /// The source files of the job's python steps, stored beside the record.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub code: Vec<ShippedCode>,

@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::fs::File;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use chrono::Utc;
 use fleetform_core::diag::{Problem, YamlPath};
+use fleetform_core::input::InputFormat;
 use fleetform_core::job::{JobSpec, Step};
 use fleetform_core::layout;
 use fleetform_core::queue::TaskQueue;
@@ -19,14 +20,15 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 #[allow(deprecated)]
 use parquet::arrow::async_reader::ParquetObjectReader;
 
+use crate::input;
 use crate::ops::python::{self, CodeFile};
 use crate::ops::Pipeline;
 use crate::queue::Queue;
 use crate::storage::{self, Location};
 use crate::store::{self as objects, Store};
 
-/// What submit learned about one input file.
-struct InputFile {
+/// What submit learned about one parquet input file.
+struct ParquetFooter {
     uri: String,
     /// Rows per row group; None when the footer could not be read.
     row_groups: Option<Vec<u64>>,
@@ -40,6 +42,10 @@ pub struct CheckedJob {
     pub spec: JobSpec,
     pub sources: Vec<TaskSource>,
     pub columns: Vec<String>,
+    /// What `plan_tasks` fixed about jsonl/json/csv/text input (see `TaskPlan`).
+    pub input_schema: Option<serde_json::Value>,
+    pub rows_estimated: bool,
+    pub warnings: Vec<String>,
 }
 
 /// Every problem that keeps a job from running, each pointing at its field (the caller
@@ -68,7 +74,7 @@ pub async fn check(mut spec: JobSpec) -> Result<CheckedJob, JobProblems> {
     if problems.iter().any(|p| p.path == input_uri) {
         return Err(JobProblems(problems)); // no input to read
     }
-    let (sources, columns) = match plan_tasks(&spec).await {
+    let TaskPlan { sources, columns, input_schema, rows_estimated, warnings } = match plan_tasks(&spec).await {
         Ok(planned) => planned,
         Err(e) => {
             let at = if spec.is_generator() { YamlPath::root().key("input").key("generate") } else { input_uri };
@@ -78,7 +84,7 @@ pub async fn check(mut spec: JobSpec) -> Result<CheckedJob, JobProblems> {
     };
     problems.extend(spec.check_columns(&columns));
     if problems.is_empty() {
-        Ok(CheckedJob { spec, sources, columns })
+        Ok(CheckedJob { spec, sources, columns, input_schema, rows_estimated, warnings })
     } else {
         Err(JobProblems(problems))
     }
@@ -157,7 +163,10 @@ pub async fn submit_with_code(store: &Store, queue: &Queue, spec: JobSpec, code:
 /// Enqueue a job that [`check`] accepted, its python files stored before its record, so
 /// no node ever sees a record whose code is missing.
 pub async fn submit_checked(store: &Store, queue: &Queue, checked: CheckedJob, code: &[CodeFile]) -> Result<JobRecord> {
-    let CheckedJob { spec, sources, .. } = checked;
+    let CheckedJob { spec, sources, input_schema, rows_estimated, warnings, .. } = checked;
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
     let output = storage::open(&spec.output.uri).await?;
     clear_previous_output(&output).await?;
 
@@ -173,6 +182,8 @@ pub async fn submit_checked(store: &Store, queue: &Queue, checked: CheckedJob, c
         queue_class: class.clone(),
         submitted_at: Utc::now(),
         code,
+        rows_estimated,
+        input_schema,
     };
     let messages: Vec<TaskMessage> = sources
         .into_iter()
@@ -228,22 +239,49 @@ async fn clear_previous_output(output: &Location) -> Result<()> {
     Ok(())
 }
 
-/// Fix the task splits: parquet row-group ranges per file, or generator row ranges.
-/// Also returns the input's column names (for validation).
-pub async fn plan_tasks(spec: &JobSpec) -> Result<(Vec<TaskSource>, Vec<String>)> {
+/// What submit fixed about a job's input: its tasks, its columns (for validation) and,
+/// for jsonl/json/csv/text, the schema every task parses with.
+pub struct TaskPlan {
+    pub sources: Vec<TaskSource>,
+    pub columns: Vec<String>,
+    /// Arrow schema (serde form) for record formats; None for parquet and the generator.
+    pub input_schema: Option<serde_json::Value>,
+    /// The sources' row counts are estimates (from bytes), not exact.
+    pub rows_estimated: bool,
+    /// Worth telling the user, not worth failing for (fields the schema drops).
+    pub warnings: Vec<String>,
+}
+
+/// Fix the task splits: parquet row-group ranges per file, byte ranges or whole files of
+/// jsonl/json/csv/text, or generator row ranges.
+pub async fn plan_tasks(spec: &JobSpec) -> Result<TaskPlan> {
     if let Some(g) = &spec.input.generate {
         let per = spec.split.rows_per_task.max(spec.output.min_rows_per_file.unwrap_or(0));
         let sources = (0..g.rows.div_ceil(per))
             .map(|i| TaskSource::Generate { first_row: i * per, rows: per.min(g.rows - i * per) })
             .collect();
         let columns = crate::generate::schema().fields().iter().map(|f| f.name().clone()).collect();
-        return Ok((sources, columns));
+        return Ok(TaskPlan { sources, columns, input_schema: None, rows_estimated: false, warnings: vec![] });
     }
     let uri = spec.input.uri.as_deref().ok_or_else(|| anyhow!("the job has no input"))?;
-    let files = list_inputs(uri).await?;
-    if files.is_empty() {
-        bail!("no *.parquet files under {uri}");
+    let (loc, files, format) = input::plan::list_files(uri, spec.input.format).await?;
+    if format != InputFormat::Parquet {
+        let plan = input::plan::plan(spec, format, files).await?;
+        let columns = plan.schema.fields().iter().map(|f| f.name().clone()).collect();
+        let input_schema = Some(input::schema::to_record(&plan.schema)?);
+        return Ok(TaskPlan { sources: plan.sources, columns, input_schema, rows_estimated: true, warnings: plan.warnings });
     }
+    let (sources, columns) = plan_parquet(spec, uri, &loc, files).await?;
+    Ok(TaskPlan { sources, columns, input_schema: None, rows_estimated: false, warnings: vec![] })
+}
+
+/// Parquet: row-group ranges of `split.row_groups_per_task`, from every file's footer.
+async fn plan_parquet(spec: &JobSpec, uri: &str, loc: &Location, files: Vec<input::plan::InputFile>) -> Result<(Vec<TaskSource>, Vec<String>)> {
+    let files = try_join_all(files.into_iter().map(|f| {
+        let loc = loc.clone();
+        async move { Ok::<_, anyhow::Error>(read_footer(&loc, &f.name).await) }
+    }))
+    .await?;
     let columns = files
         .iter()
         .find(|f| f.row_groups.is_some())
@@ -279,31 +317,8 @@ pub async fn plan_tasks(spec: &JobSpec) -> Result<(Vec<TaskSource>, Vec<String>)
     Ok((sources, columns))
 }
 
-async fn list_inputs(uri: &str) -> Result<Vec<InputFile>> {
-    let (dir, single) = if uri.ends_with(".parquet") {
-        let (d, n) = crate::exec::source::split_uri(uri)?;
-        (d, Some(n))
-    } else {
-        (uri.to_string(), None)
-    };
-    let loc = storage::open(&dir).await?;
-    let names: Vec<String> = match single {
-        Some(n) => vec![n],
-        None => objects::list(&loc, "")
-            .await?
-            .into_iter()
-            .filter(|k| k.ends_with(".parquet") && !k.rsplit('/').next().unwrap_or(k).starts_with(['_', '.']))
-            .collect(),
-    };
-    try_join_all(names.into_iter().map(|name| {
-        let loc = loc.clone();
-        async move { Ok::<_, anyhow::Error>(read_footer(&loc, &name).await) }
-    }))
-    .await
-}
-
 #[allow(deprecated)]
-async fn read_footer(loc: &Location, name: &str) -> InputFile {
+async fn read_footer(loc: &Location, name: &str) -> ParquetFooter {
     let uri = format!("{}/{}", loc.uri, name);
     let meta = match &loc.local_dir {
         Some(dir) => {
@@ -318,13 +333,13 @@ async fn read_footer(loc: &Location, name: &str) -> InputFile {
         }
     };
     match meta {
-        Ok(m) => InputFile {
+        Ok(m) => ParquetFooter {
             uri,
             row_groups: Some(m.metadata().row_groups().iter().map(|rg| rg.num_rows() as u64).collect()),
             columns: m.schema().fields().iter().map(|f| f.name().clone()).collect(),
             error: None,
         },
-        Err(e) => InputFile { uri, row_groups: None, columns: Vec::new(), error: Some(e) },
+        Err(e) => ParquetFooter { uri, row_groups: None, columns: Vec::new(), error: Some(e) },
     }
 }
 
@@ -394,6 +409,7 @@ pub async fn finalize(store: &Store, job_id: &str) -> Result<Option<Manifest>> {
         tasks: p.record.tasks,
         failed_tasks,
         finished_at: Utc::now(),
+        skipped_records: records.iter().map(|r| r.skipped.count).sum(),
     };
     // Order matters: the store's manifest is what "finished" means to everyone, so the
     // output is complete (orphans gone, _SUCCESS written) before it appears. Finalizers

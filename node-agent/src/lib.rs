@@ -17,6 +17,7 @@ pub mod cli;
 pub mod exec;
 pub mod generate;
 pub mod imds;
+pub mod input;
 pub mod jobs;
 pub mod leases;
 pub mod ops;

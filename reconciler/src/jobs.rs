@@ -203,6 +203,8 @@ pub async fn wait_for(store: &Store, job_id: &str) -> Result<WaitOutcome> {
     let tasks: Vec<TaskMessage> = store.get_json(&layout::tasks(job_id)).await?.unwrap_or_default();
     let rows_of: HashMap<String, u64> = tasks.iter().map(|t| (t.task_id.clone(), t.source.rows())).collect();
     let total_rows: u64 = rows_of.values().sum();
+    // jsonl/json/csv/text tasks know their rows only as an estimate from bytes: say so.
+    let approx = if tasks.iter().any(|t| t.source.rows_are_estimated()) { "~" } else { "" };
     let bar = ProgressBar::new(tasks.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks  {msg}")
@@ -215,7 +217,8 @@ pub async fn wait_for(store: &Store, job_id: &str) -> Result<WaitOutcome> {
         let rate = rows as f64 / secs;
         let eta = if rate > 0.0 { format!("ETA {:.0}s", (total_rows.saturating_sub(rows)) as f64 / rate) } else { "ETA -".into() };
         bar.set_position((p.done.len() + p.failed.len()) as u64);
-        bar.set_message(format!("{} rows/s  {eta}{}", human(rate), if p.failed.is_empty() { String::new() } else { format!("  {} failed", p.failed.len()) }));
+        let failed = if p.failed.is_empty() { String::new() } else { format!("  {} failed", p.failed.len()) };
+        bar.set_message(format!("{approx}{} rows/s  {approx}{eta}{failed}", human(rate)));
         if p.cancelled {
             bar.abandon_with_message("cancelled");
             return Ok(WaitOutcome { progress: p, manifest: None, elapsed: started.elapsed() });
@@ -260,6 +263,7 @@ async fn report(store: &Store, job_id: &str, w: &WaitOutcome) -> Result<i32> {
     println!("{job_id}: {} of {} tasks done in {secs:.2}s", w.progress.done.len(), w.progress.record.tasks);
     println!("  output     {} ({files} files, {rows_out} rows, manifest _SUCCESS)", spec.output.uri);
     println!("  throughput {} rows/s ({rows_in} rows in)", human(rows_in as f64 / secs));
+    print_skipped(w.manifest.as_ref(), &done);
     if w.progress.failed.is_empty() {
         return Ok(0);
     }
@@ -268,6 +272,15 @@ async fn report(store: &Store, job_id: &str, w: &WaitOutcome) -> Result<i32> {
         println!("    {} {}: {}", f.task_id, f.input, f.error);
     }
     Ok(1)
+}
+
+/// Malformed records skipped (`input.on_error: skip`): the count and a few examples.
+fn print_skipped(manifest: Option<&Manifest>, done: &[DoneRecord]) {
+    let Some(m) = manifest.filter(|m| m.skipped_records > 0) else { return };
+    println!("  skipped    {} malformed input records (input.on_error: skip), e.g.:", m.skipped_records);
+    for example in done.iter().flat_map(|d| d.skipped.examples.iter()).take(3) {
+        println!("    {example}");
+    }
 }
 
 pub async fn job_command(file: &Path, command: JobCommand) -> Result<i32> {
@@ -291,6 +304,14 @@ pub async fn job_command(file: &Path, command: JobCommand) -> Result<i32> {
             println!("tasks    {} done, {} failed, {} pending of {}", p.done.len(), p.failed.len(), p.record.tasks - p.done.len() - p.failed.len(), p.record.tasks);
             println!("input    {}", p.record.spec.input.uri.clone().unwrap_or_else(|| "generate".into()));
             println!("output   {}", p.record.spec.output.uri);
+            match (&p.manifest, p.record.rows_estimated) {
+                (Some(m), _) => println!("rows     {} written", m.total_rows),
+                (None, true) => println!("rows     ~{} to read (estimated from the input's bytes)", p.record.total_rows),
+                (None, false) => println!("rows     {} to read", p.record.total_rows),
+            }
+            if let Some(m) = p.manifest.as_ref().filter(|m| m.skipped_records > 0) {
+                println!("skipped  {} malformed input records (input.on_error: skip; `fleetform job logs` has examples)", m.skipped_records);
+            }
             for f in &p.failed {
                 println!("failed   {} {}: {}", f.task_id, f.input, f.error);
             }
@@ -299,13 +320,17 @@ pub async fn job_command(file: &Path, command: JobCommand) -> Result<i32> {
         JobCommand::Logs { job } => {
             let p = jobs::progress(&c.store, &job).await?;
             let mut lines: Vec<(chrono::DateTime<chrono::Utc>, String)> = Vec::new();
-            lines.push((p.record.submitted_at, format!("submitted {} tasks, {} rows", p.record.tasks, p.record.total_rows)));
+            let approx = if p.record.rows_estimated { "~" } else { "" };
+            lines.push((p.record.submitted_at, format!("submitted {} tasks, {approx}{} rows", p.record.tasks, p.record.total_rows)));
             for t in &p.done {
                 if let Some(d) = c.store.get_json::<DoneRecord>(&layout::done(&job, t)).await? {
                     lines.push((d.finished_at, format!(
                         "{} done on {}: {} rows in, {} out, {} files, {:.2}s ({} units processed, {} from checkpoint)",
                         d.task_id, d.node_id, d.rows_in, d.rows_out, d.chunks.len(), d.seconds, d.units_processed, d.units_from_checkpoint
                     )));
+                    for example in &d.skipped.examples {
+                        lines.push((d.finished_at, format!("{} skipped a malformed record: {example}", d.task_id)));
+                    }
                 }
             }
             for f in &p.failed {

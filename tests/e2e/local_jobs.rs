@@ -132,3 +132,28 @@ fn sorted_rows(batches: &[arrow_array::RecordBatch]) -> Vec<String> {
     rows.sort();
     rows
 }
+
+/// A malformed JSON Lines line through the CLI: the report names file and line and the
+/// job exits 1; with `on_error: skip` the run succeeds and reports the skipped count.
+#[test]
+fn a_malformed_input_line_is_reported_by_file_and_line_or_skipped_and_counted() {
+    let env = LocalEnv::new(1, 2);
+    std::fs::create_dir_all(env.path("logs")).unwrap();
+    let lines: String = (0..100).map(|i| if i == 41 { "{\"id\": 41, \"text\": oops}\n".to_string() } else { format!("{{\"id\": {i}, \"text\": \"t{i}\"}}\n") }).collect();
+    std::fs::write(env.path("logs/a.jsonl"), lines).unwrap();
+    let job = env.write_job("j.yaml", "name: logs\ninput: {uri: logs}\noutput: {uri: out}\nmax_failures: 1\n");
+    let out = env.run(&["run", job.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("{}:42: ", env.path("logs/a.jsonl").display())), "{stdout}");
+
+    let out = env.run(&["run", job.to_str().unwrap(), "--set", "input.on_error=skip"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("skipped    1 malformed input records (input.on_error: skip)"), "{stdout}");
+    let (manifest, ids, _) = read_output(&env.path("out"));
+    assert_eq!((manifest.skipped_records, ids.len()), (1, 99));
+    let status = env.run(&["job", "status", &manifest.job_id]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("rows     99 written") && text.contains("skipped  1 malformed input records"), "{text}");
+}

@@ -22,6 +22,7 @@ const LEASE: Duration = Duration::from_millis(600);
 /// Queue of jobs with the default resources.
 const CLASS: &str = "default";
 
+/// An agent in this process, on a SQLite queue and a store in `dir`.
 pub(super) struct TestAgent {
     pub(super) dir: PathBuf,
     pub(super) shared: Arc<Shared>,
@@ -29,12 +30,20 @@ pub(super) struct TestAgent {
 }
 
 impl TestAgent {
-    async fn start() -> TestAgent {
+    pub(super) async fn start() -> TestAgent {
         Self::start_with_lease(LEASE, 1).await
     }
 
     pub(super) async fn start_with_lease(lease: Duration, slots: usize) -> TestAgent {
-        let dir = std::env::temp_dir().join(format!("fleetform-exec-{}", uuid::Uuid::new_v4()));
+        Self::start_in_with(std::env::temp_dir().join(format!("fleetform-exec-{}", uuid::Uuid::new_v4())), lease, slots).await
+    }
+
+    /// An agent of one slot on the store and queue in `dir` (a second agent after one drained).
+    pub(super) async fn start_in(dir: PathBuf) -> TestAgent {
+        Self::start_in_with(dir, LEASE, 1).await
+    }
+
+    async fn start_in_with(dir: PathBuf, lease: Duration, slots: usize) -> TestAgent {
         let cfg = AgentConfig {
             node_id: "test-node".into(),
             node_type: "worker".into(),
@@ -60,7 +69,11 @@ impl TestAgent {
              output: {{uri: {}}}\nsplit: {{rows_per_task: 1000}}\nmax_failures: {max_failures}\n",
             self.dir.join(name).display()
         );
-        let spec = JobSpec::from_yaml("test.yaml", &yaml).expect("a valid job");
+        self.submit_yaml(&yaml).await
+    }
+
+    pub(super) async fn submit_yaml(&self, yaml: &str) -> String {
+        let spec = JobSpec::from_yaml("test.yaml", yaml).expect("a valid job");
         jobs::submit(&self.shared.store, &self.shared.queue, spec).await.expect("submit").job_id
     }
 
@@ -88,9 +101,15 @@ impl TestAgent {
     }
 
     pub(super) async fn stop(self) {
+        let dir = self.dir.clone();
+        self.drain().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Drain as on a spot notice (running tasks checkpoint), keeping the directory.
+    pub(super) async fn drain(self) {
         self.shared.node.drain.store(true, Ordering::SeqCst);
         self.serving.await.expect("the loop ends").expect("the loop ends cleanly");
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

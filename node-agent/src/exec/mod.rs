@@ -420,10 +420,11 @@ async fn job_context(shared: &Shared, job_id: &str) -> Result<Arc<JobContext>, J
     let unusable = |error| JobLoadError { max_failures: Some(record.spec.max_failures), error };
     let stages = Stages::compile(&record.spec.steps).map_err(unusable)?;
     let output = crate::storage::open(&record.spec.output.uri).await.map_err(unusable)?;
+    let input = crate::input::JobInput::for_job(&record).map_err(unusable)?;
     let python = crate::ops::python::job_pool(&shared.store, &record, &stages, &shared.cfg.spill_dir, &shared.cfg.node_id)
         .await
         .map_err(unusable)?;
-    let ctx = Arc::new(JobContext { record, stages, python, output });
+    let ctx = Arc::new(JobContext { record, stages, python, output, input });
     lock(&shared.jobs).insert(job_id.to_string(), ctx.clone());
     Ok(ctx)
 }
@@ -617,3 +618,5 @@ mod setup_failure_tests {
 mod failure_tests;
 #[cfg(test)]
 mod python_tests;
+#[cfg(test)]
+mod input_job_tests;

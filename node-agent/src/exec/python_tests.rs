@@ -366,6 +366,8 @@ async fn a_shipped_file_that_changed_in_the_store_is_refused() {
             key: key.clone(),
             sha256: sha.clone(),
         }],
+        rows_estimated: false,
+        input_schema: None,
     };
     let err = py::job_pool(&store, &record, &stages, &dir.join("spill"), "n1")
         .await

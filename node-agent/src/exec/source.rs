@@ -1,6 +1,7 @@
-//! Where a task's rows come from, one *unit* at a time: an input parquet row group, or a
-//! block of generated rows. Reading unit by unit bounds memory to one row group and
-//! gives the checkpoint its boundaries.
+//! Where a task's rows come from, one *unit* at a time: an input parquet row group, a
+//! block of generated rows, or a unit of jsonl/json/csv/text records (`crate::input`).
+//! Reading unit by unit bounds memory to one row group and gives the checkpoint its
+//! boundaries.
 // ParquetObjectReader is deprecated in parquet 60 in favour of a hand-written
 // AsyncFileReader (arrow-rs#10308); it still works and is the least code for now.
 #![allow(deprecated)]
@@ -10,18 +11,32 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use arrow_array::RecordBatch;
-use fleetform_core::job::{GenerateSpec, JobSpec};
+use fleetform_core::job::GenerateSpec;
 use fleetform_core::task::TaskSource;
 use futures::StreamExt;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 
+use super::task::JobContext;
+use crate::input::units::RecordUnits;
 use crate::storage;
 
 pub enum UnitSource {
     LocalParquet { path: PathBuf, file: File, meta: ArrowReaderMetadata, first: usize, units: usize, batch: usize },
     RemoteParquet { reader: ParquetObjectReader, meta: ArrowReaderMetadata, first: usize, units: usize, batch: usize },
     Generate { spec: GenerateSpec, first_row: u64, rows: u64, batch: usize },
+    Records(Box<RecordUnits>),
+}
+
+/// What reading one unit gave.
+#[derive(Debug, Default)]
+pub struct UnitRead {
+    /// Rows handed on (input rows; skipped records not counted).
+    pub rows: u64,
+    /// `FILE:LINE: error` of each malformed record skipped (`input.on_error: skip`).
+    pub skipped: Vec<String>,
+    /// This was the task's last unit.
+    pub last: bool,
 }
 
 /// Split an input URI into its location (directory or bucket) and object key.
@@ -32,9 +47,14 @@ pub fn split_uri(uri: &str) -> Result<(String, String)> {
 
 impl UnitSource {
     /// Open a task's source; `handle` runs async reads for remote files.
-    pub fn open(src: &TaskSource, job: &JobSpec, handle: &tokio::runtime::Handle) -> Result<UnitSource> {
+    pub fn open(src: &TaskSource, ctx: &JobContext, handle: &tokio::runtime::Handle) -> Result<UnitSource> {
+        let job = &ctx.record.spec;
         let batch = job.batch_size;
         match src {
+            TaskSource::ByteRange { .. } | TaskSource::Stream { .. } => {
+                let input = ctx.input.clone().ok_or_else(|| anyhow!("a {} task of a job without an input schema", src.describe()))?;
+                Ok(UnitSource::Records(Box::new(RecordUnits::open(src, input, batch, handle)?)))
+            }
             TaskSource::Generate { first_row, rows } => {
                 let spec = job.input.generate.clone().ok_or_else(|| anyhow!("generator task of a job without `input.generate`"))?;
                 Ok(UnitSource::Generate { spec, first_row: *first_row, rows: *rows, batch })
@@ -62,20 +82,26 @@ impl UnitSource {
         }
     }
 
-    pub fn units(&self) -> usize {
+    /// The task's number of units; None when only reading to the end tells (streams).
+    pub fn units(&self) -> Option<usize> {
         match self {
-            UnitSource::LocalParquet { units, .. } | UnitSource::RemoteParquet { units, .. } => *units,
-            UnitSource::Generate { rows, batch, .. } => rows.div_ceil(*batch as u64) as usize,
+            UnitSource::LocalParquet { units, .. } | UnitSource::RemoteParquet { units, .. } => Some(*units),
+            UnitSource::Generate { rows, batch, .. } => Some(rows.div_ceil(*batch as u64) as usize),
+            UnitSource::Records(r) => r.units(),
         }
     }
 
-    /// Read unit `u` (task-relative), handing each batch to `f`. Returns rows read.
+    /// Read unit `u` (task-relative), handing each batch to `f`.
     pub fn read_unit(
         &mut self,
         u: usize,
         handle: &tokio::runtime::Handle,
         f: &mut dyn FnMut(RecordBatch) -> Result<()>,
-    ) -> Result<u64> {
+    ) -> Result<UnitRead> {
+        if let UnitSource::Records(r) = self {
+            return r.read_unit(u, f);
+        }
+        let last = self.units().is_some_and(|n| u + 1 >= n);
         let mut rows = 0u64;
         match self {
             UnitSource::LocalParquet { path, file, meta, first, batch, .. } => {
@@ -111,8 +137,9 @@ impl UnitSource {
                 rows += b.num_rows() as u64;
                 f(b)?;
             }
+            UnitSource::Records(_) => unreachable!("read above"),
         }
-        Ok(rows)
+        Ok(UnitRead { rows, skipped: Vec::new(), last })
     }
 }
 

@@ -15,13 +15,13 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use chrono::Utc;
 use fleetform_core::layout;
-use fleetform_core::task::{Checkpoint, Chunk, DoneRecord, JobRecord, TaskMessage};
+use fleetform_core::task::{Checkpoint, Chunk, DoneRecord, JobRecord, SkippedRecords, TaskMessage};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::passthrough::{PassthroughPlan, PassthroughWriter};
-use super::source::UnitSource;
+use super::source::{UnitRead, UnitSource};
 use super::steps::StageRun;
 use super::unify;
 use crate::ops::python::WorkerPool;
@@ -36,6 +36,8 @@ pub struct JobContext {
     /// The job's Python workers on this node, when it has python steps.
     pub python: Option<WorkerPool>,
     pub output: Location,
+    /// How jsonl/json/csv/text records are parsed; None for parquet and the generator.
+    pub input: Option<Arc<crate::input::JobInput>>,
 }
 
 /// Per-node facilities shared by all tasks.
@@ -102,14 +104,15 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
         return Ok(Outcome::AlreadyDone);
     }
     let checkpoint: Option<Checkpoint> = h.block_on(node.store.get_json(&layout::checkpoint(job_id, task_id)))?;
-    let (mut next_unit, mut chunks) = match &checkpoint {
-        Some(cp) => (cp.next_unit, cp.chunks.clone()),
-        None => (0, Vec::new()),
+    let (mut next_unit, mut chunks, mut skipped) = match &checkpoint {
+        Some(cp) => (cp.next_unit, cp.chunks.clone(), cp.skipped.clone()),
+        None => (0, Vec::new(), SkippedRecords::default()),
     };
     let from_checkpoint = next_unit;
     let spec = &job.record.spec;
-    let mut source = UnitSource::open(&msg.source, spec, h)?;
+    let mut source = UnitSource::open(&msg.source, job, h)?;
     let units = source.units();
+    let mut rows_in = checkpoint_rows_in(&checkpoint, &msg.source, units);
     let stage_dir = node.spill_dir.join(job_id);
     std::fs::create_dir_all(&stage_dir).with_context(|| format!("cannot create spill directory {}", stage_dir.display()))?;
 
@@ -134,9 +137,11 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
         tracing::debug!(task = %task_id, ?plan, "passthrough");
     }
     let mut open: Option<OpenChunk> = None;
-    let mut rows_in = 0u64;
+    let mut rows_this_attempt = 0u64;
     let mut processed = 0usize;
-    while next_unit < units {
+    // A stream's units are known only at its end: `finished` is set by its last unit.
+    let mut finished = units.is_some_and(|n| next_unit >= n);
+    while !finished {
         if flags.stop.load(Ordering::SeqCst) {
             discard(open.take());
             return Ok(Outcome::Stopped);
@@ -148,7 +153,7 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
                     chunks.push(chunk);
                 }
             }
-            let cp = write_checkpoint(node, job_id, task_id, next_unit, &chunks)?;
+            let cp = write_checkpoint(node, job_id, task_id, next_unit, &chunks, rows_in, &skipped)?;
             return Ok(Outcome::Interrupted(cp));
         }
         let chunk = open.get_or_insert_with(|| OpenChunk {
@@ -164,13 +169,19 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
             let Some(ChunkWriter::Passthrough(w)) = chunk.writer.as_mut() else { unreachable!("set above") };
             let rows = w.write_row_group(file, meta, *first + next_unit, *batch, pipeline)?;
             rows_in += rows;
+            rows_this_attempt += rows;
             chunk.rows += rows;
+            finished = units.is_some_and(|n| next_unit + 1 >= n);
         } else if let Some(py) = python.as_mut() {
             let unit = format!("unit {next_unit} of task {task_id} ({})", msg.source.describe());
-            rows_in += py.run_unit(&mut source, next_unit, unit, h, chunk, &props, job)?;
+            let read = py.run_unit(&mut source, next_unit, unit, h, chunk, &props, job)?;
+            rows_in += read.rows;
+            rows_this_attempt += read.rows;
+            finished = read.last;
+            note_skipped(task_id, &mut skipped, read.skipped);
         } else {
             let pipeline = native.expect("a job without python steps is one native pipeline");
-            rows_in += source.read_unit(next_unit, h, &mut |batch: RecordBatch| {
+            let read = source.read_unit(next_unit, h, &mut |batch: RecordBatch| {
                 let out = pipeline.apply(batch)?;
                 if out.num_rows() == 0 {
                     return Ok(());
@@ -184,6 +195,10 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
                 w.write(&out)?;
                 Ok(())
             })?;
+            rows_in += read.rows;
+            rows_this_attempt += read.rows;
+            finished = read.last;
+            note_skipped(task_id, &mut skipped, read.skipped);
             if let Some(ChunkWriter::Arrow(w)) = chunk.writer.as_mut() {
                 w.flush()?; // row-group boundary = unit boundary
             }
@@ -193,13 +208,13 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
         tracing::debug!(task = %task_id, unit = next_unit - 1, "unit done");
         node.units_done.fetch_add(1, Ordering::Relaxed);
         let full = chunk.rows >= spec.output.max_rows_per_file() || spec.output.target_file_bytes.is_some_and(|t| staged_bytes(chunk) >= t);
-        if full || next_unit == units {
+        if full || finished {
             let c = open.take().expect("open chunk");
             if let Some(done) = finish_chunk(node, job, task_id, c, next_unit)? {
                 chunks.push(done);
             }
-            if next_unit < units {
-                write_checkpoint(node, job_id, task_id, next_unit, &chunks)?;
+            if !finished {
+                write_checkpoint(node, job_id, task_id, next_unit, &chunks, rows_in, &skipped)?;
             }
         }
     }
@@ -213,14 +228,15 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
         task_id: task_id.clone(),
         node_id: node.node_id.clone(),
         chunks,
-        rows_in: rows_in + checkpoint_rows_in(&checkpoint, &msg.source, from_checkpoint, units),
+        rows_in,
         rows_out,
         units_processed: processed,
         units_from_checkpoint: from_checkpoint,
         seconds: started.elapsed().as_secs_f64(),
         finished_at: Utc::now(),
+        skipped,
     };
-    node.rows_done.fetch_add(rows_in, Ordering::Relaxed);
+    node.rows_done.fetch_add(rows_this_attempt, Ordering::Relaxed);
     if h.block_on(node.store.create_json(&layout::done(job_id, task_id), &record))? {
         let _ = h.block_on(node.store.delete(&layout::checkpoint(job_id, task_id)));
         Ok(Outcome::Done(record))
@@ -229,13 +245,26 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
     }
 }
 
-/// Rows the checkpointed units held: the task's rows, less what this attempt read, is
-/// only known for whole tasks; estimate by unit share (reporting only).
-fn checkpoint_rows_in(cp: &Option<Checkpoint>, src: &fleetform_core::task::TaskSource, from: usize, units: usize) -> u64 {
-    if cp.is_none() || units == 0 {
-        return 0;
+/// Rows the checkpointed units held: recorded in the checkpoint; for checkpoints of older
+/// agents, estimated by unit share (reporting only).
+fn checkpoint_rows_in(cp: &Option<Checkpoint>, src: &fleetform_core::task::TaskSource, units: Option<usize>) -> u64 {
+    let Some(cp) = cp else { return 0 };
+    match (cp.rows_in, units) {
+        (Some(rows), _) => rows,
+        (None, Some(n)) if n > 0 => src.rows() * cp.next_unit as u64 / n as u64,
+        (None, _) => 0,
     }
-    src.rows() * from as u64 / units as u64
+}
+
+/// Count and log malformed records skipped (`input.on_error: skip`): each is logged up to
+/// the examples the done record keeps, so a file of bad lines does not flood the log.
+fn note_skipped(task_id: &str, skipped: &mut SkippedRecords, messages: Vec<String>) {
+    for m in messages {
+        if skipped.count < SkippedRecords::EXAMPLES as u64 {
+            tracing::warn!(task = %task_id, "skipped a malformed record (input.on_error: skip): {m}");
+        }
+        skipped.add(m);
+    }
 }
 
 /// Close the writer, upload the staged file under its deterministic name.
@@ -266,13 +295,23 @@ fn discard(c: Option<OpenChunk>) {
     }
 }
 
-fn write_checkpoint(node: &NodeContext, job_id: &str, task_id: &str, next_unit: usize, chunks: &[Chunk]) -> Result<Checkpoint> {
+fn write_checkpoint(
+    node: &NodeContext,
+    job_id: &str,
+    task_id: &str,
+    next_unit: usize,
+    chunks: &[Chunk],
+    rows_in: u64,
+    skipped: &SkippedRecords,
+) -> Result<Checkpoint> {
     let cp = Checkpoint {
         task_id: task_id.to_string(),
         next_unit,
         chunks: chunks.to_vec(),
         node_id: node.node_id.clone(),
         written_at: Utc::now(),
+        rows_in: Some(rows_in),
+        skipped: skipped.clone(),
     };
     node.handle.block_on(node.store.put_json(&layout::checkpoint(job_id, task_id), &cp))?;
     Ok(cp)
@@ -288,7 +327,7 @@ struct PythonUnits<'a> {
 impl PythonUnits<'_> {
     /// Run unit `u` through the stages into the chunk. The unit's output is gathered
     /// first, so a column a python step typed `null` in one batch and `string` in another
-    /// is written as `string`. Returns the rows read.
+    /// is written as `string`. Returns what the source read.
     #[allow(clippy::too_many_arguments)]
     fn run_unit(
         &mut self,
@@ -299,7 +338,7 @@ impl PythonUnits<'_> {
         chunk: &mut OpenChunk,
         props: &WriterProperties,
         job: &JobContext,
-    ) -> Result<u64> {
+    ) -> Result<UnitRead> {
         let mut outs: Vec<RecordBatch> = Vec::new();
         self.run.start_unit(unit);
         let run = &mut self.run;
@@ -307,10 +346,10 @@ impl PythonUnits<'_> {
             outs.push(b);
             Ok(())
         };
-        let rows_in = source.read_unit(u, h, &mut |batch| run.push(batch, &mut gather))?;
+        let read = source.read_unit(u, h, &mut |batch| run.push(batch, &mut gather))?;
         run.finish_unit(&mut gather)?;
         outs.retain(|b| b.num_rows() > 0);
-        let Some(first) = outs.first() else { return Ok(rows_in) };
+        let Some(first) = outs.first() else { return Ok(read) };
         let mut target = self.schema.clone().unwrap_or_else(|| first.schema());
         for b in &outs {
             target = unify::unify(&target, &b.schema()).map_err(|e| schema_error(job, &e))?;
@@ -332,7 +371,7 @@ impl PythonUnits<'_> {
             w.write(&unify::conform(b, &target).map_err(|e| schema_error(job, &e))?)?;
         }
         w.flush()?; // row-group boundary = unit boundary
-        Ok(rows_in)
+        Ok(read)
     }
 }
 
