@@ -78,6 +78,16 @@ pub fn supervisor_file(handles: &Handles) -> PathBuf {
     handles.state_dir.join("supervisor.json")
 }
 
+/// The agents a live supervisor (this process or another) has published: the local
+/// provider's launched nodes, including those without a heartbeat yet.
+pub fn published_nodes(handles: &Handles) -> Vec<LocalNode> {
+    let Some(f) = std::fs::read(supervisor_file(handles)).ok().and_then(|b| serde_json::from_slice::<SupervisorFile>(&b).ok()) else {
+        return Vec::new();
+    };
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(f.pid as i32), None).is_ok();
+    if alive { f.nodes } else { Vec::new() }
+}
+
 /// The supervisor of another process, if one is running for this cluster.
 pub fn running_supervisor(handles: &Handles) -> Option<SupervisorFile> {
     let f: SupervisorFile = serde_json::from_slice(&std::fs::read(supervisor_file(handles)).ok()?).ok()?;
@@ -326,7 +336,8 @@ fn supervise(slots: Arc<Mutex<Vec<Slot>>>, stop: Arc<std::sync::atomic::AtomicBo
 }
 
 /// `fleetform up`: run the local cluster in the foreground until Ctrl-C / SIGTERM.
-pub async fn up(file: &Path) -> Result<i32> {
+/// `dashboard` is the address to serve the dashboard on, None for none.
+pub async fn up(file: &Path, dashboard: Option<&str>) -> Result<i32> {
     let spec = crate::cluster::load(file)?;
     let handles = Handles::of(&spec).await?;
     let cluster = LocalCluster::start(&spec, &handles)?;
@@ -336,6 +347,14 @@ pub async fn up(file: &Path) -> Result<i32> {
         println!("  {}  pid {}  imds {}  log {}", n.node_id, n.pid, n.imds, n.log.display());
     }
     println!("store {}  queue {}", handles.store_uri, handles.queue_uri);
+    let _dashboard = match dashboard.map(|listen| crate::dashboard::start_for_up(&spec, &handles, listen)).transpose()? {
+        Some((d, taken)) => {
+            let why = taken.map(|t| format!(" ({t})")).unwrap_or_default();
+            println!("dashboard {}{why}", d.url);
+            Some(d)
+        }
+        None => None,
+    };
     println!("Submit with `fleetform submit -f {} JOB`; Ctrl-C drains and stops.", file.display());
     let cluster = std::sync::Arc::new(cluster);
     let autoscaler = tokio::spawn(crate::autoscaler::run::local_loop(cluster.clone()));

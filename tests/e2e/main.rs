@@ -13,3 +13,4 @@ mod aws_byo_vpc;
 mod autoscale;
 mod labs;
 mod import_ray;
+mod dashboard;

@@ -42,15 +42,12 @@ pub async fn load_state(store: &Store) -> Persisted {
     store.get_json::<Persisted>(layout::autoscaler_state()).await.ok().flatten().unwrap_or_default()
 }
 
-/// Latest heartbeat of every node that has written one.
+/// Latest heartbeat of every node that has written one (read concurrently: on S3 each is
+/// a GET, and a hundred of them one after the other would take seconds).
 pub async fn heartbeats(store: &Store) -> Result<HashMap<String, NodeHeartbeat>> {
-    let mut out = HashMap::new();
-    for key in store.list(layout::nodes_prefix()).await?.into_iter().filter(|k| k.ends_with(".json")) {
-        if let Some(hb) = store.get_json::<NodeHeartbeat>(&key).await? {
-            out.insert(hb.node_id.clone(), hb);
-        }
-    }
-    Ok(out)
+    let keys: Vec<String> = store.list(layout::nodes_prefix()).await?.into_iter().filter(|k| k.ends_with(".json")).collect();
+    let beats = futures::future::try_join_all(keys.iter().map(|k| store.get_json::<NodeHeartbeat>(k))).await?;
+    Ok(beats.into_iter().flatten().map(|hb| (hb.node_id.clone(), hb)).collect())
 }
 
 /// Demand per resource shape: for every unfinished job, its tasks not yet done or
@@ -99,13 +96,8 @@ fn node_of(id: &str, node_type: &str, market: Market, instance_type: &str, zone:
 /// One round on the local provider. Launches are bounded by the machine: the agents'
 /// slots together never exceed its cores (min_workers excepted).
 pub async fn local_round(cluster: &LocalCluster, store: &Store, persisted: &mut Persisted) -> Result<Decision> {
-    // Plan with the slots agents really get (a type without CPU shares the cores).
-    let mut spec = cluster.spec().clone();
-    let worker_names: Vec<String> = spec.worker_types().map(|(n, _)| n.clone()).collect();
-    for name in worker_names {
-        let t = spec.available_node_types.get_mut(&name).expect("listed above");
-        t.resources = crate::local::local_resources(&t.resources, t.min_workers.max(1));
-    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let (spec, caps) = machine_bound_spec(cluster, cores);
     let beats = heartbeats(store).await?;
     let now = Utc::now();
     let nodes: Vec<ObservedNode> = cluster
@@ -115,7 +107,7 @@ pub async fn local_round(cluster: &LocalCluster, store: &Store, persisted: &mut 
         .collect();
     let obs = Observation { now, nodes, demand: demand(store, &beats).await? };
     let mut decision = decide(&spec, &obs, &mut persisted.state);
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    name_the_machine(&mut decision.explanations, &caps, cores);
     let mut used: usize = cluster.agents().iter().map(|a| a.slots).sum();
     let mut rewritten: Vec<(String, String)> = Vec::new();
     for l in decision.launches.iter_mut() {
@@ -130,7 +122,8 @@ pub async fn local_round(cluster: &LocalCluster, store: &Store, persisted: &mut 
             rewritten.push((before, if n > 0 { l.to_string() } else { format!("hold {}: {note}", l.node_type) }));
         }
         if n > 0 {
-            cluster.launch(&l.node_type, n)?;
+            let launched = cluster.launch(&l.node_type, n)?;
+            persisted.state.count_launches(&l.node_type, Market::OnDemand, launched.len() as u64);
             used += n as usize * per;
         }
     }
@@ -148,9 +141,56 @@ pub async fn local_round(cluster: &LocalCluster, store: &Store, persisted: &mut 
         persisted.state.remember(now, line);
     }
     execute_removals(store, &decision, |id| cluster.terminate(id)).await?;
-    persisted.status = Some(status(&spec, &obs, &persisted.state, &decision));
+    // The table shows the spec's min/max; the machine's bound is in the reasons.
+    persisted.status = Some(status(cluster.spec(), &obs, &persisted.state, &decision));
     store.put_json(layout::autoscaler_state(), persisted).await?;
     Ok(decision)
+}
+
+/// A worker type held below its `max_workers` by this machine's cores.
+struct MachineCap {
+    node_type: String,
+    agents: u32,
+    max_workers: u32,
+}
+
+/// The spec the local round plans with: the slots agents really get (a type without CPU
+/// shares the cores), and each type's `max_workers` lowered to the agents the free cores
+/// can hold (never below `min_workers`). Planning with the machine's bound, rather than
+/// trimming launches afterwards, makes the reasons true: "worker is at 2 agents, all
+/// this machine's 2 cores hold", not "at max_workers 4" beside 2 running (issue 10).
+fn machine_bound_spec(cluster: &LocalCluster, cores: usize) -> (ClusterSpec, Vec<MachineCap>) {
+    let mut spec = cluster.spec().clone();
+    let agents = cluster.agents();
+    let used: usize = agents.iter().map(|a| a.slots).sum();
+    let worker_names: Vec<String> = spec.worker_types().map(|(n, _)| n.clone()).collect();
+    let mut caps = Vec::new();
+    for name in worker_names {
+        let max_workers = spec.type_max_workers(&name);
+        let t = spec.available_node_types.get_mut(&name).expect("listed above");
+        t.resources = crate::local::local_resources(&t.resources, t.min_workers.max(1));
+        let per = t.resources.cpu().max(1.0) as usize;
+        let alive = agents.iter().filter(|a| a.node_type == name).count();
+        let fit = ((alive + cores.saturating_sub(used) / per) as u32).max(t.min_workers);
+        if fit < max_workers {
+            t.max_workers = Some(fit);
+            caps.push(MachineCap { node_type: name, agents: fit, max_workers });
+        }
+    }
+    (spec, caps)
+}
+
+/// Say "this machine's cores" where the plan says "max_workers" for a machine-bound type.
+fn name_the_machine(lines: &mut [String], caps: &[MachineCap], cores: usize) {
+    for c in caps {
+        let machine = format!("all this machine's {cores} cores hold (max_workers {})", c.max_workers);
+        for line in lines.iter_mut() {
+            *line = line.replace(&format!("{} is at max_workers {}", c.node_type, c.agents), &format!("{} is at {} agents, {machine}", c.node_type, c.agents));
+            if line.starts_with(&format!("{}: ", c.node_type)) {
+                *line = line.replace(&format!("; max_workers holds it at {}", c.agents), &format!("; {} agents are {machine}", c.agents));
+            }
+        }
+    }
 }
 
 /// Drains are asked through the store (the agent takes no new work); terminations happen
@@ -215,6 +255,9 @@ pub async fn aws_round(ctx: &crate::aws::AwsContext, spec: &ClusterSpec, store: 
         for (o, code) in &out.failed_offerings {
             let error = if o.market == Market::Spot && code != "InsufficientInstanceCapacity" { CapacityError::SpotUnavailable } else { CapacityError::InsufficientCapacity };
             persisted.state.launch_failed(now, Offering { market: o.market, instance_type: o.instance_type.clone(), zone: Some(o.zone.clone()) }, error);
+        }
+        for n in &out.launched {
+            persisted.state.count_launches(&l.node_type, n.market, 1);
         }
         for m in &out.messages {
             persisted.state.remember(now, format!("{}: {m}", l.node_type));
