@@ -18,6 +18,7 @@ pub mod exec;
 pub mod generate;
 pub mod imds;
 pub mod jobs;
+pub mod metrics;
 pub mod ops;
 pub mod queue;
 pub mod storage;

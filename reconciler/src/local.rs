@@ -126,7 +126,12 @@ impl LocalCluster {
     }
 
     fn spawner(&self) -> Spawner {
-        Spawner { handles: self.handles.clone(), cluster: self.spec.cluster_name.clone(), lease_seconds: self.lease_seconds }
+        Spawner {
+            handles: self.handles.clone(),
+            cluster: self.spec.cluster_name.clone(),
+            lease_seconds: self.lease_seconds,
+            metrics_port: self.spec.agent_metrics_port,
+        }
     }
 
     /// Start `count` more agents of a worker type. Returns their node ids.
@@ -252,6 +257,8 @@ struct Spawner {
     handles: Handles,
     cluster: String,
     lease_seconds: u64,
+    /// The spec's `agent_metrics_port`: agent N serves its metrics on port + N.
+    metrics_port: Option<u16>,
 }
 
 impl Spawner {
@@ -263,7 +270,12 @@ impl Spawner {
         let log = node_dir.join("agent.log");
         let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         let exe = std::env::current_exe().context("cannot find the fleetform executable")?;
-        let child = Command::new(exe)
+        let mut command = Command::new(exe);
+        match self.metrics_port {
+            Some(port) => command.env("FLEETFORM_METRICS_LISTEN", format!("127.0.0.1:{}", port as usize + index)),
+            None => command.env_remove("FLEETFORM_METRICS_LISTEN"),
+        };
+        let child = command
             .arg("agent")
             .args(["--node-id", &node_id, "--node-type", node_type])
             .args(["--store", &self.handles.store_uri, "--queue", &self.handles.queue_uri])

@@ -105,6 +105,10 @@ fn sample(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> 
     }
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 fn done_in_store(env: &LocalEnv, job: &str) -> u64 {
     std::fs::read_dir(env.store().join("jobs").join(job).join("done")).map(|d| d.count() as u64).unwrap_or(0)
 }
@@ -213,7 +217,7 @@ fn an_unreachable_store_is_a_banner_not_a_blank_page() {
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let mut server = fleetform()
         .args(["dashboard", "-f", spec.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::piped())
@@ -246,4 +250,20 @@ fn dashboard_and_status_refuse_or_survive_what_they_should() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && !err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("\x1b[H\x1b[2Jevery 0.5s"));
+}
+
+#[test]
+fn each_agent_serves_its_own_metrics_when_the_spec_sets_a_port() {
+    let env = LocalEnv::new(1, 1);
+    let port = free_port();
+    let spec = std::fs::read_to_string(&env.cluster).unwrap();
+    std::fs::write(&env.cluster, format!("{spec}agent_metrics_port: {port}\n")).unwrap();
+    let _sup = env.up(60);
+    let job = env.write_job("gen.yaml", "name: gen\ninput: {generate: {rows: 20000, seed: 1, text_length: 50}}\noutput: {uri: raw}\nbatch_size: 1000\nsplit: {rows_per_task: 5000}\n");
+    assert!(env.run(&["submit", job.to_str().unwrap(), "--wait"]).status.success());
+    let m = scrape(&format!("http://127.0.0.1:{port}/"));
+    assert_eq!(sample(&m, "fleetform_agent_rows_total", &[]), Some(20_000.0), "agent 0 on port {port} did every row");
+    let units = m.samples.iter().find(|s| s.metric == "fleetform_agent_unit_seconds").expect("a latency histogram");
+    let prometheus_parse::Value::Histogram(buckets) = &units.value else { panic!("not a histogram: {units:?}") };
+    assert_eq!(buckets.last().map(|b| b.count), Some(20.0), "20 units of 1000 rows, all timed: {buckets:?}");
 }

@@ -140,6 +140,7 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
             let cp = write_checkpoint(node, job_id, task_id, next_unit, &chunks)?;
             return Ok(Outcome::Interrupted(cp));
         }
+        let (unit_started, rows_before) = (Instant::now(), rows_in);
         let chunk = open.get_or_insert_with(|| OpenChunk {
             first_unit: next_unit,
             staged: stage_dir.join(format!("{task_id}-{next_unit:05}.inprogress")),
@@ -177,6 +178,7 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
         next_unit += 1;
         tracing::debug!(task = %task_id, unit = next_unit - 1, "unit done");
         node.units_done.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::unit_done(rows_in - rows_before, unit_started.elapsed());
         let full = chunk.rows >= spec.output.rows_per_file;
         if full || next_unit == units {
             let c = open.take().expect("open chunk");
@@ -255,5 +257,6 @@ fn write_checkpoint(node: &NodeContext, job_id: &str, task_id: &str, next_unit: 
         written_at: Utc::now(),
     };
     node.handle.block_on(node.store.put_json(&layout::checkpoint(job_id, task_id), &cp))?;
+    crate::metrics::checkpoint_written();
     Ok(cp)
 }

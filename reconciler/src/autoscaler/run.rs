@@ -96,8 +96,7 @@ fn node_of(id: &str, node_type: &str, market: Market, instance_type: &str, zone:
 /// One round on the local provider. Launches are bounded by the machine: the agents'
 /// slots together never exceed its cores (min_workers excepted).
 pub async fn local_round(cluster: &LocalCluster, store: &Store, persisted: &mut Persisted) -> Result<Decision> {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let (spec, caps) = machine_bound_spec(cluster, cores);
+    let spec = local_spec(cluster);
     let beats = heartbeats(store).await?;
     let now = Utc::now();
     let nodes: Vec<ObservedNode> = cluster
@@ -107,7 +106,8 @@ pub async fn local_round(cluster: &LocalCluster, store: &Store, persisted: &mut 
         .collect();
     let obs = Observation { now, nodes, demand: demand(store, &beats).await? };
     let mut decision = decide(&spec, &obs, &mut persisted.state);
-    name_the_machine(&mut decision.explanations, &caps, cores);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut held: Vec<(String, usize)> = Vec::new();
     let mut used: usize = cluster.agents().iter().map(|a| a.slots).sum();
     let mut rewritten: Vec<(String, String)> = Vec::new();
     for l in decision.launches.iter_mut() {
@@ -120,6 +120,8 @@ pub async fn local_round(cluster: &LocalCluster, store: &Store, persisted: &mut 
             l.reason = format!("{}; {note}", l.reason);
             l.count = n;
             rewritten.push((before, if n > 0 { l.to_string() } else { format!("hold {}: {note}", l.node_type) }));
+            let agents = cluster.agents().iter().filter(|a| a.node_type == l.node_type).count() + n as usize;
+            held.push((l.node_type.clone(), agents));
         }
         if n > 0 {
             let launched = cluster.launch(&l.node_type, n)?;
@@ -127,6 +129,7 @@ pub async fn local_round(cluster: &LocalCluster, store: &Store, persisted: &mut 
             used += n as usize * per;
         }
     }
+    name_the_machine(&mut decision.explanations, &held, cores);
     // What was not launched is not reported (or remembered) as launched.
     decision.launches.retain(|l| l.count > 0);
     for line in decision.explanations.iter_mut() {
@@ -141,54 +144,32 @@ pub async fn local_round(cluster: &LocalCluster, store: &Store, persisted: &mut 
         persisted.state.remember(now, line);
     }
     execute_removals(store, &decision, |id| cluster.terminate(id)).await?;
-    // The table shows the spec's min/max; the machine's bound is in the reasons.
-    persisted.status = Some(status(cluster.spec(), &obs, &persisted.state, &decision));
+    persisted.status = Some(status(&spec, &obs, &persisted.state, &decision));
     store.put_json(layout::autoscaler_state(), persisted).await?;
     Ok(decision)
 }
 
-/// A worker type held below its `max_workers` by this machine's cores.
-struct MachineCap {
-    node_type: String,
-    agents: u32,
-    max_workers: u32,
-}
-
 /// The spec the local round plans with: the slots agents really get (a type without CPU
-/// shares the cores), and each type's `max_workers` lowered to the agents the free cores
-/// can hold (never below `min_workers`). Planning with the machine's bound, rather than
-/// trimming launches afterwards, makes the reasons true: "worker is at 2 agents, all
-/// this machine's 2 cores hold", not "at max_workers 4" beside 2 running (issue 10).
-fn machine_bound_spec(cluster: &LocalCluster, cores: usize) -> (ClusterSpec, Vec<MachineCap>) {
+/// shares the cores). The plan itself stays the spec's (what AWS would launch); launches
+/// this machine cannot host are held afterwards, and the reasons say so.
+fn local_spec(cluster: &LocalCluster) -> ClusterSpec {
     let mut spec = cluster.spec().clone();
-    let agents = cluster.agents();
-    let used: usize = agents.iter().map(|a| a.slots).sum();
     let worker_names: Vec<String> = spec.worker_types().map(|(n, _)| n.clone()).collect();
-    let mut caps = Vec::new();
     for name in worker_names {
-        let max_workers = spec.type_max_workers(&name);
         let t = spec.available_node_types.get_mut(&name).expect("listed above");
         t.resources = crate::local::local_resources(&t.resources, t.min_workers.max(1));
-        let per = t.resources.cpu().max(1.0) as usize;
-        let alive = agents.iter().filter(|a| a.node_type == name).count();
-        let fit = ((alive + cores.saturating_sub(used) / per) as u32).max(t.min_workers);
-        if fit < max_workers {
-            t.max_workers = Some(fit);
-            caps.push(MachineCap { node_type: name, agents: fit, max_workers });
-        }
     }
-    (spec, caps)
+    spec
 }
 
-/// Say "this machine's cores" where the plan says "max_workers" for a machine-bound type.
-fn name_the_machine(lines: &mut [String], caps: &[MachineCap], cores: usize) {
-    for c in caps {
-        let machine = format!("all this machine's {cores} cores hold (max_workers {})", c.max_workers);
-        for line in lines.iter_mut() {
-            *line = line.replace(&format!("{} is at max_workers {}", c.node_type, c.agents), &format!("{} is at {} agents, {machine}", c.node_type, c.agents));
-            if line.starts_with(&format!("{}: ", c.node_type)) {
-                *line = line.replace(&format!("; max_workers holds it at {}", c.agents), &format!("; {} agents are {machine}", c.agents));
-            }
+/// A type whose launches the machine held: the plan's "tasks wait: T is at max_workers"
+/// is true of the plan, but what holds those tasks now is the cores (issue 10: "wait:
+/// worker is at max_workers 4" beside 2 running agents on a 2-core machine).
+fn name_the_machine(lines: &mut [String], held: &[(String, usize)], cores: usize) {
+    for (node_type, agents) in held {
+        let at_max = format!("{node_type} is at max_workers");
+        for line in lines.iter_mut().filter(|l| l.contains(" wait: ") && l.contains(&at_max)) {
+            line.push_str(&format!("; this machine's {cores} cores hold {node_type} at {agents} agents"));
         }
     }
 }

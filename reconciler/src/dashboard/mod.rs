@@ -56,7 +56,7 @@ impl Drop for Dashboard {
 
 /// Start the poller and the server (on the current tokio runtime).
 pub fn start(spec: &ClusterSpec, handles: &Handles, server: std::sync::Arc<tiny_http::Server>, every: Duration) -> Dashboard {
-    let (shared, poller) = poller::start(Observer::new(spec, handles), Connection::new(handles), every);
+    let (shared, poller) = poller::start(poller::Live { observer: Observer::new(spec, handles), connection: Connection::new(handles) }, every);
     let url = match server.server_addr().to_ip() {
         Some(SocketAddr::V6(a)) => format!("http://[{}]:{}/", a.ip(), a.port()),
         Some(a) => format!("http://{a}/"),

@@ -70,25 +70,48 @@ fn publish(shared: &Shared, view: &ClusterView, history: &History, rounds: u64) 
     *shared.write().unwrap_or_else(|e| e.into_inner()) = p;
 }
 
+/// What the poller repeats: one observation round. [`Live`] reads the cluster; the
+/// dashboard benchmark wraps the same observer's sources to count their requests.
+pub trait Rounds: Send + 'static {
+    /// The view before the first round.
+    fn initial(&self) -> ClusterView;
+    fn round(&mut self) -> impl std::future::Future<Output = ClusterView> + Send;
+}
+
+/// The cluster's own store and queues.
+pub struct Live {
+    pub observer: Observer,
+    pub connection: Connection,
+}
+
+impl Rounds for Live {
+    fn initial(&self) -> ClusterView {
+        self.observer.last().clone()
+    }
+    async fn round(&mut self) -> ClusterView {
+        self.connection.observe(&mut self.observer).await
+    }
+}
+
 /// Start the poller on the current tokio runtime. The returned value is served at once
 /// (an empty view: every section `never read`) and replaced after each round.
-pub fn start(mut observer: Observer, mut connection: Connection, every: Duration) -> (Shared, tokio::task::JoinHandle<()>) {
+pub fn start(mut rounds: impl Rounds, every: Duration) -> (Shared, tokio::task::JoinHandle<()>) {
     let mut history = History { interval_seconds: every.as_secs_f64(), samples: VecDeque::new() };
     let shared: Shared = Arc::new(RwLock::new(Published { status_json: String::new(), history_json: String::new(), metrics: String::new(), rounds: 0 }));
-    publish(&shared, observer.last(), &history, 0);
+    publish(&shared, &rounds.initial(), &history, 0);
     let out = shared.clone();
     let task = tokio::spawn(async move {
         // One round per interval, however long a round takes; a slow round delays the
         // next instead of letting rounds pile up.
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut rounds = 0;
+        let mut done = 0;
         loop {
             tick.tick().await;
-            let view = connection.observe(&mut observer).await;
-            rounds += 1;
+            let view = rounds.round().await;
+            done += 1;
             history.push(&view);
-            publish(&out, &view, &history, rounds);
+            publish(&out, &view, &history, done);
         }
     });
     (shared, task)
