@@ -94,7 +94,10 @@ mod tests {
         super::lease_renewal("ok");
         let text = super::render();
         assert!(text.contains("# TYPE fleetform_agent_rows counter"), "{text}");
-        assert!(text.lines().any(|l| l.starts_with("fleetform_agent_rows_total ") && l.split(' ').nth(1).unwrap().parse::<u64>().unwrap() >= 1000), "{text}");
+        assert!(
+            text.lines().any(|l| l.starts_with("fleetform_agent_rows_total ") && l.split(' ').nth(1).unwrap().parse::<u64>().unwrap() >= 1000),
+            "{text}"
+        );
         assert!(text.contains("fleetform_agent_lease_renewals_total{outcome=\"ok\"}"), "{text}");
         assert!(text.contains("fleetform_agent_unit_seconds_bucket{le=\"0.04\"}"), "{text}");
     }

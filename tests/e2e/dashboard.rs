@@ -245,7 +245,8 @@ fn dashboard_and_status_refuse_or_survive_what_they_should() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("add --allow-remote"), "a non-loopback address must be meant");
     // `status --watch | head -1`: the pipe closes after one line; fleetform exits cleanly.
-    let cmd = format!("set -o pipefail; '{}' status -f '{}' --watch --interval 0.5 | head -1", env!("CARGO_BIN_EXE_fleetform"), env.cluster.display());
+    let cmd =
+        format!("set -o pipefail; '{}' status -f '{}' --watch --interval 0.5 | head -1", env!("CARGO_BIN_EXE_fleetform"), env.cluster.display());
     let out = Command::new("bash").arg("-c").arg(cmd).current_dir(env.dir.path()).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && !err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
@@ -259,7 +260,10 @@ fn each_agent_serves_its_own_metrics_when_the_spec_sets_a_port() {
     let spec = std::fs::read_to_string(&env.cluster).unwrap();
     std::fs::write(&env.cluster, format!("{spec}agent_metrics_port: {port}\n")).unwrap();
     let _sup = env.up(60);
-    let job = env.write_job("gen.yaml", "name: gen\ninput: {generate: {rows: 20000, seed: 1, text_length: 50}}\noutput: {uri: raw}\nbatch_size: 1000\nsplit: {rows_per_task: 5000}\n");
+    let job = env.write_job(
+        "gen.yaml",
+        "name: gen\ninput: {generate: {rows: 20000, seed: 1, text_length: 50}}\noutput: {uri: raw}\nbatch_size: 1000\nsplit: {rows_per_task: 5000}\n",
+    );
     assert!(env.run(&["submit", job.to_str().unwrap(), "--wait"]).status.success());
     let m = scrape(&format!("http://127.0.0.1:{port}/"));
     assert_eq!(sample(&m, "fleetform_agent_rows_total", &[]), Some(20_000.0), "agent 0 on port {port} did every row");

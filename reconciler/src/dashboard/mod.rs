@@ -84,7 +84,13 @@ pub async fn command(file: &Path, listen: &str, allow_remote: bool, interval: Op
     let server = server::bind(listen, allow_remote)?;
     let every = interval.map(|s| Duration::from_secs_f64(s.max(0.5))).unwrap_or_else(|| default_interval(&spec));
     let dashboard = start(&spec, &handles, server, every);
-    println!("dashboard {} (cluster `{}`, store {}, observed every {}s; Ctrl-C stops)", dashboard.url, spec.cluster_name, handles.store_uri, every.as_secs_f64());
+    println!(
+        "dashboard {} (cluster `{}`, store {}, observed every {}s; Ctrl-C stops)",
+        dashboard.url,
+        spec.cluster_name,
+        handles.store_uri,
+        every.as_secs_f64()
+    );
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     tokio::select! {

@@ -97,7 +97,8 @@ impl Rounds for Live {
 /// (an empty view: every section `never read`) and replaced after each round.
 pub fn start(mut rounds: impl Rounds, every: Duration) -> (Shared, tokio::task::JoinHandle<()>) {
     let mut history = History { interval_seconds: every.as_secs_f64(), samples: VecDeque::new() };
-    let shared: Shared = Arc::new(RwLock::new(Published { status_json: String::new(), history_json: String::new(), metrics: String::new(), rounds: 0 }));
+    let shared: Shared =
+        Arc::new(RwLock::new(Published { status_json: String::new(), history_json: String::new(), metrics: String::new(), rounds: 0 }));
     publish(&shared, &rounds.initial(), &history, 0);
     let out = shared.clone();
     let task = tokio::spawn(async move {

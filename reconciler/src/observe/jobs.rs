@@ -97,8 +97,7 @@ fn task_of(key: &str) -> Option<String> {
 async fn update(store: &Store, j: &mut CachedJob) -> Result<()> {
     let id = j.record.job_id.clone();
     let (done_prefix, failed_prefix, cancel) = (layout::done_prefix(&id), layout::failed_prefix(&id), layout::cancel(&id));
-    let (done_keys, failed_keys, cancelled) =
-        futures::try_join!(store.list(&done_prefix), store.list(&failed_prefix), store.exists(&cancel))?;
+    let (done_keys, failed_keys, cancelled) = futures::try_join!(store.list(&done_prefix), store.list(&failed_prefix), store.exists(&cancel))?;
     j.cancelled = cancelled;
     let new_done: Vec<String> =
         done_keys.iter().filter_map(|k| task_of(k)).filter(|t| !j.done.contains_key(t)).map(|t| layout::done(&id, &t)).collect();
@@ -106,7 +105,14 @@ async fn update(store: &Store, j: &mut CachedJob) -> Result<()> {
     for d in records.into_iter().flatten() {
         let line = format!(
             "{} done on {}: {} rows in, {} out, {} files, {:.2}s ({} units, {} from checkpoint)",
-            d.task_id, d.node_id, d.rows_in, d.rows_out, d.chunks.len(), d.seconds, d.units_processed, d.units_from_checkpoint
+            d.task_id,
+            d.node_id,
+            d.rows_in,
+            d.rows_out,
+            d.chunks.len(),
+            d.seconds,
+            d.units_processed,
+            d.units_from_checkpoint
         );
         j.done.insert(d.task_id.clone(), LogLine { at: d.finished_at, line });
     }

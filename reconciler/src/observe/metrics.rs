@@ -62,7 +62,8 @@ pub fn render(v: &ClusterView) -> String {
         }
         float(&mut r, "fleetform_autoscaler_round_age_seconds", "Seconds since the autoscaler's latest round", a.age_seconds);
     }
-    let interruptions = counters(&mut r, "fleetform_interruptions", "Nodes interrupted (spot notice, rebalance, scheduled event) seen by this process");
+    let interruptions =
+        counters(&mut r, "fleetform_interruptions", "Nodes interrupted (spot notice, rebalance, scheduled event) seen by this process");
     for (kind, n) in &v.interruptions {
         interruptions.get_or_create(&labels(&[("kind", kind)])).inc_by(*n);
     }

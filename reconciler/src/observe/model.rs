@@ -63,14 +63,8 @@ pub enum NodeStatus {
 }
 
 impl NodeStatus {
-    pub const ALL: [NodeStatus; 6] = [
-        NodeStatus::Pending,
-        NodeStatus::Running,
-        NodeStatus::Draining,
-        NodeStatus::Interrupted,
-        NodeStatus::Silent,
-        NodeStatus::Stopped,
-    ];
+    pub const ALL: [NodeStatus; 6] =
+        [NodeStatus::Pending, NodeStatus::Running, NodeStatus::Draining, NodeStatus::Interrupted, NodeStatus::Silent, NodeStatus::Stopped];
     pub fn as_str(self) -> &'static str {
         match self {
             NodeStatus::Pending => "pending",

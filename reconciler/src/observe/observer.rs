@@ -107,7 +107,12 @@ impl Observer {
                     Ok(()) => self.jobs_section(&mut v, &running),
                     Err(e) => v.errors.push(e.to_string()),
                 }
-                match bounded(&format!("cannot read the autoscaler's state in {}", store.uri()), store.get_json::<Persisted>(layout::autoscaler_state())).await {
+                match bounded(
+                    &format!("cannot read the autoscaler's state in {}", store.uri()),
+                    store.get_json::<Persisted>(layout::autoscaler_state()),
+                )
+                .await
+                {
                     Ok(p) => v.autoscaler = p.and_then(|p| self.autoscaler_view(p)),
                     Err(e) => v.errors.push(e.to_string()),
                 }
@@ -125,7 +130,7 @@ impl Observer {
             Err(e) => v.errors.push(format!("cannot open the queues {}: {e}", self.handles.queue_uri)),
         }
         v.events = self.events.values().cloned().collect();
-        v.events.sort_by(|a, b| b.at.cmp(&a.at));
+        v.events.sort_by_key(|e| std::cmp::Reverse(e.at));
         v.events.truncate(EVENTS_KEPT);
         v.interruptions = self.interrupted.iter().map(|(k, nodes)| (k.clone(), nodes.len() as u64)).collect();
         v.observed_at = Utc::now();
@@ -206,8 +211,7 @@ impl Observer {
     }
 
     async fn queues_section<Q: TaskQueue>(&self, queue: &Q, v: &ClusterView) -> Result<Vec<QueueView>> {
-        let mut classes: Vec<String> =
-            self.spec.worker_types().flat_map(|(_, t)| t.resources.served_classes()).map(|c| c.slug()).collect();
+        let mut classes: Vec<String> = self.spec.worker_types().flat_map(|(_, t)| t.resources.served_classes()).map(|c| c.slug()).collect();
         classes.extend(v.jobs.iter().map(|j| j.class.clone()));
         classes.sort();
         classes.dedup();

@@ -86,7 +86,14 @@ pub fn render(v: &ClusterView) -> String {
 
 fn nodes(o: &mut String, v: &ClusterView) {
     let up = v.nodes.iter().filter(|n| n.status.is_up()).count();
-    let _ = writeln!(o, "\nNODES  {up} up, {}/{} slots busy ({})  [heartbeats {}]", v.slots.busy, v.slots.total, percent(&v.slots), ago(v.observed_at, v.nodes_at));
+    let _ = writeln!(
+        o,
+        "\nNODES  {up} up, {}/{} slots busy ({})  [heartbeats {}]",
+        v.slots.busy,
+        v.slots.total,
+        percent(&v.slots),
+        ago(v.observed_at, v.nodes_at)
+    );
     if v.nodes.is_empty() {
         let _ = writeln!(o, "  none reporting");
     }
@@ -96,7 +103,15 @@ fn nodes(o: &mut String, v: &ClusterView) {
         let _ = writeln!(
             o,
             "  {:<22} {:<12} {:<7} {:<9} {}/{} slots busy {:>6} tasks {:>10} rows  {}{beat}{scheduled}",
-            n.node_id, n.node_type, n.arch, n.market, n.busy_slots, n.slots, n.tasks_done, n.rows_done, node_state(n)
+            n.node_id,
+            n.node_type,
+            n.arch,
+            n.market,
+            n.busy_slots,
+            n.slots,
+            n.tasks_done,
+            n.rows_done,
+            node_state(n)
         );
         if let Some(failed) = &n.setup_failed {
             let _ = writeln!(o, "    setup_commands failed: {failed} (log: {} on the node)", fleetform_core::layout::SETUP_LOG);
@@ -109,7 +124,13 @@ fn nodes(o: &mut String, v: &ClusterView) {
         let _ = writeln!(
             o,
             "  {:<12} {:<7} {:<9} {} {:>4}/{:<4} {:>4}  {counts}",
-            t.node_type, t.arch, t.market, bar(t.slots.busy, t.slots.total, BAR_WIDTH), t.slots.busy, t.slots.total, percent(&t.slots)
+            t.node_type,
+            t.arch,
+            t.market,
+            bar(t.slots.busy, t.slots.total, BAR_WIDTH),
+            t.slots.busy,
+            t.slots.total,
+            percent(&t.slots)
         );
     }
 }
