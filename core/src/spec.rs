@@ -41,6 +41,12 @@ pub struct ClusterSpec {
     /// Not run on the local provider, whose agents share this machine.
     #[serde(default)]
     pub setup_commands: Vec<String>,
+    /// Each agent serves its own Prometheus metrics on this port (`/metrics`). Off by
+    /// default: the dashboard's cluster-wide `/metrics` needs no port on any node. On AWS
+    /// the workers' security group then admits the port from the head only; on the local
+    /// provider agent N listens on 127.0.0.1:(port + N).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_metrics_port: Option<u16>,
 }
 
 mod defaults {

@@ -40,6 +40,10 @@ pub struct AgentArgs {
     /// content goes into every heartbeat so `fleetform status` shows it.
     #[arg(long, env = "FLEETFORM_SETUP_FAILED_FILE")]
     pub setup_failed_file: Option<PathBuf>,
+    /// Serve this agent's Prometheus metrics at http://ADDR/metrics (off by default; the
+    /// cluster spec's `agent_metrics_port` sets it on every node).
+    #[arg(long, env = "FLEETFORM_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     /// Only check the configuration and exit (systemd ExecStartPre).
     #[arg(long)]
     pub validate: bool,
@@ -112,6 +116,12 @@ pub fn run_agent(args: AgentArgs) -> i32 {
         }
         println!("fleetform-agent: configuration is valid ({} slots, resources {})", cfg.slots, cfg.resources);
         return 0;
+    }
+    if let Some(listen) = &args.metrics_listen {
+        if let Err(e) = crate::metrics::serve(listen) {
+            eprintln!("fleetform-agent: {e:#}");
+            return 1;
+        }
     }
     // Slots do CPU work on blocking threads; the async workers only do I/O and timers.
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {

@@ -20,6 +20,7 @@ pub mod imds;
 pub mod input;
 pub mod jobs;
 pub mod leases;
+pub mod metrics;
 pub mod ops;
 pub mod queue;
 pub mod storage;

@@ -79,6 +79,17 @@ impl Store {
     pub async fn delete(&self, key: &str) -> Result<()> {
         delete(&self.loc, key).await
     }
+
+    /// The "directories" directly below a prefix (`jobs/` → `["jobs/a", "jobs/b"]`): one
+    /// delimited LIST instead of listing every key beneath, so watching a store with many
+    /// finished jobs costs what watching one costs.
+    pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
+        let p = self.loc.key(prefix.trim_end_matches('/'));
+        let listed = self.loc.store.list_with_delimiter(Some(&p)).await.with_context(|| format!("cannot list {}/{prefix}", self.loc.uri))?;
+        let mut dirs: Vec<String> = listed.common_prefixes.iter().map(|d| self.loc.relative(d)).collect();
+        dirs.sort();
+        Ok(dirs)
+    }
 }
 
 pub async fn put_json<T: Serialize>(loc: &Location, key: &str, value: &T) -> Result<()> {

@@ -16,7 +16,7 @@ keeps it sized to the work, and runs jobs on it.\n\n\
 Infrastructure:  validate, plan, apply, destroy, reconcile\n\
 Jobs:            run, submit, job list|status|logs|cancel\n\
 Local cluster:   up (agents as child processes, a directory as object store)\n\
-Operations:      status, chaos\n\
+Operations:      status [--watch], dashboard, chaos\n\
 Migration:       import ray (a `ray up` cluster YAML → cluster.yaml)\n\n\
 AWS access uses the standard configuration chain: AWS_PROFILE, AWS_REGION, \
 AWS_ENDPOINT_URL (e.g. a moto server), instance roles.",
@@ -116,17 +116,48 @@ pub enum Command {
         #[arg(long, default_value_t = 15)]
         interval: u64,
     },
-    /// Show nodes, jobs and the latest scaling decisions.
+    /// Show nodes, slots, queues, jobs, node events and the latest scaling decisions,
+    /// each with the age of what it was read from.
     Status {
         #[command(flatten)]
         cluster: ClusterArg,
+        /// Print the status as JSON (what the dashboard's /api/status serves).
         #[arg(long)]
         json: bool,
+        /// Refresh full-screen until Ctrl-C, like `watch -n 1 ray status`.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between refreshes with --watch (each reads every heartbeat).
+        #[arg(long, default_value_t = 1.0, value_name = "S")]
+        interval: f64,
     },
-    /// Run the local cluster in the foreground (local provider only).
+    /// Serve a live dashboard of the cluster: the page at /, /api/status (JSON) and
+    /// /metrics (Prometheus), read from the cluster store and queues by one poller. For
+    /// an AWS cluster it runs wherever you have credentials for the bucket and queues.
+    Dashboard {
+        #[command(flatten)]
+        cluster: ClusterArg,
+        /// Address to serve on (IP:PORT); 8265 is Ray's dashboard port.
+        #[arg(long, default_value = crate::dashboard::DEFAULT_LISTEN, value_name = "ADDR")]
+        listen: String,
+        /// Allow a --listen address other machines can reach (the page stays read-only).
+        #[arg(long)]
+        allow_remote: bool,
+        /// Seconds between observations of the store and queues [default: 2 local, 10 AWS,
+        /// whose every round is S3 and SQS requests: see docs/benchmarks.md].
+        #[arg(long, value_name = "S")]
+        interval: Option<f64>,
+    },
+    /// Run the local cluster in the foreground (local provider only), with its dashboard.
     Up {
         #[command(flatten)]
         cluster: ClusterArg,
+        /// Do not serve the dashboard.
+        #[arg(long)]
+        no_dashboard: bool,
+        /// The dashboard's address; when the default is taken, a free loopback port.
+        #[arg(long, default_value = crate::dashboard::DEFAULT_LISTEN, value_name = "ADDR")]
+        listen: String,
     },
     /// Submit a job and print its id.
     Submit {
@@ -331,8 +362,11 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         #[cfg(not(feature = "aws"))]
         Command::Destroy { .. } => Err(fleetform_agent::without_aws("`fleetform destroy`")),
         Command::Reconcile { cluster, watch, interval } => autoscaler::command(&cluster.spec_file(), watch, interval).await,
-        Command::Status { cluster, json } => status::show(&cluster.running_cluster_file(), json).await,
-        Command::Up { cluster } => local::up(&cluster.spec_file()).await,
+        Command::Status { cluster, json, watch, interval } => status::show(&cluster.running_cluster_file(), json, watch, interval).await,
+        Command::Dashboard { cluster, listen, allow_remote, interval } => {
+            crate::dashboard::command(&cluster.running_cluster_file(), &listen, allow_remote, interval).await
+        }
+        Command::Up { cluster, no_dashboard, listen } => local::up(&cluster.spec_file(), (!no_dashboard).then_some(listen.as_str())).await,
         Command::Submit { cluster, job, set, wait } => jobs::submit_command(&cluster.running_cluster_file(), &job, &set, wait).await,
         Command::Run { cluster, jobs, set } => jobs::run_command(&cluster.spec_file(), &jobs, &set).await,
         Command::Job { cluster, command } => jobs::job_command(&cluster.running_cluster_file(), command).await,

@@ -1,6 +1,7 @@
 //! fleetform: the reconciler and CLI. `cli` parses; `aws` observes, plans and applies on
 //! EC2; `local` runs the cluster on this machine; `jobs` submits and follows work;
-//! `autoscaler` decides how many nodes of each type the work needs.
+//! `autoscaler` decides how many nodes of each type the work needs; `observe` is the one
+//! status model that `status` and the `dashboard` show.
 
 pub mod autoscaler;
 #[cfg(feature = "aws")]
@@ -8,9 +9,12 @@ pub mod aws;
 pub mod chaos;
 pub mod cli;
 pub mod cluster;
+pub mod dashboard;
 pub mod errors;
 pub mod import;
 pub mod jobs;
 pub mod local;
+pub mod observe;
+pub mod out;
 pub mod status;
 pub mod validate;

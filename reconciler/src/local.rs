@@ -78,6 +78,16 @@ pub fn supervisor_file(handles: &Handles) -> PathBuf {
     handles.state_dir.join("supervisor.json")
 }
 
+/// The agents a live supervisor (this process or another) has published: the local
+/// provider's launched nodes, including those without a heartbeat yet.
+pub fn published_nodes(handles: &Handles) -> Vec<LocalNode> {
+    let Some(f) = std::fs::read(supervisor_file(handles)).ok().and_then(|b| serde_json::from_slice::<SupervisorFile>(&b).ok()) else {
+        return Vec::new();
+    };
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(f.pid as i32), None).is_ok();
+    if alive { f.nodes } else { Vec::new() }
+}
+
 /// The supervisor of another process, if one is running for this cluster.
 pub fn running_supervisor(handles: &Handles) -> Option<SupervisorFile> {
     let f: SupervisorFile = serde_json::from_slice(&std::fs::read(supervisor_file(handles)).ok()?).ok()?;
@@ -116,7 +126,12 @@ impl LocalCluster {
     }
 
     fn spawner(&self) -> Spawner {
-        Spawner { handles: self.handles.clone(), cluster: self.spec.cluster_name.clone(), lease_seconds: self.lease_seconds }
+        Spawner {
+            handles: self.handles.clone(),
+            cluster: self.spec.cluster_name.clone(),
+            lease_seconds: self.lease_seconds,
+            metrics_port: self.spec.agent_metrics_port,
+        }
     }
 
     /// Start `count` more agents of a worker type. Returns their node ids.
@@ -242,6 +257,8 @@ struct Spawner {
     handles: Handles,
     cluster: String,
     lease_seconds: u64,
+    /// The spec's `agent_metrics_port`: agent N serves its metrics on port + N.
+    metrics_port: Option<u16>,
 }
 
 impl Spawner {
@@ -253,7 +270,12 @@ impl Spawner {
         let log = node_dir.join("agent.log");
         let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         let exe = std::env::current_exe().context("cannot find the fleetform executable")?;
-        let child = Command::new(exe)
+        let mut command = Command::new(exe);
+        match self.metrics_port {
+            Some(port) => command.env("FLEETFORM_METRICS_LISTEN", format!("127.0.0.1:{}", port as usize + index)),
+            None => command.env_remove("FLEETFORM_METRICS_LISTEN"),
+        };
+        let child = command
             .arg("agent")
             .args(["--node-id", &node_id, "--node-type", node_type])
             .args(["--store", &self.handles.store_uri, "--queue", &self.handles.queue_uri])
@@ -361,7 +383,8 @@ impl Recovery {
 }
 
 /// `fleetform up`: run the local cluster in the foreground until Ctrl-C / SIGTERM.
-pub async fn up(file: &Path) -> Result<i32> {
+/// `dashboard` is the address to serve the dashboard on, None for none.
+pub async fn up(file: &Path, dashboard: Option<&str>) -> Result<i32> {
     let spec = crate::cluster::load(file)?;
     let handles = Handles::of(&spec).await?;
     let cluster = LocalCluster::start(&spec, &handles)?;
@@ -371,6 +394,14 @@ pub async fn up(file: &Path) -> Result<i32> {
         println!("  {}  pid {}  imds {}  log {}", n.node_id, n.pid, n.imds, n.log.display());
     }
     println!("store {}  queue {}", handles.store_uri, handles.queue_uri);
+    let _dashboard = match dashboard.map(|listen| crate::dashboard::start_for_up(&spec, &handles, listen)).transpose()? {
+        Some((d, taken)) => {
+            let why = taken.map(|t| format!(" ({t})")).unwrap_or_default();
+            println!("dashboard {}{why}", d.url);
+            Some(d)
+        }
+        None => None,
+    };
     println!("Submit with `fleetform submit -f {} JOB`; Ctrl-C drains and stops.", file.display());
     let cluster = std::sync::Arc::new(cluster);
     let autoscaler = tokio::spawn(crate::autoscaler::run::local_loop(cluster.clone()));

@@ -15,3 +15,4 @@ mod autoscale;
 mod labs;
 mod import_ray;
 mod validate;
+mod dashboard;

@@ -580,13 +580,17 @@ async fn renew_lease(shared: Arc<Shared>, class: String, handle: String, job_id:
     loop {
         tokio::time::sleep(every).await;
         match shared.queue.extend(&class, &handle, shared.cfg.lease).await {
-            Ok(()) => {}
+            Ok(()) => crate::metrics::lease_renewal("ok"),
             Err(QueueError::LeaseLost) => {
+                crate::metrics::lease_renewal("lost");
                 warn!(%job_id, "lease lost; another node owns the task now");
                 flags.stop.store(true, Ordering::SeqCst);
                 return;
             }
-            Err(e) => warn!("lease renewal failed: {e}"),
+            Err(e) => {
+                crate::metrics::lease_renewal("error");
+                warn!("lease renewal failed: {e}");
+            }
         }
         if is_cancelled(&shared, &job_id).await {
             flags.stop.store(true, Ordering::SeqCst);

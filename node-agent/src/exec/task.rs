@@ -156,6 +156,7 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
             let cp = write_checkpoint(node, job_id, task_id, next_unit, &chunks, rows_in, &skipped)?;
             return Ok(Outcome::Interrupted(cp));
         }
+        let (unit_started, rows_before) = (Instant::now(), rows_in);
         let chunk = open.get_or_insert_with(|| OpenChunk {
             first_unit: next_unit,
             staged: stage_dir.join(format!("{task_id}-{next_unit:05}.inprogress")),
@@ -207,6 +208,7 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
         next_unit += 1;
         tracing::debug!(task = %task_id, unit = next_unit - 1, "unit done");
         node.units_done.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::unit_done(rows_in - rows_before, unit_started.elapsed());
         let full = chunk.rows >= spec.output.max_rows_per_file() || spec.output.target_file_bytes.is_some_and(|t| staged_bytes(chunk) >= t);
         if full || finished {
             let c = open.take().expect("open chunk");
@@ -314,6 +316,7 @@ fn write_checkpoint(
         skipped: skipped.clone(),
     };
     node.handle.block_on(node.store.put_json(&layout::checkpoint(job_id, task_id), &cp))?;
+    crate::metrics::checkpoint_written();
     Ok(cp)
 }
 

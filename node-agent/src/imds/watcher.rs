@@ -50,7 +50,9 @@ pub fn spawn_watcher_with_interval(
                 _ = ticker.tick() => {}
             }
             let previous = sender.borrow().clone();
-            let next = next_signals(&previous, read(&client).await);
+            let reading = read(&client).await;
+            crate::metrics::imds_poll_errors(reading.errors());
+            let next = next_signals(&previous, reading);
             log_change(&previous, &next);
             sender.send_if_modified(|current| {
                 let changed = *current != next;
@@ -74,6 +76,13 @@ async fn read(client: &ImdsClient) -> Reading {
         spot: client.spot_instance_action().await,
         rebalance: client.rebalance_recommendation().await,
         scheduled: client.scheduled_events().await,
+    }
+}
+
+impl Reading {
+    /// How many of the poll's requests failed.
+    fn errors(&self) -> u64 {
+        [self.spot.is_err(), self.rebalance.is_err(), self.scheduled.is_err()].iter().filter(|e| **e).count() as u64
     }
 }
 

@@ -143,7 +143,9 @@ impl fmt::Display for ClusterStatus {
         writeln!(f)?;
         let header = [
             "NODE TYPE", "RUNNING", "PENDING", "DRAINING", "SPOT", "ON-DEMAND", "MIN", "MAX", "DESIRED", "UTILIZATION",
-            "QUEUED", "IN FLIGHT",
+            // Queued tasks the round placed on the type (the rest wait, with the reason
+            // below), not the queue's depth: `fleetform status` shows that under QUEUES.
+            "PLACED", "IN FLIGHT",
         ];
         let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
         for t in &self.types {

@@ -252,6 +252,10 @@ pub struct AutoscalerState {
     pub idle_since: BTreeMap<String, DateTime<Utc>>,
     /// When each draining node started draining (node id -> time).
     pub draining_since: BTreeMap<String, DateTime<Utc>>,
+    /// Nodes launched, per `node_type/market`, since this state began: the dashboard's
+    /// `fleetform_autoscaler_launches_total` counter (kept here so it survives restarts).
+    #[serde(default)]
+    pub launches: BTreeMap<String, u64>,
 }
 
 impl AutoscalerState {
@@ -272,6 +276,13 @@ impl AutoscalerState {
     pub fn launch_failed(&mut self, now: DateTime<Utc>, offering: Offering, error: CapacityError) {
         let until = self.capacity.record(offering.clone(), error, now);
         self.remember(now, format!("launch on {offering} failed: {error}; skipping it until {}", until.format("%H:%M")));
+    }
+
+    /// Count nodes the provider really launched (not those asked for).
+    pub fn count_launches(&mut self, node_type: &str, market: Market, count: u64) {
+        if count > 0 {
+            *self.launches.entry(format!("{node_type}/{}", market.as_str())).or_default() += count;
+        }
     }
 
     /// The latest `n` history lines, oldest first.

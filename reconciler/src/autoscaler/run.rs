@@ -42,15 +42,12 @@ pub async fn load_state(store: &Store) -> Persisted {
     store.get_json::<Persisted>(layout::autoscaler_state()).await.ok().flatten().unwrap_or_default()
 }
 
-/// Latest heartbeat of every node that has written one.
+/// Latest heartbeat of every node that has written one (read concurrently: on S3 each is
+/// a GET, and a hundred of them one after the other would take seconds).
 pub async fn heartbeats(store: &Store) -> Result<HashMap<String, NodeHeartbeat>> {
-    let mut out = HashMap::new();
-    for key in store.list(layout::nodes_prefix()).await?.into_iter().filter(|k| k.ends_with(".json")) {
-        if let Some(hb) = store.get_json::<NodeHeartbeat>(&key).await? {
-            out.insert(hb.node_id.clone(), hb);
-        }
-    }
-    Ok(out)
+    let keys: Vec<String> = store.list(layout::nodes_prefix()).await?.into_iter().filter(|k| k.ends_with(".json")).collect();
+    let beats = futures::future::try_join_all(keys.iter().map(|k| store.get_json::<NodeHeartbeat>(k))).await?;
+    Ok(beats.into_iter().flatten().map(|hb| (hb.node_id.clone(), hb)).collect())
 }
 
 /// Demand per resource shape: for every unfinished job, its tasks not yet done or
@@ -99,13 +96,7 @@ fn node_of(id: &str, node_type: &str, market: Market, instance_type: &str, zone:
 /// One round on the local provider. Launches are bounded by the machine: the agents'
 /// slots together never exceed its cores (min_workers excepted).
 pub async fn local_round(cluster: &LocalCluster, store: &Store, persisted: &mut Persisted) -> Result<Decision> {
-    // Plan with the slots agents really get (a type without CPU shares the cores).
-    let mut spec = cluster.spec().clone();
-    let worker_names: Vec<String> = spec.worker_types().map(|(n, _)| n.clone()).collect();
-    for name in worker_names {
-        let t = spec.available_node_types.get_mut(&name).expect("listed above");
-        t.resources = crate::local::local_resources(&t.resources, t.min_workers.max(1));
-    }
+    let spec = local_spec(cluster);
     let beats = heartbeats(store).await?;
     let now = Utc::now();
     let nodes: Vec<ObservedNode> = cluster
@@ -116,6 +107,7 @@ pub async fn local_round(cluster: &LocalCluster, store: &Store, persisted: &mut 
     let obs = Observation { now, nodes, demand: demand(store, &beats).await? };
     let mut decision = decide(&spec, &obs, &mut persisted.state);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut held: Vec<(String, usize)> = Vec::new();
     let mut used: usize = cluster.agents().iter().map(|a| a.slots).sum();
     let mut rewritten: Vec<(String, String)> = Vec::new();
     for l in decision.launches.iter_mut() {
@@ -128,12 +120,16 @@ pub async fn local_round(cluster: &LocalCluster, store: &Store, persisted: &mut 
             l.reason = format!("{}; {note}", l.reason);
             l.count = n;
             rewritten.push((before, if n > 0 { l.to_string() } else { format!("hold {}: {note}", l.node_type) }));
+            let agents = cluster.agents().iter().filter(|a| a.node_type == l.node_type).count() + n as usize;
+            held.push((l.node_type.clone(), agents));
         }
         if n > 0 {
-            cluster.launch(&l.node_type, n)?;
+            let launched = cluster.launch(&l.node_type, n)?;
+            persisted.state.count_launches(&l.node_type, Market::OnDemand, launched.len() as u64);
             used += n as usize * per;
         }
     }
+    name_the_machine(&mut decision.explanations, &held, cores);
     // What was not launched is not reported (or remembered) as launched.
     decision.launches.retain(|l| l.count > 0);
     for line in decision.explanations.iter_mut() {
@@ -151,6 +147,31 @@ pub async fn local_round(cluster: &LocalCluster, store: &Store, persisted: &mut 
     persisted.status = Some(status(&spec, &obs, &persisted.state, &decision));
     store.put_json(layout::autoscaler_state(), persisted).await?;
     Ok(decision)
+}
+
+/// The spec the local round plans with: the slots agents really get (a type without CPU
+/// shares the cores). The plan itself stays the spec's (what AWS would launch); launches
+/// this machine cannot host are held afterwards, and the reasons say so.
+fn local_spec(cluster: &LocalCluster) -> ClusterSpec {
+    let mut spec = cluster.spec().clone();
+    let worker_names: Vec<String> = spec.worker_types().map(|(n, _)| n.clone()).collect();
+    for name in worker_names {
+        let t = spec.available_node_types.get_mut(&name).expect("listed above");
+        t.resources = crate::local::local_resources(&t.resources, t.min_workers.max(1));
+    }
+    spec
+}
+
+/// A type whose launches the machine held: the plan's "tasks wait: T is at max_workers"
+/// is true of the plan, but what holds those tasks now is the cores (issue 10: "wait:
+/// worker is at max_workers 4" beside 2 running agents on a 2-core machine).
+fn name_the_machine(lines: &mut [String], held: &[(String, usize)], cores: usize) {
+    for (node_type, agents) in held {
+        let at_max = format!("{node_type} is at max_workers");
+        for line in lines.iter_mut().filter(|l| l.contains(" wait: ") && l.contains(&at_max)) {
+            line.push_str(&format!("; this machine's {cores} cores hold {node_type} at {agents} agents"));
+        }
+    }
 }
 
 /// Drains are asked through the store (the agent takes no new work); terminations happen
@@ -215,6 +236,9 @@ pub async fn aws_round(ctx: &crate::aws::AwsContext, spec: &ClusterSpec, store: 
         for (o, code) in &out.failed_offerings {
             let error = if o.market == Market::Spot && code != "InsufficientInstanceCapacity" { CapacityError::SpotUnavailable } else { CapacityError::InsufficientCapacity };
             persisted.state.launch_failed(now, Offering { market: o.market, instance_type: o.instance_type.clone(), zone: Some(o.zone.clone()) }, error);
+        }
+        for n in &out.launched {
+            persisted.state.count_launches(&l.node_type, n.market, 1);
         }
         for m in &out.messages {
             persisted.state.remember(now, format!("{}: {m}", l.node_type));

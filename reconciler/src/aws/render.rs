@@ -72,6 +72,7 @@ pub fn network_template(spec: &ClusterSpec) -> Result<String> {
                     private_subnet_ids => e.private_subnet_ids,
                     endpoint_subnet => e.private_subnet_ids.first().cloned().unwrap_or_default(),
                     instance_connect_endpoint => spec.network.instance_connect_endpoint,
+                    agent_metrics_port => spec.agent_metrics_port,
                 },
             )
         }
@@ -88,6 +89,7 @@ pub fn network_template(spec: &ClusterSpec) -> Result<String> {
             private_subnets => subnets(&n.private_subnets),
             nat_gateway => n.nat_gateway,
             instance_connect_endpoint => spec.network.instance_connect_endpoint,
+            agent_metrics_port => spec.agent_metrics_port,
         },
     )
 }
@@ -180,6 +182,21 @@ mod tests {
         assert!(resources_of(&t, "AWS::EC2::NatGateway").is_empty());
         for (_, sg) in resources_of(&t, "AWS::EC2::SecurityGroup") {
             assert!(sg["Properties"].get("SecurityGroupIngress").is_none());
+        }
+    }
+
+    /// `agent_metrics_port` opens that port on the workers to the head only, in both forms.
+    #[test]
+    fn agent_metrics_port_is_open_to_the_head_only_when_set() {
+        for mut s in [spec(), existing(true)] {
+            let t = parse_template(&network_template(&s).unwrap()).unwrap();
+            assert!(t["Resources"].get("WorkerMetricsFromHead").is_none(), "off by default");
+            s.agent_metrics_port = Some(9101);
+            let t = parse_template(&network_template(&s).unwrap()).unwrap();
+            let rule = &t["Resources"]["WorkerMetricsFromHead"]["Properties"];
+            assert_eq!((rule["FromPort"].as_u64(), rule["ToPort"].as_u64()), (Some(9101), Some(9101)), "{rule}");
+            assert_eq!(rule["GroupId"]["Fn::GetAtt"][0], "WorkerSecurityGroup");
+            assert_eq!(rule["SourceSecurityGroupId"]["Fn::GetAtt"][0], "HeadSecurityGroup");
         }
     }
 

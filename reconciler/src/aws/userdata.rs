@@ -62,6 +62,9 @@ pub fn render_user_data(spec: &ClusterSpec, node_type: &str, region: &str) -> Re
             setup_script_path => SETUP_SCRIPT_PATH,
             setup_failed_file => SETUP_FAILED_FILE,
             setup_log => SETUP_LOG,
+            // The agent's own /metrics on every interface: the worker security group
+            // admits the port from the head only (stacks/network*.yaml.j2).
+            metrics_listen => spec.agent_metrics_port.filter(|_| !is_head).map(|p| format!("0.0.0.0:{p}")),
         },
     )?;
     if text.len() > USER_DATA_LIMIT {
@@ -101,6 +104,12 @@ mod tests {
         assert!(script.contains("systemctl enable --now fleetform-agent.service"));
         assert!(script.contains("FLEETFORM_NODE_ID=$INSTANCE_ID"));
         assert!(!script.contains("NVMe Instance Storage"), "r7i has no instance store");
+
+        spec.agent_metrics_port = Some(9101);
+        let with_metrics = render_user_data(&spec, "x86_worker_node", "us-west-2").unwrap();
+        assert!(with_metrics.contains("      FLEETFORM_METRICS_LISTEN=0.0.0.0:9101\n"), "{with_metrics}");
+        assert!(!render_user_data(&spec, "head", "us-west-2").unwrap().contains("FLEETFORM_METRICS_LISTEN"), "the head runs no agent");
+        spec.agent_metrics_port = None;
 
         let h = render_user_data(&spec, "head", "us-west-2").unwrap();
         assert!(h.contains("systemctl enable --now fleetform-reconcile.service"));

@@ -1,0 +1,104 @@
+//! The agent's own Prometheus metrics (issue 10, point 4), for users who scrape nodes
+//! directly: rows, unit (batch) latency, lease renewals, checkpoints, IMDS poll errors.
+//! Off unless `--metrics-listen ADDR` (the cluster spec's `agent_metrics_port`) is given:
+//! on EC2 an open port must also be allowed by the security group. The cluster-wide
+//! picture is the dashboard's `/metrics`, which needs no port on any node.
+//!
+//! Counters are process-wide (one agent per process), incremented where the work happens.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+struct AgentMetrics {
+    registry: Registry,
+    rows: Counter,
+    unit_seconds: Histogram,
+    lease_renewals: Family<Vec<(String, String)>, Counter>,
+    checkpoints: Counter,
+    imds_poll_errors: Counter,
+}
+
+static METRICS: LazyLock<AgentMetrics> = LazyLock::new(|| {
+    let mut registry = Registry::default();
+    let rows = Counter::default();
+    registry.register("fleetform_agent_rows", "Input rows this agent processed (rows/s: rate())", rows.clone());
+    // 5 ms .. ~40 s: a generator block takes milliseconds, a large row group of text seconds.
+    let unit_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+    registry.register("fleetform_agent_unit_seconds", "Time to process one unit (input row group or generator block)", unit_seconds.clone());
+    let lease_renewals = Family::default();
+    registry.register("fleetform_agent_lease_renewals", "Lease renewals by outcome (ok, lost, error)", lease_renewals.clone());
+    let checkpoints = Counter::default();
+    registry.register("fleetform_agent_checkpoints", "Checkpoints written", checkpoints.clone());
+    let imds_poll_errors = Counter::default();
+    registry.register("fleetform_agent_imds_poll_errors", "IMDS requests that failed while polling for notices", imds_poll_errors.clone());
+    AgentMetrics { registry, rows, unit_seconds, lease_renewals, checkpoints, imds_poll_errors }
+});
+
+/// One unit of a task processed: its input rows and how long it took.
+pub fn unit_done(rows: u64, took: Duration) {
+    METRICS.rows.inc_by(rows);
+    METRICS.unit_seconds.observe(took.as_secs_f64());
+}
+
+/// `outcome`: `ok`, `lost` (another node owns the task) or `error`.
+pub fn lease_renewal(outcome: &str) {
+    METRICS.lease_renewals.get_or_create(&vec![("outcome".to_string(), outcome.to_string())]).inc();
+}
+
+pub fn checkpoint_written() {
+    METRICS.checkpoints.inc();
+}
+
+pub fn imds_poll_errors(n: u64) {
+    METRICS.imds_poll_errors.inc_by(n);
+}
+
+/// The metrics as OpenMetrics text.
+pub fn render() -> String {
+    let mut out = String::new();
+    encode(&mut out, &METRICS.registry).expect("writing to a String cannot fail");
+    out
+}
+
+/// Serve `/metrics` on `listen` (IP:PORT) from a thread of its own, for the process's life.
+pub fn serve(listen: &str) -> Result<()> {
+    let server = tiny_http::Server::http(listen).map_err(|e| anyhow!("--metrics-listen {listen}: cannot listen: {e}"))?;
+    std::thread::spawn(move || {
+        let content_type = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..])
+            .expect("static header");
+        for req in server.incoming_requests() {
+            let response = if req.url() == "/metrics" {
+                tiny_http::Response::from_string(render()).with_header(content_type.clone())
+            } else {
+                tiny_http::Response::from_string("the agent serves /metrics only\n").with_status_code(404)
+            };
+            let _ = req.respond(response);
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counters_appear_in_the_text_with_their_values() {
+        super::checkpoint_written();
+        super::unit_done(1000, std::time::Duration::from_millis(20));
+        super::lease_renewal("ok");
+        let text = super::render();
+        assert!(text.contains("# TYPE fleetform_agent_rows counter"), "{text}");
+        assert!(
+            text.lines().any(|l| l.starts_with("fleetform_agent_rows_total ") && l.split(' ').nth(1).unwrap().parse::<u64>().unwrap() >= 1000),
+            "{text}"
+        );
+        assert!(text.contains("fleetform_agent_lease_renewals_total{outcome=\"ok\"}"), "{text}");
+        assert!(text.contains("fleetform_agent_unit_seconds_bucket{le=\"0.04\"}"), "{text}");
+    }
+}
