@@ -75,6 +75,10 @@ fn the_example_python_job_matches_the_native_cleaning_job_row_for_row() {
         "generate:input.generate.noise=0.1",
         "--set",
         "generate:input.generate.text_length=200",
+        // The example reads its JSON Lines sample; here, the generated parquet, so that
+        // it can be compared with the native job on the same rows.
+        "--set",
+        "python-clean:input.uri=.fleetform/data/raw",
     ];
     let mut args = vec![
         "run",
@@ -101,6 +105,37 @@ fn the_example_python_job_matches_the_native_cleaning_job_row_for_row() {
         cleaned_by_id(&native),
         "pandas + re and the native steps agree on every row"
     );
+}
+
+/// The example as shipped: the seed's function on the JSON Lines sample, from the
+/// repository's root as the README runs it, equals the native steps (which equal Python's
+/// `re` and `str.lower`, tests/e2e/python_compat.rs) on every row.
+#[test]
+fn the_example_runs_the_seed_function_on_its_json_lines_sample() {
+    require_python();
+    let env = LocalEnv::new(1, 2);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let run = |job: &str, out: &std::path::Path| {
+        let o = fleetform()
+            .current_dir(&root)
+            .args(["run", "-f"])
+            .arg(&env.cluster)
+            .arg(job)
+            .arg("--set")
+            .arg(format!("output.uri={}", out.display()))
+            .arg("--set")
+            .arg("input.uri=examples/data/workshop-sample.jsonl")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{job}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    run("examples/jobs/python-clean.yaml", &env.path("python"));
+    run("examples/jobs/clean-text.yaml", &env.path("native"));
+    let (manifest, ids, python) = read_output(&env.path("python"));
+    assert_exactly_once(&ids, 1000);
+    assert_eq!(manifest.total_rows, 1000);
+    let (_, _, native) = read_output(&env.path("native"));
+    assert_eq!(cleaned_by_id(&python), cleaned_by_id(&native), "pandas + re and the native steps agree on every row");
 }
 
 #[test]
