@@ -105,6 +105,11 @@ impl Up {
         Up { child, state }
     }
 
+    /// The supervisor (`fleetform up`): its descendants are the agents and their workers.
+    pub fn supervisor_pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// (node id, pid, IMDS endpoint) of the running agents.
     pub fn nodes(&self) -> Vec<(String, u32, String)> {
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(self.state.join("supervisor.json")).unwrap()).unwrap();
