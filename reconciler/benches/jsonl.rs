@@ -9,7 +9,7 @@
 //! agents' peak memory at 1 M and 4 M rows (it must not grow with the input). Prints
 //! figures; asserts nothing.
 //!
-//!   cargo bench -p fleetform --no-default-features --bench jsonl -- [--rows N] [--big N] [--skip-others]
+//!   cargo bench -p fleetform --no-default-features --bench jsonl -- [--rows N] [--big N] [--skip-big] [--skip-others]
 //!
 //! The competitors and the python step run in a virtual environment the benchmark makes
 //! with pip ($FLEETFORM_BENCH_VENV, default /tmp/bench-venv: ray[data], polars, duckdb,
@@ -169,12 +169,14 @@ fn main() {
     let mut rows = 1_000_000u64;
     let mut big = 4_000_000u64;
     let mut skip_others = false;
+    let mut skip_big = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--rows" => rows = it.next().and_then(|v| v.parse().ok()).expect("--rows N"),
             "--big" => big = it.next().and_then(|v| v.parse().ok()).expect("--big N"),
             "--skip-others" => skip_others = true,
+            "--skip-big" => skip_big = true,
             _ => {}
         }
     }
@@ -207,6 +209,9 @@ fn main() {
                 }
             }
         }
+    }
+    if skip_big {
+        return;
     }
     // Memory must not grow with the input: the native and python jobs on `big` rows.
     let input = jsonl_input(&dir, &python, big, false);
