@@ -13,7 +13,8 @@ use fleetform_agent::queue::{sqs::SqsQueue, Queue};
 use fleetform_agent::store::Store;
 use fleetform_core::layout;
 use fleetform_core::spec::Market;
-use fleetform_core::task::NodeHeartbeat;
+use fleetform_core::queue::TaskQueue;
+use fleetform_core::task::{HeldLease, NodeHeartbeat};
 use fleetform_core::{ClusterSpec, JobSpec, Resources};
 
 use crate::aws_reconcile::{connect, run, runtime, Fixture};
@@ -52,7 +53,7 @@ fn aws_demand_launches_the_right_type_falls_back_and_scales_idle_nodes_down() {
         let before: Vec<_> = observe::instances(&ctx, Some("x86_worker_node")).await.unwrap().into_iter().filter(|i| i.is_active()).collect();
         assert!(before.is_empty());
         let mut persisted = Persisted::default();
-        let d = aws_round(&ctx, &spec, &store, &mut persisted).await.unwrap();
+        let d = aws_round(&ctx, &spec, &store, &queue, &mut persisted).await.unwrap();
         let launch = d.launches.iter().find(|l| l.node_type == "x86_worker_node").expect("an x86 launch");
         assert!(launch.reason.contains("CPU of queued"), "{}", launch.reason);
         assert!(d.launches.iter().all(|l| l.node_type != "arm_worker_node"), "Intel demand must not scale Graviton: {:?}", d.launches);
@@ -66,7 +67,7 @@ fn aws_demand_launches_the_right_type_falls_back_and_scales_idle_nodes_down() {
         let ctx2 = connect(&moto, &f, ContextOptions { faults: Arc::new(faults), ..Default::default() }).await;
         let spec_more = ClusterSpec::from_yaml("more", &std::fs::read_to_string(&f.spec).unwrap().replace("max_workers: 4\n    node_config: {instance_types: [r7i", "max_workers: 8\n    node_config: {instance_types: [r7i")).unwrap();
         fleetform_agent::jobs::submit(&store, &queue, intel_job(200, &f.dir.path().join("out2"))).await.unwrap();
-        let d2 = aws_round(&ctx2, &spec_more, &store, &mut persisted).await.unwrap();
+        let d2 = aws_round(&ctx2, &spec_more, &store, &queue, &mut persisted).await.unwrap();
         assert!(!d2.launches.is_empty(), "{:?}", d2.explanations);
         let all: Vec<_> = observe::instances(&ctx2, Some("x86_worker_node")).await.unwrap().into_iter().filter(|i| i.is_active()).collect();
         assert!(all.iter().any(|i| !i.spot), "fell back to on-demand");
@@ -104,16 +105,31 @@ fn aws_demand_launches_the_right_type_falls_back_and_scales_idle_nodes_down() {
         }
         let mut removed = 0;
         for _ in 0..2 {
-            let d3 = aws_round(&ctx2, &spec_more, &store, &mut persisted).await.unwrap();
+            let d3 = aws_round(&ctx2, &spec_more, &store, &queue, &mut persisted).await.unwrap();
             removed += d3.terminations.len();
             assert!(d3.launches.is_empty(), "{:?}", d3.launches);
         }
         assert_eq!(removed, all.len(), "every idle x86 node is terminated");
-        let status = persisted.status.unwrap().to_string();
+        let status = persisted.status.as_ref().unwrap().to_string();
         assert!(status.contains("idle"), "{status}");
         tokio::time::sleep(Duration::from_millis(100)).await;
         let left: Vec<_> = observe::instances(&ctx2, Some("x86_worker_node")).await.unwrap().into_iter().filter(|i| i.is_active()).collect();
         assert!(left.is_empty(), "{left:?}");
+
+        // 4. An agent that held a lease when its instance was terminated (no drain): the
+        //    next round gives the lease back at once instead of waiting out its 600 s.
+        let dead = &all[0];
+        let leased = queue.receive("intel", 1, Duration::from_secs(600)).await.unwrap().pop().expect("a queued intel task");
+        let before = queue.depth("intel").await.unwrap();
+        let mut hb: NodeHeartbeat = store.get_json(&layout::node(&dead.id)).await.unwrap().unwrap();
+        hb.leases = vec![HeldLease { task: "intel/t000000".into(), class: "intel".into(), handle: leased.handle.clone() }];
+        hb.tasks_in_flight = vec!["intel/t000000".into()];
+        store.put_json(&layout::node(&dead.id), &hb).await.unwrap();
+        aws_round(&ctx2, &spec_more, &store, &queue, &mut persisted).await.unwrap();
+        let after = queue.depth("intel").await.unwrap();
+        assert_eq!((after.visible, after.in_flight), (before.visible + 1, before.in_flight - 1), "the dead node's lease is given back");
+        let hb: NodeHeartbeat = store.get_json(&layout::node(&dead.id)).await.unwrap().unwrap();
+        assert!(hb.stopped && hb.leases.is_empty(), "its heartbeat says it holds nothing: {hb:?}");
     });
     let (code, _) = run(&moto, &f, &["destroy", "--yes", "--delete-data"]);
     assert_eq!(code, 0);

@@ -24,6 +24,8 @@ use super::{CapacityError, Offering};
 use crate::cluster;
 #[cfg(feature = "aws")]
 use crate::cluster::Handles;
+#[cfg(feature = "aws")]
+use fleetform_agent::queue::Queue;
 use crate::local::LocalCluster;
 
 /// How often `fleetform up` re-plans the local cluster: quick enough that a submitted
@@ -213,12 +215,15 @@ pub async fn local_loop(cluster: Arc<LocalCluster>) {
 /// One round on AWS: instances by tag, heartbeats and demand from the store; launches
 /// through the apply machinery (CreateFleet / RunInstances with fallback).
 #[cfg(feature = "aws")]
-pub async fn aws_round(ctx: &crate::aws::AwsContext, spec: &ClusterSpec, store: &Store, persisted: &mut Persisted) -> Result<Decision> {
+pub async fn aws_round(ctx: &crate::aws::AwsContext, spec: &ClusterSpec, store: &Store, queue: &Queue, persisted: &mut Persisted) -> Result<Decision> {
     let beats = heartbeats(store).await?;
     let now = Utc::now();
     let mut nodes = Vec::new();
     for i in crate::aws::observe::instances(ctx, None).await? {
         let Some(t) = &i.node_type else { continue };
+        if i.state == "terminated" {
+            give_back_leases(store, queue, &i.id, &beats).await;
+        }
         if *t == spec.head_node_type || !i.is_active() {
             continue;
         }
@@ -254,6 +259,22 @@ pub async fn aws_round(ctx: &crate::aws::AwsContext, spec: &ClusterSpec, store: 
     Ok(decision)
 }
 
+#[cfg(feature = "aws")]
+/// A terminated instance's agent is gone for sure (unlike a silent heartbeat, which may be
+/// a slow network): the leases its last heartbeat lists go back to the queue now, not
+/// when they expire (`fleetform_agent::leases`). Only while the heartbeat says it held
+/// some: a drained agent released its own and wrote a stopped heartbeat.
+async fn give_back_leases(store: &Store, queue: &Queue, instance: &str, beats: &HashMap<String, NodeHeartbeat>) {
+    let Some(hb) = beats.get(instance) else { return };
+    if hb.stopped || hb.leases.is_empty() {
+        return;
+    }
+    match fleetform_agent::leases::give_back(store, queue, instance, "instance terminated").await {
+        Ok(tasks) => tracing::info!(instance, ?tasks, "terminated instance: its tasks are queued again"),
+        Err(e) => tracing::warn!(instance, "terminated instance: its leases could not be given back: {e:#}"),
+    }
+}
+
 /// `fleetform reconcile [-f FILE] [--watch --interval N]`.
 pub async fn command(file: &Path, watch: bool, interval: u64) -> Result<i32> {
     let spec = cluster::load(file)?;
@@ -277,9 +298,10 @@ async fn aws_loop(spec: &ClusterSpec, watch: bool, interval: u64) -> Result<i32>
     let handles = Handles::of(spec).await?;
     let store = handles.store().await?;
     let ctx = handles.aws_context(spec).await?;
+    let queue = handles.queue().await?;
     let mut persisted = load_state(&store).await;
     loop {
-        let decision = aws_round(&ctx, spec, &store, &mut persisted).await?;
+        let decision = aws_round(&ctx, spec, &store, &queue, &mut persisted).await?;
         for line in decision.explanations.iter() {
             println!("{line}");
         }
