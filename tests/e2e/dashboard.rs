@@ -164,7 +164,11 @@ fn dashboard_shows_a_running_job_to_the_api_prometheus_and_a_browser() {
     assert!(before <= done && done <= after, "store {before}..{after} done, the dashboard says {done}");
     let q = &v["queues"][0];
     let (queued, in_flight, remaining) = (q["queued"].as_u64().unwrap(), q["in_flight"].as_u64().unwrap(), q["tasks_remaining"].as_u64().unwrap());
-    assert!((queued + in_flight).abs_diff(remaining) <= 2, "the queue holds what is left, give or take a commit per slot: {q}");
+    // The round reads the jobs, then the queue: tasks finish in between (many per second
+    // here), so the queue can only hold less than what was left, never more than that
+    // plus a commit per slot (done record written, message not yet deleted).
+    assert!(queued + in_flight <= remaining + 2, "the queue holds no more than what is left: {q}");
+    assert!(queued + in_flight + 200 >= remaining, "and not far less (200 tasks finish in well over the round's reads): {q}");
 
     // /metrics says what /api/status says.
     let (v, m) = same_round(&base);
