@@ -364,20 +364,19 @@ impl ClusterSpec {
     /// Can some worker node type run a task that asks for `wants`? The message names what
     /// is missing and what the node types offer.
     pub fn feasible(&self, wants: &crate::resources::Resources) -> Result<(), String> {
-        use crate::resources::CPU;
+        // Local agents offer what they really get: without an explicit CPU, the machine's
+        // cores shared among the type's agents.
         let local = self.provider.kind == ProviderKind::Local;
+        let offered_by = |t: &NodeTypeSpec| if local { local_resources(&t.resources, t.min_workers.max(1)) } else { t.resources.clone() };
+        // A task takes max(1, ceil(CPU)) slots (the agent and the autoscaler agree).
         let fits = self.worker_types().any(|(_, t)| {
-            // Local workers without an explicit CPU get the machine's cores.
-            let mut offered = t.resources.clone();
-            if local && offered.get(CPU).is_none() {
-                offered = offered.with(CPU, f64::MAX);
-            }
-            offered.satisfies(wants)
+            let offered = offered_by(t);
+            offered.satisfies(wants) && offered.cpu() >= wants.cpu().ceil().max(1.0)
         });
         if fits {
             return Ok(());
         }
-        let offered: Vec<String> = self.worker_types().map(|(n, t)| format!("{n} {}", t.resources)).collect();
+        let offered: Vec<String> = self.worker_types().map(|(n, t)| format!("{n} {}", offered_by(t))).collect();
         Err(format!("no node type provides {wants}; node types offer: {}", offered.join("; ")))
     }
 
@@ -731,3 +730,14 @@ fn valid_bucket(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// A local worker type's resources on this machine: without an explicit CPU, the
+/// machine's cores shared among the type's agents (the local provider starts them so).
+pub fn local_resources(declared: &crate::resources::Resources, agents: u32) -> crate::resources::Resources {
+    use crate::resources::CPU;
+    if declared.get(CPU).is_some() {
+        return declared.clone();
+    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32;
+    declared.clone().with(CPU, (cores / agents.max(1)).max(1) as f64)
+}

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use fleetform_agent::imds::ImdsEmulator;
-use fleetform_core::resources::CPU;
 use fleetform_core::spec::{ClusterSpec, ProviderKind};
 use fleetform_core::Resources;
 use serde::{Deserialize, Serialize};
@@ -242,15 +241,7 @@ impl Drop for LocalCluster {
     }
 }
 
-/// A worker type's resources on this machine: without an explicit CPU, the machine's
-/// cores shared among the type's agents.
-pub fn local_resources(declared: &Resources, agents: u32) -> Resources {
-    if declared.get(CPU).is_some() {
-        return declared.clone();
-    }
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32;
-    declared.clone().with(CPU, (cores / agents.max(1)).max(1) as f64)
-}
+pub use fleetform_core::spec::local_resources;
 
 #[derive(Clone)]
 struct Spawner {

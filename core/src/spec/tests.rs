@@ -210,3 +210,27 @@ fn setup_commands_default_empty_and_reject_blank_commands() {
     let ok = format!("{WORKSHOP}setup_commands: [pip install pandas pyarrow]\n");
     assert_eq!(ClusterSpec::from_yaml("c.yaml", &ok).unwrap().setup_commands, ["pip install pandas pyarrow"]);
 }
+
+#[test]
+fn feasibility_counts_the_slots_a_task_takes_as_agents_get_them() {
+    use crate::resources::{Resources, CPU};
+    let spec = ClusterSpec::from_yaml(
+        "c.yaml",
+        "cluster_name: t\nprovider: {type: local}\nhead_node_type: head\navailable_node_types:\n  head: {resources: {CPU: 0}}\n  worker: {resources: {CPU: 2}, min_workers: 1, max_workers: 1}\n",
+    )
+    .unwrap();
+    assert!(spec.feasible(&Resources::new().with(CPU, 2.0)).is_ok());
+    // A task takes max(1, ceil(CPU)) slots: 2.5 CPU needs 3.
+    let err = spec.feasible(&Resources::new().with(CPU, 2.5)).unwrap_err();
+    assert_eq!(err, "no node type provides {CPU: 2.5}; node types offer: worker {CPU: 2}");
+    // Without an explicit CPU, each local agent gets the machine's cores shared among the
+    // type's agents, and that is what is offered (not "any number").
+    let implicit = ClusterSpec::from_yaml(
+        "c.yaml",
+        "cluster_name: t\nprovider: {type: local}\nhead_node_type: head\navailable_node_types:\n  head: {resources: {CPU: 0}}\n  worker: {min_workers: 1, max_workers: 1}\n",
+    )
+    .unwrap();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    assert!(implicit.feasible(&Resources::new().with(CPU, cores)).is_ok());
+    assert!(implicit.feasible(&Resources::new().with(CPU, cores + 1.0)).is_err());
+}

@@ -229,3 +229,42 @@ async fn receive_count(dir: &std::path::Path) -> u32 {
     let c = rusqlite::Connection::open(dir.join("queue.sqlite")).unwrap();
     c.query_row("SELECT receive_count FROM messages WHERE queue = ?1", [CLASS], |r| r.get(0)).unwrap()
 }
+
+/// A task holds `max(1, ceil(CPU))` slots, as the autoscaler packs it: on a node of 2
+/// slots, tasks of `{CPU: 2}` run one at a time, tasks of `{CPU: 1}` two at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_holds_as_many_slots_as_the_cpu_it_asks_for() {
+    let agent = TestAgent::start_with_lease(Duration::from_secs(30), 2).await;
+    let windows = |p: &JobProgress, store: &crate::store::Store, id: &str| {
+        let (store, id, done) = (store.clone(), id.to_string(), p.done.clone());
+        async move {
+            let mut w = Vec::new();
+            for t in done {
+                let d: fleetform_core::task::DoneRecord = store.get_json(&layout::done(&id, &t)).await.unwrap().unwrap();
+                let end = d.finished_at.timestamp_micros() as f64 / 1e6;
+                w.push((end - d.seconds, end));
+            }
+            w.sort_by(|a, b| a.0.total_cmp(&b.0));
+            w
+        }
+    };
+    let overlaps = |w: &[(f64, f64)]| w.windows(2).any(|p| p[1].0 < p[0].1);
+    let job = |name: &str, cpu: u32| {
+        format!(
+            "name: {name}\ninput: {{generate: {{rows: 120000, seed: 1, text_length: 100}}}}\n\
+             output: {{uri: {}}}\nsplit: {{rows_per_task: 30000}}\nbatch_size: 1000\nresources: {{CPU: {cpu}}}\n",
+            agent.dir.join(name).display()
+        )
+    };
+    let wide = agent.submit_yaml(&job("wide", 2)).await;
+    let p = agent.finished(&wide).await;
+    let w = windows(&p, &agent.shared.store, &wide).await;
+    assert_eq!(w.len(), 4);
+    assert!(!overlaps(&w), "{{CPU: 2}} tasks on 2 slots never run together: {w:?}");
+    let narrow = agent.submit_yaml(&job("narrow", 1)).await;
+    let p = agent.finished(&narrow).await;
+    let w = windows(&p, &agent.shared.store, &narrow).await;
+    assert!(overlaps(&w), "{{CPU: 1}} tasks on 2 slots run two at a time: {w:?}");
+    agent.assert_idle().await;
+    agent.stop().await;
+}

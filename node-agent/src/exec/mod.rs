@@ -184,6 +184,7 @@ async fn serve(shared: Arc<Shared>) -> Result<String> {
             }
             Some((class, msg)) => {
                 idle = Duration::from_millis(50);
+                let Some(permit) = claim_task_slots(&shared, &slots, permit, &class, &msg).await else { continue };
                 // Counted as busy before the handler starts, so a drain that begins now
                 // waits for this message to be handed back instead of abandoning its lease.
                 let slot = Slot::claim(shared.clone(), permit);
@@ -208,6 +209,47 @@ async fn serve(shared: Arc<Shared>) -> Result<String> {
     heartbeat(&shared, true).await?;
     info!(node = %shared.cfg.node_id, %reason, "agent drained");
     Ok(reason)
+}
+
+/// The slots a task takes: `max(1, ceil(CPU))`, exactly as the autoscaler packs it
+/// (`autoscaler/pack.rs`; custom resources are labels there and here, not consumed). A
+/// body that does not parse takes one slot: its handler reports it.
+fn slots_for(body: &str) -> usize {
+    serde_json::from_str::<TaskMessage>(body).map(|m| m.resources.cpu().ceil().max(1.0) as usize).unwrap_or(1)
+}
+
+/// Turn the one slot the loop waited for into as many as the received task takes. When
+/// they are not free, the message goes back to the queue and the loop waits until they
+/// are (taking nothing new meanwhile, so small tasks cannot starve a large one), then
+/// receives again. None: the message was handed back.
+async fn claim_task_slots(shared: &Arc<Shared>, slots: &Arc<Semaphore>, mut permit: OwnedSemaphorePermit, class: &str, msg: &Received) -> Option<OwnedSemaphorePermit> {
+    let need = slots_for(&msg.body);
+    if need > 1 {
+        let extra = match slots.clone().try_acquire_many_owned((need - 1).min(shared.cfg.slots) as u32) {
+            Ok(extra) if need <= shared.cfg.slots => extra,
+            result => {
+                drop(result);
+                drop(permit);
+                if let Err(e) = shared.queue.release(class, &msg.handle).await {
+                    warn!(%class, "cannot hand a task back: {e}");
+                }
+                if need > shared.cfg.slots {
+                    // Submit refuses such jobs (`ClusterSpec::feasible`); a node of another
+                    // type may fit it, so it goes back rather than failing here.
+                    warn!(need, slots = shared.cfg.slots, "a task takes more CPU than this node has: handed back");
+                    tokio::time::sleep(IDLE_POLL_MAX).await;
+                } else {
+                    tokio::select! {
+                        _ = wait_for_drain(shared) => {}
+                        all = slots.clone().acquire_many_owned(need as u32) => drop(all),
+                    }
+                }
+                return None;
+            }
+        };
+        permit.merge(extra);
+    }
+    Some(permit)
 }
 
 async fn wait_for_drain(shared: &Shared) {
@@ -340,14 +382,14 @@ struct Slot {
 
 impl Slot {
     fn claim(shared: Arc<Shared>, permit: OwnedSemaphorePermit) -> Slot {
-        shared.busy.fetch_add(1, Ordering::SeqCst);
+        shared.busy.fetch_add(permit.num_permits(), Ordering::SeqCst);
         Slot { shared, _permit: permit }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.shared.busy.fetch_sub(1, Ordering::SeqCst);
+        self.shared.busy.fetch_sub(self._permit.num_permits(), Ordering::SeqCst);
     }
 }
 
