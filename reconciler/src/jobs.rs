@@ -18,6 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::JobCommand;
 use crate::cluster::{self, Handles};
+use crate::observe::text::human;
 use crate::local::{self, LocalCluster};
 
 /// How often a waiting command polls the store for progress: a few cheap reads, often
@@ -229,16 +230,6 @@ pub async fn wait_for(store: &Store, job_id: &str) -> Result<WaitOutcome> {
             return Ok(WaitOutcome { progress: p, manifest, elapsed: started.elapsed() });
         }
         tokio::time::sleep(POLL_EVERY).await;
-    }
-}
-
-fn human(x: f64) -> String {
-    if x >= 1e6 {
-        format!("{:.2}M", x / 1e6)
-    } else if x >= 1e3 {
-        format!("{:.1}k", x / 1e3)
-    } else {
-        format!("{x:.0}")
     }
 }
 

@@ -224,32 +224,32 @@ fn slots_for(body: &str) -> usize {
 /// receives again. None: the message was handed back.
 async fn claim_task_slots(shared: &Arc<Shared>, slots: &Arc<Semaphore>, mut permit: OwnedSemaphorePermit, class: &str, msg: &Received) -> Option<OwnedSemaphorePermit> {
     let need = slots_for(&msg.body);
-    if need > 1 {
-        let extra = match slots.clone().try_acquire_many_owned((need - 1).min(shared.cfg.slots) as u32) {
-            Ok(extra) if need <= shared.cfg.slots => extra,
-            result => {
-                drop(result);
-                drop(permit);
-                if let Err(e) = shared.queue.release(class, &msg.handle).await {
-                    warn!(%class, "cannot hand a task back: {e}");
-                }
-                if need > shared.cfg.slots {
-                    // Submit refuses such jobs (`ClusterSpec::feasible`); a node of another
-                    // type may fit it, so it goes back rather than failing here.
-                    warn!(need, slots = shared.cfg.slots, "a task takes more CPU than this node has: handed back");
-                    tokio::time::sleep(IDLE_POLL_MAX).await;
-                } else {
-                    tokio::select! {
-                        _ = wait_for_drain(shared) => {}
-                        all = slots.clone().acquire_many_owned(need as u32) => drop(all),
-                    }
-                }
-                return None;
-            }
-        };
-        permit.merge(extra);
+    if need == 1 {
+        return Some(permit);
     }
-    Some(permit)
+    let fits = need <= shared.cfg.slots;
+    if fits {
+        if let Ok(extra) = slots.clone().try_acquire_many_owned((need - 1) as u32) {
+            permit.merge(extra);
+            return Some(permit);
+        }
+    }
+    drop(permit);
+    if let Err(e) = shared.queue.release(class, &msg.handle).await {
+        warn!(%class, "cannot hand a task back: {e}");
+    }
+    if fits {
+        tokio::select! {
+            _ = wait_for_drain(shared) => {}
+            all = slots.clone().acquire_many_owned(need as u32) => drop(all),
+        }
+    } else {
+        // Submit refuses such jobs (`ClusterSpec::feasible`); a node of another type may
+        // fit it, so it goes back rather than failing here.
+        warn!(need, slots = shared.cfg.slots, "a task takes more CPU than this node has: handed back");
+        tokio::time::sleep(IDLE_POLL_MAX).await;
+    }
+    None
 }
 
 async fn wait_for_drain(shared: &Shared) {
