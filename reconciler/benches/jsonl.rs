@@ -4,8 +4,9 @@
 //!   - fleetform running the seed's pandas function as a `python` step,
 //!   - Ray Data: read_json -> map_batches(preprocess_text, pandas, 1024) -> write_parquet,
 //!   - Polars: scan_ndjson -> the same expression -> sink_parquet,
-//!   - pyarrow: a JSON read + a parquet write (the floor for reading this JSON),
-//! with each one's peak memory (the largest process, and the whole process tree); then the
+//!   - pyarrow: a JSON read + a parquet write (the floor for reading this JSON).
+//!
+//! Each with its peak memory (the largest process, and the whole process tree); then the
 //! agents' peak memory at 1 M and 4 M rows (it must not grow with the input). Prints
 //! figures; asserts nothing.
 //!

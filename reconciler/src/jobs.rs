@@ -54,7 +54,7 @@ fn python_problem(message: &str) -> Problem {
 /// What checking a job found.
 pub enum JobCheck {
     /// Checked against its data, its python files read: ready to submit.
-    Checked(jobs::CheckedJob, Vec<CodeFile>),
+    Checked(Box<jobs::CheckedJob>, Vec<CodeFile>),
     /// Its input is the output of a job checked before it (validate of a whole run):
     /// everything but the data was checked.
     InputNotYetWritten { input_uri: String, output_uri: String },
@@ -91,7 +91,7 @@ pub async fn check_job(cluster: &ClusterSpec, path: &Path, set: &[String], produ
         return Err(source.diagnostics(&problems).into());
     }
     match jobs::check(job).await {
-        Ok(checked) if problems.is_empty() => Ok(JobCheck::Checked(checked, code)),
+        Ok(checked) if problems.is_empty() => Ok(JobCheck::Checked(Box::new(checked), code)),
         Ok(_) => Err(source.diagnostics(&problems).into()),
         Err(jobs::JobProblems(more)) => {
             problems.extend(more);
@@ -136,7 +136,7 @@ async fn submit_one(c: &Ctx, path: &Path, set: &[String]) -> Result<String> {
         eprintln!("note: {notice}");
     }
     let queue = c.handles.queue().await?;
-    let record = jobs::submit_checked(&c.store, &queue, checked, &code).await?;
+    let record = jobs::submit_checked(&c.store, &queue, *checked, &code).await?;
     Ok(record.job_id)
 }
 
