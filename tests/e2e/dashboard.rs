@@ -170,7 +170,9 @@ fn dashboard_shows_a_running_job_to_the_api_prometheus_and_a_browser() {
     assert!(queued + in_flight <= remaining + 2, "the queue holds no more than what is left: {q}");
     assert!(queued + in_flight + 200 >= remaining, "and not far less (200 tasks finish in well over the round's reads): {q}");
 
-    // /metrics says what /api/status says.
+    // /metrics says what /api/status says (once `up`'s autoscaler has persisted a round:
+    // under load its first round can come after the job's first tasks).
+    wait_for_view(&base, "an autoscaler round", |v| !v["autoscaler"].is_null());
     let (v, m) = same_round(&base);
     let j = &v["jobs"][0];
     assert_eq!(sample(&m, "fleetform_nodes", &[("node_type", "worker"), ("market", "on-demand"), ("state", "running")]), Some(2.0));
