@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::diag::{load_yaml, Collector, Diagnostics, LocationIndex, YamlPath};
 use crate::instance::{facts, Arch};
-use crate::resources::{Resources, CPU};
+use crate::resources::{Resources, CPU, MEMORY};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClusterSpec {
@@ -361,22 +361,45 @@ impl ClusterSpec {
         self.available_node_types.iter().filter(move |(n, _)| **n != self.head_node_type)
     }
 
+    /// What one node of a type offers its tasks, as the autoscaler packs them and the
+    /// agent lends them (one definition for both): the declared resources; `CPU`, when
+    /// not declared, the smallest instance type's vCPUs (local provider: this machine's
+    /// cores shared among the type's agents); `memory` (GiB), when not declared, the
+    /// smallest instance type's memory. What neither declares nor implies stays absent.
+    pub fn node_offer(&self, node_type: &str) -> Resources {
+        let Some(t) = self.available_node_types.get(node_type) else { return Resources::new() };
+        let mut offer = if self.provider.kind == ProviderKind::Local {
+            local_resources(&t.resources, t.min_workers.max(1))
+        } else {
+            t.resources.clone()
+        };
+        let known: Vec<_> = t.node_config.instance_types.iter().filter_map(|i| facts(i)).collect();
+        if offer.get(CPU).is_none() {
+            if let Some(v) = known.iter().map(|f| f.vcpus).min() {
+                offer = offer.with(CPU, v as f64);
+            }
+        }
+        if offer.get(MEMORY).is_none() {
+            if let Some(m) = known.iter().map(|f| f.memory_gib).reduce(f64::min) {
+                offer = offer.with(MEMORY, m);
+            }
+        }
+        offer
+    }
+
     /// Can some worker node type run a task that asks for `wants`? The message names what
     /// is missing and what the node types offer.
     pub fn feasible(&self, wants: &crate::resources::Resources) -> Result<(), String> {
-        // Local agents offer what they really get: without an explicit CPU, the machine's
-        // cores shared among the type's agents.
-        let local = self.provider.kind == ProviderKind::Local;
-        let offered_by = |t: &NodeTypeSpec| if local { local_resources(&t.resources, t.min_workers.max(1)) } else { t.resources.clone() };
-        // A task takes max(1, ceil(CPU)) slots (the agent and the autoscaler agree).
-        let fits = self.worker_types().any(|(_, t)| {
-            let offered = offered_by(t);
+        // A task takes max(1, ceil(CPU)) slots and its memory (the agent and the
+        // autoscaler agree); custom resources are labels.
+        let fits = self.worker_types().any(|(n, _)| {
+            let offered = self.node_offer(n);
             offered.satisfies(wants) && offered.cpu() >= wants.cpu().ceil().max(1.0)
         });
         if fits {
             return Ok(());
         }
-        let offered: Vec<String> = self.worker_types().map(|(n, t)| format!("{n} {}", offered_by(t))).collect();
+        let offered: Vec<String> = self.worker_types().map(|(n, _)| format!("{n} {}", self.node_offer(n))).collect();
         Err(format!("no node type provides {wants}; node types offer: {}", offered.join("; ")))
     }
 

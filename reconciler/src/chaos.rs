@@ -4,12 +4,28 @@
 use std::path::Path;
 
 use anyhow::{bail, Result};
+use clap::Subcommand;
 use fleetform_agent::imds::{trigger, Trigger};
 use fleetform_core::spec::ProviderKind;
 
-use crate::cli::ChaosCommand;
 use crate::cluster::{self, Handles};
 use crate::local;
+
+#[derive(Subcommand, Debug)]
+pub enum ChaosCommand {
+    /// Raise a spot interruption notice on a node (through its IMDS).
+    Interrupt {
+        #[arg(long)]
+        node: String,
+    },
+    /// Kill worker nodes without warning (kill -9 locally, TerminateInstances on AWS).
+    Terminate {
+        #[arg(long)]
+        node_type: String,
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+    },
+}
 
 /// A real spot notice gives two minutes.
 const SPOT_NOTICE: std::time::Duration = std::time::Duration::from_secs(120);

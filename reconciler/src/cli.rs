@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+// Each handler module defines its own subcommands: the handlers never import the CLI.
+pub use crate::chaos::ChaosCommand;
+pub use crate::jobs::JobCommand;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "fleetform",
@@ -216,18 +220,6 @@ pub enum Command {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum JobCommand {
-    /// List jobs with their progress.
-    List,
-    /// Tasks done, failed and pending of one job.
-    Status { job: String },
-    /// Task events of a job, oldest first.
-    Logs { job: String },
-    /// Stop a job: queued tasks are removed, running ones stop at their next row group.
-    Cancel { job: String },
-}
-
-#[derive(Subcommand, Debug)]
 pub enum ImportCommand {
     /// Convert a `ray up` cluster YAML (AWS provider) into a fleetform cluster spec.
     #[command(
@@ -276,22 +268,6 @@ fleetform validate -f cluster.yaml && fleetform plan -f cluster.yaml"
         /// subnets; standard AWS configuration, the Ray file's region).
         #[arg(long, conflicts_with = "vpc_id")]
         resolve_vpc: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum ChaosCommand {
-    /// Raise a spot interruption notice on a node (through its IMDS).
-    Interrupt {
-        #[arg(long)]
-        node: String,
-    },
-    /// Kill worker nodes without warning (kill -9 locally, TerminateInstances on AWS).
-    Terminate {
-        #[arg(long)]
-        node_type: String,
-        #[arg(long, default_value_t = 1)]
-        count: usize,
     },
 }
 

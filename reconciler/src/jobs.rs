@@ -14,12 +14,27 @@ use fleetform_core::layout;
 use fleetform_core::spec::{ClusterSpec, ProviderKind};
 use fleetform_core::task::{DoneRecord, Manifest, TaskMessage};
 use fleetform_core::JobSpec;
+use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::JobCommand;
 use crate::cluster::{self, Handles};
 use crate::observe::text::human;
 use crate::local::{self, LocalCluster};
+use crate::observe::observer::Connection;
+use crate::observe::Observer;
+use crate::waiting::StallWatch;
+
+#[derive(Subcommand, Debug)]
+pub enum JobCommand {
+    /// List jobs with their progress.
+    List,
+    /// Tasks done, failed and pending of one job.
+    Status { job: String },
+    /// Task events of a job, oldest first.
+    Logs { job: String },
+    /// Stop a job: queued tasks are removed, running ones stop at their next row group.
+    Cancel { job: String },
+}
 
 /// How often a waiting command polls the store for progress: a few cheap reads, often
 /// enough that the reported time is within a quarter second of the job's.
@@ -147,7 +162,10 @@ pub async fn submit_command(file: &Path, job: &Path, set: &[String], wait: bool)
     if !wait {
         return Ok(0);
     }
-    let outcome = wait_for(&c.store, &id).await?;
+    if c.spec.provider.kind == ProviderKind::Local && local::running_supervisor(&c.handles).is_none() {
+        eprintln!("note: no local cluster is running: the job waits until one starts (`fleetform up -f {}`)", file.display());
+    }
+    let outcome = wait_for(&c, &id).await?;
     report(&c.store, &id, &outcome).await
 }
 
@@ -175,7 +193,7 @@ pub async fn run_command(file: &Path, job_files: &[PathBuf], set: &[String]) -> 
     for j in job_files {
         let id = submit_one(&c, j, set).await?;
         eprintln!("submitted {id} ({})", j.display());
-        let outcome = wait_for(&c.store, &id).await?;
+        let outcome = wait_for(&c, &id).await?;
         code = report(&c.store, &id, &outcome).await?;
         if code != 0 {
             break;
@@ -198,9 +216,12 @@ pub struct WaitOutcome {
     pub elapsed: Duration,
 }
 
-/// Follow a job to its end with a progress bar (tasks, rows/s, ETA).
-pub async fn wait_for(store: &Store, job_id: &str) -> Result<WaitOutcome> {
+/// Follow a job to its end with a progress bar (tasks, rows/s, ETA), saying why when it
+/// stops moving (`waiting`).
+pub async fn wait_for(c: &Ctx, job_id: &str) -> Result<WaitOutcome> {
+    let store = &c.store;
     let started = Instant::now();
+    let mut stall = StallWatch::new(Observer::new(&c.spec, &c.handles), Connection::new(&c.handles));
     let tasks: Vec<TaskMessage> = store.get_json(&layout::tasks(job_id)).await?.unwrap_or_default();
     let rows_of: HashMap<String, u64> = tasks.iter().map(|t| (t.task_id.clone(), t.source.rows())).collect();
     let total_rows: u64 = rows_of.values().sum();
@@ -228,6 +249,10 @@ pub async fn wait_for(store: &Store, job_id: &str) -> Result<WaitOutcome> {
             let manifest = jobs::finalize(store, job_id).await?;
             bar.finish_and_clear();
             return Ok(WaitOutcome { progress: p, manifest, elapsed: started.elapsed() });
+        }
+        if let Some(line) = stall.check(job_id, (p.done.len() + p.failed.len()) as u64).await {
+            // suspend, not println: a hidden bar (stderr not a terminal) drops println.
+            bar.suspend(|| eprintln!("waiting: {line}"));
         }
         tokio::time::sleep(POLL_EVERY).await;
     }

@@ -18,3 +18,4 @@ pub mod observe;
 pub mod out;
 pub mod status;
 pub mod validate;
+pub mod waiting;

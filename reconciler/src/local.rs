@@ -135,8 +135,8 @@ impl LocalCluster {
 
     /// Start `count` more agents of a worker type. Returns their node ids.
     pub fn launch(&self, node_type: &str, count: u32) -> Result<Vec<String>> {
-        let t = self.spec.available_node_types.get(node_type).ok_or_else(|| anyhow!("no node type `{node_type}`"))?;
-        let resources = local_resources(&t.resources, t.min_workers.max(1));
+        self.spec.available_node_types.get(node_type).ok_or_else(|| anyhow!("no node type `{node_type}`"))?;
+        let resources = self.spec.node_offer(node_type);
         let mut ids = Vec::new();
         for _ in 0..count {
             let index = self.next_index.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

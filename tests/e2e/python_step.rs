@@ -114,7 +114,14 @@ fn the_example_python_job_matches_the_native_cleaning_job_row_for_row() {
 fn the_example_runs_the_seed_function_on_its_json_lines_sample() {
     require_python();
     let env = LocalEnv::new(1, 2);
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // The shipped files in their repository layout, copied so that the run's
+    // `.fleetform/` state lands in the temporary directory and not in the checkout.
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = env.path("checkout");
+    for f in ["examples/jobs/python-clean.yaml", "examples/jobs/preprocess.py", "examples/jobs/clean-text.yaml", "examples/data/workshop-sample.jsonl"] {
+        std::fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
+        std::fs::copy(repo.join(f), root.join(f)).unwrap();
+    }
     let run = |job: &str, out: &std::path::Path| {
         let o = fleetform()
             .current_dir(&root)

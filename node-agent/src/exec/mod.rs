@@ -3,6 +3,7 @@
 //! notice or SIGTERM (checkpoint at the next row-group boundary, hand the task back);
 //! soft drain on a rebalance recommendation (finish current tasks, take no new ones).
 
+mod capacity;
 pub mod passthrough;
 pub mod source;
 mod steps;
@@ -21,7 +22,7 @@ use fleetform_core::layout;
 use fleetform_core::queue::{QueueError, Received, TaskQueue};
 use fleetform_core::task::{FailureRecord, HeldLease, JobRecord, NodeHeartbeat, TaskMessage};
 use fleetform_core::Resources;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -29,6 +30,7 @@ use crate::imds::{ImdsClient, NodeSignals};
 use crate::ops::Stages;
 use crate::queue::Queue;
 use crate::store::Store;
+use capacity::{Claim, Capacity, Held};
 use task::{JobContext, NodeContext, Outcome, TaskFlags};
 
 /// A spot notice comes 2 minutes before reclaim; the drain must finish well inside it,
@@ -146,7 +148,7 @@ async fn serve(shared: Arc<Shared>) -> Result<String> {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     info!(node = %shared.cfg.node_id, slots = shared.cfg.slots, "agent ready");
 
-    let slots = Arc::new(Semaphore::new(shared.cfg.slots));
+    let capacity = Capacity::new(shared.cfg.slots, &shared.cfg.resources);
     let classes: Vec<String> = shared.cfg.resources.served_classes().iter().map(|c| c.slug()).collect();
     let mut idle = Duration::from_millis(50);
     let mut next_class = 0usize;
@@ -158,7 +160,7 @@ async fn serve(shared: Arc<Shared>) -> Result<String> {
         let permit = tokio::select! {
             biased;
             _ = wait_for_drain(&shared) => break,
-            p = slots.clone().acquire_owned() => p?,
+            p = capacity.one_slot() => p?,
         };
         if shared.node.drain.load(Ordering::SeqCst) {
             break; // a slot freed up because its task drained: take nothing new
@@ -184,10 +186,10 @@ async fn serve(shared: Arc<Shared>) -> Result<String> {
             }
             Some((class, msg)) => {
                 idle = Duration::from_millis(50);
-                let Some(permit) = claim_task_slots(&shared, &slots, permit, &class, &msg).await else { continue };
+                let Some(held) = claim_for_task(&shared, &capacity, permit, &class, &msg).await else { continue };
                 // Counted as busy before the handler starts, so a drain that begins now
                 // waits for this message to be handed back instead of abandoning its lease.
-                let slot = Slot::claim(shared.clone(), permit);
+                let slot = Slot::claim(shared.clone(), held);
                 tokio::spawn(async move {
                     if let Err(e) = handle_message(&slot.shared, &class, msg).await {
                         warn!("task handling failed: {e:#}");
@@ -211,43 +213,32 @@ async fn serve(shared: Arc<Shared>) -> Result<String> {
     Ok(reason)
 }
 
-/// The slots a task takes: `max(1, ceil(CPU))`, exactly as the autoscaler packs it
-/// (`autoscaler/pack.rs`; custom resources are labels there and here, not consumed). A
-/// body that does not parse takes one slot: its handler reports it.
-fn slots_for(body: &str) -> usize {
-    serde_json::from_str::<TaskMessage>(body).map(|m| m.resources.cpu().ceil().max(1.0) as usize).unwrap_or(1)
-}
-
-/// Turn the one slot the loop waited for into as many as the received task takes. When
-/// they are not free, the message goes back to the queue and the loop waits until they
-/// are (taking nothing new meanwhile, so small tasks cannot starve a large one), then
+/// Turn the one slot the loop waited for into all the task asks for (`capacity`). When
+/// that is not free, the message goes back to the queue and the loop waits until it is
+/// (taking nothing new meanwhile, so small tasks cannot starve a large one), then
 /// receives again. None: the message was handed back.
-async fn claim_task_slots(shared: &Arc<Shared>, slots: &Arc<Semaphore>, mut permit: OwnedSemaphorePermit, class: &str, msg: &Received) -> Option<OwnedSemaphorePermit> {
-    let need = slots_for(&msg.body);
-    if need == 1 {
-        return Some(permit);
+async fn claim_for_task(shared: &Arc<Shared>, capacity: &Capacity, slot: OwnedSemaphorePermit, class: &str, msg: &Received) -> Option<Held> {
+    let claim = Claim::of_message(&msg.body);
+    match capacity.try_complete(slot, claim) {
+        Ok(held) => return Some(held),
+        Err(slot) => drop(slot),
     }
-    let fits = need <= shared.cfg.slots;
-    if fits {
-        if let Ok(extra) = slots.clone().try_acquire_many_owned((need - 1) as u32) {
-            permit.merge(extra);
-            return Some(permit);
-        }
-    }
-    drop(permit);
     if let Err(e) = shared.queue.release(class, &msg.handle).await {
         warn!(%class, "cannot hand a task back: {e}");
     }
-    if fits {
-        tokio::select! {
-            _ = wait_for_drain(shared) => {}
-            all = slots.clone().acquire_many_owned(need as u32) => drop(all),
+    match capacity.never_fits(claim) {
+        None => {
+            tokio::select! {
+                _ = wait_for_drain(shared) => {}
+                _ = capacity.wait_until_free(claim) => {}
+            }
         }
-    } else {
-        // Submit refuses such jobs (`ClusterSpec::feasible`); a node of another type may
-        // fit it, so it goes back rather than failing here.
-        warn!(need, slots = shared.cfg.slots, "a task takes more CPU than this node has: handed back");
-        tokio::time::sleep(IDLE_POLL_MAX).await;
+        Some(why) => {
+            // Submit refuses jobs no node type fits (`ClusterSpec::feasible`); a node of
+            // another type may fit this one, so it goes back rather than failing here.
+            warn!(%class, "a task does not fit this node ({why}): handed back");
+            tokio::time::sleep(IDLE_POLL_MAX).await;
+        }
     }
     None
 }
@@ -373,23 +364,23 @@ async fn heartbeat(shared: &Shared, stopped: bool) -> Result<()> {
     shared.store.put_json(&layout::node(&shared.cfg.node_id), &hb).await
 }
 
-/// A busy slot: its semaphore permit and its place in the busy count. Dropped on every
-/// way out of the handler, unwinding from a panic included, so a slot is never lost.
+/// A running task's share of the node and its place in the busy count. Dropped on every
+/// way out of the handler, unwinding from a panic included, so a share is never lost.
 struct Slot {
     shared: Arc<Shared>,
-    _permit: OwnedSemaphorePermit,
+    held: Held,
 }
 
 impl Slot {
-    fn claim(shared: Arc<Shared>, permit: OwnedSemaphorePermit) -> Slot {
-        shared.busy.fetch_add(permit.num_permits(), Ordering::SeqCst);
-        Slot { shared, _permit: permit }
+    fn claim(shared: Arc<Shared>, held: Held) -> Slot {
+        shared.busy.fetch_add(held.slots(), Ordering::SeqCst);
+        Slot { shared, held }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.shared.busy.fetch_sub(self._permit.num_permits(), Ordering::SeqCst);
+        self.shared.busy.fetch_sub(self.held.slots(), Ordering::SeqCst);
     }
 }
 

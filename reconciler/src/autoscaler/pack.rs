@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 
 use fleetform_core::instance::facts;
 use fleetform_core::resources::{Resources, CPU, MEMORY};
-use fleetform_core::spec::{ClusterSpec, ProviderKind};
+use fleetform_core::spec::ClusterSpec;
 
 use super::model::Demand;
 
@@ -49,20 +49,11 @@ pub struct TypeCapacity {
 impl TypeCapacity {
     pub fn of(spec: &ClusterSpec, node_type: &str) -> TypeCapacity {
         let t = &spec.available_node_types[node_type];
-        let facts: Vec<_> = t.node_config.instance_types.iter().filter_map(|i| facts(i)).collect();
-        let min_vcpus = facts.iter().map(|f| f.vcpus as f64).reduce(f64::min);
-        let cpu = t.resources.get(CPU).or(min_vcpus).unwrap_or_else(|| {
-            if spec.provider.kind == ProviderKind::Local {
-                std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
-            } else {
-                0.0
-            }
-        });
-        let memory_gib = t.resources.get(MEMORY).or_else(|| facts.iter().map(|f| f.memory_gib).reduce(f64::min));
-        let custom = Resources(
-            t.resources.iter().filter(|(k, _)| *k != CPU && *k != MEMORY).map(|(k, v)| (k.clone(), *v)).collect(),
-        );
-        TypeCapacity { node_type: node_type.to_string(), cpu, memory_gib, custom, vcpus: min_vcpus.unwrap_or(cpu) }
+        let offer = spec.node_offer(node_type);
+        let min_vcpus = t.node_config.instance_types.iter().filter_map(|i| facts(i)).map(|f| f.vcpus as f64).reduce(f64::min);
+        let cpu = offer.get(CPU).unwrap_or(0.0);
+        let custom = Resources(offer.iter().filter(|(k, _)| *k != CPU && *k != MEMORY).map(|(k, v)| (k.clone(), *v)).collect());
+        TypeCapacity { node_type: node_type.to_string(), cpu, memory_gib: offer.get(MEMORY), custom, vcpus: min_vcpus.unwrap_or(cpu) }
     }
 
     /// How many tasks of `shape` one node runs at once; 0 when it cannot run one.

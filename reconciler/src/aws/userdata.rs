@@ -33,7 +33,8 @@ pub fn render_user_data(spec: &ClusterSpec, node_type: &str, region: &str) -> Re
     let is_head = node_type == spec.head_node_type;
     let bucket = spec.storage.bucket.clone().unwrap_or_default();
     let prefix = names::store_prefix(spec);
-    let resources = spec.available_node_types.get(node_type).map(|t| t.resources.clone()).unwrap_or_default();
+    // The agent lends exactly what the autoscaler packs onto the node (memory included).
+    let resources = spec.node_offer(node_type);
     let (unit_name, unit_file, binary) = if is_head {
         ("fleetform-reconcile.service", RECONCILE_UNIT, "fleetform")
     } else {
@@ -95,7 +96,7 @@ mod tests {
         assert_eq!(
             env,
             "AWS_REGION=us-west-2\nFLEETFORM_NODE_TYPE=x86_worker_node\nFLEETFORM_STORE=s3://fleetform-workshop-data/workshop\n\
-             FLEETFORM_QUEUE=sqs://workshop\nFLEETFORM_RESOURCES={\"CPU\":8.0,\"Intel\":1.0}\n\
+             FLEETFORM_QUEUE=sqs://workshop\nFLEETFORM_RESOURCES={\"CPU\":8.0,\"Intel\":1.0,\"memory\":64.0}\n\
              FLEETFORM_SPEC_URL=s3://fleetform-workshop-data/workshop/cluster.yaml\n"
         );
         assert!(doc["write_files"][1]["content"].as_str().unwrap().contains("ExecStart=/usr/local/bin/fleetform-agent\n"));
