@@ -16,5 +16,6 @@ pub mod jobs;
 pub mod local;
 pub mod observe;
 pub mod out;
+pub mod reconcile;
 pub mod status;
 pub mod validate;
