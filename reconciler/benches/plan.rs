@@ -89,7 +89,7 @@ fn measure(moto: &moto::Moto, rt: &tokio::runtime::Runtime, workers: u32) -> Fig
     rt.block_on(async {
         let counter = CallCounter::default();
         let spec = ClusterSpec::load(&spec_path).unwrap();
-        let options = ContextOptions { interceptors: vec![SharedInterceptor::new(counter.clone())], ..Default::default() };
+        let options = ContextOptions { interceptors: vec![SharedInterceptor::new(counter.clone())] };
         let ctx = AwsContext::connect_with(&spec, moto.sdk_config().await, options).await.unwrap();
         counter.0.lock().unwrap().clear();
         let t = Instant::now();

@@ -83,7 +83,7 @@ async fn aws_chaos(spec: &fleetform_core::ClusterSpec, handles: &Handles, comman
             if victims.is_empty() {
                 bail!("no running {node_type} instance tagged for cluster `{}`", spec.cluster_name);
             }
-            crate::aws::terminate(&ctx, &victims).await?;
+            crate::aws::nodes::terminate(&ctx, &victims).await?;
             for v in &victims {
                 println!("terminated {v} ({node_type}); `fleetform apply` or the autoscaler replaces it");
             }

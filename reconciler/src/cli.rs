@@ -322,7 +322,7 @@ fn init_logging(filter: &str) {
 async fn dispatch(command: Command) -> anyhow::Result<i32> {
     #[cfg(feature = "aws")]
     use crate::aws;
-    use crate::{autoscaler, chaos, jobs, local, status};
+    use crate::{chaos, jobs, local, reconcile, status};
     match command {
         Command::Validate { cluster, jobs, set } => crate::validate::run(&cluster.spec_file(), &jobs, &set).await,
         #[cfg(feature = "aws")]
@@ -337,7 +337,7 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Apply { .. } => Err(fleetform_agent::without_aws("`fleetform apply`")),
         #[cfg(not(feature = "aws"))]
         Command::Destroy { .. } => Err(fleetform_agent::without_aws("`fleetform destroy`")),
-        Command::Reconcile { cluster, watch, interval } => autoscaler::command(&cluster.spec_file(), watch, interval).await,
+        Command::Reconcile { cluster, watch, interval } => reconcile::command(&cluster.spec_file(), watch, interval).await,
         Command::Status { cluster, json, watch, interval } => status::show(&cluster.running_cluster_file(), json, watch, interval).await,
         Command::Dashboard { cluster, listen, allow_remote, interval } => {
             crate::dashboard::command(&cluster.running_cluster_file(), &listen, allow_remote, interval).await

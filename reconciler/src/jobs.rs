@@ -188,7 +188,7 @@ pub async fn run_command(file: &Path, job_files: &[PathBuf], set: &[String]) -> 
     // The autoscaler runs for the duration too: agents follow the work (and a spec with
     // `min_workers: 0` still gets agents).
     let local_cluster = local_cluster.map(std::sync::Arc::new);
-    let autoscaler = local_cluster.clone().map(|cl| tokio::spawn(crate::autoscaler::run::local_loop(cl)));
+    let autoscaler = local_cluster.clone().map(|cl| tokio::spawn(crate::local::autoscale(cl)));
     let mut code = 0;
     for j in job_files {
         let id = submit_one(&c, j, set).await?;

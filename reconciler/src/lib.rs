@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod local;
 pub mod observe;
 pub mod out;
+pub mod reconcile;
 pub mod status;
 pub mod validate;
 pub mod waiting;

@@ -6,11 +6,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use aws_sdk_ec2::types::Filter;
-use fleetform::aws::nodes::{self, CapacityShortage};
-use fleetform::aws::{observe, AwsContext, ContextOptions};
+use chrono::Utc;
+use fleetform::autoscaler::decide::plan_launches;
+use fleetform::autoscaler::run::record_launch;
+use fleetform::autoscaler::{AutoscalerState, NodeProvider};
+use fleetform::aws::{observe, AwsContext, AwsProvider, ContextOptions};
+use fleetform_agent::queue::{sqs::SqsQueue, Queue};
+use fleetform_agent::store::Store;
 use fleetform_core::spec::Market;
 use fleetform_core::ClusterSpec;
 
+use crate::faults::{CapacityShortage, LaunchRecorder};
 use crate::moto::Moto;
 
 /// The workshop's shape, small: an on-demand head, spot x86 and Graviton workers.
@@ -259,6 +265,17 @@ pub(crate) async fn connect(moto: &Moto, f: &Fixture, options: ContextOptions) -
     AwsContext::connect_with(&spec, moto.sdk_config().await, options).await.unwrap()
 }
 
+/// A provider of the fixture's cluster over moto, with `faults` at the EC2 boundary and
+/// `recorder` on its clients.
+pub(crate) async fn provider(moto: &Moto, f: &Fixture, faults: CapacityShortage, recorder: &LaunchRecorder) -> AwsProvider {
+    let ctx = connect(moto, f, recorder.options()).await;
+    let config = moto.sdk_config().await;
+    let uri = format!("s3://{}/{}", ctx.spec.storage.bucket.clone().unwrap(), ctx.spec.cluster_name);
+    let store = Store::open_with(&config, &uri).await.unwrap();
+    let queue = Queue::Sqs(SqsQueue::new(&config, &ctx.spec.cluster_name));
+    AwsProvider::new(ctx, store, queue).with_faults(Arc::new(faults))
+}
+
 #[test]
 fn aws_capacity_shortage_names_offerings_and_falls_back() {
     let moto = Moto::start();
@@ -271,45 +288,69 @@ fn aws_capacity_shortage_names_offerings_and_falls_back() {
         let faults = CapacityShortage::new()
             .offering(Some(Market::Spot), None, None)
             .offering(Some(Market::OnDemand), Some("r7i.2xlarge"), Some("us-west-2a"));
-        let ctx = connect(&moto, &f, ContextOptions { faults: Arc::new(faults), ..Default::default() }).await;
-        let out = nodes::launch(&ctx, "x86_worker_node", 2, "test: capacity").await.unwrap();
-        let failed: Vec<String> = out.failed_offerings.iter().map(|(o, _)| o.to_string()).collect();
+        let recorder = LaunchRecorder::default();
+        let p = provider(&moto, &f, faults, &recorder).await;
+        let mut state = AutoscalerState::new();
+        let now = Utc::now();
+        let plan = plan_launches(p.spec(), &state.capacity, "x86_worker_node", 2, 0, "test: capacity", now);
+        let launch = &plan.launches[0];
+        assert_eq!((launch.market, launch.offerings.len()), (Market::Spot, 8), "spot, then on-demand fallback: {launch:?}");
+        let out = p.launch(launch).await.unwrap();
+        let failed: Vec<String> = out.failed.iter().map(|f| f.offering.to_string()).collect();
         assert_eq!(
             failed,
             [
-                "spot r7i.2xlarge in us-west-2a", "spot r7i.2xlarge in us-west-2b",
-                "spot m7i.2xlarge in us-west-2a", "spot m7i.2xlarge in us-west-2b",
-                "on-demand r7i.2xlarge in us-west-2a",
+                "r7i.2xlarge spot us-west-2a", "r7i.2xlarge spot us-west-2b",
+                "m7i.2xlarge spot us-west-2a", "m7i.2xlarge spot us-west-2b",
+                "r7i.2xlarge on-demand us-west-2a",
             ]
         );
         assert!(out.messages.iter().any(|m| m == "spot capacity short by 2: falling back to on-demand (on_demand_fallback)"), "{:?}", out.messages);
-        assert!(out.messages.iter().any(|m| m == "on-demand r7i.2xlarge in us-west-2a: InsufficientInstanceCapacity; trying the next offering"));
+        assert!(out.messages.iter().any(|m| m.starts_with("r7i.2xlarge on-demand us-west-2a in subnet-") && m.ends_with(": InsufficientInstanceCapacity; trying the next offering")), "{:?}", out.messages);
         assert_eq!(out.launched.len(), 2, "{out:?}");
         // The next offering after the dry one; moto launches MinCount (1) per request,
         // so the second node comes from the offering after that.
         let first = &out.launched[0];
-        assert_eq!((first.market, first.instance_type.as_str(), first.zone.as_str()), (Market::OnDemand, "r7i.2xlarge", "us-west-2b"), "{out:?}");
+        assert_eq!((first.market, first.instance_type.as_str(), first.zone.as_deref()), (Market::OnDemand, "r7i.2xlarge", Some("us-west-2b")), "{out:?}");
         assert!(out.launched.iter().all(|n| n.market == Market::OnDemand), "{out:?}");
+        // EC2 saw on-demand requests only, for the decision's offerings in its order.
+        let sent = recorder.take();
+        assert!(!sent.is_empty() && sent.iter().all(|r| r.market == Market::OnDemand), "{sent:?}");
+        assert_eq!(sent[0].offerings[0].0, "r7i.2xlarge", "{sent:?}");
         // They are tagged for the cluster, so fleetform finds them without a state file.
-        let seen = observe::instances(&ctx, Some("x86_worker_node")).await.unwrap();
+        let seen = observe::instances(p.context(), Some("x86_worker_node")).await.unwrap();
         for n in &out.launched {
             let i = seen.iter().find(|i| i.id == n.id).expect("launched node is observed by its tags");
             assert_eq!(i.public_ip, None, "{}", i.id);
             assert_eq!(i.lt_version, Some(1));
         }
-        // Dry offerings are remembered for a while and skipped.
-        let again = nodes::launch(&ctx, "x86_worker_node", 1, "test: cache").await.unwrap();
-        assert!(again.messages.iter().any(|m| m.starts_with("skipping spot r7i.2xlarge in us-west-2a: no capacity")), "{:?}", again.messages);
-        // Nothing anywhere: one error that names every offering tried.
+        // Dry offerings are cached and skipped by the next plan.
+        record_launch(&mut state, launch, &out, now);
+        let again = plan_launches(p.spec(), &state.capacity, "x86_worker_node", 1, 2, "test: cache", now);
+        assert_eq!(again.launches[0].skipped.len(), 5, "{again:?}");
+        assert!(again.lines.iter().any(|m| m.starts_with("skip r7i.2xlarge spot us-west-2a: insufficient capacity until")), "{:?}", again.lines);
+        assert_eq!(again.launches[0].offerings[0].to_string(), "r7i.2xlarge on-demand us-west-2b");
+
+        // Nothing anywhere: not an error, every offering named, and all of them cached, so
+        // the next plan holds the type instead of trying again.
         let none = CapacityShortage::new().offering(None, None, None);
-        let ctx = connect(&moto, &f, ContextOptions { faults: Arc::new(none), ..Default::default() }).await;
-        let err = nodes::launch(&ctx, "arm_worker_node", 1, "test: none").await.unwrap_err().to_string();
+        let p = provider(&moto, &f, none, &recorder).await;
+        let launch = &plan_launches(p.spec(), &state.capacity, "arm_worker_node", 1, 0, "test: none", now).launches[0];
+        let out = p.launch(launch).await.unwrap();
+        assert!(out.launched.is_empty());
+        let failed: Vec<String> = out.failed.iter().map(|f| format!("{} ({})", f.offering, f.code)).collect();
         assert_eq!(
-            err,
-            "no capacity for node type `arm_worker_node`: every offering failed [spot r8g.2xlarge in us-west-2a (InsufficientInstanceCapacity), \
-             spot r8g.2xlarge in us-west-2b (InsufficientInstanceCapacity), on-demand r8g.2xlarge in us-west-2a (InsufficientInstanceCapacity), \
-             on-demand r8g.2xlarge in us-west-2b (InsufficientInstanceCapacity)]; add instance types or zones to its node_config, or retry later"
+            failed,
+            [
+                "r8g.2xlarge spot us-west-2a (InsufficientInstanceCapacity)", "r8g.2xlarge spot us-west-2b (InsufficientInstanceCapacity)",
+                "r8g.2xlarge on-demand us-west-2a (InsufficientInstanceCapacity)", "r8g.2xlarge on-demand us-west-2b (InsufficientInstanceCapacity)",
+            ]
         );
+        record_launch(&mut state, launch, &out, now);
+        let held = plan_launches(p.spec(), &state.capacity, "arm_worker_node", 1, 0, "test: none", now);
+        assert!(held.launches.is_empty(), "{held:?}");
+        assert_eq!(held.blocked.len(), 1, "{held:?}");
+        assert!(recorder.take().is_empty(), "no request reaches EC2 for offerings that failed");
     });
     // The surplus nodes are above min_workers (0): the plan leaves them to the autoscaler.
     let (code, out) = run(&moto, &f, &["plan", "--detailed-exitcode"]);

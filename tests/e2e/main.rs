@@ -12,6 +12,7 @@ mod aws_config;
 mod aws_dataplane;
 mod aws_byo_vpc;
 mod autoscale;
+mod faults;
 mod labs;
 mod import_ray;
 mod validate;

@@ -2,14 +2,15 @@
 //! decide what to launch, drain and terminate, with a reason for each. Pure: time comes
 //! from `obs.now`, nothing is read or written outside the arguments.
 //!
-//! Order of a round:
-//! 1. expire capacity errors; classify nodes (head, broken, draining, alive);
+//! Order of a round (each stage a function below):
+//! 1. expire capacity errors; classify nodes (head, broken, draining, alive) (`classify`);
 //! 2. terminate broken nodes (stuck pending, silent) so the plan replaces them;
-//! 3. pack the demand onto worker types ([`pack`]), report infeasible demand once;
-//! 4. per type: launch what the plan wants, within `upscaling_speed` (Ray's rule:
+//! 3. pack the demand onto worker types ([`pack`]), report infeasible demand once
+//!    (`report_unplaced`); work out what the caps force out (`forced_out`);
+//! 4. per type (`scale_up`): launch what the plan wants, within `upscaling_speed` (Ray's rule:
 //!    pending <= max(5, speed x running) per node type), `on_demand_base` first and the
 //!    offerings the capacity cache allows;
-//! 5. per type: remove nodes idle past `idle_timeout_minutes` that the plan does not
+//! 5. per type (`scale_down`): remove nodes idle past `idle_timeout_minutes` that the plan does not
 //!    need (never below `min_workers`; a node still holding tasks is drained, not
 //!    terminated) and nodes over `max_workers`.
 
@@ -18,12 +19,12 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Duration, Utc};
 use fleetform_core::spec::{ClusterSpec, Market};
 
-use super::capacity::{CapacityError, Offering};
+use super::capacity::{CapacityCache, CapacityError, Offering};
 use super::model::{
-    AutoscalerState, Blocked, Decision, Drain, Infeasible, Launch, NodeState, Observation, ObservedNode, Termination,
-    TypePlan,
+    AutoscalerState, Blocked, Decision, Drain, Infeasible, Launch, NodeState, Observation,
+    ObservedNode, Termination, TypePlan,
 };
-use super::pack::{pack, PackInput, Shape, TypeCapacity, UnplacedWhy};
+use super::pack::{pack, PackInput, Packing, Shape, TypeCapacity, TypeLoad, UnplacedWhy};
 
 /// A launch still `pending` after this is stuck and is terminated, and its offering is
 /// cached as short of capacity so the replacement goes elsewhere. EC2 instances leave
@@ -59,18 +60,90 @@ pub fn decide(spec: &ClusterSpec, obs: &Observation, state: &mut AutoscalerState
     let now = obs.now;
     let mut d = Decision::new(now);
     for e in state.capacity.expire(now) {
-        d.explanations.push(format!("retry {}: its {} has expired", e.offering, e.error));
+        d.explanations
+            .push(format!("retry {}: its {} has expired", e.offering, e.error));
     }
-
     let names: Vec<&String> = spec.worker_types().map(|(n, _)| n).collect();
-    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
-    let nt = names.len();
-    let mut alive: Vec<Vec<&ObservedNode>> = vec![Vec::new(); nt];
-    let mut draining = vec![0u32; nt];
-    let mut replaced: Vec<Vec<&str>> = vec![Vec::new(); nt];
-    let mut seen_draining: BTreeSet<&str> = BTreeSet::new();
+    let nodes = classify(spec, obs, &names, state, &mut d);
+    track_idle(&nodes.alive, state, now);
+    let limits = Limits::of(spec, &names);
+    let shapes = Shape::merge(&obs.demand);
+    // Stage 3: pack the demand onto the types, given what is alive and busy now.
+    let alive_n: Vec<u32> = nodes.alive.iter().map(|a| a.len() as u32).collect();
+    let busy: Vec<u64> = nodes
+        .alive
+        .iter()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n.heartbeat.as_ref())
+                .map(|h| h.busy_slots as u64)
+                .sum()
+        })
+        .collect();
+    let input = PackInput {
+        types: &limits.types,
+        alive: &alive_n,
+        busy_slots: &busy,
+        min_workers: &limits.min,
+        max_workers: &limits.max,
+        cluster_max: spec.max_workers,
+        fraction: spec.target_utilization_fraction,
+    };
+    let packing = pack(&input, &shapes);
+    report_unplaced(spec, &limits, &shapes, &packing, state, &mut d, now);
+    let forced = forced_out(spec, &limits, &nodes.alive);
+    for (t, name) in names.iter().enumerate() {
+        let ty = TypeRound {
+            name: name.as_str(),
+            alive: &nodes.alive[t],
+            draining: nodes.draining[t],
+            replaced: &nodes.replaced[t],
+            min: limits.min[t],
+            max: limits.max[t],
+            load: &packing.loads[t],
+            forced: forced[t],
+        };
+        let launching = scale_up(spec, &ty, state, &mut d);
+        let removed = scale_down(spec, &ty, state, &mut d);
+        d.plan.push(ty.plan(launching, removed));
+    }
+    for line in d.decision_lines() {
+        state.remember(now, line);
+    }
+    d
+}
 
-    // 1-2. Classify; terminate broken nodes; follow draining ones.
+/// The worker nodes of a round by type (indexes of `spec.worker_types()`).
+struct Classified<'a> {
+    alive: Vec<Vec<&'a ObservedNode>>,
+    draining: Vec<u32>,
+    /// Broken nodes terminated this round, which the launches replace.
+    replaced: Vec<Vec<&'a str>>,
+}
+
+/// Stages 1-2: sort the nodes; terminate broken ones (a launch stuck pending also marks its
+/// offering short of capacity); follow draining ones; drain or terminate nodes whose type
+/// left the spec.
+fn classify<'a>(
+    spec: &ClusterSpec,
+    obs: &'a Observation,
+    names: &[&String],
+    state: &mut AutoscalerState,
+    d: &mut Decision,
+) -> Classified<'a> {
+    let now = obs.now;
+    let index: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let nt = names.len();
+    let mut c = Classified {
+        alive: vec![Vec::new(); nt],
+        draining: vec![0; nt],
+        replaced: vec![Vec::new(); nt],
+    };
+    let mut seen_draining: BTreeSet<&str> = BTreeSet::new();
     for node in &obs.nodes {
         if node.node_type == spec.head_node_type || node.state == NodeState::Terminating {
             continue;
@@ -78,13 +151,18 @@ pub fn decide(spec: &ClusterSpec, obs: &Observation, state: &mut AutoscalerState
         let t = index.get(node.node_type.as_str()).copied();
         if let Some(reason) = broken(node, now) {
             if let NodeState::Pending { .. } = node.state {
-                let offering =
-                    Offering { market: node.market, instance_type: node.instance_type.clone(), zone: node.zone.clone() };
-                state.capacity.record(offering, CapacityError::LaunchTimedOut, now);
+                let offering = Offering {
+                    market: node.market,
+                    instance_type: node.instance_type.clone(),
+                    zone: node.zone.clone(),
+                };
+                state
+                    .capacity
+                    .record(offering, CapacityError::LaunchTimedOut, now);
             }
-            terminate(&mut d, node, reason);
+            terminate(d, node, reason);
             if let Some(t) = t {
-                replaced[t].push(&node.id);
+                c.replaced[t].push(&node.id);
             }
             continue;
         }
@@ -92,24 +170,37 @@ pub fn decide(spec: &ClusterSpec, obs: &Observation, state: &mut AutoscalerState
         if node.is_draining() || (orphan && !node.is_quiet()) {
             seen_draining.insert(&node.id);
             if let Some(t) = t {
-                draining[t] += 1;
+                c.draining[t] += 1;
             }
             if !node.is_draining() {
                 state.draining_since.insert(node.id.clone(), now);
-                drain(&mut d, node, format!("node type `{}` is no longer in the spec", node.node_type));
+                drain(
+                    d,
+                    node,
+                    format!("node type `{}` is no longer in the spec", node.node_type),
+                );
             } else {
-                follow_drain(&mut d, state, node, now);
+                follow_drain(d, state, node, now);
             }
             continue;
         }
         match t {
-            Some(t) => alive[t].push(node),
-            None => terminate(&mut d, node, format!("node type `{}` is no longer in the spec", node.node_type)),
+            Some(t) => c.alive[t].push(node),
+            None => terminate(
+                d,
+                node,
+                format!("node type `{}` is no longer in the spec", node.node_type),
+            ),
         }
     }
-    state.draining_since.retain(|id, _| seen_draining.contains(id.as_str()));
+    state
+        .draining_since
+        .retain(|id, _| seen_draining.contains(id.as_str()));
+    c
+}
 
-    // Idle tracking: a node with no busy slot is idle since its last work.
+/// Idle tracking: a node with no busy slot is idle since its last work.
+fn track_idle(alive: &[Vec<&ObservedNode>], state: &mut AutoscalerState, now: DateTime<Utc>) {
     let mut idle_ids: BTreeSet<&str> = BTreeSet::new();
     for node in alive.iter().flatten() {
         let Some(hb) = &node.heartbeat else { continue };
@@ -120,28 +211,42 @@ pub fn decide(spec: &ClusterSpec, obs: &Observation, state: &mut AutoscalerState
             idle_ids.insert(&node.id);
         }
     }
-    state.idle_since.retain(|id, _| idle_ids.contains(id.as_str()));
+    state
+        .idle_since
+        .retain(|id, _| idle_ids.contains(id.as_str()));
+}
 
-    // 3. Pack the demand.
-    let types: Vec<TypeCapacity> = names.iter().map(|n| TypeCapacity::of(spec, n)).collect();
-    let alive_n: Vec<u32> = alive.iter().map(|a| a.len() as u32).collect();
-    let busy: Vec<u64> =
-        alive.iter().map(|a| a.iter().filter_map(|n| n.heartbeat.as_ref()).map(|h| h.busy_slots as u64).sum()).collect();
-    let min: Vec<u32> = names.iter().map(|n| spec.available_node_types[*n].min_workers).collect();
-    let max: Vec<u32> = names.iter().map(|n| spec.type_max_workers(n)).collect();
-    let shapes = Shape::merge(&obs.demand);
-    let fraction = spec.target_utilization_fraction;
-    let input = PackInput {
-        types: &types,
-        alive: &alive_n,
-        busy_slots: &busy,
-        min_workers: &min,
-        max_workers: &max,
-        cluster_max: spec.max_workers,
-        fraction,
-    };
-    let packing = pack(&input, &shapes);
+/// Per worker type: what one node offers, `min_workers`, `max_workers`.
+struct Limits {
+    types: Vec<TypeCapacity>,
+    min: Vec<u32>,
+    max: Vec<u32>,
+}
 
+impl Limits {
+    fn of(spec: &ClusterSpec, names: &[&String]) -> Limits {
+        Limits {
+            types: names.iter().map(|n| TypeCapacity::of(spec, n)).collect(),
+            min: names
+                .iter()
+                .map(|n| spec.available_node_types[*n].min_workers)
+                .collect(),
+            max: names.iter().map(|n| spec.type_max_workers(n)).collect(),
+        }
+    }
+}
+
+/// Stage 3's leftovers: demand no node type fits is reported once (and remembered until
+/// it goes); demand held by `max_workers` is explained every round.
+fn report_unplaced(
+    spec: &ClusterSpec,
+    limits: &Limits,
+    shapes: &[Shape],
+    packing: &Packing,
+    state: &mut AutoscalerState,
+    d: &mut Decision,
+    now: DateTime<Utc>,
+) {
     let mut infeasible_now: BTreeSet<String> = BTreeSet::new();
     for u in &packing.unplaced {
         let s = &shapes[u.shape];
@@ -155,7 +260,7 @@ pub fn decide(spec: &ClusterSpec, obs: &Observation, state: &mut AutoscalerState
                         let inf = Infeasible {
                             resources: s.resources.clone(),
                             count: u.tasks,
-                            reason: why_infeasible(&types, s),
+                            reason: why_infeasible(&limits.types, s),
                             since: now,
                         };
                         d.explanations.push(inf.to_string());
@@ -166,32 +271,60 @@ pub fn decide(spec: &ClusterSpec, obs: &Observation, state: &mut AutoscalerState
             }
             UnplacedWhy::Capped => {
                 let total: u32 = packing.loads.iter().map(|l| l.nodes).sum();
-                let mut at: Vec<String> = types
+                let mut at: Vec<String> = limits
+                    .types
                     .iter()
                     .enumerate()
-                    .filter(|(t, ty)| ty.fits(s) > 0 && packing.loads[*t].nodes >= max[*t])
-                    .map(|(t, ty)| format!("{} is at max_workers {}", ty.node_type, max[t]))
+                    .filter(|(t, ty)| ty.fits(s) > 0 && packing.loads[*t].nodes >= limits.max[*t])
+                    .map(|(t, ty)| format!("{} is at max_workers {}", ty.node_type, limits.max[t]))
                     .collect();
                 if total >= spec.max_workers {
-                    at.push(format!("the cluster is at max_workers {}", spec.max_workers));
+                    at.push(format!(
+                        "the cluster is at max_workers {}",
+                        spec.max_workers
+                    ));
                 }
-                d.explanations.push(format!("{} tasks needing {} wait: {}", u.tasks, s.resources, at.join(", ")));
+                d.explanations.push(format!(
+                    "{} tasks needing {} wait: {}",
+                    u.tasks,
+                    s.resources,
+                    at.join(", ")
+                ));
             }
         }
     }
-    let gone: Vec<String> = state.infeasible.keys().filter(|k| !infeasible_now.contains(*k)).cloned().collect();
+    let gone: Vec<String> = state
+        .infeasible
+        .keys()
+        .filter(|k| !infeasible_now.contains(*k))
+        .cloned()
+        .collect();
     for k in gone {
         state.infeasible.remove(&k);
-        d.explanations.push(format!("demand {k} is no longer infeasible (gone, or a node type now fits it)"));
+        d.explanations.push(format!(
+            "demand {k} is no longer infeasible (gone, or a node type now fits it)"
+        ));
     }
+}
 
-    // Nodes the caps force out: over a type's max_workers, then over the cluster's,
-    // taking the least disruptive nodes across types (never below min_workers).
-    let mut forced: Vec<u32> = (0..nt).map(|t| alive_n[t].saturating_sub(max[t])).collect();
-    let mut excess = (0..nt).map(|t| alive_n[t] - forced[t]).sum::<u32>().saturating_sub(spec.max_workers);
+/// Nodes the caps force out, per type: over a type's max_workers, then over the
+/// cluster's, taking the least disruptive nodes across types (never below min_workers).
+fn forced_out(spec: &ClusterSpec, limits: &Limits, alive: &[Vec<&ObservedNode>]) -> Vec<u32> {
+    let alive_n: Vec<u32> = alive.iter().map(|a| a.len() as u32).collect();
+    let nt = alive.len();
+    let mut forced: Vec<u32> = (0..nt)
+        .map(|t| alive_n[t].saturating_sub(limits.max[t]))
+        .collect();
+    let mut excess = (0..nt)
+        .map(|t| alive_n[t] - forced[t])
+        .sum::<u32>()
+        .saturating_sub(spec.max_workers);
     if excess > 0 {
-        let mut all: Vec<(usize, &ObservedNode)> =
-            alive.iter().enumerate().flat_map(|(t, v)| v.iter().map(move |n| (t, *n))).collect();
+        let mut all: Vec<(usize, &ObservedNode)> = alive
+            .iter()
+            .enumerate()
+            .flat_map(|(t, v)| v.iter().map(move |n| (t, *n)))
+            .collect();
         all.sort_by_key(|(_, n)| disruption(n));
         let mut skip = forced.clone(); // each type's own excess goes first, in the same order
         for (t, _) in all {
@@ -200,165 +333,305 @@ pub fn decide(spec: &ClusterSpec, obs: &Observation, state: &mut AutoscalerState
             }
             if skip[t] > 0 {
                 skip[t] -= 1;
-            } else if alive_n[t] - forced[t] > min[t] {
+            } else if alive_n[t] - forced[t] > limits.min[t] {
                 forced[t] += 1;
                 excess -= 1;
             }
         }
     }
+    forced
+}
 
-    let idle_timeout = Duration::milliseconds((spec.idle_timeout_minutes.max(0.0) * 60_000.0).round() as i64);
-    for t in 0..nt {
-        let name = names[t].as_str();
-        let cfg = &spec.available_node_types[name].node_config;
-        let l = &packing.loads[t];
-        let running = alive[t].iter().filter(|n| n.state == NodeState::Running && n.heartbeat.is_some()).count() as u32;
-        let pending = alive_n[t] - running;
-        let needed = l.needed().max(min[t]);
+/// One worker type in stages 4-5.
+struct TypeRound<'a> {
+    name: &'a str,
+    alive: &'a [&'a ObservedNode],
+    draining: u32,
+    replaced: &'a [&'a str],
+    min: u32,
+    max: u32,
+    load: &'a TypeLoad,
+    /// Nodes the caps force out (`forced_out`).
+    forced: u32,
+}
 
-        // 4. Launch.
-        let wanted = l.nodes.saturating_sub(alive_n[t]);
-        let pending_cap = UPSCALING_INITIAL_NODES.max((spec.upscaling_speed * running as f64).floor() as u32);
-        let allowed = pending_cap.saturating_sub(pending).max(min[t].saturating_sub(alive_n[t]));
-        let launch = wanted.min(allowed);
-        let mut launched = 0;
-        d.explanations.push(format!(
-            "{name}: {running} running, {pending} pending, {} draining; {} tasks ({} queued) need {needed} nodes{}{}",
-            draining[t],
-            l.queued + l.in_flight,
-            l.queued,
-            if min[t] > 0 { format!(" (min_workers {})", min[t]) } else { String::new() },
-            if needed > l.nodes { format!("; max_workers holds it at {}", l.nodes) } else { String::new() },
-        ));
-        if wanted > 0 {
-            let mut reason = launch_reason(l, fraction, min[t], alive_n[t], &replaced[t]);
-            if launch < wanted {
-                reason.push_str(&format!(
-                    "; {wanted} wanted, upscaling_speed {} allows {pending_cap} pending with {running} running",
-                    spec.upscaling_speed
-                ));
-            }
-            let od_alive = alive[t].iter().filter(|n| n.market == Market::OnDemand).count() as u32;
-            let base = if cfg.market == Market::Spot { cfg.on_demand_base } else { 0 };
-            let od = base.saturating_sub(od_alive).min(launch);
-            let parts = [
-                (Market::OnDemand, od, format!(" (on-demand: on_demand_base {base})")),
-                (cfg.market, launch - od, String::new()),
-            ];
-            for (market, count, note) in parts {
-                if count == 0 {
-                    continue;
-                }
-                let offers = state.capacity.offerings(spec, name, market, now);
-                d.explanations.extend(offers.skipped.iter().map(|s| s.to_string()));
-                if offers.usable.is_empty() {
-                    let retry = offers.skipped.iter().map(|s| s.until).min();
-                    let markets = if offers.skipped.iter().any(|s| s.offering.market != market) {
-                        "spot and on-demand"
-                    } else {
-                        market.as_str()
-                    };
-                    let b = Blocked {
-                        node_type: name.to_string(),
-                        count,
-                        reason: format!(
-                            "every {markets} offering had a capacity error{}",
-                            retry.map(|r| format!("; retrying at {}", r.format("%H:%M"))).unwrap_or_default()
-                        ),
-                    };
-                    d.explanations.push(b.to_string());
-                    d.blocked.push(b);
-                    continue;
-                }
-                let launch = Launch {
-                    node_type: name.to_string(),
-                    count,
-                    market,
-                    offerings: offers.usable,
-                    skipped: offers.skipped,
-                    reason: format!("{reason}{note}"),
-                };
-                d.explanations.push(launch.to_string());
-                d.launches.push(launch);
-                launched += count;
-            }
+impl TypeRound<'_> {
+    fn alive_n(&self) -> u32 {
+        self.alive.len() as u32
+    }
+    /// Nodes with a heartbeat (they count for `upscaling_speed`).
+    fn running(&self) -> u32 {
+        self.alive
+            .iter()
+            .filter(|n| n.state == NodeState::Running && n.heartbeat.is_some())
+            .count() as u32
+    }
+    fn needed(&self) -> u32 {
+        self.load.needed().max(self.min)
+    }
+    fn plan(&self, launching: u32, removed: u32) -> TypePlan {
+        let running = self.running();
+        TypePlan {
+            node_type: self.name.to_string(),
+            running,
+            pending: self.alive_n() - running,
+            draining: self.draining,
+            min_workers: self.min,
+            max_workers: self.max,
+            queued: self.load.queued,
+            in_flight: self.load.in_flight,
+            needed: self.needed(),
+            desired: self.alive_n() + launching - removed,
+            launching,
         }
+    }
+}
 
-        // 5. Scale down.
-        let removable = alive_n[t].saturating_sub(needed).max(forced[t]);
-        let mut removed: BTreeSet<&str> = BTreeSet::new();
-        let mut od_left = alive[t].iter().filter(|n| n.market == Market::OnDemand).count() as u32;
-        let base = if cfg.market == Market::Spot { cfg.on_demand_base } else { 0 };
-        let mut idle: Vec<(&ObservedNode, DateTime<Utc>)> =
-            alive[t].iter().filter_map(|n| state.idle_since.get(&n.id).map(|s| (*n, *s))).collect();
-        idle.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id)));
-        for (node, since) in &idle {
-            if removed.len() as u32 >= removable {
+/// Stage 4: launch what the plan wants within `upscaling_speed` (Ray's rule: pending <=
+/// max(5, speed x running) per node type), `on_demand_base` first, over the offerings the
+/// capacity cache allows. Returns the nodes launching.
+fn scale_up(
+    spec: &ClusterSpec,
+    ty: &TypeRound<'_>,
+    state: &AutoscalerState,
+    d: &mut Decision,
+) -> u32 {
+    let (l, alive_n, running, needed) = (ty.load, ty.alive_n(), ty.running(), ty.needed());
+    let pending = alive_n - running;
+    let wanted = l.nodes.saturating_sub(alive_n);
+    let pending_cap =
+        UPSCALING_INITIAL_NODES.max((spec.upscaling_speed * running as f64).floor() as u32);
+    let allowed = pending_cap
+        .saturating_sub(pending)
+        .max(ty.min.saturating_sub(alive_n));
+    let launch = wanted.min(allowed);
+    d.explanations.push(format!(
+        "{}: {running} running, {pending} pending, {} draining; {} tasks ({} queued) need {needed} nodes{}{}",
+        ty.name,
+        ty.draining,
+        l.queued + l.in_flight,
+        l.queued,
+        if ty.min > 0 { format!(" (min_workers {})", ty.min) } else { String::new() },
+        if needed > l.nodes { format!("; max_workers holds it at {}", l.nodes) } else { String::new() },
+    ));
+    if wanted == 0 {
+        return 0;
+    }
+    let mut reason = launch_reason(
+        l,
+        spec.target_utilization_fraction,
+        ty.min,
+        alive_n,
+        ty.replaced,
+    );
+    if launch < wanted {
+        reason.push_str(&format!(
+            "; {wanted} wanted, upscaling_speed {} allows {pending_cap} pending with {running} running",
+            spec.upscaling_speed
+        ));
+    }
+    let od_alive = ty
+        .alive
+        .iter()
+        .filter(|n| n.market == Market::OnDemand)
+        .count() as u32;
+    let p = plan_launches(
+        spec,
+        &state.capacity,
+        ty.name,
+        launch,
+        od_alive,
+        &reason,
+        d.at,
+    );
+    let launching = p.launches.iter().map(|l| l.count).sum::<u32>();
+    d.explanations.extend(p.lines);
+    d.launches.extend(p.launches);
+    d.blocked.extend(p.blocked);
+    launching
+}
+
+/// Stage 5: remove nodes idle past `idle_timeout_minutes` that the plan does not need
+/// (never below `min_workers` or the on-demand base; a node still holding tasks is
+/// drained, not terminated), then what the caps force out. Returns the nodes removed.
+fn scale_down(
+    spec: &ClusterSpec,
+    ty: &TypeRound<'_>,
+    state: &mut AutoscalerState,
+    d: &mut Decision,
+) -> u32 {
+    let now = d.at;
+    let idle_timeout =
+        Duration::milliseconds((spec.idle_timeout_minutes.max(0.0) * 60_000.0).round() as i64);
+    let cfg = &spec.available_node_types[ty.name].node_config;
+    let (alive_n, needed, forced) = (ty.alive_n(), ty.needed(), ty.forced);
+    let removable = alive_n.saturating_sub(needed).max(forced);
+    let mut removed: BTreeSet<&str> = BTreeSet::new();
+    let mut od_left = ty
+        .alive
+        .iter()
+        .filter(|n| n.market == Market::OnDemand)
+        .count() as u32;
+    let base = if cfg.market == Market::Spot {
+        cfg.on_demand_base
+    } else {
+        0
+    };
+    let mut idle: Vec<(&ObservedNode, DateTime<Utc>)> = ty
+        .alive
+        .iter()
+        .filter_map(|n| state.idle_since.get(&n.id).map(|s| (*n, *s)))
+        .collect();
+    idle.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id)));
+    for (node, since) in &idle {
+        if removed.len() as u32 >= removable {
+            break;
+        }
+        let idle_for = now - *since;
+        if idle_for < idle_timeout {
+            continue;
+        }
+        if node.market == Market::OnDemand && od_left <= base && (removed.len() as u32) >= forced {
+            continue; // keep the on-demand base
+        }
+        remove(
+            d,
+            state,
+            node,
+            format!("idle {} min", idle_for.num_minutes()),
+            now,
+        );
+        removed.insert(&node.id);
+        if node.market == Market::OnDemand {
+            od_left = od_left.saturating_sub(1);
+        }
+    }
+    if (removed.len() as u32) < forced {
+        let why = if alive_n > ty.max {
+            format!("over max_workers {} for {}", ty.max, ty.name)
+        } else {
+            format!("over the cluster's max_workers {}", spec.max_workers)
+        };
+        // Least disruptive first: idle, then not yet up, then the least busy.
+        let mut rest: Vec<&ObservedNode> = ty
+            .alive
+            .iter()
+            .copied()
+            .filter(|n| !removed.contains(n.id.as_str()))
+            .collect();
+        rest.sort_by_key(|n| disruption(n));
+        for node in rest {
+            if removed.len() as u32 >= forced {
                 break;
             }
-            let idle_for = now - *since;
-            if idle_for < idle_timeout {
-                continue;
-            }
-            if node.market == Market::OnDemand && od_left <= base && (removed.len() as u32) >= forced[t] {
-                continue; // keep the on-demand base
-            }
-            let reason = format!("idle {} min", idle_for.num_minutes());
-            remove(&mut d, state, node, reason, now);
+            remove(d, state, node, why.clone(), now);
             removed.insert(&node.id);
-            if node.market == Market::OnDemand {
-                od_left = od_left.saturating_sub(1);
-            }
         }
-        if (removed.len() as u32) < forced[t] {
-            let why = if alive_n[t] > max[t] {
-                format!("over max_workers {} for {name}", max[t])
+    }
+    let idle_waiting = idle
+        .iter()
+        .filter(|(n, s)| !removed.contains(n.id.as_str()) && now - *s < idle_timeout)
+        .count();
+    if idle_waiting > 0 && alive_n > needed {
+        let first = idle
+            .iter()
+            .filter(|(n, _)| !removed.contains(n.id.as_str()))
+            .map(|(_, s)| *s + idle_timeout)
+            .min();
+        if let Some(first) = first {
+            d.explanations.push(format!(
+                "{}: {idle_waiting} idle node{} not needed; the first reaches idle_timeout_minutes {} at {}",
+                ty.name,
+                if idle_waiting == 1 { "" } else { "s" },
+                spec.idle_timeout_minutes,
+                first.format("%H:%M")
+            ));
+        }
+    }
+    removed.len() as u32
+}
+
+/// The launches of one node type, and the nodes no offering can take now.
+#[derive(Debug, Default)]
+pub struct LaunchPlan {
+    pub launches: Vec<Launch>,
+    pub blocked: Vec<Blocked>,
+    /// The skipped offerings, launches and holds, in order, for a human.
+    pub lines: Vec<String>,
+}
+
+/// Launch `count` nodes of `node_type`: on-demand first while the type is below its
+/// `on_demand_base` (`on_demand_alive` counts the live ones), the rest in the type's
+/// market, each over the offerings `capacity` allows at `now`. Used by every round, and by
+/// `apply` for `min_workers` and the head, so both honour the same cache.
+pub fn plan_launches(
+    spec: &ClusterSpec,
+    capacity: &CapacityCache,
+    node_type: &str,
+    count: u32,
+    on_demand_alive: u32,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> LaunchPlan {
+    let mut out = LaunchPlan::default();
+    let Some(t) = spec.available_node_types.get(node_type) else {
+        return out;
+    };
+    let cfg = &t.node_config;
+    let base = if cfg.market == Market::Spot {
+        cfg.on_demand_base
+    } else {
+        0
+    };
+    let od = base.saturating_sub(on_demand_alive).min(count);
+    let parts = [
+        (
+            Market::OnDemand,
+            od,
+            format!(" (on-demand: on_demand_base {base})"),
+        ),
+        (cfg.market, count - od, String::new()),
+    ];
+    for (market, count, note) in parts {
+        if count == 0 {
+            continue;
+        }
+        let offers = capacity.offerings(spec, node_type, market, now);
+        out.lines
+            .extend(offers.skipped.iter().map(|s| s.to_string()));
+        if offers.usable.is_empty() {
+            let retry = offers.skipped.iter().map(|s| s.until).min();
+            let markets = if offers.skipped.iter().any(|s| s.offering.market != market) {
+                "spot and on-demand"
             } else {
-                format!("over the cluster's max_workers {}", spec.max_workers)
+                market.as_str()
             };
-            // Least disruptive first: idle, then not yet up, then the least busy.
-            let mut rest: Vec<&ObservedNode> = alive[t].iter().copied().filter(|n| !removed.contains(n.id.as_str())).collect();
-            rest.sort_by_key(|n| disruption(n));
-            for node in rest {
-                if removed.len() as u32 >= forced[t] {
-                    break;
-                }
-                remove(&mut d, state, node, why.clone(), now);
-                removed.insert(&node.id);
-            }
+            let b = Blocked {
+                node_type: node_type.to_string(),
+                count,
+                reason: format!(
+                    "every {markets} offering had a capacity error{}",
+                    retry
+                        .map(|r| format!("; retrying at {}", r.format("%H:%M")))
+                        .unwrap_or_default()
+                ),
+            };
+            out.lines.push(b.to_string());
+            out.blocked.push(b);
+            continue;
         }
-        let idle_waiting = idle.iter().filter(|(n, s)| !removed.contains(n.id.as_str()) && now - *s < idle_timeout).count();
-        if idle_waiting > 0 && alive_n[t] > needed {
-            let first = idle.iter().filter(|(n, _)| !removed.contains(n.id.as_str())).map(|(_, s)| *s + idle_timeout).min();
-            if let Some(first) = first {
-                d.explanations.push(format!(
-                    "{name}: {idle_waiting} idle node{} not needed; the first reaches idle_timeout_minutes {} at {}",
-                    if idle_waiting == 1 { "" } else { "s" },
-                    spec.idle_timeout_minutes,
-                    first.format("%H:%M")
-                ));
-            }
-        }
-
-        d.plan.push(TypePlan {
-            node_type: name.to_string(),
-            running,
-            pending,
-            draining: draining[t],
-            min_workers: min[t],
-            max_workers: max[t],
-            queued: l.queued,
-            in_flight: l.in_flight,
-            needed,
-            desired: alive_n[t] + launched - removed.len() as u32,
-            launching: launched,
-        });
+        let launch = Launch {
+            node_type: node_type.to_string(),
+            count,
+            market,
+            offerings: offers.usable,
+            skipped: offers.skipped,
+            reason: format!("{reason}{note}"),
+        };
+        out.lines.push(launch.to_string());
+        out.launches.push(launch);
     }
-
-    for line in d.decision_lines() {
-        state.remember(now, line);
-    }
-    d
+    out
 }
 
 /// Why a node must go now, if it is stuck or silent.
@@ -367,12 +640,18 @@ fn broken(node: &ObservedNode, now: DateTime<Utc>) -> Option<String> {
         (NodeState::Pending { since }, _) if now - *since >= LAUNCH_TIMEOUT => {
             Some(format!("pending {} min", (now - *since).num_minutes()))
         }
-        (NodeState::Running | NodeState::Draining, None) if now - node.launched_at >= HEARTBEAT_GRACE => {
-            Some(format!("no heartbeat {} min after launch", (now - node.launched_at).num_minutes()))
+        (NodeState::Running | NodeState::Draining, None)
+            if now - node.launched_at >= HEARTBEAT_GRACE =>
+        {
+            Some(format!(
+                "no heartbeat {} min after launch",
+                (now - node.launched_at).num_minutes()
+            ))
         }
-        (_, Some(hb)) if !hb.stopped && now - hb.updated_at >= HEARTBEAT_LOST => {
-            Some(format!("no heartbeat for {} min", (now - hb.updated_at).num_minutes()))
-        }
+        (_, Some(hb)) if !hb.stopped && now - hb.updated_at >= HEARTBEAT_LOST => Some(format!(
+            "no heartbeat for {} min",
+            (now - hb.updated_at).num_minutes()
+        )),
         _ => None,
     }
 }
@@ -385,26 +664,46 @@ fn disruption(n: &ObservedNode) -> (u8, usize, DateTime<Utc>, String) {
         None => 1,
         Some(_) => 2,
     };
-    let last = n.heartbeat.as_ref().map_or(n.launched_at, |h| h.last_work_at);
+    let last = n
+        .heartbeat
+        .as_ref()
+        .map_or(n.launched_at, |h| h.last_work_at);
     (class, n.tasks_in_flight(), last, n.id.clone())
 }
 
 fn terminate(d: &mut Decision, node: &ObservedNode, reason: String) {
-    let t = Termination { node_id: node.id.clone(), node_type: node.node_type.clone(), reason };
+    let t = Termination {
+        node_id: node.id.clone(),
+        node_type: node.node_type.clone(),
+        reason,
+    };
     d.explanations.push(t.to_string());
     d.terminations.push(t);
 }
 
 fn drain(d: &mut Decision, node: &ObservedNode, reason: String) {
     let n = node.tasks_in_flight();
-    let reason = format!("{reason}; {n} task{} in flight", if n == 1 { "" } else { "s" });
-    let x = Drain { node_id: node.id.clone(), node_type: node.node_type.clone(), reason };
+    let reason = format!(
+        "{reason}; {n} task{} in flight",
+        if n == 1 { "" } else { "s" }
+    );
+    let x = Drain {
+        node_id: node.id.clone(),
+        node_type: node.node_type.clone(),
+        reason,
+    };
     d.explanations.push(x.to_string());
     d.drains.push(x);
 }
 
 /// Remove an alive node: terminate it when it holds nothing, drain it otherwise.
-fn remove(d: &mut Decision, state: &mut AutoscalerState, node: &ObservedNode, reason: String, now: DateTime<Utc>) {
+fn remove(
+    d: &mut Decision,
+    state: &mut AutoscalerState,
+    node: &ObservedNode,
+    reason: String,
+    now: DateTime<Utc>,
+) {
     if node.is_quiet() {
         terminate(d, node, reason);
     } else {
@@ -414,9 +713,18 @@ fn remove(d: &mut Decision, state: &mut AutoscalerState, node: &ObservedNode, re
 }
 
 /// A draining node: terminate it once it holds nothing, or when it is stuck.
-fn follow_drain(d: &mut Decision, state: &mut AutoscalerState, node: &ObservedNode, now: DateTime<Utc>) {
+fn follow_drain(
+    d: &mut Decision,
+    state: &mut AutoscalerState,
+    node: &ObservedNode,
+    now: DateTime<Utc>,
+) {
     let since = *state.draining_since.entry(node.id.clone()).or_insert(now);
-    let why = node.heartbeat.as_ref().and_then(|h| h.draining.clone()).unwrap_or_else(|| "requested".to_string());
+    let why = node
+        .heartbeat
+        .as_ref()
+        .and_then(|h| h.draining.clone())
+        .unwrap_or_else(|| "requested".to_string());
     if node.is_quiet() || node.heartbeat.as_ref().is_some_and(|h| h.stopped) {
         terminate(d, node, format!("drained ({why})"));
     } else if now - since >= DRAIN_TIMEOUT {
@@ -424,12 +732,15 @@ fn follow_drain(d: &mut Decision, state: &mut AutoscalerState, node: &ObservedNo
         terminate(
             d,
             node,
-            format!("still draining after {} min ({why}); its {n} tasks go back to the queue", (now - since).num_minutes()),
+            format!(
+                "still draining after {} min ({why}); its {n} tasks go back to the queue",
+                (now - since).num_minutes()
+            ),
         );
     }
 }
 
-fn launch_reason(l: &super::pack::TypeLoad, fraction: f64, min: u32, alive: u32, replaced: &[&str]) -> String {
+fn launch_reason(l: &TypeLoad, fraction: f64, min: u32, alive: u32, replaced: &[&str]) -> String {
     let mut parts = Vec::new();
     if l.overflow_queued + l.overflow_in_flight > 0 {
         let mut what = format!("{} CPU", num(l.overflow_cpu));
@@ -443,7 +754,14 @@ fn launch_reason(l: &super::pack::TypeLoad, fraction: f64, min: u32, alive: u32,
         };
         let mut s = format!("{what} of {of}");
         if !l.overflow_labels.is_empty() {
-            s.push_str(&format!(" needing {}", l.overflow_labels.iter().cloned().collect::<Vec<_>>().join(", ")));
+            s.push_str(&format!(
+                " needing {}",
+                l.overflow_labels
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         if fraction < 1.0 {
             s.push_str(&format!(" at target_utilization_fraction {fraction}"));
@@ -469,19 +787,36 @@ fn why_infeasible(types: &[TypeCapacity], s: &Shape) -> String {
         return "the spec has no worker node types".to_string();
     }
     for (name, q) in s.resources.iter() {
-        let custom = name != fleetform_core::resources::CPU && name != fleetform_core::resources::MEMORY;
-        if *q > 0.0 && custom && !types.iter().any(|t| t.custom.get(name).unwrap_or(0.0) >= *q) {
+        let custom =
+            name != fleetform_core::resources::CPU && name != fleetform_core::resources::MEMORY;
+        if *q > 0.0
+            && custom
+            && !types
+                .iter()
+                .any(|t| t.custom.get(name).unwrap_or(0.0) >= *q)
+        {
             return format!("no node type offers {name}");
         }
     }
     let best_cpu = types.iter().map(|t| t.cpu).fold(0.0, f64::max);
     if s.slots > best_cpu {
-        return format!("no node type has {} CPU (the largest has {})", num(s.slots), num(best_cpu));
+        return format!(
+            "no node type has {} CPU (the largest has {})",
+            num(s.slots),
+            num(best_cpu)
+        );
     }
     if s.memory_gib > 0.0 {
-        let best = types.iter().filter_map(|t| t.memory_gib).fold(0.0, f64::max);
+        let best = types
+            .iter()
+            .filter_map(|t| t.memory_gib)
+            .fold(0.0, f64::max);
         if s.memory_gib > best {
-            return format!("no node type has {} GiB memory (the largest has {})", num(s.memory_gib), num(best));
+            return format!(
+                "no node type has {} GiB memory (the largest has {})",
+                num(s.memory_gib),
+                num(best)
+            );
         }
     }
     format!("no single node type offers all of {}", s.resources)

@@ -271,6 +271,13 @@ impl AutoscalerState {
         self.history.push_back(HistoryEntry { at, line });
     }
 
+    /// Drop the history lines written at or after `at` (a round rewriting its own lines).
+    pub fn forget_since(&mut self, at: DateTime<Utc>) {
+        while self.history.back().is_some_and(|h| h.at >= at) {
+            self.history.pop_back();
+        }
+    }
+
     /// The provider reports a failed launch: cache the offering as unavailable so the next
     /// round tries the next one, and keep the failure in the history.
     pub fn launch_failed(&mut self, now: DateTime<Utc>, offering: Offering, error: CapacityError) {

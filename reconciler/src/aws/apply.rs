@@ -12,7 +12,10 @@ use super::context::AwsContext;
 use super::launch_templates;
 use super::model::{Desired, Live};
 use super::names::{self, StackKind};
-use super::nodes::{self, LaunchOutcome};
+use super::nodes;
+use super::placement;
+use super::provider::apply_launch;
+use crate::autoscaler::LaunchReport;
 use super::observe;
 use super::plan::{Action, Change, Plan, Target};
 use super::queues;
@@ -24,7 +27,7 @@ pub const TERMINATE_WAIT: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, Default)]
 pub struct ApplyReport {
-    pub launches: Vec<LaunchOutcome>,
+    pub launches: Vec<LaunchReport>,
     /// Things the operator must know (e.g. capacity shortfalls); apply exits 1 if any.
     pub warnings: Vec<String>,
 }
@@ -40,6 +43,16 @@ fn done(what: &str, t: Instant) {
 
 fn stack_changed(plan: &Plan, kind: StackKind) -> bool {
     plan.changes.iter().any(|c| c.target.stack() == Some(kind))
+}
+
+/// "node type `x`: launched 0 of 2 (no capacity: ...); ..." for the operator.
+fn shortfall(node_type: &str, count: u32, outcome: &LaunchReport) -> String {
+    let dry: Vec<String> = outcome.failed.iter().map(|f| format!("{} ({})", f.offering, f.code)).collect();
+    let dry = if dry.is_empty() { String::new() } else { format!(" (no capacity: {})", dry.join(", ")) };
+    format!(
+        "node type `{node_type}`: launched {} of {count}{dry}; add instance types or zones to its node_config, or run apply again when capacity returns",
+        outcome.launched.len()
+    )
 }
 
 pub async fn execute(ctx: &AwsContext, plan: &Plan, desired: &Desired, live: &Live) -> Result<ApplyReport> {
@@ -91,7 +104,7 @@ pub async fn execute(ctx: &AwsContext, plan: &Plan, desired: &Desired, live: &Li
         let Some(c) = plan.changes.iter().find(|c| c.target == Target::LaunchTemplate { node_type: d.node_type.clone() }) else {
             continue;
         };
-        let net = ctx.network().await?;
+        let net = placement::network(ctx).await?;
         let mut d = d.clone();
         d.facts.security_group =
             Some(if d.node_type == ctx.spec.head_node_type { net.head_security_group.clone() } else { net.worker_security_group.clone() });
@@ -148,16 +161,12 @@ pub async fn execute(ctx: &AwsContext, plan: &Plan, desired: &Desired, live: &Li
                 let reason = mine.iter().map(|c| c.reason.as_str()).collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>().join("; ");
                 let what = format!("node {}: launching {count}", g.node_type);
                 let t = step(&what);
-                let outcome = nodes::launch(ctx, &g.node_type, count, &reason).await?;
+                let outcome = apply_launch(ctx, &g.node_type, count, &reason).await?;
                 for m in &outcome.messages {
                     println!("  {m}");
                 }
-                if outcome.shortfall() > 0 {
-                    report.warnings.push(format!(
-                        "node type `{}`: launched {} of {count}; run apply again when capacity returns",
-                        g.node_type,
-                        outcome.launched.len()
-                    ));
+                if (outcome.launched.len() as u32) < count {
+                    report.warnings.push(shortfall(&g.node_type, count, &outcome));
                 }
                 done(&what, t);
                 report.launches.push(outcome);

@@ -5,8 +5,7 @@
 //! stack, the data (bucket) stack, the IAM stack, task queues, store artifacts,
 //! launch templates, nodes. See docs/aws.md.
 //!
-//! For other modules (the autoscaler): build an [`AwsContext`] once, then
-//! [`nodes::launch`] / [`nodes::terminate`] and [`observe::instances`].
+//! For the autoscaler: [`provider::AwsProvider`], the EC2 [`NodeProvider`](crate::autoscaler::NodeProvider).
 
 pub mod agent_upload;
 pub mod apply;
@@ -23,7 +22,9 @@ pub mod model;
 pub mod names;
 pub mod nodes;
 pub mod observe;
+pub mod placement;
 pub mod plan;
+pub mod provider;
 pub mod queues;
 pub mod render;
 pub mod setup_script;
@@ -32,5 +33,6 @@ pub mod stacks;
 pub mod userdata;
 
 pub use context::{AwsContext, ContextOptions};
-pub use nodes::{launch, terminate, CapacityShortage, FaultInjector, LaunchOutcome, Offering};
+pub use nodes::{FaultInjector, NoFaults};
+pub use provider::AwsProvider;
 pub use plan::Plan;

@@ -1,54 +1,46 @@
-//! Launching and terminating nodes (DESIGN.md decisions 4 and 8). Public because the
-//! autoscaler launches and removes workers with the same functions `apply` uses.
+//! Launching and terminating nodes (DESIGN.md decisions 4 and 8): the EC2 side of the
+//! [`NodeProvider`](crate::autoscaler::NodeProvider), used by the autoscaler and by
+//! `apply` (head, `min_workers`) alike.
 //!
-//! Spot capacity comes from CreateFleet `instant` with price-capacity-optimized across
-//! every instance type × private subnet of the node type; on-demand (the head, an
-//! on-demand node type, a spot type's `on_demand_base`, and the fallback when spot is
-//! short) from RunInstances, one offering after the other. Offerings that report no
-//! capacity are named in the outcome, cached for a few minutes and skipped.
-//! Idempotency: each request carries a ClientToken derived from the cluster, node type,
-//! the instances seen so far and the request itself, so two applies that saw the same
-//! state send the same token and EC2 launches once (unverifiable on moto).
+//! A launch executes exactly one [`Launch`] of a decision: its spot offerings through one
+//! CreateFleet `instant` with price-capacity-optimized across them (each offering's
+//! instance type in every private subnet of its zone), then, for what spot did not give,
+//! its on-demand offerings through RunInstances one after the other. The market split,
+//! `on_demand_base`, the fallback and the offerings the capacity cache skips were all
+//! decided before (`autoscaler::decide`); offerings that report no capacity come back in
+//! the report and the caller caches them. Idempotency: each request carries a ClientToken
+//! derived from the cluster, node type, the instances seen so far and the request itself,
+//! so two applies that saw the same state send the same token and EC2 launches once
+//! (unverifiable on moto).
 
-use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use aws_sdk_ec2::types::{
-    DefaultTargetCapacityType, FleetLaunchTemplateConfigRequest, FleetLaunchTemplateOverridesRequest,
-    FleetLaunchTemplateSpecificationRequest, FleetType, InstanceNetworkInterfaceSpecification, InstanceType,
-    LaunchTemplateSpecification, ResourceType, SpotAllocationStrategy, SpotOptionsRequest, Tag, TagSpecification,
+    DefaultTargetCapacityType, FleetLaunchTemplateConfigRequest,
+    FleetLaunchTemplateOverridesRequest, FleetLaunchTemplateSpecificationRequest, FleetType,
+    InstanceNetworkInterfaceSpecification, InstanceType, LaunchTemplateSpecification, ResourceType,
+    SpotAllocationStrategy, SpotOptionsRequest, Tag, TagSpecification,
     TargetCapacitySpecificationRequest,
 };
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use fleetform_core::spec::Market;
-use serde::Serialize;
 
-use super::context::{AwsContext, CAPACITY_CACHE_TTL};
+use super::context::AwsContext;
 use super::errors::{aws_err, is_capacity_code};
 use super::launch_templates::{self, sha256_hex};
 use super::names;
 use super::observe;
+use super::placement::NetworkInfo;
+use crate::autoscaler::{
+    CapacityError, FailedOffering, Launch, LaunchReport, LaunchedNode, Offering,
+};
 
-/// One place capacity can come from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct Offering {
-    pub market: Market,
-    pub instance_type: String,
-    pub subnet_id: String,
-    pub zone: String,
-}
-
-impl fmt::Display for Offering {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} in {}", self.market.as_str(), self.instance_type, self.zone)
-    }
-}
-
-/// The EC2 launch boundary's fault hook. moto never runs out of capacity, so tests
-/// (and drills) make chosen offerings fail the way EC2 does, just before the request.
+/// The EC2 launch boundary's fault hook. moto never runs out of capacity, so tests make
+/// chosen offerings fail the way EC2 does, just before the request (the injectors live in
+/// the tests).
 pub trait FaultInjector: Send + Sync {
-    /// The EC2 error code launching `offering` should fail with, if any.
+    /// The EC2 error code launching `offering` (its zone set) should fail with, if any.
     fn launch_error(&self, offering: &Offering) -> Option<String>;
 }
 
@@ -62,56 +54,53 @@ impl FaultInjector for NoFaults {
     }
 }
 
-/// Offerings that answer `InsufficientInstanceCapacity`. A `None` field matches anything.
-#[derive(Debug, Default, Clone)]
-pub struct CapacityShortage {
-    pub offerings: Vec<(Option<Market>, Option<String>, Option<String>)>,
-}
-
-impl CapacityShortage {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub fn offering(mut self, market: Option<Market>, instance_type: Option<&str>, zone: Option<&str>) -> Self {
-        self.offerings.push((market, instance_type.map(str::to_string), zone.map(str::to_string)));
-        self
+/// How EC2's capacity codes map onto the autoscaler's: spot pools that are short or
+/// capped are `SpotUnavailable`, everything else `InsufficientCapacity`.
+pub fn capacity_error(market: Market, code: &str) -> CapacityError {
+    if market == Market::Spot && code != "InsufficientInstanceCapacity" {
+        CapacityError::SpotUnavailable
+    } else {
+        CapacityError::InsufficientCapacity
     }
 }
 
-impl FaultInjector for CapacityShortage {
-    fn launch_error(&self, o: &Offering) -> Option<String> {
-        let hit = self.offerings.iter().any(|(m, t, z)| {
-            m.is_none_or(|m| m == o.market)
-                && t.as_ref().is_none_or(|t| *t == o.instance_type)
-                && z.as_ref().is_none_or(|z| *z == o.zone)
-        });
-        hit.then(|| "InsufficientInstanceCapacity".to_string())
+/// One offering of the decision in one subnet: what an EC2 request names.
+#[derive(Debug, Clone)]
+struct Placement {
+    /// The decision's offering this placement comes from (what a failure is cached as).
+    offering: Offering,
+    subnet_id: String,
+    zone: String,
+}
+
+impl Placement {
+    /// The offering in this placement's zone, as the fault hook sees it.
+    fn zoned(&self) -> Offering {
+        Offering {
+            zone: Some(self.zone.clone()),
+            ..self.offering.clone()
+        }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LaunchedNode {
-    pub id: String,
-    pub market: Market,
-    pub instance_type: String,
-    pub zone: String,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct LaunchOutcome {
-    pub node_type: String,
-    pub requested: u32,
-    pub launched: Vec<LaunchedNode>,
-    /// Offerings that had no capacity, with EC2's code.
-    pub failed_offerings: Vec<(Offering, String)>,
-    /// What happened, in order, for the operator (and `fleetform status`).
-    pub messages: Vec<String>,
-}
-
-impl LaunchOutcome {
-    pub fn shortfall(&self) -> u32 {
-        self.requested.saturating_sub(self.launched.len() as u32)
-    }
+/// Every (offering, subnet) of `market`, in the decision's order: an offering with a zone
+/// goes to that zone's private subnets, one without to every private subnet.
+fn placements(launch: &Launch, net: &NetworkInfo, market: Market) -> Vec<Placement> {
+    launch
+        .offerings
+        .iter()
+        .filter(|o| o.market == market)
+        .flat_map(|o| {
+            net.subnets
+                .iter()
+                .filter(|(_, zone)| o.zone.as_ref().is_none_or(|z| z == zone))
+                .map(|(subnet, zone)| Placement {
+                    offering: o.clone(),
+                    subnet_id: subnet.clone(),
+                    zone: zone.clone(),
+                })
+        })
+        .collect()
 }
 
 /// A ClientToken (≤ 64 characters) from everything that identifies one launch decision.
@@ -125,7 +114,10 @@ const PROFILE_PROPAGATION_RETRIES: u32 = 12;
 const PROFILE_PROPAGATION_DELAY: Duration = Duration::from_secs(5);
 
 fn is_profile_propagation(code: Option<&str>, message: Option<&str>) -> bool {
-    code == Some("InvalidParameterValue") && message.is_some_and(|m| m.to_ascii_lowercase().contains("instance profile") || m.contains("iamInstanceProfile"))
+    code == Some("InvalidParameterValue")
+        && message.is_some_and(|m| {
+            m.to_ascii_lowercase().contains("instance profile") || m.contains("iamInstanceProfile")
+        })
 }
 
 struct Request<'a> {
@@ -136,38 +128,30 @@ struct Request<'a> {
     /// fleetform's group first, then `network.security_group_ids`.
     security_groups: Vec<String>,
     generation: String,
+    faults: &'a dyn FaultInjector,
 }
 
-/// Launch `count` nodes of `node_type` (the spot/on-demand split, fallback and
-/// `on_demand_base` handled here). Errors only when nothing at all could be launched
-/// or AWS refused for another reason than capacity; a partial launch is an outcome
-/// with a shortfall.
-pub async fn launch(ctx: &AwsContext, node_type: &str, count: u32, reason: &str) -> Result<LaunchOutcome> {
-    let t = ctx
-        .spec
+/// Launch exactly `launch`: `launch.count` nodes, spot offerings first (CreateFleet), then
+/// on-demand ones (RunInstances) for what is still missing. Nothing launching is not an
+/// error: the report names every offering that had no capacity. Errors are for what is
+/// not capacity (a missing launch template, a refused request).
+pub async fn launch(
+    ctx: &AwsContext,
+    net: &NetworkInfo,
+    faults: &dyn FaultInjector,
+    launch: &Launch,
+) -> Result<LaunchReport> {
+    let node_type = launch.node_type.as_str();
+    ctx.spec
         .available_node_types
         .get(node_type)
         .with_context(|| format!("node type `{node_type}` is not in the cluster spec"))?;
-    let mut outcome = LaunchOutcome { node_type: node_type.to_string(), requested: count, ..Default::default() };
-    if count == 0 {
-        return Ok(outcome);
+    let mut report = LaunchReport::default();
+    if launch.count == 0 {
+        return Ok(report);
     }
-    let net = ctx.network().await?.clone();
-    let is_head = node_type == ctx.spec.head_node_type;
     let (lt_id, lt_version) = launch_templates::current(ctx, node_type).await?;
     let existing = observe::instances(ctx, Some(node_type)).await?;
-    let cfg = &t.node_config;
-    let live_on_demand = existing.iter().filter(|i| !i.is_gone() && !i.spot).count() as u32;
-    let (mut on_demand, spot) = match cfg.market {
-        Market::OnDemand => (count, 0),
-        Market::Spot => {
-            let od = cfg.on_demand_base.saturating_sub(live_on_demand).min(count);
-            (od, count - od)
-        }
-    };
-    if cfg.market == Market::Spot && on_demand > 0 {
-        outcome.messages.push(format!("{on_demand} on-demand for on_demand_base ({})", cfg.on_demand_base));
-    }
     let mut ids: Vec<&str> = existing.iter().map(|i| i.id.as_str()).collect();
     ids.sort();
     let tags: Vec<Tag> = names::node_tags(&ctx.spec, node_type, lt_version)
@@ -179,90 +163,82 @@ pub async fn launch(ctx: &AwsContext, node_type: &str, count: u32, reason: &str)
         lt_id,
         lt_version,
         tags,
-        security_groups: net.security_groups(is_head),
+        security_groups: net.security_groups(node_type == ctx.spec.head_node_type),
         generation: sha256_hex(ids.join(",").as_bytes()),
+        faults,
     };
-    let offerings = |market: Market| -> Vec<Offering> {
-        cfg.instance_types
-            .iter()
-            .flat_map(|it| {
-                net.subnets.iter().map(move |(subnet, zone)| Offering {
-                    market,
-                    instance_type: it.clone(),
-                    subnet_id: subnet.clone(),
-                    zone: zone.clone(),
-                })
-            })
-            .collect()
-    };
-    tracing::info!(node_type, count, reason, "launching nodes");
-    if spot > 0 {
-        let usable = skip_dry(ctx, offerings(Market::Spot), &mut outcome);
-        let got = spot_fleet(ctx, &req, usable, spot, &mut outcome).await?;
-        let short = spot - got;
-        if short > 0 {
-            if cfg.on_demand_fallback {
-                outcome.messages.push(format!("spot capacity short by {short}: falling back to on-demand (on_demand_fallback)"));
-                on_demand += short;
-            } else {
-                outcome.messages.push(format!("spot capacity short by {short} and on_demand_fallback is false: not launching on-demand"));
-            }
+    tracing::info!(node_type, count = launch.count, reason = %launch.reason, "launching nodes");
+    let mut left = launch.count;
+    let spot = placements(launch, net, Market::Spot);
+    let on_demand = placements(launch, net, Market::OnDemand);
+    if !spot.is_empty() {
+        left -= spot_fleet(ctx, &req, spot, left, &mut report).await?;
+        if left > 0 && !on_demand.is_empty() {
+            report.messages.push(format!(
+                "spot capacity short by {left}: falling back to on-demand (on_demand_fallback)"
+            ));
+        } else if left > 0 && launch.market == Market::Spot {
+            report.messages.push(format!("spot capacity short by {left} and on_demand_fallback is false: not launching on-demand"));
         }
     }
-    if on_demand > 0 {
-        let mut left = on_demand;
-        for o in skip_dry(ctx, offerings(Market::OnDemand), &mut outcome) {
-            if left == 0 {
-                break;
+    for p in &on_demand {
+        if left == 0 {
+            break;
+        }
+        match run_instances(ctx, &req, p, left).await? {
+            Ok(launched) => {
+                left -= launched.len() as u32;
+                report.launched.extend(launched);
             }
-            match run_instances(ctx, &req, &o, left).await? {
-                Ok(launched) => {
-                    left -= launched.len() as u32;
-                    outcome.launched.extend(launched);
-                }
-                Err(code) => record_dry(ctx, &o, &code, &mut outcome),
-            }
+            Err(code) => no_capacity(p, &code, &mut report),
         }
     }
-    if outcome.launched.is_empty() {
-        let tried: Vec<String> = outcome.failed_offerings.iter().map(|(o, c)| format!("{o} ({c})")).collect();
-        bail!(
-            "no capacity for node type `{node_type}`: every offering failed [{}]; add instance types or zones to its node_config, or retry later",
-            tried.join(", ")
-        );
+    if !report.launched.is_empty() {
+        let ids: Vec<&str> = report.launched.iter().map(|l| l.id.as_str()).collect();
+        report.messages.push(format!(
+            "launched {} of {}: {}",
+            ids.len(),
+            launch.count,
+            ids.join(", ")
+        ));
     }
-    let n = outcome.launched.len();
-    outcome.messages.push(format!("launched {n} of {count}: {}", outcome.launched.iter().map(|l| l.id.as_str()).collect::<Vec<_>>().join(", ")));
-    Ok(outcome)
+    Ok(report)
 }
 
-fn skip_dry(ctx: &AwsContext, offerings: Vec<Offering>, outcome: &mut LaunchOutcome) -> Vec<Offering> {
-    let cache = ctx.capacity.lock().expect("capacity cache lock");
-    offerings
-        .into_iter()
-        .filter(|o| match cache.get(o) {
-            Some(at) if at.elapsed() < CAPACITY_CACHE_TTL => {
-                outcome.messages.push(format!("skipping {o}: no capacity {} s ago", at.elapsed().as_secs()));
-                false
-            }
-            _ => true,
-        })
-        .collect()
+fn no_capacity(p: &Placement, code: &str, report: &mut LaunchReport) {
+    report.messages.push(format!(
+        "{} in {}: {code}; trying the next offering",
+        p.offering, p.subnet_id
+    ));
+    if !report.failed.iter().any(|f| f.offering == p.offering) {
+        let error = capacity_error(p.offering.market, code);
+        report.failed.push(FailedOffering {
+            offering: p.offering.clone(),
+            error,
+            code: code.to_string(),
+        });
+    }
 }
 
-fn record_dry(ctx: &AwsContext, o: &Offering, code: &str, outcome: &mut LaunchOutcome) {
-    outcome.messages.push(format!("{o}: {code}; trying the next offering"));
-    outcome.failed_offerings.push((o.clone(), code.to_string()));
-    ctx.capacity.lock().expect("capacity cache lock").insert(o.clone(), Instant::now());
-}
-
-/// CreateFleet `instant` for spot capacity; returns how many launched.
-async fn spot_fleet(ctx: &AwsContext, req: &Request<'_>, offerings: Vec<Offering>, count: u32, outcome: &mut LaunchOutcome) -> Result<u32> {
+/// CreateFleet `instant` for spot capacity over `placements`; returns how many launched.
+async fn spot_fleet(
+    ctx: &AwsContext,
+    req: &Request<'_>,
+    placements: Vec<Placement>,
+    count: u32,
+    report: &mut LaunchReport,
+) -> Result<u32> {
     let mut usable = Vec::new();
-    for o in offerings {
-        match ctx.faults.launch_error(&o) {
-            Some(code) => record_dry(ctx, &o, &code, outcome),
-            None => usable.push(o),
+    for p in placements {
+        match req.faults.launch_error(&p.zoned()) {
+            Some(code) if is_capacity_code(&code) => no_capacity(&p, &code, report),
+            Some(code) => bail!(
+                "ec2:CreateFleet for node type `{}` failed on {} in {}: {code}",
+                req.node_type,
+                p.offering,
+                p.subnet_id
+            ),
+            None => usable.push(p),
         }
     }
     if usable.is_empty() {
@@ -270,16 +246,31 @@ async fn spot_fleet(ctx: &AwsContext, req: &Request<'_>, offerings: Vec<Offering
     }
     let overrides: Vec<FleetLaunchTemplateOverridesRequest> = usable
         .iter()
-        .map(|o| FleetLaunchTemplateOverridesRequest::builder().instance_type(InstanceType::from(o.instance_type.as_str())).subnet_id(&o.subnet_id).build())
+        .map(|p| {
+            FleetLaunchTemplateOverridesRequest::builder()
+                .instance_type(InstanceType::from(p.offering.instance_type.as_str()))
+                .subnet_id(&p.subnet_id)
+                .build()
+        })
         .collect();
-    let described: Vec<String> = usable.iter().map(|o| format!("{}@{}", o.instance_type, o.subnet_id)).collect();
+    let described: Vec<String> = usable
+        .iter()
+        .map(|p| format!("{}@{}", p.offering.instance_type, p.subnet_id))
+        .collect();
     let version = req.lt_version.to_string();
     let mut attempt = 0;
     let res = loop {
         let count_s = count.to_string();
         let attempt_s = attempt.to_string();
         let token = idempotency_token(&[
-            ctx.cluster(), req.node_type, "spot", &req.generation, &count_s, &version, &described.join(","), &attempt_s,
+            ctx.cluster(),
+            req.node_type,
+            "spot",
+            &req.generation,
+            &count_s,
+            &version,
+            &described.join(","),
+            &attempt_s,
         ]);
         let res = ctx
             .ec2
@@ -289,7 +280,10 @@ async fn spot_fleet(ctx: &AwsContext, req: &Request<'_>, offerings: Vec<Offering
             .launch_template_configs(
                 FleetLaunchTemplateConfigRequest::builder()
                     .launch_template_specification(
-                        FleetLaunchTemplateSpecificationRequest::builder().launch_template_id(&req.lt_id).version(&version).build(),
+                        FleetLaunchTemplateSpecificationRequest::builder()
+                            .launch_template_id(&req.lt_id)
+                            .version(&version)
+                            .build(),
                     )
                     .set_overrides(Some(overrides.clone()))
                     .build(),
@@ -302,15 +296,32 @@ async fn spot_fleet(ctx: &AwsContext, req: &Request<'_>, offerings: Vec<Offering
                     .default_target_capacity_type(DefaultTargetCapacityType::Spot)
                     .build(),
             )
-            .spot_options(SpotOptionsRequest::builder().allocation_strategy(SpotAllocationStrategy::PriceCapacityOptimized).build())
-            .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Instance).set_tags(Some(req.tags.clone())).build())
-            .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Fleet).set_tags(Some(req.tags.clone())).build())
+            .spot_options(
+                SpotOptionsRequest::builder()
+                    .allocation_strategy(SpotAllocationStrategy::PriceCapacityOptimized)
+                    .build(),
+            )
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Instance)
+                    .set_tags(Some(req.tags.clone()))
+                    .build(),
+            )
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Fleet)
+                    .set_tags(Some(req.tags.clone()))
+                    .build(),
+            )
             .send()
             .await
             .map_err(aws_err("ec2:CreateFleet"))?;
         let propagating = res.instances().is_empty()
             && !res.errors().is_empty()
-            && res.errors().iter().all(|e| is_profile_propagation(e.error_code(), e.error_message()));
+            && res
+                .errors()
+                .iter()
+                .all(|e| is_profile_propagation(e.error_code(), e.error_message()));
         if propagating && attempt < PROFILE_PROPAGATION_RETRIES {
             attempt += 1;
             tokio::time::sleep(PROFILE_PROPAGATION_DELAY).await;
@@ -318,44 +329,80 @@ async fn spot_fleet(ctx: &AwsContext, req: &Request<'_>, offerings: Vec<Offering
         }
         break res;
     };
-    let zone_of = |subnet: Option<&str>| usable.iter().find(|o| Some(o.subnet_id.as_str()) == subnet).map(|o| o.zone.clone()).unwrap_or_default();
+    let placed = |instance_type: Option<&str>, subnet: Option<&str>| {
+        usable
+            .iter()
+            .find(|p| {
+                Some(p.subnet_id.as_str()) == subnet
+                    && instance_type.is_none_or(|t| t == p.offering.instance_type)
+            })
+            .or_else(|| usable.iter().find(|p| Some(p.subnet_id.as_str()) == subnet))
+    };
     let mut got = 0;
     for i in res.instances() {
-        let ov = i.launch_template_and_overrides().and_then(|l| l.overrides());
+        let ov = i
+            .launch_template_and_overrides()
+            .and_then(|l| l.overrides());
+        let instance_type = i
+            .instance_type()
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default();
+        let zone =
+            placed(Some(&instance_type), ov.and_then(|o| o.subnet_id())).map(|p| p.zone.clone());
         for id in i.instance_ids() {
-            outcome.launched.push(LaunchedNode {
+            report.launched.push(LaunchedNode {
                 id: id.clone(),
                 market: Market::Spot,
-                instance_type: i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
-                zone: zone_of(ov.and_then(|o| o.subnet_id())),
+                instance_type: instance_type.clone(),
+                zone: zone.clone(),
             });
             got += 1;
         }
     }
     for e in res.errors() {
         let code = e.error_code().unwrap_or("UnknownError");
-        let ov = e.launch_template_and_overrides().and_then(|l| l.overrides());
-        let o = Offering {
-            market: Market::Spot,
-            instance_type: ov.and_then(|o| o.instance_type()).map(|t| t.as_str().to_string()).unwrap_or_default(),
-            subnet_id: ov.and_then(|o| o.subnet_id()).unwrap_or_default().to_string(),
-            zone: zone_of(ov.and_then(|o| o.subnet_id())),
-        };
-        if is_capacity_code(code) {
-            record_dry(ctx, &o, code, outcome);
-        } else if got == 0 {
-            bail!("ec2:CreateFleet for node type `{}` failed on {o}: {code}: {}", req.node_type, e.error_message().unwrap_or_default());
-        } else {
-            outcome.messages.push(format!("{o}: {code}: {}", e.error_message().unwrap_or_default()));
+        let ov = e
+            .launch_template_and_overrides()
+            .and_then(|l| l.overrides());
+        let instance_type = ov.and_then(|o| o.instance_type()).map(|t| t.as_str());
+        let subnet = ov.and_then(|o| o.subnet_id());
+        let what = format!(
+            "{} in {}",
+            instance_type.unwrap_or("an instance type"),
+            subnet.unwrap_or("a subnet")
+        );
+        match placed(instance_type, subnet) {
+            Some(p) if is_capacity_code(code) => no_capacity(p, code, report),
+            _ if got == 0 => bail!(
+                "ec2:CreateFleet for node type `{}` failed on {what}: {code}: {}",
+                req.node_type,
+                e.error_message().unwrap_or_default()
+            ),
+            _ => report.messages.push(format!(
+                "{what}: {code}: {}",
+                e.error_message().unwrap_or_default()
+            )),
         }
     }
     Ok(got.min(count))
 }
 
 /// RunInstances for one on-demand offering. `Ok(Err(code))` is "no capacity here".
-async fn run_instances(ctx: &AwsContext, req: &Request<'_>, o: &Offering, count: u32) -> Result<std::result::Result<Vec<LaunchedNode>, String>> {
-    if let Some(code) = ctx.faults.launch_error(o) {
-        return Ok(Err(code));
+async fn run_instances(
+    ctx: &AwsContext,
+    req: &Request<'_>,
+    p: &Placement,
+    count: u32,
+) -> Result<std::result::Result<Vec<LaunchedNode>, String>> {
+    match req.faults.launch_error(&p.zoned()) {
+        Some(code) if is_capacity_code(&code) => return Ok(Err(code)),
+        Some(code) => bail!(
+            "ec2:RunInstances for node type `{}` failed on {} in {}: {code}",
+            req.node_type,
+            p.offering,
+            p.subnet_id
+        ),
+        None => {}
     }
     let version = req.lt_version.to_string();
     let mut attempt = 0;
@@ -363,13 +410,26 @@ async fn run_instances(ctx: &AwsContext, req: &Request<'_>, o: &Offering, count:
         let count_s = count.to_string();
         let attempt_s = attempt.to_string();
         let token = idempotency_token(&[
-            ctx.cluster(), req.node_type, "on-demand", &req.generation, &count_s, &version, &o.instance_type, &o.subnet_id, &attempt_s,
+            ctx.cluster(),
+            req.node_type,
+            "on-demand",
+            &req.generation,
+            &count_s,
+            &version,
+            &p.offering.instance_type,
+            &p.subnet_id,
+            &attempt_s,
         ]);
         let res = ctx
             .ec2
             .run_instances()
-            .launch_template(LaunchTemplateSpecification::builder().launch_template_id(&req.lt_id).version(&version).build())
-            .instance_type(InstanceType::from(o.instance_type.as_str()))
+            .launch_template(
+                LaunchTemplateSpecification::builder()
+                    .launch_template_id(&req.lt_id)
+                    .version(&version)
+                    .build(),
+            )
+            .instance_type(InstanceType::from(p.offering.instance_type.as_str()))
             .min_count(1)
             .max_count(count as i32)
             .client_token(token)
@@ -378,14 +438,24 @@ async fn run_instances(ctx: &AwsContext, req: &Request<'_>, o: &Offering, count:
             .network_interfaces(
                 InstanceNetworkInterfaceSpecification::builder()
                     .device_index(0)
-                    .subnet_id(&o.subnet_id)
+                    .subnet_id(&p.subnet_id)
                     .set_groups(Some(req.security_groups.clone()))
                     .associate_public_ip_address(false)
                     .delete_on_termination(true)
                     .build(),
             )
-            .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Instance).set_tags(Some(req.tags.clone())).build())
-            .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Volume).set_tags(Some(req.tags.clone())).build())
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Instance)
+                    .set_tags(Some(req.tags.clone()))
+                    .build(),
+            )
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Volume)
+                    .set_tags(Some(req.tags.clone()))
+                    .build(),
+            )
             .send()
             .await;
         match res {
@@ -396,13 +466,18 @@ async fn run_instances(ctx: &AwsContext, req: &Request<'_>, o: &Offering, count:
                     .map(|i| LaunchedNode {
                         id: i.instance_id().unwrap_or_default().to_string(),
                         market: Market::OnDemand,
-                        instance_type: o.instance_type.clone(),
-                        zone: o.zone.clone(),
+                        instance_type: p.offering.instance_type.clone(),
+                        zone: Some(p.zone.clone()),
                     })
                     .collect()))
             }
-            Err(e) if e.code().is_some_and(is_capacity_code) => return Ok(Err(e.code().unwrap_or_default().to_string())),
-            Err(e) if is_profile_propagation(e.code(), e.message()) && attempt < PROFILE_PROPAGATION_RETRIES => {
+            Err(e) if e.code().is_some_and(is_capacity_code) => {
+                return Ok(Err(e.code().unwrap_or_default().to_string()))
+            }
+            Err(e)
+                if is_profile_propagation(e.code(), e.message())
+                    && attempt < PROFILE_PROPAGATION_RETRIES =>
+            {
                 attempt += 1;
                 tokio::time::sleep(PROFILE_PROPAGATION_DELAY).await;
             }
@@ -414,7 +489,13 @@ async fn run_instances(ctx: &AwsContext, req: &Request<'_>, o: &Offering, count:
 /// Terminate instances (any state; already-gone ones are fine).
 pub async fn terminate(ctx: &AwsContext, ids: &[String]) -> Result<()> {
     for chunk in ids.chunks(500) {
-        match ctx.ec2.terminate_instances().set_instance_ids(Some(chunk.to_vec())).send().await {
+        match ctx
+            .ec2
+            .terminate_instances()
+            .set_instance_ids(Some(chunk.to_vec()))
+            .send()
+            .await
+        {
             Ok(_) => {}
             Err(e) if e.code() == Some("InvalidInstanceID.NotFound") => {}
             Err(e) => return Err(aws_err("ec2:TerminateInstances")(e)),
@@ -435,7 +516,14 @@ pub async fn wait_terminated(ctx: &AwsContext, ids: &[String], max_wait: Duratio
         .set_instance_ids(Some(ids.to_vec()))
         .wait(max_wait)
         .await
-        .map_err(|e| anyhow::anyhow!("instances {} did not terminate within {} s: {}", ids.join(", "), max_wait.as_secs(), aws_smithy_types::error::display::DisplayErrorContext(&e)))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "instances {} did not terminate within {} s: {}",
+                ids.join(", "),
+                max_wait.as_secs(),
+                aws_smithy_types::error::display::DisplayErrorContext(&e)
+            )
+        })?;
     Ok(())
 }
 
@@ -449,15 +537,5 @@ mod tests {
         assert_eq!(a, idempotency_token(&["demo", "w", "spot", "gen", "2"]));
         assert_ne!(a, idempotency_token(&["demo", "w", "spot", "gen2", "2"]));
         assert!(a.len() <= 64);
-    }
-
-    #[test]
-    fn shortage_matches_offerings() {
-        let s = CapacityShortage::new().offering(Some(Market::Spot), Some("r7i.2xlarge"), None);
-        let o = |m, t: &str| Offering { market: m, instance_type: t.into(), subnet_id: "s".into(), zone: "z".into() };
-        assert_eq!(s.launch_error(&o(Market::Spot, "r7i.2xlarge")).as_deref(), Some("InsufficientInstanceCapacity"));
-        assert_eq!(s.launch_error(&o(Market::OnDemand, "r7i.2xlarge")), None);
-        assert_eq!(s.launch_error(&o(Market::Spot, "m7i.large")), None);
-        assert_eq!(o(Market::Spot, "r7i.2xlarge").to_string(), "spot r7i.2xlarge in z");
     }
 }

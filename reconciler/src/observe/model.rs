@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::autoscaler::policy::RoundError;
 use crate::autoscaler::ClusterStatus;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +39,9 @@ pub struct ClusterView {
     /// Newest first.
     pub jobs: Vec<JobView>,
     pub autoscaler: Option<AutoscalerView>,
+    /// The autoscaler's latest rounds failed (shown even before any round succeeded).
+    #[serde(default)]
+    pub autoscaler_failing: Option<AutoscalerFailing>,
     /// Spot notices, rebalance recommendations, drains and scheduled events, newest first.
     pub events: Vec<NodeEvent>,
     /// Nodes seen draining, per reason (`spot-interruption`, `rebalance`, `sigterm`, ...),
@@ -219,6 +223,13 @@ pub struct FailureView {
 pub struct LogLine {
     pub at: DateTime<Utc>,
     pub line: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AutoscalerFailing {
+    /// Failed rounds in a row.
+    pub rounds: u32,
+    pub last: RoundError,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

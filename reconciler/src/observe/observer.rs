@@ -15,7 +15,7 @@ use fleetform_core::spec::{ClusterSpec, ProviderKind};
 use fleetform_core::task::NodeHeartbeat;
 
 use super::jobs::{running_per_job, JobCache};
-use super::model::{AutoscalerView, ClusterView, NodeEvent, QueueView};
+use super::model::{AutoscalerFailing, AutoscalerView, ClusterView, NodeEvent, QueueView};
 use super::nodes::{node_views, total_slots, type_views};
 use super::{EVENTS_KEPT, RATE_WINDOW_SECONDS, READ_TIMEOUT};
 use crate::autoscaler::run::{heartbeats, Persisted, LOCAL_ROUND};
@@ -69,6 +69,7 @@ impl Observer {
             jobs_at: None,
             jobs: Vec::new(),
             autoscaler: None,
+            autoscaler_failing: None,
             events: Vec::new(),
             interruptions: BTreeMap::new(),
         };
@@ -113,7 +114,10 @@ impl Observer {
                 )
                 .await
                 {
-                    Ok(p) => v.autoscaler = p.and_then(|p| self.autoscaler_view(p)),
+                    Ok(p) => {
+                        v.autoscaler_failing = p.as_ref().and_then(failing);
+                        v.autoscaler = p.and_then(|p| self.autoscaler_view(p));
+                    }
                     Err(e) => v.errors.push(e.to_string()),
                 }
             }
@@ -225,6 +229,12 @@ impl Observer {
         }
         Ok(out)
     }
+}
+
+/// The autoscaler's failing rounds, from its persisted state.
+fn failing(p: &Persisted) -> Option<AutoscalerFailing> {
+    let last = p.failures.last.clone().filter(|_| p.failures.consecutive > 0)?;
+    Some(AutoscalerFailing { rounds: p.failures.consecutive, last })
 }
 
 /// The store and the queues of a cluster, opened on first use and again after a failure,

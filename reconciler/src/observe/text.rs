@@ -189,6 +189,17 @@ fn events(o: &mut String, v: &ClusterView) {
 }
 
 fn autoscaler(o: &mut String, v: &ClusterView) {
+    if let Some(f) = &v.autoscaler_failing {
+        let _ = writeln!(
+            o,
+            "\nAUTOSCALER FAILING  [{} round{} in a row; latest at {}, next try at {}]\n  {}",
+            f.rounds,
+            if f.rounds == 1 { "" } else { "s" },
+            f.last.at.format("%H:%M:%S UTC"),
+            f.last.retry_at.format("%H:%M:%S UTC"),
+            f.last.message
+        );
+    }
     let Some(a) = &v.autoscaler else {
         let _ = writeln!(o, "\nAUTOSCALER\n  no round yet (`fleetform reconcile`, or `fleetform up` on the local provider)");
         return;

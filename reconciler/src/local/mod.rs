@@ -2,7 +2,11 @@
 //! (`fleetform agent ...`), each with its own IMDS emulator so spot notices can be
 //! raised on it; a directory is the object store and one SQLite file the task queue.
 //! The supervisor replaces agents that die or drain, as the reconciler replaces
-//! terminated instances on AWS.
+//! terminated instances on AWS. `autoscale` is its autoscaler provider.
+
+mod autoscale;
+
+pub use autoscale::{autoscale, LocalProvider};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -395,7 +399,7 @@ pub async fn up(file: &Path, dashboard: Option<&str>) -> Result<i32> {
     };
     println!("Submit with `fleetform submit -f {} JOB`; Ctrl-C drains and stops.", file.display());
     let cluster = std::sync::Arc::new(cluster);
-    let autoscaler = tokio::spawn(crate::autoscaler::run::local_loop(cluster.clone()));
+    let autoscaler = tokio::spawn(autoscale(cluster.clone()));
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     tokio::select! {
