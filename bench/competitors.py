@@ -6,6 +6,11 @@ ENGINE is polars, duckdb or pyarrow (a read-and-write copy: the I/O floor). Prin
 JSON line: {"engine", "seconds", "rows"}. Timing covers the work only (imports and
 interpreter start-up excluded). Every engine reads the same part-*.parquet files and
 writes zstd parquet.
+
+INPUT_DIR and OUTPUT_DIR may be s3://BUCKET/PREFIX: the endpoint and credentials come
+from AWS_ENDPOINT_URL (plain http), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+AWS_REGION. Rows are then not counted here (that would add requests to the benchmark's
+counts); "rows" is null.
 """
 import glob
 import json
@@ -46,6 +51,94 @@ def pyarrow_copy(inp, out):
     ds.write_dataset(source, out, format="parquet", file_options=opts, existing_data_behavior="overwrite_or_ignore")
 
 
+def s3_options():
+    """The endpoint and credentials from the standard AWS variables."""
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    return {
+        "endpoint": endpoint,
+        "host": endpoint.split("://", 1)[1].rstrip("/"),
+        "key": os.environ["AWS_ACCESS_KEY_ID"],
+        "secret": os.environ["AWS_SECRET_ACCESS_KEY"],
+        "region": os.environ.get("AWS_REGION", "us-east-1"),
+    }
+
+
+def polars_s3(inp, out):
+    import polars as pl
+
+    o = s3_options()
+    storage = {
+        "aws_endpoint_url": o["endpoint"],
+        "aws_access_key_id": o["key"],
+        "aws_secret_access_key": o["secret"],
+        "aws_region": o["region"],
+        "aws_allow_http": "true",
+    }
+    (
+        pl.scan_parquet(f"{inp}/part-*.parquet", storage_options=storage)
+        .with_columns(pl.col("text").str.replace_all(PATTERN, "").str.to_lowercase().alias("cleaned_text"))
+        .sink_parquet(f"{out}/polars.parquet", compression="zstd", compression_level=1, storage_options=storage)
+    )
+
+
+def duckdb_s3(inp, out):
+    import duckdb
+
+    o = s3_options()
+    con = duckdb.connect()
+    load_httpfs(con)
+    for setting, value in [
+        ("s3_endpoint", o["host"]),
+        ("s3_url_style", "path"),
+        ("s3_use_ssl", "false"),
+        ("s3_region", o["region"]),
+        ("s3_access_key_id", o["key"]),
+        ("s3_secret_access_key", o["secret"]),
+    ]:
+        con.execute(f"SET {setting} = '{value}'")
+    con.execute(
+        f"""COPY (SELECT *, lower(regexp_replace(text, '{PATTERN}', '', 'g')) AS cleaned_text
+                 FROM read_parquet('{inp}/part-*.parquet'))
+            TO '{out}/duckdb.parquet' (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)"""
+    )
+
+
+def load_httpfs(con):
+    """DuckDB's httpfs: installed in DuckDB's extension directory, else from the PyPI
+    package duckdb-extension-httpfs (DuckDB cannot download extensions offline)."""
+    try:
+        con.execute("LOAD httpfs")
+    except Exception:
+        import duckdb_extension_httpfs
+
+        root = os.path.dirname(duckdb_extension_httpfs.__file__)
+        (path,) = glob.glob(os.path.join(root, "extensions", "*", "httpfs.duckdb_extension"))
+        con.execute(f"LOAD '{path}'")
+
+
+def pyarrow_s3_copy(inp, out):
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+
+    o = s3_options()
+    fs = pafs.S3FileSystem(
+        access_key=o["key"],
+        secret_key=o["secret"],
+        region=o["region"],
+        endpoint_override=o["host"],
+        scheme="http",
+    )
+    # The files by one LIST (as the local copy globs them); a directory path would also
+    # HEAD the prefix as a key, which s3s-fs answers with an error instead of a 404.
+    listed = fs.get_file_info(pafs.FileSelector(inp.removeprefix("s3://")))
+    files = sorted(f.path for f in listed if f.path.endswith(".parquet"))
+    source = ds.dataset(files, filesystem=fs, format="parquet")
+    opts = ds.ParquetFileFormat().make_write_options(compression="zstd", compression_level=1)
+    ds.write_dataset(
+        source, out.removeprefix("s3://"), filesystem=fs, format="parquet", file_options=opts, existing_data_behavior="overwrite_or_ignore"
+    )
+
+
 def count_rows(out):
     import pyarrow.parquet as pq
 
@@ -54,15 +147,22 @@ def count_rows(out):
 
 def main():
     engine, inp, out = sys.argv[1:4]
-    shutil.rmtree(out, ignore_errors=True)
-    os.makedirs(out)
-    job = {"polars": polars_job, "duckdb": duckdb_job, "pyarrow": pyarrow_copy}[engine]
+    s3 = inp.startswith("s3://")
+    if s3:
+        # The caller empties the output prefix (on the server's disk).
+        job = {"polars": polars_s3, "duckdb": duckdb_s3, "pyarrow": pyarrow_s3_copy}[engine]
+    else:
+        shutil.rmtree(out, ignore_errors=True)
+        os.makedirs(out)
+        job = {"polars": polars_job, "duckdb": duckdb_job, "pyarrow": pyarrow_copy}[engine]
     # Import outside the timed region.
     __import__({"polars": "polars", "duckdb": "duckdb", "pyarrow": "pyarrow.dataset"}[engine])
+    if engine == "pyarrow":
+        __import__("pyarrow.fs")
     started = time.perf_counter()
     job(inp, out)
     seconds = time.perf_counter() - started
-    print(json.dumps({"engine": engine, "seconds": seconds, "rows": count_rows(out)}))
+    print(json.dumps({"engine": engine, "seconds": seconds, "rows": None if s3 else count_rows(out)}))
 
 
 if __name__ == "__main__":
