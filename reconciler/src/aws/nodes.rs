@@ -301,18 +301,8 @@ async fn spot_fleet(
                     .allocation_strategy(SpotAllocationStrategy::PriceCapacityOptimized)
                     .build(),
             )
-            .tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::Instance)
-                    .set_tags(Some(req.tags.clone()))
-                    .build(),
-            )
-            .tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::Fleet)
-                    .set_tags(Some(req.tags.clone()))
-                    .build(),
-            )
+            .tag_specifications(tagged(ResourceType::Instance, &req.tags))
+            .tag_specifications(tagged(ResourceType::Fleet, &req.tags))
             .send()
             .await
             .map_err(aws_err("ec2:CreateFleet"))?;
@@ -444,18 +434,8 @@ async fn run_instances(
                     .delete_on_termination(true)
                     .build(),
             )
-            .tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::Instance)
-                    .set_tags(Some(req.tags.clone()))
-                    .build(),
-            )
-            .tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::Volume)
-                    .set_tags(Some(req.tags.clone()))
-                    .build(),
-            )
+            .tag_specifications(tagged(ResourceType::Instance, &req.tags))
+            .tag_specifications(tagged(ResourceType::Volume, &req.tags))
             .send()
             .await;
         match res {
@@ -525,6 +505,12 @@ pub async fn wait_terminated(ctx: &AwsContext, ids: &[String], max_wait: Duratio
             )
         })?;
     Ok(())
+}
+
+
+/// The cluster's tags on one kind of resource a launch creates.
+fn tagged(kind: ResourceType, tags: &[Tag]) -> TagSpecification {
+    TagSpecification::builder().resource_type(kind).set_tags(Some(tags.to_vec())).build()
 }
 
 #[cfg(test)]
