@@ -13,6 +13,7 @@ use anyhow::{anyhow, Result};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -23,6 +24,9 @@ struct AgentMetrics {
     lease_renewals: Family<Vec<(String, String)>, Counter>,
     checkpoints: Counter,
     imds_poll_errors: Counter,
+    input_fetched_bytes: Counter,
+    input_buffered_bytes: Gauge,
+    queue_receives: Family<Vec<(String, String)>, Counter>,
 }
 
 static METRICS: LazyLock<AgentMetrics> = LazyLock::new(|| {
@@ -38,7 +42,13 @@ static METRICS: LazyLock<AgentMetrics> = LazyLock::new(|| {
     registry.register("fleetform_agent_checkpoints", "Checkpoints written", checkpoints.clone());
     let imds_poll_errors = Counter::default();
     registry.register("fleetform_agent_imds_poll_errors", "IMDS requests that failed while polling for notices", imds_poll_errors.clone());
-    AgentMetrics { registry, rows, unit_seconds, lease_renewals, checkpoints, imds_poll_errors }
+    let input_fetched_bytes = Counter::default();
+    registry.register("fleetform_agent_input_fetched_bytes", "Bytes of parquet input fetched from an object store (footers and column chunks)", input_fetched_bytes.clone());
+    let input_buffered_bytes = Gauge::default();
+    registry.register("fleetform_agent_input_buffered_bytes", "Input bytes held in memory: row groups being processed or prefetched", input_buffered_bytes.clone());
+    let queue_receives = Family::default();
+    registry.register("fleetform_agent_queue_receives", "Receive requests to the task queue by class and result (task, empty, error)", queue_receives.clone());
+    AgentMetrics { registry, rows, unit_seconds, lease_renewals, checkpoints, imds_poll_errors, input_fetched_bytes, input_buffered_bytes, queue_receives }
 });
 
 /// One unit of a task processed: its input rows and how long it took.
@@ -58,6 +68,20 @@ pub fn checkpoint_written() {
 
 pub fn imds_poll_errors(n: u64) {
     METRICS.imds_poll_errors.inc_by(n);
+}
+
+pub fn input_fetched(bytes: u64) {
+    METRICS.input_fetched_bytes.inc_by(bytes);
+}
+
+/// Input bytes now held in memory grew (or, negative, shrank) by `delta`.
+pub fn input_buffered(delta: i64) {
+    METRICS.input_buffered_bytes.inc_by(delta);
+}
+
+/// `result`: `task` (at least one received), `empty` or `error`.
+pub fn queue_receive(class: &str, result: &str) {
+    METRICS.queue_receives.get_or_create(&vec![("class".to_string(), class.to_string()), ("result".to_string(), result.to_string())]).inc();
 }
 
 /// The metrics as OpenMetrics text.

@@ -143,10 +143,24 @@ pub async fn delete(loc: &Location, key: &str) -> Result<()> {
     }
 }
 
+/// Upload parts in flight at once per file: S3 takes parts in parallel, and one
+/// connection's rate is far below a node's network.
+const UPLOAD_PARTS_IN_FLIGHT: usize = 8;
+/// S3 allows at most 10,000 parts per upload.
+const MAX_PARTS: u64 = 10_000;
+
+/// The part size for a file of `size` bytes: `UPLOAD_PART_BYTES`, or larger (whole MiB)
+/// when the file would need more than S3's 10,000 parts.
+fn part_size(size: u64) -> usize {
+    let mib = 1024 * 1024;
+    (UPLOAD_PART_BYTES as u64).max(size.div_ceil(MAX_PARTS).div_ceil(mib) * mib) as usize
+}
+
 /// Upload a finished local file as one object. Local destinations get an atomic rename
-/// when the file is on the same filesystem (no second copy); otherwise the bytes stream
-/// in parts, so memory stays bounded whatever the file size. The object becomes visible
-/// only when complete (object_store stages local writes; S3 multipart is atomic).
+/// when the file is on the same filesystem (no second copy). A file of one part goes up
+/// in one PUT; a larger one in parts, several in flight, so memory stays bounded whatever
+/// the file size. The object becomes visible only when complete (object_store stages
+/// local writes; an S3 multipart upload is atomic).
 pub async fn upload_file(loc: &Location, key: &str, file: &FsPath) -> Result<u64> {
     let size = std::fs::metadata(file).with_context(|| format!("cannot stat {}", file.display()))?.len();
     if let Some(dir) = &loc.local_dir {
@@ -159,20 +173,50 @@ pub async fn upload_file(loc: &Location, key: &str, file: &FsPath) -> Result<u64
         }
     }
     let path: Path = loc.key(key);
+    let part = part_size(size);
+    if size <= part as u64 {
+        let bytes = tokio::fs::read(file).await.with_context(|| format!("cannot read {}", file.display()))?;
+        loc.store.put(&path, PutPayload::from(bytes)).await.with_context(|| format!("cannot write {}/{key}", loc.uri))?;
+        let _ = std::fs::remove_file(file);
+        return Ok(size);
+    }
     let upload = loc.store.put_multipart(&path).await.with_context(|| format!("cannot start upload of {}/{key}", loc.uri))?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART_BYTES);
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, part);
     let mut f = tokio::fs::File::open(file).await?;
-    let mut buf = vec![0u8; UPLOAD_PART_BYTES];
     loop {
-        use tokio::io::AsyncReadExt;
-        let n = f.read(&mut buf).await?;
-        if n == 0 {
+        let buf = read_part(&mut f, part).await.with_context(|| format!("cannot read {}", file.display()))?;
+        if buf.is_empty() {
             break;
         }
-        writer.wait_for_capacity(2).await.with_context(|| format!("upload of {}/{key} failed", loc.uri))?;
-        writer.put(Bytes::copy_from_slice(&buf[..n]));
+        writer.wait_for_capacity(UPLOAD_PARTS_IN_FLIGHT).await.with_context(|| format!("upload of {}/{key} failed", loc.uri))?;
+        writer.put(Bytes::from(buf));
     }
     writer.finish().await.with_context(|| format!("cannot finish upload of {}/{key}", loc.uri))?;
     let _ = std::fs::remove_file(file);
     Ok(size)
+}
+
+/// Up to `len` bytes of `f` (fewer only at its end), in one buffer handed on without a copy.
+async fn read_part(f: &mut tokio::fs::File, len: usize) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        if f.read_buf(&mut buf).await? == 0 {
+            break;
+        }
+    }
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod upload_tests {
+    #[test]
+    fn parts_stay_within_s3s_limits() {
+        let mib = 1024 * 1024;
+        assert_eq!(super::part_size(100 * mib), 8 * mib as usize);
+        // 200 GB needs larger parts: 10,000 of them at most, each at least 5 MiB.
+        let big = 200_000_000_000u64;
+        let p = super::part_size(big) as u64;
+        assert!(big.div_ceil(p) <= 10_000 && p >= 5 * mib && p % mib == 0, "{p}");
+    }
 }

@@ -5,6 +5,8 @@
 
 mod capacity;
 pub mod passthrough;
+mod remote;
+mod row_groups;
 pub mod source;
 mod steps;
 pub mod task;

@@ -2,30 +2,51 @@
 //! block of generated rows, or a unit of jsonl/json/csv/text records (`crate::input`).
 //! Reading unit by unit bounds memory to one row group and gives the checkpoint its
 //! boundaries.
-// ParquetObjectReader is deprecated in parquet 60 in favour of a hand-written
-// AsyncFileReader (arrow-rs#10308); it still works and is the least code for now.
-#![allow(deprecated)]
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use arrow_array::RecordBatch;
 use fleetform_core::job::GenerateSpec;
 use fleetform_core::task::TaskSource;
-use futures::StreamExt;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
-use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+use parquet::arrow::ProjectionMask;
 
+use super::remote::{Prefetcher, RemoteFile};
+use super::row_groups::{self, RowGroupBytes};
 use super::task::JobContext;
 use crate::input::units::RecordUnits;
+use crate::ops::Pipeline;
 use crate::storage;
 
 pub enum UnitSource {
-    LocalParquet { path: PathBuf, file: File, meta: ArrowReaderMetadata, first: usize, units: usize, batch: usize },
-    RemoteParquet { reader: ParquetObjectReader, meta: ArrowReaderMetadata, first: usize, units: usize, batch: usize },
+    Parquet(Box<ParquetInput>),
     Generate { spec: GenerateSpec, first_row: u64, rows: u64, batch: usize },
     Records(Box<RecordUnits>),
+}
+
+/// A task's row groups of one parquet file, local or in an object store. Each unit is
+/// read into memory first (only the column chunks the task needs: `row_groups`), then
+/// decoded or copied from there.
+pub struct ParquetInput {
+    pub meta: ArrowReaderMetadata,
+    /// The file's first row group in the task.
+    pub first: usize,
+    units: usize,
+    pub batch: usize,
+    /// Leaf columns read from the input: decoded, or copied by passthrough.
+    fetch: Vec<usize>,
+    /// Root columns decoded into Arrow.
+    decode: ProjectionMask,
+    from: ParquetFrom,
+}
+
+enum ParquetFrom {
+    Local { what: String, file: File, len: u64 },
+    /// Opened, not yet reading: the prefetcher starts with the first unit.
+    Remote(Option<RemoteFile>),
+    Reading(Prefetcher),
 }
 
 /// What reading one unit gave.
@@ -61,23 +82,27 @@ impl UnitSource {
             }
             TaskSource::Parquet { uri, first_row_group, end_row_group, .. } => {
                 let units = end_row_group.saturating_sub(*first_row_group);
-                if let Some(path) = uri.strip_prefix("file://") {
-                    let path = PathBuf::from(path);
-                    let file = File::open(&path).with_context(|| format!("cannot open input {}", path.display()))?;
-                    let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
-                        .with_context(|| format!("{} is not a readable parquet file", path.display()))?;
-                    check_row_groups(uri, meta.metadata().num_row_groups(), *end_row_group)?;
-                    return Ok(UnitSource::LocalParquet { path, file, meta, first: *first_row_group, units, batch });
-                }
-                let (dir, name) = split_uri(uri)?;
-                let loc = handle.block_on(storage::open(&dir))?;
-                let reader = ParquetObjectReader::new(loc.store.clone(), loc.key(&name));
-                let mut r2 = reader.clone();
-                let meta = handle
-                    .block_on(ArrowReaderMetadata::load_async(&mut r2, ArrowReaderOptions::new()))
-                    .with_context(|| format!("{uri} is not a readable parquet file"))?;
+                let (meta, from) = match uri.strip_prefix("file://") {
+                    Some(path) => {
+                        let file = File::open(path).with_context(|| format!("cannot open input {path}"))?;
+                        let len = file.metadata().with_context(|| format!("cannot stat input {path}"))?.len();
+                        let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+                            .with_context(|| format!("{path} is not a readable parquet file"))?;
+                        (meta, ParquetFrom::Local { what: path.to_string(), file, len })
+                    }
+                    None => {
+                        let (dir, name) = split_uri(uri)?;
+                        let loc = handle.block_on(storage::open(&dir))?;
+                        let (remote, meta) = handle.block_on(RemoteFile::open(loc.store.clone(), loc.key(&name), uri))?;
+                        let meta = ArrowReaderMetadata::try_new(Arc::new(meta), ArrowReaderOptions::new())
+                            .with_context(|| format!("{uri} is not a readable parquet file"))?;
+                        (meta, ParquetFrom::Remote(Some(remote)))
+                    }
+                };
                 check_row_groups(uri, meta.metadata().num_row_groups(), *end_row_group)?;
-                Ok(UnitSource::RemoteParquet { reader, meta, first: *first_row_group, units, batch })
+                let leaves = meta.metadata().file_metadata().schema_descr().num_columns();
+                let input = ParquetInput { meta, first: *first_row_group, units, batch, fetch: (0..leaves).collect(), decode: ProjectionMask::all(), from };
+                Ok(UnitSource::Parquet(Box::new(input)))
             }
         }
     }
@@ -85,7 +110,7 @@ impl UnitSource {
     /// The task's number of units; None when only reading to the end tells (streams).
     pub fn units(&self) -> Option<usize> {
         match self {
-            UnitSource::LocalParquet { units, .. } | UnitSource::RemoteParquet { units, .. } => Some(*units),
+            UnitSource::Parquet(p) => Some(p.units),
             UnitSource::Generate { rows, batch, .. } => Some(rows.div_ceil(*batch as u64) as usize),
             UnitSource::Records(r) => r.units(),
         }
@@ -104,25 +129,16 @@ impl UnitSource {
         let last = self.units().is_some_and(|n| u + 1 >= n);
         let mut rows = 0u64;
         match self {
-            UnitSource::LocalParquet { path, file, meta, first, batch, .. } => {
-                let file = file.try_clone()?;
-                let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
-                    .with_row_groups(vec![*first + u])
-                    .with_batch_size(*batch)
+            UnitSource::Parquet(p) => {
+                let rg = p.first + u;
+                let bytes = p.row_group(u, handle)?;
+                let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, p.meta.clone())
+                    .with_row_groups(vec![rg])
+                    .with_projection(p.decode.clone())
+                    .with_batch_size(p.batch)
                     .build()?;
                 for b in reader {
-                    let b = b.with_context(|| format!("cannot decode row group {} of {}", *first + u, path.display()))?;
-                    rows += b.num_rows() as u64;
-                    f(b)?;
-                }
-            }
-            UnitSource::RemoteParquet { reader, meta, first, batch, .. } => {
-                let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader.clone(), meta.clone())
-                    .with_row_groups(vec![*first + u])
-                    .with_batch_size(*batch)
-                    .build()?;
-                while let Some(b) = handle.block_on(stream.next()) {
-                    let b = b.with_context(|| format!("cannot decode row group {}", *first + u))?;
+                    let b = b.with_context(|| format!("cannot decode row group {rg} of {}", p.what()))?;
                     rows += b.num_rows() as u64;
                     f(b)?;
                 }
@@ -141,6 +157,62 @@ impl UnitSource {
         }
         Ok(UnitRead { rows, skipped: Vec::new(), last })
     }
+}
+
+impl ParquetInput {
+    /// Read only these columns: `fetch` (leaf indices) from the input, of which `decode`
+    /// (root indices) are decoded. Decided once per task, before the first unit.
+    pub fn read_only(&mut self, fetch: Vec<usize>, decode: &[usize]) {
+        let descr = self.meta.metadata().file_metadata().schema_descr();
+        self.decode = ProjectionMask::roots(descr, decode.iter().copied());
+        self.fetch = fetch;
+    }
+
+    /// The leaf columns under these root columns.
+    pub fn leaves_of(&self, roots: &[usize]) -> Vec<usize> {
+        let descr = self.meta.metadata().file_metadata().schema_descr();
+        (0..descr.num_columns()).filter(|&l| roots.contains(&descr.get_column_root_idx(l))).collect()
+    }
+
+    /// The column chunks the task reads of its unit `u`, in memory.
+    pub fn row_group(&mut self, u: usize, handle: &tokio::runtime::Handle) -> Result<RowGroupBytes> {
+        let meta = self.meta.metadata().clone();
+        let segments = |rg: usize| row_groups::segments(&meta, rg, &self.fetch);
+        match &mut self.from {
+            ParquetFrom::Local { what, file, len } => row_groups::read_local(file, *len, &segments(self.first + u), what),
+            ParquetFrom::Remote(remote) => {
+                let plan = (self.first..self.first + self.units).map(segments).collect();
+                let mut prefetch = Prefetcher::new(remote.take().expect("opened"), plan);
+                let bytes = prefetch.take(u, handle);
+                self.from = ParquetFrom::Reading(prefetch);
+                bytes
+            }
+            ParquetFrom::Reading(prefetch) => prefetch.take(u, handle),
+        }
+    }
+
+    fn what(&self) -> &str {
+        match &self.from {
+            ParquetFrom::Local { what, .. } => what,
+            _ => "the input",
+        }
+    }
+}
+
+/// The input columns a native pipeline needs: those its steps read or overwrite, and
+/// those it hands on to the output. The others (dropped ones) are never fetched.
+pub fn needed_columns(meta: &ArrowReaderMetadata, pipeline: &Pipeline) -> Result<Vec<usize>> {
+    let in_schema = meta.schema();
+    let out = pipeline.apply(RecordBatch::new_empty(in_schema.clone()))?;
+    let read = pipeline.text_columns();
+    let out_schema = out.schema();
+    Ok(in_schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| read.contains(f.name()) || out_schema.field_with_name(f.name()).is_ok())
+        .map(|(i, _)| i)
+        .collect())
 }
 
 fn check_row_groups(uri: &str, actual: usize, end: usize) -> Result<()> {

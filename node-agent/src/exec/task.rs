@@ -4,7 +4,9 @@
 //! Runs on a blocking thread (the work is CPU-bound); store calls go through the
 //! runtime handle.
 
+use std::collections::VecDeque;
 use std::fs::File;
+use std::io::BufWriter;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,8 +22,8 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::passthrough::{PassthroughPlan, PassthroughWriter};
-use super::source::{UnitRead, UnitSource};
+use super::passthrough::{self as pass, PassthroughPlan, PassthroughWriter};
+use super::source::{needed_columns, UnitRead, UnitSource};
 use super::steps::StageRun;
 use super::unify;
 use crate::ops::python::WorkerPool;
@@ -77,11 +79,13 @@ struct OpenChunk {
     staged: PathBuf,
     writer: Option<ChunkWriter>,
     rows: u64,
+    /// Where the task resumes if this chunk is lost.
+    resume: Resume,
 }
 
 enum ChunkWriter {
     /// Every column encoded from Arrow.
-    Arrow(ArrowWriter<File>),
+    Arrow(ArrowWriter<BufWriter<File>>),
     /// Unchanged columns copied as compressed chunks (see `passthrough`).
     Passthrough(PassthroughWriter),
 }
@@ -126,9 +130,10 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
     let props = props.build();
     // A python step may change any column: passthrough only for native steps.
     let passthrough = match (&source, native) {
-        (UnitSource::LocalParquet { meta, .. }, Some(pipeline)) if spec.output.passthrough => PassthroughPlan::new(meta, pipeline, &props),
+        (UnitSource::Parquet(p), Some(pipeline)) if spec.output.passthrough => PassthroughPlan::new(&p.meta, pipeline, &props),
         _ => None,
     };
+    read_only_needed_columns(&mut source, native, passthrough.as_ref())?;
     let mut python = job.stages.has_python().then(|| PythonUnits {
         run: StageRun::new(&job.stages, job.python.as_ref(), task_id, &flags.stop),
         schema: None,
@@ -137,6 +142,7 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
         tracing::debug!(task = %task_id, ?plan, "passthrough");
     }
     let mut open: Option<OpenChunk> = None;
+    let mut uploads = Uploads::default();
     let mut rows_this_attempt = 0u64;
     let mut processed = 0usize;
     // A stream's units are known only at its end: `finished` is set by its last unit.
@@ -144,15 +150,16 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
     while !finished {
         if flags.stop.load(Ordering::SeqCst) {
             discard(open.take());
+            uploads.abandon();
             return Ok(Outcome::Stopped);
         }
         if node.drain.load(Ordering::SeqCst) {
-            // Keep every finished unit: close the chunk early and record where to resume.
+            // Keep every finished unit: close the chunk early, finish every upload and
+            // record where to resume.
             if let Some(c) = open.take() {
-                if let Some(chunk) = finish_chunk(node, job, task_id, c, next_unit)? {
-                    chunks.push(chunk);
-                }
+                finish_chunk(node, job, task_id, c, next_unit, &mut uploads)?;
             }
+            chunks.extend(uploads.wait_all(h)?);
             let cp = write_checkpoint(node, job_id, task_id, next_unit, &chunks, rows_in, &skipped)?;
             return Ok(Outcome::Interrupted(cp));
         }
@@ -162,13 +169,15 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
             staged: stage_dir.join(format!("{task_id}-{next_unit:05}.inprogress")),
             writer: None,
             rows: 0,
+            resume: Resume { unit: next_unit, rows_in, skipped: skipped.clone() },
         });
-        if let (Some(plan), UnitSource::LocalParquet { file, meta, first, batch, .. }, Some(pipeline)) = (&passthrough, &source, native) {
+        if let (Some(plan), UnitSource::Parquet(p), Some(pipeline)) = (&passthrough, &mut source, native) {
             if chunk.writer.is_none() {
                 chunk.writer = Some(ChunkWriter::Passthrough(PassthroughWriter::create(&chunk.staged, plan, props.clone())?));
             }
             let Some(ChunkWriter::Passthrough(w)) = chunk.writer.as_mut() else { unreachable!("set above") };
-            let rows = w.write_row_group(file, meta, *first + next_unit, *batch, pipeline)?;
+            let input = p.row_group(next_unit, h)?;
+            let rows = w.write_row_group(input, &p.meta, p.first + next_unit, p.batch, pipeline)?;
             rows_in += rows;
             rows_this_attempt += rows;
             chunk.rows += rows;
@@ -188,8 +197,7 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
                     return Ok(());
                 }
                 if chunk.writer.is_none() {
-                    let file = File::create(&chunk.staged).with_context(|| format!("cannot stage {}", chunk.staged.display()))?;
-                    chunk.writer = Some(ChunkWriter::Arrow(ArrowWriter::try_new(file, out.schema(), Some(props.clone()))?));
+                    chunk.writer = Some(ChunkWriter::Arrow(ArrowWriter::try_new(pass::stage(&chunk.staged)?, out.schema(), Some(props.clone()))?));
                 }
                 chunk.rows += out.num_rows() as u64;
                 let Some(ChunkWriter::Arrow(w)) = chunk.writer.as_mut() else { unreachable!("set above") };
@@ -212,19 +220,19 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
         let full = chunk.rows >= spec.output.max_rows_per_file() || spec.output.target_file_bytes.is_some_and(|t| staged_bytes(chunk) >= t);
         if full || finished {
             let c = open.take().expect("open chunk");
-            if let Some(done) = finish_chunk(node, job, task_id, c, next_unit)? {
-                chunks.push(done);
-            }
+            finish_chunk(node, job, task_id, c, next_unit, &mut uploads)?;
             if !finished {
-                write_checkpoint(node, job_id, task_id, next_unit, &chunks, rows_in, &skipped)?;
+                // Resume after the uploaded chunks; a chunk still uploading is redone.
+                chunks.extend(uploads.collect_finished(h)?);
+                let at = uploads.resume_point().unwrap_or(Resume { unit: next_unit, rows_in, skipped: skipped.clone() });
+                write_checkpoint(node, job_id, task_id, at.unit, &chunks, at.rows_in, &at.skipped)?;
             }
         }
     }
     if let Some(c) = open.take() {
-        if let Some(done) = finish_chunk(node, job, task_id, c, next_unit)? {
-            chunks.push(done);
-        }
+        finish_chunk(node, job, task_id, c, next_unit, &mut uploads)?;
     }
+    chunks.extend(uploads.wait_all(h)?);
     let rows_out: u64 = chunks.iter().map(|c| c.rows).sum();
     let record = DoneRecord {
         task_id: task_id.clone(),
@@ -269,25 +277,125 @@ fn note_skipped(task_id: &str, skipped: &mut SkippedRecords, messages: Vec<Strin
     }
 }
 
-/// Close the writer, upload the staged file under its deterministic name.
-fn finish_chunk(node: &NodeContext, job: &JobContext, task_id: &str, c: OpenChunk, end_unit: usize) -> Result<Option<Chunk>> {
+/// Close the writer and start uploading the staged file under its deterministic name;
+/// the task goes on computing while it uploads (`Uploads`).
+fn finish_chunk(node: &NodeContext, job: &JobContext, task_id: &str, c: OpenChunk, end_unit: usize, uploads: &mut Uploads) -> Result<()> {
     match c.writer {
-        None => return Ok(None), // every row of these units was filtered out: no file
-        Some(ChunkWriter::Arrow(w)) => {
-            w.close().context("cannot finish the output file")?;
-        }
-        Some(ChunkWriter::Passthrough(w)) => w.close().context("cannot finish the output file")?,
+        None => return Ok(()), // every row of these units was filtered out: no file
+        Some(ChunkWriter::Arrow(w)) => pass::finish_stage(w.into_inner().context("cannot finish the output file")?, &c.staged)?,
+        Some(ChunkWriter::Passthrough(w)) => w.close(&c.staged).context("cannot finish the output file")?,
     }
     let name = layout::part(task_id, c.first_unit, end_unit);
-    node.handle
-        .block_on(store::upload_file(&job.output, &name, &c.staged))
-        .with_context(|| format!("cannot upload {name} to {}", job.output.uri))?;
-    Ok(Some(Chunk { file: name, rows: c.rows, first_unit: c.first_unit, end_unit }))
+    let chunk = Chunk { file: name.clone(), rows: c.rows, first_unit: c.first_unit, end_unit };
+    let (output, staged) = (job.output.clone(), c.staged);
+    let upload = node.handle.spawn(async move {
+        store::upload_file(&output, &name, &staged).await.with_context(|| format!("cannot upload {name} to {}", output.uri))
+    });
+    uploads.start(&node.handle, Uploading { chunk, before: c.resume, upload })
 }
 
-/// Bytes of the staged file so far (every finished row group is flushed to it).
+/// Where a task can resume: a unit boundary and the counts up to it.
+#[derive(Clone)]
+struct Resume {
+    unit: usize,
+    rows_in: u64,
+    skipped: SkippedRecords,
+}
+
+/// An output chunk whose upload runs in the background.
+struct Uploading {
+    chunk: Chunk,
+    /// Where to resume if this upload does not finish: the chunk's first unit.
+    before: Resume,
+    upload: tokio::task::JoinHandle<Result<u64>>,
+}
+
+/// A task's uploads, so that a chunk uploads while the next one is computed. At most
+/// `UPLOADS_IN_FLIGHT`: staged files wait on the spill disk, and a slow store must slow
+/// the task down, not fill the disk.
+#[derive(Default)]
+struct Uploads {
+    pending: VecDeque<Uploading>,
+    /// Uploaded, in unit order, not yet handed to the task's chunk list.
+    done: Vec<Chunk>,
+}
+
+const UPLOADS_IN_FLIGHT: usize = 2;
+
+impl Uploads {
+    fn start(&mut self, h: &tokio::runtime::Handle, u: Uploading) -> Result<()> {
+        while self.pending.len() >= UPLOADS_IN_FLIGHT {
+            self.wait_oldest(h)?;
+        }
+        self.pending.push_back(u);
+        Ok(())
+    }
+
+    fn wait_oldest(&mut self, h: &tokio::runtime::Handle) -> Result<()> {
+        let u = self.pending.pop_front().expect("an upload");
+        h.block_on(u.upload).context("an upload panicked")??;
+        self.done.push(u.chunk);
+        Ok(())
+    }
+
+    /// The chunks uploaded so far, in order (stopping at the first still uploading).
+    fn collect_finished(&mut self, h: &tokio::runtime::Handle) -> Result<Vec<Chunk>> {
+        while self.pending.front().is_some_and(|u| u.upload.is_finished()) {
+            self.wait_oldest(h)?;
+        }
+        Ok(std::mem::take(&mut self.done))
+    }
+
+    /// Every chunk, once all uploads have finished.
+    fn wait_all(&mut self, h: &tokio::runtime::Handle) -> Result<Vec<Chunk>> {
+        while !self.pending.is_empty() {
+            self.wait_oldest(h)?;
+        }
+        Ok(std::mem::take(&mut self.done))
+    }
+
+    /// Where to resume if the uploads still running are lost.
+    fn resume_point(&self) -> Option<Resume> {
+        self.pending.front().map(|u| u.before.clone())
+    }
+
+    /// Stopped (lease lost, job cancelled): the uploads are abandoned with the attempt.
+    fn abandon(&mut self) {
+        for u in self.pending.drain(..) {
+            u.upload.abort();
+        }
+    }
+}
+
+/// Bytes written to the staged file so far.
 fn staged_bytes(c: &OpenChunk) -> u64 {
-    std::fs::metadata(&c.staged).map(|m| m.len()).unwrap_or(0)
+    match &c.writer {
+        Some(ChunkWriter::Arrow(w)) => (w.bytes_written() + w.in_progress_size()) as u64,
+        Some(ChunkWriter::Passthrough(w)) => w.bytes_written(),
+        None => 0,
+    }
+}
+
+/// Fetch and decode only the input columns the task needs (see `row_groups`): for a
+/// native pipeline, what its steps read and what it hands on; with passthrough, what it
+/// decodes and what it copies; python steps may use any column, so they get all.
+fn read_only_needed_columns(source: &mut UnitSource, native: Option<&crate::ops::Pipeline>, plan: Option<&PassthroughPlan>) -> Result<()> {
+    let (UnitSource::Parquet(p), Some(pipeline)) = (source, native) else { return Ok(()) };
+    let (fetch_roots, decode) = match plan {
+        Some(plan) => {
+            let mut fetch: Vec<usize> = plan.decoded().iter().copied().chain(plan.copied()).collect();
+            fetch.sort_unstable();
+            fetch.dedup();
+            (fetch, plan.decoded().to_vec())
+        }
+        None => {
+            let needed = needed_columns(&p.meta, pipeline)?;
+            (needed.clone(), needed)
+        }
+    };
+    let fetch = p.leaves_of(&fetch_roots);
+    p.read_only(fetch, &decode);
+    Ok(())
 }
 
 fn discard(c: Option<OpenChunk>) {
@@ -365,8 +473,7 @@ impl PythonUnits<'_> {
         }
         self.schema = Some(target.clone());
         if chunk.writer.is_none() {
-            let file = File::create(&chunk.staged).with_context(|| format!("cannot stage {}", chunk.staged.display()))?;
-            chunk.writer = Some(ChunkWriter::Arrow(ArrowWriter::try_new(file, target.clone(), Some(props.clone()))?));
+            chunk.writer = Some(ChunkWriter::Arrow(ArrowWriter::try_new(pass::stage(&chunk.staged)?, target.clone(), Some(props.clone()))?));
         }
         let Some(ChunkWriter::Arrow(w)) = chunk.writer.as_mut() else { unreachable!("python jobs write with Arrow") };
         for b in outs {
