@@ -76,3 +76,57 @@ async fn jsonl_gz_and_byte_split_csv_are_read_from_s3() {
         crate::harness::assert_exactly_once(&ids, rows);
     }
 }
+
+/// Parquet input from S3 (moto), output to S3: the chunks the steps leave unchanged are
+/// copied as they are (passthrough) from ranged GETs, and the result is value for value
+/// the local run's and the re-encoding run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_from_s3_passes_through_and_equals_the_local_run() {
+    use crate::local_jobs::{clean_job, generate_job};
+    use futures::TryStreamExt;
+    use object_store::{ObjectStoreExt, PutPayload};
+
+    let moto = Moto::start();
+    create_bucket(&moto, "data");
+    let config = moto.sdk_config().await;
+    let bucket = fleetform_agent::storage::open_with(&config, "s3://data").await.unwrap();
+    let env = crate::harness::LocalEnv::new(1, 2);
+    let rows = 12_000;
+    let g = generate_job(&env, rows, "raw");
+    assert!(env.run(&["run", g.to_str().unwrap()]).status.success());
+    for f in std::fs::read_dir(env.path("raw")).unwrap() {
+        let f = f.unwrap();
+        let name = f.file_name().to_string_lossy().to_string();
+        if name.ends_with(".parquet") {
+            bucket.store.put(&bucket.key(&format!("raw/{name}")), PutPayload::from(std::fs::read(f.path()).unwrap())).await.unwrap();
+        }
+    }
+    let mut outputs = Vec::new();
+    for (input, output, passthrough) in [("raw", "clean-local", true), ("s3://data/raw", "s3://data/clean", true), ("s3://data/raw", "s3://data/reencoded", false)] {
+        let job = clean_job(&env, input, output);
+        let mut cmd = env.cmd(&["run", job.to_str().unwrap(), "--set", &format!("output.passthrough={passthrough}")]);
+        moto.configure(&mut cmd);
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{input} -> {output}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let local = match output.strip_prefix("s3://data/") {
+            None => env.path(output),
+            Some(prefix) => {
+                // Bring the S3 output down to read it as the local one is read.
+                let dir = env.path(&format!("{prefix}-downloaded"));
+                std::fs::create_dir_all(&dir).unwrap();
+                let objects: Vec<_> = bucket.store.list(Some(&bucket.key(prefix))).try_collect().await.unwrap();
+                for o in objects {
+                    let body = bucket.store.get(&o.location).await.unwrap().bytes().await.unwrap();
+                    std::fs::write(dir.join(o.location.filename().unwrap()), body).unwrap();
+                }
+                dir
+            }
+        };
+        let (manifest, ids, batches) = crate::harness::read_output(&local);
+        assert_eq!(manifest.total_rows, rows);
+        crate::harness::assert_exactly_once(&ids, rows as i64);
+        outputs.push(crate::harness::sorted_rows(&batches));
+    }
+    assert_eq!(outputs[0], outputs[1], "S3 passthrough changes no value");
+    assert_eq!(outputs[1], outputs[2], "passthrough equals re-encoding");
+}

@@ -171,3 +171,28 @@ pub fn assert_exactly_once(ids: &HashMap<i64, u32>, n: i64) {
     assert_eq!(ids.len() as i64, n);
 }
 
+
+/// Every row as text, sorted by id, for comparing two outputs whatever their file layout.
+pub fn sorted_rows(batches: &[arrow_array::RecordBatch]) -> Vec<String> {
+    let mut rows = Vec::new();
+    for b in batches {
+        let names: Vec<String> = b.schema().fields().iter().map(|f| f.name().clone()).collect();
+        for i in 0..b.num_rows() {
+            let mut row = Vec::new();
+            for (c, name) in names.iter().enumerate() {
+                let col = b.column(c);
+                let v = if let Some(s) = col.as_any().downcast_ref::<arrow_array::StringArray>() {
+                    s.value(i).to_string()
+                } else if let Some(n) = col.as_any().downcast_ref::<arrow_array::Int64Array>() {
+                    format!("{:020}", n.value(i))
+                } else {
+                    panic!("unexpected column type for {name}")
+                };
+                row.push(format!("{name}={v}"));
+            }
+            rows.push(row.join("|"));
+        }
+    }
+    rows.sort();
+    rows
+}

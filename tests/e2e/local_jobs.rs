@@ -5,7 +5,7 @@ use arrow_array::Array;
 
 use crate::harness::*;
 
-fn generate_job(env: &LocalEnv, rows: u64, out: &str) -> std::path::PathBuf {
+pub fn generate_job(env: &LocalEnv, rows: u64, out: &str) -> std::path::PathBuf {
     env.write_job(
         "generate.yaml",
         &format!(
@@ -15,7 +15,7 @@ fn generate_job(env: &LocalEnv, rows: u64, out: &str) -> std::path::PathBuf {
     )
 }
 
-fn clean_job(env: &LocalEnv, input: &str, out: &str) -> std::path::PathBuf {
+pub fn clean_job(env: &LocalEnv, input: &str, out: &str) -> std::path::PathBuf {
     let seed = include_str!("../../examples/jobs/clean-text.yaml");
     let yaml = seed
         .replace(".fleetform/data/raw        # relative paths are taken from the current directory", input)
@@ -108,30 +108,6 @@ fn submit_checks_columns_and_resources_naming_the_step() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("re.yaml:5:35: steps[0].regex_replace.pattern: pattern `(` does not compile"));
 }
 
-/// Every row as text, sorted by id, for comparing two outputs whatever their file layout.
-fn sorted_rows(batches: &[arrow_array::RecordBatch]) -> Vec<String> {
-    let mut rows = Vec::new();
-    for b in batches {
-        let names: Vec<String> = b.schema().fields().iter().map(|f| f.name().clone()).collect();
-        for i in 0..b.num_rows() {
-            let mut row = Vec::new();
-            for (c, name) in names.iter().enumerate() {
-                let col = b.column(c);
-                let v = if let Some(s) = col.as_any().downcast_ref::<arrow_array::StringArray>() {
-                    s.value(i).to_string()
-                } else if let Some(n) = col.as_any().downcast_ref::<arrow_array::Int64Array>() {
-                    format!("{:020}", n.value(i))
-                } else {
-                    panic!("unexpected column type for {name}")
-                };
-                row.push(format!("{name}={v}"));
-            }
-            rows.push(row.join("|"));
-        }
-    }
-    rows.sort();
-    rows
-}
 
 /// A malformed JSON Lines line through the CLI: the report names file and line and the
 /// job exits 1; with `on_error: skip` the run succeeds and reports the skipped count.

@@ -659,3 +659,5 @@ mod failure_tests;
 mod python_tests;
 #[cfg(test)]
 mod input_job_tests;
+#[cfg(test)]
+mod remote_tests;
