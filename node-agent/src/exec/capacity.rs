@@ -87,6 +87,16 @@ impl Capacity {
         self.slots.clone().acquire_owned().await
     }
 
+    /// One more slot, if one is free now (for the extra messages of a batch receive).
+    pub fn try_one_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.slots.clone().try_acquire_owned().ok()
+    }
+
+    /// Slots free now.
+    pub fn free_slots(&self) -> usize {
+        self.slots.available_permits()
+    }
+
     /// Turn the slot the loop holds into the whole claim, if the rest is free now.
     pub fn try_complete(&self, mut slot: OwnedSemaphorePermit, c: Claim) -> Result<Held, OwnedSemaphorePermit> {
         if self.never_fits(c).is_some() {

@@ -4,6 +4,7 @@
 //! soft drain on a rebalance recommendation (finish current tasks, take no new ones).
 
 mod capacity;
+mod receive;
 pub mod passthrough;
 mod remote;
 mod row_groups;
@@ -33,6 +34,7 @@ use crate::ops::Stages;
 use crate::queue::Queue;
 use crate::store::Store;
 use capacity::{Claim, Capacity, Held};
+use receive::Receiver;
 use task::{JobContext, NodeContext, Outcome, TaskFlags};
 
 /// A spot notice comes 2 minutes before reclaim; the drain must finish well inside it,
@@ -41,9 +43,6 @@ pub const DRAIN_BUDGET: Duration = Duration::from_secs(90);
 /// Heartbeats feed the autoscaler's idle and liveness decisions; 5 s keeps them fresh
 /// at one small PUT per node every 5 s.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
-/// Idle receive backoff: fast enough that a new job starts within a second, slow enough
-/// that idle agents cost little.
-const IDLE_POLL_MAX: Duration = Duration::from_secs(1);
 /// A Python worker idle this long is stopped: long enough to carry a job's workers from
 /// one task to the next (starting pandas costs about half a second), short enough that a
 /// finished job's workers do not hold memory for long.
@@ -152,8 +151,7 @@ async fn serve(shared: Arc<Shared>) -> Result<String> {
 
     let capacity = Capacity::new(shared.cfg.slots, &shared.cfg.resources);
     let classes: Vec<String> = shared.cfg.resources.served_classes().iter().map(|c| c.slug()).collect();
-    let mut idle = Duration::from_millis(50);
-    let mut next_class = 0usize;
+    let mut receiver = Receiver::new(shared.queue.clone(), classes, shared.cfg.lease);
     while !shared.node.drain.load(Ordering::SeqCst) {
         if shared.soft_drain.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -167,46 +165,47 @@ async fn serve(shared: Arc<Shared>) -> Result<String> {
         if shared.node.drain.load(Ordering::SeqCst) {
             break; // a slot freed up because its task drained: take nothing new
         }
-        let mut got = None;
-        for k in 0..classes.len() {
-            let class = &classes[(next_class + k) % classes.len()];
-            match shared.queue.receive(class, 1, shared.cfg.lease).await {
-                Ok(mut v) if !v.is_empty() => {
-                    got = Some((class.clone(), v.remove(0)));
-                    next_class = (next_class + k + 1) % classes.len();
-                    break;
+        // A batch for every free slot; the loop holds one of them.
+        let want = 1 + capacity.free_slots();
+        let got = tokio::select! {
+            biased;
+            _ = wait_for_drain(&shared) => break,
+            got = receiver.next(want) => got,
+        };
+        let mut first = Some(permit);
+        let mut messages = got.into_iter();
+        while let Some((class, msg)) = messages.next() {
+            let Some(slot) = first.take().or_else(|| capacity.try_one_slot()) else {
+                receiver.give_back(&class, vec![msg]);
+                continue;
+            };
+            let Some(held) = claim_for_task(&shared, &capacity, slot, &class, &msg).await else {
+                // Handed back and waited for room: the rest of the batch waited too long.
+                for (class, msg) in messages.by_ref() {
+                    receiver.give_back(&class, vec![msg]);
                 }
-                Ok(_) => {}
-                Err(e) => warn!(%class, "receive failed: {e}"),
-            }
-        }
-        match got {
-            None => {
-                drop(permit);
-                tokio::time::sleep(idle).await;
-                idle = (idle * 2).min(IDLE_POLL_MAX);
-            }
-            Some((class, msg)) => {
-                idle = Duration::from_millis(50);
-                let Some(held) = claim_for_task(&shared, &capacity, permit, &class, &msg).await else { continue };
-                // Counted as busy before the handler starts, so a drain that begins now
-                // waits for this message to be handed back instead of abandoning its lease.
-                let slot = Slot::claim(shared.clone(), held);
-                tokio::spawn(async move {
-                    if let Err(e) = handle_message(&slot.shared, &class, msg).await {
-                        warn!("task handling failed: {e:#}");
-                    }
-                    drop(slot);
-                });
-            }
+                break;
+            };
+            // Counted as busy before the handler starts, so a drain that begins now
+            // waits for this message to be handed back instead of abandoning its lease.
+            let slot = Slot::claim(shared.clone(), held);
+            tokio::spawn(async move {
+                if let Err(e) = handle_message(&slot.shared, &class, msg).await {
+                    warn!("task handling failed: {e:#}");
+                }
+                drop(slot);
+            });
         }
     }
+    // Receives in flight answer within their long poll: what they bring goes back.
+    let closing = tokio::spawn(receiver.close());
     // Drain: wait for in-flight tasks to checkpoint and hand back, within the budget.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let deadline = Instant::now() + DRAIN_BUDGET;
     while shared.busy.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let _ = tokio::time::timeout(Duration::from_secs(30), closing).await;
     // Job contexts own the Python workers: dropping them stops the idle ones now.
     lock(&shared.jobs).clear();
     let reason = shared.draining.lock().expect("draining").clone().unwrap_or_else(|| "stopped".into());
@@ -239,7 +238,7 @@ async fn claim_for_task(shared: &Arc<Shared>, capacity: &Capacity, slot: OwnedSe
             // Submit refuses jobs no node type fits (`ClusterSpec::feasible`); a node of
             // another type may fit this one, so it goes back rather than failing here.
             warn!(%class, "a task does not fit this node ({why}): handed back");
-            tokio::time::sleep(IDLE_POLL_MAX).await;
+            tokio::time::sleep(receive::IDLE_POLL_MAX).await;
         }
     }
     None

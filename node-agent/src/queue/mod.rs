@@ -52,6 +52,31 @@ impl Queue {
     }
 }
 
+impl Queue {
+    /// How long one receive may wait for a message to arrive: SQS's long polling (20 s,
+    /// its maximum); zero for SQLite, where asking again costs nothing.
+    pub fn long_poll(&self) -> Duration {
+        match self {
+            Queue::Sqlite(_) => Duration::ZERO,
+            #[cfg(feature = "aws")]
+            Queue::Sqs(_) => LONG_POLL,
+        }
+    }
+
+    /// Receive, waiting up to `long_poll()` for a message to arrive.
+    pub async fn receive_waiting(&self, class: &str, max: usize, lease: Duration) -> Result<Vec<Received>, QueueError> {
+        match self {
+            Queue::Sqlite(q) => q.receive(class, max, lease).await,
+            #[cfg(feature = "aws")]
+            Queue::Sqs(q) => q.receive_waiting(class, max, lease, LONG_POLL).await,
+        }
+    }
+}
+
+/// SQS's longest receive wait: an idle agent asks once per class per 20 s.
+#[cfg(feature = "aws")]
+pub const LONG_POLL: Duration = Duration::from_secs(20);
+
 macro_rules! delegate {
     ($self:ident, $q:ident => $e:expr) => {
         match $self {

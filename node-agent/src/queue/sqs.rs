@@ -107,6 +107,38 @@ impl SqsQueue {
         SqsQueue { client: aws_sdk_sqs::Client::new(config), cluster: cluster.to_string(), urls: Default::default() }
     }
 
+    /// Receive, waiting up to `wait` (at most 20 s, SQS's long polling) for a message to
+    /// arrive: an idle agent then asks once per `wait` instead of once a second.
+    pub async fn receive_waiting(&self, class: &str, max: usize, lease: Duration, wait: Duration) -> Result<Vec<Received>, QueueError> {
+        let url = self.url(class).await?;
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(max.clamp(1, 10) as i32)
+            .visibility_timeout(lease.as_secs().max(1) as i32)
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| backend("ReceiveMessage", e))?;
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| Received {
+                receive_count: m
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1),
+                handle: m.receipt_handle.unwrap_or_default(),
+                body: m.body.unwrap_or_default(),
+            })
+            .collect())
+    }
+
     pub fn client(&self) -> &aws_sdk_sqs::Client {
         &self.client
     }
@@ -228,33 +260,7 @@ impl TaskQueue for SqsQueue {
     }
 
     async fn receive(&self, class: &str, max: usize, lease: Duration) -> Result<Vec<Received>, QueueError> {
-        let url = self.url(class).await?;
-        let out = self
-            .client
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(max.clamp(1, 10) as i32)
-            .visibility_timeout(lease.as_secs().max(1) as i32)
-            .wait_time_seconds(0)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .map_err(|e| backend("ReceiveMessage", e))?;
-        Ok(out
-            .messages
-            .unwrap_or_default()
-            .into_iter()
-            .map(|m| Received {
-                receive_count: m
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(1),
-                handle: m.receipt_handle.unwrap_or_default(),
-                body: m.body.unwrap_or_default(),
-            })
-            .collect())
+        self.receive_waiting(class, max, lease, Duration::ZERO).await
     }
 
     async fn extend(&self, class: &str, handle: &str, lease: Duration) -> Result<(), QueueError> {
