@@ -170,6 +170,11 @@ async fn serve(shared: Arc<Shared>) -> Result<String> {
         let got = tokio::select! {
             biased;
             _ = wait_for_drain(&shared) => break,
+            _ = wait_for_soft_drain(&shared) => {
+                // Receives in flight may still bring a task: it goes back, not to work.
+                receiver.hand_back_in_flight();
+                continue;
+            }
             got = receiver.next(want) => got,
         };
         let mut first = Some(permit);
@@ -246,6 +251,13 @@ async fn claim_for_task(shared: &Arc<Shared>, capacity: &Capacity, slot: OwnedSe
 
 async fn wait_for_drain(shared: &Shared) {
     while !shared.node.drain.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A soft drain (rebalance recommendation, drain request): no new tasks from now on.
+async fn wait_for_soft_drain(shared: &Shared) {
+    while !shared.soft_drain.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
