@@ -26,6 +26,7 @@ struct AgentMetrics {
     imds_poll_errors: Counter,
     input_fetched_bytes: Counter,
     input_buffered_bytes: Gauge,
+    output_buffered_bytes: Gauge,
     queue_receives: Family<Vec<(String, String)>, Counter>,
 }
 
@@ -46,9 +47,11 @@ static METRICS: LazyLock<AgentMetrics> = LazyLock::new(|| {
     registry.register("fleetform_agent_input_fetched_bytes", "Bytes of parquet input fetched from an object store (footers and column chunks)", input_fetched_bytes.clone());
     let input_buffered_bytes = Gauge::default();
     registry.register("fleetform_agent_input_buffered_bytes", "Input bytes held in memory: row groups being processed or prefetched", input_buffered_bytes.clone());
+    let output_buffered_bytes = Gauge::default();
+    registry.register("fleetform_agent_output_buffered_bytes", "Output bytes held in memory: chunks being written or uploaded to an object store", output_buffered_bytes.clone());
     let queue_receives = Family::default();
     registry.register("fleetform_agent_queue_receives", "Receive requests to the task queue by class and result (task, empty, error)", queue_receives.clone());
-    AgentMetrics { registry, rows, unit_seconds, lease_renewals, checkpoints, imds_poll_errors, input_fetched_bytes, input_buffered_bytes, queue_receives }
+    AgentMetrics { registry, rows, unit_seconds, lease_renewals, checkpoints, imds_poll_errors, input_fetched_bytes, input_buffered_bytes, output_buffered_bytes, queue_receives }
 });
 
 /// One unit of a task processed: its input rows and how long it took.
@@ -77,6 +80,11 @@ pub fn input_fetched(bytes: u64) {
 /// Input bytes now held in memory grew (or, negative, shrank) by `delta`.
 pub fn input_buffered(delta: i64) {
     METRICS.input_buffered_bytes.inc_by(delta);
+}
+
+/// Output bytes now held in memory grew (or, negative, shrank) by `delta`.
+pub fn output_buffered(delta: i64) {
+    METRICS.output_buffered_bytes.inc_by(delta);
 }
 
 /// `result`: `task` (at least one received), `empty` or `error`.

@@ -12,10 +12,12 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipa
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::exec::staging::Staged;
 use crate::storage::{self, Location};
 
-/// Upload part size: large enough for S3's 5 MiB minimum, small enough to bound memory.
-const UPLOAD_PART_BYTES: usize = 8 * 1024 * 1024;
+/// Upload part size: S3's guidance is 8-16 MiB (its minimum is 5 MiB): large enough that
+/// a part's request overhead is small, small enough to bound memory.
+const UPLOAD_PART_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -145,7 +147,7 @@ pub async fn delete(loc: &Location, key: &str) -> Result<()> {
 
 /// Upload parts in flight at once per file: S3 takes parts in parallel, and one
 /// connection's rate is far below a node's network.
-const UPLOAD_PARTS_IN_FLIGHT: usize = 8;
+const UPLOAD_PARTS_IN_FLIGHT: usize = 4;
 /// S3 allows at most 10,000 parts per upload.
 const MAX_PARTS: u64 = 10_000;
 
@@ -156,14 +158,21 @@ fn part_size(size: u64) -> usize {
     (UPLOAD_PART_BYTES as u64).max(size.div_ceil(MAX_PARTS).div_ceil(mib) * mib) as usize
 }
 
-/// Upload a finished local file as one object. Local destinations get an atomic rename
-/// when the file is on the same filesystem (no second copy). A file of one part goes up
-/// in one PUT; a larger one in parts, several in flight, so memory stays bounded whatever
-/// the file size. The object becomes visible only when complete (object_store stages
-/// local writes; an S3 multipart upload is atomic).
+/// Upload a finished local file as one object (see `upload_staged`).
 pub async fn upload_file(loc: &Location, key: &str, file: &FsPath) -> Result<u64> {
     let size = std::fs::metadata(file).with_context(|| format!("cannot stat {}", file.display()))?.len();
-    if let Some(dir) = &loc.local_dir {
+    upload_staged(loc, key, Staged::File { path: file.to_path_buf(), bytes: size }).await
+}
+
+/// Make a finished output chunk the object `key`. A staged file goes to a local
+/// destination by an atomic rename when it is on the same filesystem (no second copy).
+/// To an object store, a chunk of one part goes up in one PUT, a larger one in parts,
+/// several in flight, read from the file part by part (memory stays bounded whatever the
+/// file size) or handed over from memory without a copy. The object becomes visible only
+/// when complete (object_store stages local writes; an S3 multipart upload is atomic).
+pub async fn upload_staged(loc: &Location, key: &str, staged: Staged) -> Result<u64> {
+    let size = staged.bytes();
+    if let (Some(dir), Staged::File { path: file, .. }) = (&loc.local_dir, &staged) {
         let dest = dir.join(key);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)?;
@@ -174,26 +183,50 @@ pub async fn upload_file(loc: &Location, key: &str, file: &FsPath) -> Result<u64
     }
     let path: Path = loc.key(key);
     let part = part_size(size);
+    let failed = || format!("upload of {}/{key} failed", loc.uri);
     if size <= part as u64 {
-        let bytes = tokio::fs::read(file).await.with_context(|| format!("cannot read {}", file.display()))?;
-        loc.store.put(&path, PutPayload::from(bytes)).await.with_context(|| format!("cannot write {}/{key}", loc.uri))?;
-        let _ = std::fs::remove_file(file);
-        return Ok(size);
-    }
-    let upload = loc.store.put_multipart(&path).await.with_context(|| format!("cannot start upload of {}/{key}", loc.uri))?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, part);
-    let mut f = tokio::fs::File::open(file).await?;
-    loop {
-        let buf = read_part(&mut f, part).await.with_context(|| format!("cannot read {}", file.display()))?;
-        if buf.is_empty() {
-            break;
+        let payload = match &staged {
+            Staged::Memory { blocks, .. } => PutPayload::from_iter(blocks.iter().cloned()),
+            Staged::File { path: file, .. } => PutPayload::from(tokio::fs::read(file).await.with_context(|| format!("cannot read {}", file.display()))?),
+        };
+        loc.store.put(&path, payload).await.with_context(|| format!("cannot write {}/{key}", loc.uri))?;
+    } else {
+        let upload = loc.store.put_multipart(&path).await.with_context(|| format!("cannot start upload of {}/{key}", loc.uri))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, part);
+        if let Err(e) = send_parts(&mut writer, &staged, part).await {
+            let _ = writer.abort().await; // S3 would keep (and bill) the parts sent so far
+            return Err(e).with_context(failed);
         }
-        writer.wait_for_capacity(UPLOAD_PARTS_IN_FLIGHT).await.with_context(|| format!("upload of {}/{key} failed", loc.uri))?;
-        writer.put(Bytes::from(buf));
+        writer.finish().await.with_context(|| format!("cannot finish upload of {}/{key}", loc.uri))?;
     }
-    writer.finish().await.with_context(|| format!("cannot finish upload of {}/{key}", loc.uri))?;
-    let _ = std::fs::remove_file(file);
+    if let Staged::File { path: file, .. } = &staged {
+        let _ = std::fs::remove_file(file);
+    }
     Ok(size)
+}
+
+/// Hand a staged chunk to a multipart upload, at most `UPLOAD_PARTS_IN_FLIGHT` parts at once.
+async fn send_parts(writer: &mut WriteMultipart, staged: &Staged, part: usize) -> Result<()> {
+    match staged {
+        Staged::Memory { blocks, .. } => {
+            for b in blocks {
+                writer.wait_for_capacity(UPLOAD_PARTS_IN_FLIGHT).await?;
+                writer.put(b.clone());
+            }
+        }
+        Staged::File { path: file, .. } => {
+            let mut f = tokio::fs::File::open(file).await.with_context(|| format!("cannot read {}", file.display()))?;
+            loop {
+                let buf = read_part(&mut f, part).await.with_context(|| format!("cannot read {}", file.display()))?;
+                if buf.is_empty() {
+                    break;
+                }
+                writer.wait_for_capacity(UPLOAD_PARTS_IN_FLIGHT).await?;
+                writer.put(Bytes::from(buf));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Up to `len` bytes of `f` (fewer only at its end), in one buffer handed on without a copy.
@@ -213,7 +246,7 @@ mod upload_tests {
     #[test]
     fn parts_stay_within_s3s_limits() {
         let mib = 1024 * 1024;
-        assert_eq!(super::part_size(100 * mib), 8 * mib as usize);
+        assert_eq!(super::part_size(100 * mib), 16 * mib as usize);
         // 200 GB needs larger parts: 10,000 of them at most, each at least 5 MiB.
         let big = 200_000_000_000u64;
         let p = super::part_size(big) as u64;

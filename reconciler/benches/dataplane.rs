@@ -3,10 +3,12 @@
 //! files. Prints figures; asserts nothing.
 //!
 //!   cargo bench -p fleetform --bench dataplane -- [--rows N] [--sweep] [--skip-others]
-//!       [--engines fleetform,pyarrow,polars,duckdb] [--repeat N] [--plain-only]
+//!       [--engines fleetform,pyarrow,pyarrow-input,polars,duckdb] [--repeat N] [--plain-only]
 //!       (engine `fleetform-before`: the build at $FLEETFORM_BENCH_BEFORE, a copy of an
 //!       earlier target/release/fleetform, for before/after figures in one run)
 //!   cargo bench -p fleetform --bench dataplane -- --s3 [--rows N] [--delays 0,20] [--repeat N]
+//!       (engine `fleetform-narrow`: a job that drops `text`, to show the bytes a job
+//!       that needs only some columns reads)
 //!
 //! Data lives in $FLEETFORM_BENCH_DIR (default /tmp/fleetform-bench) and is reused
 //! between runs with the same row count. The competitors run in $FLEETFORM_BENCH_VENV
@@ -48,7 +50,7 @@ fn args() -> Args {
         rows: 1_000_000,
         sweep: false,
         s3: false,
-        engines: ["fleetform", "pyarrow", "polars", "duckdb"]
+        engines: ["fleetform", "pyarrow", "pyarrow-input", "polars", "duckdb"]
             .map(String::from)
             .to_vec(),
         repeat: None,
@@ -68,7 +70,7 @@ fn args() -> Args {
             "--sweep" => a.sweep = true,
             "--s3" => a.s3 = true,
             "--skip-others" => a.engines = vec!["fleetform".into()],
-            "--engines" => a.engines = list(it.next(), "--engines fleetform,pyarrow,polars,duckdb"),
+            "--engines" => a.engines = list(it.next(), "--engines fleetform,pyarrow,pyarrow-input,polars,duckdb"),
             "--repeat" => {
                 a.repeat = Some(it.next().and_then(|v| v.parse().ok()).expect("--repeat N"))
             }
@@ -124,6 +126,19 @@ struct Place<'a> {
     input: String,
     output: String,
     env: &'a [(&'static str, String)],
+    /// fleetform runs `narrow_job` instead of the cleaning job.
+    narrow: bool,
+}
+
+/// A job that needs only the small columns: it drops `text`, so a reader that fetches
+/// only the column chunks a task needs reads a few per cent of the input.
+fn narrow_job(dir: &Path, input: &str, output: &str, split: usize, batch: usize) -> PathBuf {
+    let job = dir.join("narrow.yaml");
+    let yaml = format!(
+        "name: narrow\ninput: {{uri: {input}}}\noutput: {{uri: {output}, zstd_level: 1}}\nsteps:\n  - drop_columns: {{columns: [text]}}\nbatch_size: {batch}\nsplit: {{row_groups_per_task: {split}}}\nresources: {{CPU: 1}}\n"
+    );
+    std::fs::write(&job, yaml).unwrap();
+    job
 }
 
 /// The CLI build an engine name stands for: this build, or `fleetform-before`'s.
@@ -148,7 +163,10 @@ fn fleetform_clean(
     if !place.output.starts_with("s3://") {
         let _ = std::fs::remove_dir_all(&place.output);
     }
-    let job = clean_job_uris(dir, &place.input, &place.output, split, batch, 131_072);
+    let job = match place.narrow {
+        false => clean_job_uris(dir, &place.input, &place.output, split, batch, 131_072),
+        true => narrow_job(dir, &place.input, &place.output, split, batch),
+    };
     let before = Cpu::children();
     let up = Up::start_with(binary, &cluster, dir, 60, place.env);
     let stop = Arc::new(AtomicBool::new(false));
@@ -210,7 +228,9 @@ fn label(engine: &str, slots: usize) -> String {
     match engine {
         "fleetform" => format!("fleetform (1 agent, {slots} slots)"),
         "fleetform-before" => format!("fleetform before (1 agent, {slots} slots)"),
-        "pyarrow" => "pyarrow copy (I/O floor)".into(),
+        "fleetform-narrow" => format!("fleetform, a job that drops `text` (1 agent, {slots} slots)"),
+        "pyarrow" => "pyarrow copy, same bytes out (I/O floor)".into(),
+        "pyarrow-input" => "pyarrow copy of the input only (half the bytes out)".into(),
         e => e.into(),
     }
 }
@@ -257,6 +277,7 @@ fn main() {
                 input: input.display().to_string(),
                 output: dir.join(format!("out-{engine}")).display().to_string(),
                 env: &[],
+                narrow: false,
             };
             let runs: Vec<Run> = (0..repeat)
                 .filter_map(|_| {
@@ -313,6 +334,7 @@ fn main() {
             input: generate(&dir, rows, 0.0).display().to_string(),
             output: dir.join("out-fleetform").display().to_string(),
             env: &[],
+            narrow: false,
         };
         fleetform_clean(&fleetform_binary("fleetform"), &dir, &place, 1, n, 4, 8192).peak_rss_mib
     };
@@ -361,6 +383,7 @@ fn s3_bench(a: &Args, dir: &Path, python: &Path) {
                 input: format!("s3://{BUCKET}/{key_in}"),
                 output: format!("s3://{BUCKET}/{out_key}"),
                 env: &env,
+                narrow: engine == "fleetform-narrow",
             };
             let py = if engine == "duckdb" {
                 duckdb_python.as_deref().unwrap_or(python)
@@ -470,6 +493,7 @@ fn sweep(dir: &Path, rows: u64) {
                     input: input.display().to_string(),
                     output: dir.join("out-fleetform").display().to_string(),
                     env: &[],
+                    narrow: false,
                 };
                 let r = fleetform_clean(
                     &fleetform_binary("fleetform"),

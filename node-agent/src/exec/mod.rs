@@ -8,6 +8,7 @@ mod receive;
 pub mod passthrough;
 mod remote;
 mod row_groups;
+pub mod staging;
 pub mod source;
 mod steps;
 pub mod task;

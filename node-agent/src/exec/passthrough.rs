@@ -8,9 +8,6 @@
 //! Applies to parquet input, local or in an object store: the copy reads the row group's
 //! chunks from memory (`row_groups`).
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -25,24 +22,8 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 
 use super::row_groups::RowGroupBytes;
+use super::staging::Staging;
 use crate::ops::Pipeline;
-
-/// The staged output file's write buffer: copied chunks arrive in 8 KiB pieces (parquet's
-/// splice copies through `io::copy`), and one write per MiB instead of one per piece is
-/// most of passthrough's kernel time saved.
-pub const STAGE_WRITE_BUFFER: usize = 1024 * 1024;
-
-/// A staged output file, buffered.
-pub fn stage(path: &Path) -> Result<BufWriter<File>> {
-    let file = File::create(path).with_context(|| format!("cannot stage {}", path.display()))?;
-    Ok(BufWriter::with_capacity(STAGE_WRITE_BUFFER, file))
-}
-
-/// Flush a staged file's buffer, reporting a failed write (dropping it would hide one).
-pub fn finish_stage(w: BufWriter<File>, path: &Path) -> Result<()> {
-    let mut file = w.into_inner().map_err(|e| e.into_error()).with_context(|| format!("cannot write {}", path.display()))?;
-    file.flush().with_context(|| format!("cannot write {}", path.display()))
-}
 
 /// Where each output column comes from.
 #[derive(Debug, Clone)]
@@ -125,18 +106,18 @@ impl PassthroughPlan {
 
 /// An output file written row group by row group from copied and computed chunks.
 pub struct PassthroughWriter {
-    writer: SerializedFileWriter<BufWriter<File>>,
+    writer: SerializedFileWriter<Staging>,
     factory: ArrowRowGroupWriterFactory,
     plan: PassthroughPlan,
     row_groups: usize,
 }
 
 impl PassthroughWriter {
-    pub fn create(path: &Path, plan: &PassthroughPlan, props: WriterProperties) -> Result<PassthroughWriter> {
+    pub fn create(staging: Staging, plan: &PassthroughPlan, props: WriterProperties) -> Result<PassthroughWriter> {
         let mut props = props;
         add_encoded_arrow_schema_to_metadata(&plan.out_schema, &mut props);
         let descr = ArrowSchemaConverter::new().with_coerce_types(props.coerce_types()).convert(&plan.out_schema)?;
-        let writer = SerializedFileWriter::new(stage(path)?, descr.root_schema_ptr(), Arc::new(props))?;
+        let writer = SerializedFileWriter::new(staging, descr.root_schema_ptr(), Arc::new(props))?;
         let factory = ArrowRowGroupWriterFactory::new(&writer, plan.out_schema.clone());
         Ok(PassthroughWriter { writer, factory, plan: plan.clone(), row_groups: 0 })
     }
@@ -211,7 +192,8 @@ impl PassthroughWriter {
         self.writer.bytes_written() as u64
     }
 
-    pub fn close(self, path: &Path) -> Result<()> {
-        finish_stage(self.writer.into_inner()?, path)
+    /// Write the footer; the chunk's bytes are then complete in its staging.
+    pub fn close(self) -> Result<Staging> {
+        Ok(self.writer.into_inner()?)
     }
 }

@@ -5,8 +5,6 @@
 //! runtime handle.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,8 +20,9 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::passthrough::{self as pass, PassthroughPlan, PassthroughWriter};
+use super::passthrough::{PassthroughPlan, PassthroughWriter};
 use super::source::{needed_columns, UnitRead, UnitSource};
+use super::staging::{Staged, Staging, MEMORY_STAGE_MAX};
 use super::steps::StageRun;
 use super::unify;
 use crate::ops::python::WorkerPool;
@@ -85,7 +84,7 @@ struct OpenChunk {
 
 enum ChunkWriter {
     /// Every column encoded from Arrow.
-    Arrow(ArrowWriter<BufWriter<File>>),
+    Arrow(ArrowWriter<Staging>),
     /// Unchanged columns copied as compressed chunks (see `passthrough`).
     Passthrough(PassthroughWriter),
 }
@@ -173,7 +172,7 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
         });
         if let (Some(plan), UnitSource::Parquet(p), Some(pipeline)) = (&passthrough, &mut source, native) {
             if chunk.writer.is_none() {
-                chunk.writer = Some(ChunkWriter::Passthrough(PassthroughWriter::create(&chunk.staged, plan, props.clone())?));
+                chunk.writer = Some(ChunkWriter::Passthrough(PassthroughWriter::create(chunk.staging(job)?, plan, props.clone())?));
             }
             let Some(ChunkWriter::Passthrough(w)) = chunk.writer.as_mut() else { unreachable!("set above") };
             let input = p.row_group(next_unit, h)?;
@@ -197,7 +196,7 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
                     return Ok(());
                 }
                 if chunk.writer.is_none() {
-                    chunk.writer = Some(ChunkWriter::Arrow(ArrowWriter::try_new(pass::stage(&chunk.staged)?, out.schema(), Some(props.clone()))?));
+                    chunk.writer = Some(ChunkWriter::Arrow(ArrowWriter::try_new(chunk.staging(job)?, out.schema(), Some(props.clone()))?));
                 }
                 chunk.rows += out.num_rows() as u64;
                 let Some(ChunkWriter::Arrow(w)) = chunk.writer.as_mut() else { unreachable!("set above") };
@@ -280,16 +279,20 @@ fn note_skipped(task_id: &str, skipped: &mut SkippedRecords, messages: Vec<Strin
 /// Close the writer and start uploading the staged file under its deterministic name;
 /// the task goes on computing while it uploads (`Uploads`).
 fn finish_chunk(node: &NodeContext, job: &JobContext, task_id: &str, c: OpenChunk, end_unit: usize, uploads: &mut Uploads) -> Result<()> {
-    match c.writer {
+    let staging = match c.writer {
         None => return Ok(()), // every row of these units was filtered out: no file
-        Some(ChunkWriter::Arrow(w)) => pass::finish_stage(w.into_inner().context("cannot finish the output file")?, &c.staged)?,
-        Some(ChunkWriter::Passthrough(w)) => w.close(&c.staged).context("cannot finish the output file")?,
-    }
+        Some(ChunkWriter::Arrow(w)) => w.into_inner().context("cannot finish the output file")?,
+        Some(ChunkWriter::Passthrough(w)) => w.close().context("cannot finish the output file")?,
+    };
+    let staged = staging.finish()?;
     let name = layout::part(task_id, c.first_unit, end_unit);
     let chunk = Chunk { file: name.clone(), rows: c.rows, first_unit: c.first_unit, end_unit };
-    let (output, staged) = (job.output.clone(), c.staged);
+    let output = job.output.clone();
     let upload = node.handle.spawn(async move {
-        store::upload_file(&output, &name, &staged).await.with_context(|| format!("cannot upload {name} to {}", output.uri))
+        let (bytes, in_memory) = (staged.bytes(), matches!(staged, Staged::Memory { .. }));
+        let done = store::upload_staged(&output, &name, staged).await.with_context(|| format!("cannot upload {name} to {}", output.uri));
+        Staged::uploaded(bytes, in_memory);
+        done
     });
     uploads.start(&node.handle, Uploading { chunk, before: c.resume, upload })
 }
@@ -401,7 +404,16 @@ fn read_only_needed_columns(source: &mut UnitSource, native: Option<&crate::ops:
 fn discard(c: Option<OpenChunk>) {
     if let Some(c) = c {
         drop(c.writer);
-        let _ = std::fs::remove_file(&c.staged);
+        let _ = std::fs::remove_file(&c.staged); // spilled to the disk, if it was
+    }
+}
+
+impl OpenChunk {
+    /// Where this chunk's bytes wait until it is complete: the spill disk for a local
+    /// output (renamed into place), memory first for an object store (`staging`).
+    fn staging(&self, job: &JobContext) -> Result<Staging> {
+        let memory = if job.output.local_dir.is_some() { 0 } else { MEMORY_STAGE_MAX };
+        Staging::new(self.staged.clone(), memory).with_context(|| format!("cannot stage {}", self.staged.display()))
     }
 }
 
@@ -473,7 +485,7 @@ impl PythonUnits<'_> {
         }
         self.schema = Some(target.clone());
         if chunk.writer.is_none() {
-            chunk.writer = Some(ChunkWriter::Arrow(ArrowWriter::try_new(pass::stage(&chunk.staged)?, target.clone(), Some(props.clone()))?));
+            chunk.writer = Some(ChunkWriter::Arrow(ArrowWriter::try_new(chunk.staging(job)?, target.clone(), Some(props.clone()))?));
         }
         let Some(ChunkWriter::Arrow(w)) = chunk.writer.as_mut() else { unreachable!("python jobs write with Arrow") };
         for b in outs {
