@@ -43,7 +43,7 @@ if [ "${1:-}" = --build ]; then
 fi
 
 NAME=$1 PACKAGE=$2 DEST=$3
-: "${STORE:?STORE must be s3://bucket/prefix}"
+: "${STORE:?STORE must be s3://bucket/prefix}" && STORE=${STORE%/}
 SOURCE_BUNDLE=${SOURCE_BUNDLE:-bin/src/fleetform-src.tar.gz}
 NODE_ID=${NODE_ID:-$(hostname)}
 ARCH=${ARCH:-$(uname -m)}
@@ -58,7 +58,9 @@ WORK=$(mktemp -d)
 echo "$NODE_ID" >"$WORK/lock"
 LOCKED=0 REFRESHER=
 cleanup() {
-  [ -z "$REFRESHER" ] || kill "$REFRESHER" 2>/dev/null || true
+  # Stop the refresher and wait for it: a refresh still in flight would write the lock
+  # again after the delete below.
+  if [ -n "$REFRESHER" ]; then kill "$REFRESHER" 2>/dev/null || true; wait "$REFRESHER" 2>/dev/null || true; fi
   [ "$LOCKED" = 0 ] || aws s3api delete-object --bucket "$BUCKET" --key "$LOCK_KEY" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
@@ -94,12 +96,16 @@ put_lock() {
 
 # Build, publish, install. With the lock held (argument `locked`), keep it fresh while
 # building; the exit trap deletes it however the script ends, and the refresher stops
-# with the script even when it is killed.
+# with the script even when the script is killed.
 build_and_publish() {
   local sha source started=$SECONDS
   if [ "$1" = locked ]; then
     LOCKED=1
-    (while sleep "$LOCK_REFRESH" && kill -0 $$ 2>/dev/null; do
+    # A TERM ends the refresher at once while it sleeps (`wait` is interruptible) and
+    # after the write when it is writing (bash runs traps once a foreground child ends).
+    (trap 'exit 0' TERM
+    while kill -0 $$ 2>/dev/null; do
+      sleep "$LOCK_REFRESH" & wait $!
       aws s3 cp "$WORK/lock" "s3://$BUCKET/$LOCK_KEY" --metadata "holder=$NODE_ID" --only-show-errors || true
     done) &
     REFRESHER=$!

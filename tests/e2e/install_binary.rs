@@ -1,17 +1,19 @@
-//! The node install script (`node-agent/packaging/install-binary.sh`) run for real:
-//! bash, the AWS CLI (`aws` on PATH; `.ci/requirements.in` installs it) and moto's S3.
+//! The node install script (`node-agent/packaging/install-binary.sh`, as the user data
+//! ships it: comments stripped) run for real: bash, the AWS CLI (`aws` on PATH;
+//! `.ci/requirements.in` installs it) and moto's S3.
 //! Why not a unit test: what matters is the conditional writes through the CLI, the
 //! polling and the takeover between processes that race. The cargo build is replaced
 //! by the script's test hook, FLEETFORM_TEST_BUILD_COMMAND: a script that sleeps, then
 //! writes a file naming the node that "built" it and records the build in a log.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use fleetform::aws::userdata::{without_comments, INSTALL_BINARY_SCRIPT};
+
 use crate::moto::Moto;
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../node-agent/packaging/install-binary.sh");
 const BUCKET: &str = "fleetform-install";
 const STORE: &str = "s3://fleetform-install/cluster";
 
@@ -32,12 +34,40 @@ done
 exec "$REAL_AWS" "$@"
 "#;
 
+/// The command of one node installing fleetform-agent for `arch` from `store` into
+/// `dir/<id>.bin`, its output to `dir/<id>.log`, with the fake build (12 s) and short
+/// lock timings: polls and refreshes every second, stale after 10 s. Each refresh is an
+/// `aws` run, a few seconds on a loaded machine: 10 s leaves room for that.
+pub(crate) fn node_command(moto: &Moto, dir: &Path, store: &str, id: &str, arch: &str) -> Command {
+    let script = dir.join("install-binary.sh");
+    if !script.exists() {
+        std::fs::write(&script, without_comments(INSTALL_BINARY_SCRIPT)).unwrap();
+        std::fs::write(dir.join("build.sh"), FAKE_BUILD).unwrap();
+    }
+    let log = std::fs::File::create(dir.join(format!("{id}.log"))).unwrap();
+    let mut c = Command::new("bash");
+    c.arg(script).args(["fleetform-agent", "fleetform-agent"]).arg(dir.join(format!("{id}.bin")));
+    moto.configure(&mut c);
+    c.env("STORE", store)
+        .env("NODE_ID", id)
+        .env("ARCH", arch)
+        .env("POLL", "1")
+        .env("LOCK_REFRESH", "1")
+        .env("LOCK_STALE", "10")
+        .env("BUILD_SECONDS", "12")
+        .env("BUILDS_LOG", dir.join("builds"))
+        .env("FLEETFORM_TEST_BUILD_COMMAND", format!("bash {}", dir.join("build.sh").display()))
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log));
+    c
+}
+
 struct Bench {
     moto: Moto,
     dir: tempfile::TempDir,
 }
 
-fn real_aws() -> PathBuf {
+pub(crate) fn real_aws() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|d| d.join("aws"))
@@ -48,9 +78,8 @@ fn real_aws() -> PathBuf {
 impl Bench {
     fn new() -> Bench {
         let bench = Bench { moto: Moto::start(), dir: tempfile::tempdir().unwrap() };
-        let build = bench.dir.path().join("build.sh");
-        std::fs::write(&build, FAKE_BUILD).unwrap();
-        let made = bench.aws(&["s3api", "create-bucket", "--bucket", BUCKET, "--create-bucket-configuration", "LocationConstraint=us-west-2"]);
+        let made =
+            bench.aws(&["s3api", "create-bucket", "--bucket", BUCKET, "--create-bucket-configuration", "LocationConstraint=us-west-2"]);
         assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
         bench
     }
@@ -70,21 +99,7 @@ impl Bench {
 
     /// Start the install script as node `id` of `arch`, installing to `<id>.bin`.
     fn node(&self, id: &str, arch: &str, env: &[(&str, &str)]) -> Child {
-        let log = std::fs::File::create(self.dir.path().join(format!("{id}.log"))).unwrap();
-        let mut c = Command::new("bash");
-        c.arg(SCRIPT).args(["fleetform-agent", "fleetform-agent"]).arg(self.dir.path().join(format!("{id}.bin")));
-        self.moto.configure(&mut c);
-        c.env("STORE", STORE)
-            .env("NODE_ID", id)
-            .env("ARCH", arch)
-            .env("POLL", "1")
-            .env("LOCK_REFRESH", "1")
-            .env("LOCK_STALE", "4")
-            .env("BUILD_SECONDS", "6")
-            .env("BUILDS_LOG", self.dir.path().join("builds"))
-            .env("FLEETFORM_TEST_BUILD_COMMAND", format!("bash {}", self.dir.path().join("build.sh").display()))
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log));
+        let mut c = node_command(&self.moto, self.dir.path(), STORE, id, arch);
         for (k, v) in env {
             c.env(k, v);
         }
@@ -131,7 +146,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 #[test]
 fn install_binary_one_build_per_architecture_then_downloads() {
     let b = Bench::new();
-    // Two nodes boot together. The build (6 s) outlasts LOCK_STALE (4 s): only the
+    // Two nodes boot together. The build (12 s) outlasts LOCK_STALE (10 s): only the
     // builder's refreshes keep the waiter from taking the lock over.
     let (a, c) = (b.node("node-a", "aarch64", &[]), b.node("node-b", "aarch64", &[]));
     let (log_a, log_b) = (b.finish("node-a", a), b.finish("node-b", c));
@@ -146,7 +161,18 @@ fn install_binary_one_build_per_architecture_then_downloads() {
     // The sha256 beside it, with who built it from which source (what `plan` reports).
     let key = "cluster/bin/aarch64/fleetform-agent.sha256";
     assert_eq!(b.text(&["s3", "cp", &format!("s3://{BUCKET}/{key}"), "-"]), sha256_hex(&published));
-    let meta = b.text(&["s3api", "head-object", "--bucket", BUCKET, "--key", key, "--query", "Metadata.\"fleetform-built-by\"", "--output", "text"]);
+    let meta = b.text(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        BUCKET,
+        "--key",
+        key,
+        "--query",
+        "Metadata.\"fleetform-built-by\"",
+        "--output",
+        "text",
+    ]);
     assert_eq!(meta, builder);
     assert!(!b.keys().iter().any(|k| k.ends_with(".lock")), "the lock is released: {:?}", b.keys());
 
@@ -169,8 +195,8 @@ fn install_binary_takes_over_a_stale_lock_once() {
     let env = [("BUILD_SECONDS", "2")];
     let (d, e) = (b.node("node-d", "x86_64", &env), b.node("node-e", "x86_64", &env));
     let (log_d, log_e) = (b.finish("node-d", d), b.finish("node-e", e));
-    // The takeover waits until the lock is LOCK_STALE (4 s) old; then the build (2 s).
-    assert!(started.elapsed() >= Duration::from_secs(6), "nobody took the lock before LOCK_STALE: {:?}", started.elapsed());
+    // The takeover waits until the lock is LOCK_STALE (10 s) old; then the build (2 s).
+    assert!(started.elapsed() >= Duration::from_secs(12), "nobody took the lock before LOCK_STALE: {:?}", started.elapsed());
     let builds = b.builds();
     assert_eq!(builds.len(), 1, "two waiters, one takeover: {builds:?}");
     let builder_log = if builds[0] == "x86_64 node-d" { &log_d } else { &log_e };
