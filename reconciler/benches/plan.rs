@@ -9,6 +9,8 @@
 //! attempt, by `service:Operation`. S3 goes through object_store (not the SDK) and is
 //! counted apart: one bucket probe plus one small GET per store artifact.
 
+#[path = "../../tests/e2e/elf.rs"]
+mod elf;
 #[path = "../../tests/e2e/moto.rs"]
 mod moto;
 
@@ -27,6 +29,8 @@ use fleetform::aws::commands::gather;
 use fleetform::aws::diff::diff;
 use fleetform::aws::model::Purpose;
 use fleetform::aws::{AwsContext, ContextOptions};
+use fleetform::binaries::BinaryArgs;
+use fleetform_core::instance::Arch;
 use fleetform_core::ClusterSpec;
 
 /// Plans per cluster size; the figures are per plan.
@@ -67,8 +71,8 @@ fn spec(dir: &Path, workers: u32) -> std::path::PathBuf {
     .unwrap();
     let dist = dir.join("dist/x86_64");
     std::fs::create_dir_all(&dist).unwrap();
-    std::fs::write(dist.join("fleetform-agent"), b"agent").unwrap();
-    std::fs::write(dist.join("fleetform"), b"fleetform").unwrap();
+    std::fs::write(dist.join("fleetform-agent"), elf::fake_elf(Arch::X86_64, b"agent")).unwrap();
+    std::fs::write(dist.join("fleetform"), elf::fake_elf(Arch::X86_64, b"fleetform")).unwrap();
     spec
 }
 
@@ -94,7 +98,7 @@ fn measure(moto: &moto::Moto, rt: &tokio::runtime::Runtime, workers: u32) -> Fig
         counter.0.lock().unwrap().clear();
         let t = Instant::now();
         for _ in 0..ROUNDS {
-            let (desired, live) = gather(&ctx, &spec_path, Purpose::Apply, false).await.unwrap();
+            let (desired, live) = gather(&ctx, &spec_path, &BinaryArgs::default(), Purpose::Apply, false).await.unwrap();
             assert_eq!(live.instances.len() as u32, workers + 1);
             let plan = diff(&desired, &live);
             assert!(plan.is_empty(), "{}", plan.render());

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 // Each handler module defines its own subcommands: the handlers never import the CLI.
+pub use crate::binaries::BinaryArgs;
 pub use crate::chaos::ChaosCommand;
 pub use crate::jobs::JobCommand;
 
@@ -90,6 +91,8 @@ pub enum Command {
         /// Exit 2 when there are changes (as `terraform plan -detailed-exitcode`).
         #[arg(long)]
         detailed_exitcode: bool,
+        #[command(flatten)]
+        binaries: BinaryArgs,
     },
     /// Converge the cluster to the spec: show the plan, ask, then execute it.
     Apply {
@@ -98,6 +101,8 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        #[command(flatten)]
+        binaries: BinaryArgs,
     },
     /// Remove everything tagged for the cluster (instances, launch templates, queues,
     /// IAM, network). The data bucket stays unless --delete-data.
@@ -326,9 +331,11 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Validate { cluster, jobs, set } => crate::validate::run(&cluster.spec_file(), &jobs, &set).await,
         #[cfg(feature = "aws")]
-        Command::Plan { cluster, json, detailed_exitcode } => aws::commands::plan(&cluster.spec_file(), json, detailed_exitcode).await,
+        Command::Plan { cluster, json, detailed_exitcode, binaries } => {
+            aws::commands::plan(&cluster.spec_file(), &binaries, json, detailed_exitcode).await
+        }
         #[cfg(feature = "aws")]
-        Command::Apply { cluster, yes } => aws::commands::apply(&cluster.spec_file(), yes).await,
+        Command::Apply { cluster, yes, binaries } => aws::commands::apply(&cluster.spec_file(), &binaries, yes).await,
         #[cfg(feature = "aws")]
         Command::Destroy { cluster, yes, delete_data } => aws::commands::destroy(&cluster.spec_file(), yes, delete_data).await,
         #[cfg(not(feature = "aws"))]

@@ -6,6 +6,7 @@
 pub mod autoscaler;
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod binaries;
 pub mod chaos;
 pub mod cli;
 pub mod cluster;

@@ -13,9 +13,11 @@ use fleetform::autoscaler::{AutoscalerState, NodeProvider};
 use fleetform::aws::{observe, AwsContext, AwsProvider, ContextOptions};
 use fleetform_agent::queue::{sqs::SqsQueue, Queue};
 use fleetform_agent::store::Store;
+use fleetform_core::instance::Arch;
 use fleetform_core::spec::Market;
 use fleetform_core::ClusterSpec;
 
+use crate::elf::fake_elf;
 use crate::faults::{CapacityShortage, LaunchRecorder};
 use crate::moto::Moto;
 
@@ -64,8 +66,8 @@ impl Fixture {
         std::fs::write(&spec, spec_yaml(cluster, x86_min)).unwrap();
         let dist = dir.path().join("dist/x86_64");
         std::fs::create_dir_all(&dist).unwrap();
-        std::fs::write(dist.join("fleetform-agent"), b"agent build 1").unwrap();
-        std::fs::write(dist.join("fleetform"), b"reconciler build 1").unwrap();
+        std::fs::write(dist.join("fleetform-agent"), fake_elf(Arch::X86_64, b"agent build 1")).unwrap();
+        std::fs::write(dist.join("fleetform"), fake_elf(Arch::X86_64, b"reconciler build 1")).unwrap();
         let src = dir.path().join("src");
         std::fs::create_dir_all(src.join("node-agent")).unwrap();
         std::fs::write(src.join("Cargo.toml"), "[workspace]\nmembers = [\"node-agent\"]\n").unwrap();
@@ -75,7 +77,7 @@ impl Fixture {
     fn spec(&self) -> &str {
         self.spec.to_str().unwrap()
     }
-    fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         vec![("FLEETFORM_SOURCE_DIR", self.dir.path().join("src").display().to_string())]
     }
 }
@@ -131,7 +133,8 @@ fn aws_sequence_apply_plan_repair_destroy() {
     assert!(out.contains("+ iam.HeadRole (AWS::IAM::Role): create"), "{out}");
     assert!(out.contains("+ node.head[new 1] (AWS::EC2::Instance): create: the head node"), "{out}");
     assert!(out.contains("Note: x86_worker_node (x86_64): installs bin/x86_64/fleetform-agent"), "{out}");
-    assert!(out.contains("Note: arm_worker_node (aarch64): no ") && out.contains("source bundle on first boot"), "{out}");
+    assert!(out.contains("Note: arm_worker_node (aarch64): no fleetform-agent given (--agent-binary aarch64=PATH) or in "), "{out}");
+    assert!(out.contains("the first aarch64 node builds fleetform-agent from the source bundle and publishes it"), "{out}");
     assert!(out.contains("+ store.bin/src/fleetform-src.tar.gz"), "{out}");
     assert!(out.contains("Plan: ") && out.contains(" to add, 0 to change, 0 to destroy."), "{out}");
     assert!(!out.contains("FullAccess"), "{out}");
@@ -258,6 +261,93 @@ fn aws_sequence_apply_plan_repair_destroy() {
     let (code, out) = run(&moto, &f, &["destroy", "--yes"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("Nothing to destroy"), "{out}");
+}
+
+/// Where each node type's binary comes from, as plan says and apply does: a binary a
+/// node built and published counts as in the store, a new source removes it so the next
+/// node builds again, `--agent-binary` uploads a given one, and plan and apply agree.
+#[test]
+fn aws_binaries_from_flags_dist_the_store_and_the_first_node() {
+    let moto = Moto::start();
+    let f = Fixture::new("bins", 0);
+    let plan = |extra: &[&str]| run(&moto, &f, &[&["plan", "--detailed-exitcode"], extra].concat());
+
+    // 1. No aarch64 agent here or in the store: the first aarch64 node will build it.
+    let (code, out) = run(&moto, &f, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Note: arm_worker_node (aarch64): no fleetform-agent given (--agent-binary aarch64=PATH)"), "{out}");
+    assert!(out.contains("+ store.bin/src/fleetform-src.tar.gz"), "{out}");
+
+    // 2. That node builds and publishes it (the shipped install script; the build faked).
+    let nodes = tempfile::tempdir().unwrap();
+    let mut node = crate::install_binary::node_command(&moto, nodes.path(), "s3://fleetform-bins-data/bins", "i-0arm", "aarch64");
+    assert!(
+        node.env("BUILD_SECONDS", "1").status().unwrap().success(),
+        "{}",
+        std::fs::read_to_string(nodes.path().join("i-0arm.log")).unwrap()
+    );
+    let (code, out) = plan(&[]);
+    assert_eq!(code, 0, "a node-built binary is not overwritten with nothing: {out}");
+    assert!(
+        out.contains("Note: arm_worker_node (aarch64): installs bin/aarch64/fleetform-agent already in the store (built by i-0arm from the source bundle)"),
+        "{out}"
+    );
+
+    // 3. A new source: the bundle goes up again and the binary built from the old one goes.
+    std::fs::write(f.dir.path().join("src/node-agent/lib.rs"), "// agent v2\n").unwrap();
+    let (code, out) = plan(&[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("~ store.bin/src/fleetform-src.tar.gz (AWS::S3::Object): upload: source bundle of "), "{out}");
+    assert!(
+        out.contains(
+            "- store.bin/aarch64/fleetform-agent (AWS::S3::Object): delete: built by i-0arm from an older source bundle; \
+             the first aarch64 node builds it again"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("Plan: 0 to add, 1 to change, 1 to destroy."), "{out}");
+    let (code, out) = run(&moto, &f, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("store bins/bin/aarch64/fleetform-agent: deleted (delete: built by i-0arm"), "{out}");
+    assert_eq!(plan(&[]).0, 0);
+
+    // 4. A given binary: plan and apply with the same flag agree; afterwards it counts
+    //    as in the store, with or without the flag.
+    let arm = f.dir.path().join("graviton-agent");
+    std::fs::write(&arm, fake_elf(Arch::Arm64, b"agent for graviton")).unwrap();
+    let flag = format!("aarch64={}", arm.display());
+    let (code, out) = plan(&["--agent-binary", &flag]);
+    assert_eq!(code, 2, "{out}");
+    let upload = format!("+ store.bin/aarch64/fleetform-agent (AWS::S3::Object): upload: {} (--agent-binary), 82 bytes", arm.display());
+    assert!(out.contains(&upload), "{out}");
+    assert!(
+        out.contains(&format!(
+            "Note: arm_worker_node (aarch64): installs bin/aarch64/fleetform-agent (from {} (--agent-binary))",
+            arm.display()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("Plan: 1 to add, 0 to change, 0 to destroy."), "{out}");
+    let (code, out) = run(&moto, &f, &["apply", "--yes", "--agent-binary", &flag]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&upload) && out.contains("store bins/bin/aarch64/fleetform-agent: uploading"), "{out}");
+    let stored = runtime().block_on(async {
+        use object_store::ObjectStoreExt as _;
+        let store = fleetform::aws::agent_upload::bucket_store(&connect(&moto, &f, ContextOptions::default()).await).unwrap();
+        store.get(&"bins/bin/aarch64/fleetform-agent".into()).await.unwrap().bytes().await.unwrap()
+    });
+    assert_eq!(stored.as_ref(), std::fs::read(&arm).unwrap().as_slice());
+    assert_eq!(plan(&["--agent-binary", &flag]).0, 0);
+    let (code, out) = plan(&[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("installs bin/aarch64/fleetform-agent already in the store (uploaded by an earlier apply)"), "{out}");
+
+    // 5. The wrong architecture is refused, naming the flag and what the file is.
+    let x86 = f.dir.path().join("dist/x86_64/fleetform-agent");
+    let (code, out) = plan(&["--agent-binary", &format!("aarch64={}", x86.display())]);
+    assert_ne!(code, 0);
+    assert!(out.contains("for '--agent-binary <ARCH=PATH>'"), "{out}");
+    assert!(out.contains(&format!("{} is an x86_64 executable, not aarch64", x86.display())), "{out}");
 }
 
 pub(crate) async fn connect(moto: &Moto, f: &Fixture, options: ContextOptions) -> AwsContext {

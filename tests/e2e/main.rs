@@ -11,6 +11,8 @@ mod aws_reconcile;
 mod aws_config;
 mod aws_dataplane;
 mod aws_byo_vpc;
+mod install_binary;
+mod elf;
 mod autoscale;
 mod faults;
 mod labs;

@@ -1,25 +1,33 @@
-//! What nodes install from the cluster store (DESIGN.md decision 9): the binaries in
-//! `dist/<uname -m>/`, or — when `dist/` has none for an architecture (this machine
-//! cannot cross-compile to aarch64) — a source bundle that the node builds on first
-//! boot. Also the cluster spec the head's reconciler reads, and the S3 client, built
-//! from the same `SdkConfig` as every AWS client.
+//! What nodes install from the cluster store (DESIGN.md decision 9): binaries given with
+//! `--agent-binary`/`--fleetform-binary` or found in `dist/<uname -m>/`, else — when
+//! neither this machine nor the store has one for an architecture (this machine cannot
+//! cross-compile to aarch64) — a source bundle that the first node of the architecture
+//! builds and publishes (`node_binaries` decides). Also the cluster spec the head's
+//! reconciler reads, and the S3 client, built from the same `SdkConfig` as every AWS
+//! client.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
-// The SDK crates re-export the credential types (aws-credential-types is not a direct dependency).
-use fleetform_core::instance::Arch;
 use fleetform_core::{layout, ClusterSpec};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{Attribute, ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 
 use super::context::AwsContext;
 use super::launch_templates::sha256_hex;
 use super::model::{ArtifactSource, DesiredArtifact};
 use super::names;
+use super::node_binaries::{self, Decision, Local, Stored};
+use crate::binaries::{check_binary, BinaryArgs, AGENT};
+
+/// Metadata a node writes on the `.sha256` of a binary it built and published
+/// (node-agent/packaging/install-binary.sh): its instance id, and the source bundle's hash.
+const BUILT_BY: &str = "fleetform-built-by";
+const SOURCE_SHA256: &str = "fleetform-source-sha256";
 
 /// object_store's credential hook over the SDK's provider chain: the same identity as
 /// every SDK client, refreshed when it expires.
@@ -49,17 +57,22 @@ pub async fn bucket_exists(store: &dyn ObjectStore) -> Result<bool> {
     }
 }
 
-/// The sha256 recorded beside each artifact, for the keys that have one.
-pub async fn observed(store: &dyn ObjectStore, prefix: &str, keys: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
-    let mut out = std::collections::BTreeMap::new();
+/// The sha256 recorded beside each artifact, for the keys that have one, with what a
+/// node that built it wrote there.
+pub async fn observed(store: &dyn ObjectStore, prefix: &str, keys: &[String]) -> Result<BTreeMap<String, Stored>> {
+    let mut out = BTreeMap::new();
     for k in keys {
+        let what = || format!("reading {prefix}{}", sidecar(k));
         match store.get(&key(prefix, &sidecar(k))).await {
             Ok(r) => {
-                let bytes = r.bytes().await.with_context(|| format!("reading {prefix}{}", sidecar(k)))?;
-                out.insert(k.clone(), String::from_utf8_lossy(&bytes).trim().to_string());
+                let meta = |name: &'static str| r.attributes.get(&Attribute::Metadata(name.into())).map(|v| v.to_string());
+                let (built_by, source_sha256) = (meta(BUILT_BY), meta(SOURCE_SHA256).filter(|s| s != "unknown"));
+                let bytes = r.bytes().await.with_context(what)?;
+                let sha256 = String::from_utf8_lossy(&bytes).trim().to_string();
+                out.insert(k.clone(), Stored { sha256, built_by, source_sha256 });
             }
             Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {prefix}{}", sidecar(k)))),
+            Err(e) => return Err(anyhow::Error::new(e).context(what())),
         }
     }
     Ok(out)
@@ -150,62 +163,89 @@ pub fn build_source_bundle(root: &Path) -> Result<Vec<u8>> {
     Ok(gz.stdout)
 }
 
-/// The artifacts this spec needs, and a note per node type saying how it gets fleetform.
-pub fn desired(spec: &ClusterSpec, spec_path: &Path) -> Result<(Vec<DesiredArtifact>, Vec<String>)> {
+/// The store keys `desired` decides about: every binary a node type installs, the
+/// source bundle and the spec. Observe these before calling it.
+pub fn keys(spec: &ClusterSpec) -> Vec<String> {
+    let mut keys: Vec<String> = node_binaries::wanted(spec).into_iter().map(|w| w.key).collect();
+    keys.sort();
+    keys.dedup();
+    keys.extend([layout::source_bundle().to_string(), names::SPEC_KEY.to_string()]);
+    keys
+}
+
+/// The artifacts this spec needs, what to remove, and a note per node type saying how
+/// it gets its binary, given the binaries on this machine and what the store holds.
+pub fn desired(spec: &ClusterSpec, spec_path: &Path, given: &BinaryArgs, stored: &BTreeMap<String, Stored>) -> Result<Decision> {
     let dist = dist_dir(spec_path);
-    let mut artifacts = Vec::new();
-    let mut notes = Vec::new();
-    let mut bundle_for = Vec::new();
-    for name in spec.available_node_types.keys() {
-        let arch = spec.arch_of(name).unwrap_or(Arch::X86_64);
-        let binary = if *name == spec.head_node_type { "fleetform" } else { "fleetform-agent" };
-        let key = if binary == "fleetform" { names::reconciler_binary(arch.uname()) } else { layout::agent_binary(arch.uname()) };
-        let local = dist.join(arch.uname()).join(binary);
-        if local.is_file() {
-            let bytes = std::fs::read(&local).with_context(|| format!("reading {}", local.display()))?;
-            if !artifacts.iter().any(|a: &DesiredArtifact| a.key == key) {
-                artifacts.push(DesiredArtifact {
-                    key: key.clone(),
-                    sha256: sha256_hex(&bytes),
-                    source: ArtifactSource::File { path: local.display().to_string() },
-                    description: format!("{} ({} bytes)", local.display(), bytes.len()),
-                });
-            }
-            notes.push(format!("{name} ({}): installs {key} (from {})", arch.uname(), local.display()));
-        } else {
-            notes.push(format!(
-                "{name} ({}): no {} — nodes build {binary} from the source bundle on first boot (several minutes; needs the NAT)",
-                arch.uname(),
-                local.display()
-            ));
-            bundle_for.push(name.clone());
+    let wanted = node_binaries::wanted(spec);
+    let mut local = BTreeMap::new();
+    for w in &wanted {
+        if local.contains_key(&w.key) {
+            continue;
         }
+        let (path, flag) = match given.given(w.binary, w.arch) {
+            Some(p) => (p.to_path_buf(), Some(if w.binary == AGENT { "--agent-binary" } else { "--fleetform-binary" })),
+            None => (dist.join(w.arch.uname()).join(w.binary), None),
+        };
+        if flag.is_none() && !path.is_file() {
+            continue;
+        }
+        // Flags were checked when parsed; dist/ files are checked here.
+        check_binary(&path, w.arch).map_err(|e| anyhow::anyhow!("{e} (node type `{}`)", w.node_type))?;
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        local.insert(w.key.clone(), Local { sha256: sha256_hex(&bytes), size: bytes.len(), path, flag });
     }
-    if !bundle_for.is_empty() {
-        let Some(root) = source_dir() else {
+    let root = source_dir();
+    let source_sha256 = match &root {
+        Some(root) if wanted.iter().any(|w| !local.contains_key(&w.key)) => {
+            Some(source_hash(root).with_context(|| format!("hashing the source tree {}", root.display()))?)
+        }
+        _ => None,
+    };
+    let mut d = node_binaries::decide(&wanted, &local, stored, source_sha256.as_deref(), &dist.display().to_string());
+    d.notes.extend(unused_flags(given, &wanted));
+    if !d.builders.is_empty() {
+        let (Some(root), Some(sha256)) = (root, source_sha256) else {
             bail!(
-                "node types {} have no binary in {} and there is no fleetform source tree to bundle: build them \
-                 (e.g. `cargo build --release --target aarch64-unknown-linux-gnu`), copy them to {}/<uname -m>/, or set FLEETFORM_SOURCE_DIR",
-                bundle_for.join(", "),
-                dist.display(),
+                "node types {} have no binary here or in the store, and there is no fleetform source tree for their nodes to build \
+                 from: give one with --agent-binary ARCH=PATH (--fleetform-binary for the head), copy it to {}/<uname -m>/, \
+                 or set FLEETFORM_SOURCE_DIR",
+                d.builders.join(", "),
                 dist.display()
             );
         };
-        artifacts.push(DesiredArtifact {
+        d.artifacts.push(DesiredArtifact {
             key: layout::source_bundle().to_string(),
-            sha256: source_hash(&root).with_context(|| format!("hashing the source tree {}", root.display()))?,
+            sha256,
             source: ArtifactSource::SourceBundle { root: root.display().to_string() },
             description: format!("source bundle of {}", root.display()),
         });
     }
     let spec_bytes = std::fs::read(spec_path).with_context(|| format!("reading {}", spec_path.display()))?;
-    artifacts.push(DesiredArtifact {
+    d.artifacts.push(DesiredArtifact {
         key: names::SPEC_KEY.to_string(),
         sha256: sha256_hex(&spec_bytes),
         source: ArtifactSource::File { path: spec_path.display().to_string() },
         description: format!("{} (the head's reconciler reads it)", spec_path.display()),
     });
-    Ok((artifacts, notes))
+    Ok(d)
+}
+
+/// A binary given for an architecture no node type of that kind has: said, not uploaded.
+fn unused_flags(given: &BinaryArgs, wanted: &[node_binaries::Wanted]) -> Vec<String> {
+    let flags = [("--agent-binary", AGENT, &given.agent), ("--fleetform-binary", crate::binaries::FLEETFORM, &given.fleetform)];
+    let mut out = Vec::new();
+    for (flag, binary, list) in flags {
+        for g in list.iter().filter(|g| !wanted.iter().any(|w| w.binary == binary && w.arch == g.arch)) {
+            out.push(format!(
+                "{flag} {}={}: no node type installs {binary} on {}, so it is not uploaded",
+                g.arch.uname(),
+                g.path.display(),
+                g.arch.uname()
+            ));
+        }
+    }
+    out
 }
 
 /// Upload an artifact, then its sha256 beside it (last, so an interrupted upload is redone).
@@ -228,6 +268,17 @@ pub async fn upload(store: &dyn ObjectStore, prefix: &str, a: &DesiredArtifact) 
     Ok(())
 }
 
+/// Delete an artifact: its sha256 first, so that nodes stop taking it as published.
+pub async fn remove(store: &dyn ObjectStore, prefix: &str, k: &str) -> Result<()> {
+    for path in [key(prefix, &sidecar(k)), key(prefix, k)] {
+        match store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("deleting {path}"))),
+        }
+    }
+    Ok(())
+}
+
 /// Delete every object in the bucket (before `destroy --delete-data` deletes it).
 pub async fn empty_bucket(store: &Arc<dyn ObjectStore>) -> Result<usize> {
     let locations = store.list(None).map_ok(|m| m.location).boxed();
@@ -238,6 +289,59 @@ pub async fn empty_bucket(store: &Arc<dyn ObjectStore>) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::binaries::test_elf::fake_elf;
+    use crate::binaries::GivenBinary;
+    use fleetform_core::instance::Arch;
+
+    const WORKSHOP: &str = include_str!("../../../cluster.yaml");
+
+    #[test]
+    fn given_binaries_win_over_dist_and_dist_is_checked_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec_path = dir.path().join("cluster.yaml");
+        std::fs::write(&spec_path, WORKSHOP).unwrap();
+        let spec = ClusterSpec::from_yaml("cluster.yaml", WORKSHOP).unwrap();
+        let dist = dir.path().join("dist/x86_64");
+        std::fs::create_dir_all(&dist).unwrap();
+        std::fs::write(dist.join("fleetform-agent"), fake_elf(Arch::X86_64, b"agent from dist")).unwrap();
+        std::fs::write(dist.join("fleetform"), fake_elf(Arch::X86_64, b"fleetform from dist")).unwrap();
+        let given_path = dir.path().join("arm-agent");
+        std::fs::write(&given_path, fake_elf(Arch::Arm64, b"agent given")).unwrap();
+        let given = BinaryArgs {
+            agent: vec![GivenBinary { arch: Arch::Arm64, path: given_path.clone() }],
+            fleetform: vec![GivenBinary { arch: Arch::Arm64, path: given_path.clone() }],
+        };
+        let d = desired(&spec, &spec_path, &given, &BTreeMap::new()).unwrap();
+        let keys: Vec<&str> = d.artifacts.iter().map(|a| a.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["bin/aarch64/fleetform-agent", "bin/x86_64/fleetform", "bin/x86_64/fleetform-agent", "cluster.yaml"],
+            "no source bundle"
+        );
+        assert_eq!(d.artifacts[0].sha256, sha256_hex(&fake_elf(Arch::Arm64, b"agent given")));
+        assert_eq!(
+            d.notes[0],
+            format!("arm_worker_node (aarch64): installs bin/aarch64/fleetform-agent (from {} (--agent-binary))", given_path.display())
+        );
+        assert_eq!(
+            d.notes.last().unwrap(),
+            &format!(
+                "--fleetform-binary aarch64={}: no node type installs fleetform on aarch64, so it is not uploaded",
+                given_path.display()
+            )
+        );
+
+        // A wrong file in dist/ stops the plan, naming it.
+        std::fs::write(dist.join("fleetform-agent"), fake_elf(Arch::Arm64, b"")).unwrap();
+        let err = desired(&spec, &spec_path, &given, &BTreeMap::new()).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{} is an aarch64 executable, not x86_64: build it for x86_64 (target x86_64-unknown-linux-gnu) (node type `x86_worker_node`)",
+                dist.join("fleetform-agent").display()
+            )
+        );
+    }
 
     #[test]
     fn source_bundle_is_reproducible_and_skips_build_output() {

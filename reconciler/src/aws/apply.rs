@@ -82,13 +82,19 @@ pub async fn execute(ctx: &AwsContext, plan: &Plan, desired: &Desired, live: &Li
         println!("queue {}: done", q.name);
     }
 
-    // 3. Store artifacts.
+    // 3. Store artifacts: uploads (the source bundle among them), then removals, so
+    // that a node rebuilding a removed binary finds the new bundle.
     let planned: Vec<_> = desired
         .artifacts
         .iter()
         .filter(|a| plan.changes.iter().any(|c| c.target == Target::Artifact { key: a.key.clone() }))
         .collect();
-    if !planned.is_empty() {
+    let removed: Vec<_> = desired
+        .removed_artifacts
+        .iter()
+        .filter(|r| plan.changes.iter().any(|c| c.action == Action::Delete && c.target == Target::Artifact { key: r.key.clone() }))
+        .collect();
+    if !planned.is_empty() || !removed.is_empty() {
         let store = agent_upload::bucket_store(ctx)?;
         let prefix = names::store_prefix(&ctx.spec);
         for a in planned {
@@ -96,6 +102,10 @@ pub async fn execute(ctx: &AwsContext, plan: &Plan, desired: &Desired, live: &Li
             let t = step(&what);
             agent_upload::upload(store.as_ref(), &prefix, a).await?;
             done(&what, t);
+        }
+        for r in removed {
+            agent_upload::remove(store.as_ref(), &prefix, &r.key).await?;
+            println!("store {prefix}{}: deleted ({})", r.key, r.reason);
         }
     }
 

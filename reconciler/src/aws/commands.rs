@@ -15,6 +15,7 @@ use super::model::{Desired, Live, Purpose};
 use super::names::{self, StackKind, TAG_CLUSTER};
 use super::plan::Plan;
 use super::{agent_upload, apply, destroy_sweep, existing_network, observe};
+use crate::binaries::BinaryArgs;
 
 /// Load and validate; print every problem and return None when there are any.
 pub fn load(file: &Path, command: &str) -> Option<ClusterSpec> {
@@ -35,8 +36,9 @@ pub fn load(file: &Path, command: &str) -> Option<ClusterSpec> {
     }
 }
 
-/// Observe everything (concurrently) and build the desired state for `purpose`.
-pub async fn gather(ctx: &AwsContext, spec_path: &Path, purpose: Purpose, delete_data: bool) -> Result<(Desired, Live)> {
+/// Observe everything (concurrently) and build the desired state for `purpose`, with
+/// the binaries given on the command line.
+pub async fn gather(ctx: &AwsContext, spec_path: &Path, given: &BinaryArgs, purpose: Purpose, delete_data: bool) -> Result<(Desired, Live)> {
     let (stacks, instances, launch_templates, queues) = tokio::try_join!(
         observe::stacks(ctx),
         observe::instances(ctx, None),
@@ -61,14 +63,15 @@ pub async fn gather(ctx: &AwsContext, spec_path: &Path, purpose: Purpose, delete
         }
         return Ok((d, live));
     }
-    let (artifacts, notes) = agent_upload::desired(&ctx.spec, spec_path)?;
-    let images = desired::resolve_images(ctx).await?;
     let store = agent_upload::bucket_store(ctx)?;
     let bucket_exists = agent_upload::bucket_exists(store.as_ref()).await?;
-    if bucket_exists {
-        let keys: Vec<String> = artifacts.iter().map(|a| a.key.clone()).collect();
-        live.artifacts = agent_upload::observed(store.as_ref(), &names::store_prefix(&ctx.spec), &keys).await?;
-    }
+    let stored = match bucket_exists {
+        true => agent_upload::observed(store.as_ref(), &names::store_prefix(&ctx.spec), &agent_upload::keys(&ctx.spec)).await?,
+        false => Default::default(),
+    };
+    live.artifacts = stored.iter().map(|(k, s)| (k.clone(), s.sha256.clone())).collect();
+    let binaries = agent_upload::desired(&ctx.spec, spec_path, given, &stored)?;
+    let images = desired::resolve_images(ctx).await?;
     let existing_network = match existing_network::Wanted::from_spec(&ctx.spec, &ctx.region) {
         Some(w) => Some(existing_network::check(&w, &existing_network::observe(ctx, &w).await?)),
         None => None,
@@ -76,8 +79,9 @@ pub async fn gather(ctx: &AwsContext, spec_path: &Path, purpose: Purpose, delete
     let resolved = Resolved {
         images,
         network_outputs: live.stacks.get(&StackKind::Network).map(|s| s.outputs.clone()).unwrap_or_default(),
-        artifacts,
-        notes,
+        artifacts: binaries.artifacts,
+        removed_artifacts: binaries.removed,
+        notes: binaries.notes,
         external_bucket: bucket_exists && !live.stacks.contains_key(&StackKind::Data),
         existing_network,
     };
@@ -102,10 +106,22 @@ fn confirm(question: &str) -> bool {
     answer.trim() == "yes"
 }
 
-pub async fn plan(file: &Path, json: bool, detailed_exitcode: bool) -> Result<i32> {
+/// Flags that contradict each other, printed; false when there are any.
+fn binaries_ok(given: &BinaryArgs) -> bool {
+    let problems = given.problems();
+    for p in &problems {
+        eprintln!("error: {p}");
+    }
+    problems.is_empty()
+}
+
+pub async fn plan(file: &Path, given: &BinaryArgs, json: bool, detailed_exitcode: bool) -> Result<i32> {
     let Some(spec) = load(file, "plan") else { return Ok(1) };
+    if !binaries_ok(given) {
+        return Ok(1);
+    }
     let ctx = AwsContext::connect(&spec).await?;
-    let (desired, live) = gather(&ctx, file, Purpose::Apply, false).await?;
+    let (desired, live) = gather(&ctx, file, given, Purpose::Apply, false).await?;
     let plan = diff(&desired, &live);
     print_plan(&plan, json);
     if !plan.blockers.is_empty() {
@@ -114,10 +130,13 @@ pub async fn plan(file: &Path, json: bool, detailed_exitcode: bool) -> Result<i3
     Ok(if detailed_exitcode && !plan.is_empty() { 2 } else { 0 })
 }
 
-pub async fn apply(file: &Path, yes: bool) -> Result<i32> {
+pub async fn apply(file: &Path, given: &BinaryArgs, yes: bool) -> Result<i32> {
     let Some(spec) = load(file, "apply") else { return Ok(1) };
+    if !binaries_ok(given) {
+        return Ok(1);
+    }
     let ctx = AwsContext::connect(&spec).await?;
-    let (desired, live) = gather(&ctx, file, Purpose::Apply, false).await?;
+    let (desired, live) = gather(&ctx, file, given, Purpose::Apply, false).await?;
     let plan = diff(&desired, &live);
     print_plan(&plan, false);
     if !plan.blockers.is_empty() {
@@ -143,7 +162,7 @@ pub async fn apply(file: &Path, yes: bool) -> Result<i32> {
 pub async fn destroy(file: &Path, yes: bool, delete_data: bool) -> Result<i32> {
     let Some(spec) = load(file, "destroy") else { return Ok(1) };
     let ctx = AwsContext::connect(&spec).await?;
-    let (desired, live) = gather(&ctx, file, Purpose::Destroy, delete_data).await?;
+    let (desired, live) = gather(&ctx, file, &BinaryArgs::default(), Purpose::Destroy, delete_data).await?;
     let plan = diff(&desired, &live);
     if plan.is_empty() {
         println!("Nothing to destroy: nothing tagged {TAG_CLUSTER}={} is left.", ctx.cluster());

@@ -13,7 +13,7 @@ use super::context::AwsContext;
 use super::errors::aws_err;
 use super::iam::Scope;
 use super::launch_templates::{desired_facts, FactsInput};
-use super::model::{Desired, DesiredArtifact, DesiredLaunchTemplate, DesiredNodeGroup, DesiredStack, Purpose};
+use super::model::{Desired, DesiredArtifact, DesiredLaunchTemplate, DesiredNodeGroup, DesiredStack, Purpose, RemovedArtifact};
 use super::names::{self, Role, StackKind};
 use super::{queues, render, userdata};
 
@@ -41,6 +41,7 @@ pub struct Resolved {
     /// The deployed network stack's outputs (security groups), when it exists.
     pub network_outputs: BTreeMap<String, String>,
     pub artifacts: Vec<DesiredArtifact>,
+    pub removed_artifacts: Vec<RemovedArtifact>,
     pub notes: Vec<String>,
     /// The bucket exists but no fleetform data stack owns it: use it, never delete it.
     pub external_bucket: bool,
@@ -99,6 +100,7 @@ pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
     };
     d.stacks.push(DesiredStack { kind: StackKind::Iam, name: StackKind::Iam.stack_name(cluster), template: render::iam_template(&scope)? });
     d.artifacts = r.artifacts.clone();
+    d.removed_artifacts = r.removed_artifacts.clone();
     for (name, t) in &spec.available_node_types {
         let is_head = *name == spec.head_node_type;
         let image = r.images.get(name).with_context(|| format!("no image resolved for node type `{name}`"))?;

@@ -147,19 +147,23 @@ fn diff_queues(desired: &Desired, live: &Live, out: &mut Vec<Change>) {
 }
 
 fn diff_artifacts(desired: &Desired, live: &Live, out: &mut Vec<Change>) {
+    let change = |action, key: &str, reason| Change {
+        action,
+        address: format!("store.{key}"),
+        kind: "AWS::S3::Object".into(),
+        reason,
+        target: Target::Artifact { key: key.to_string() },
+    };
     for a in &desired.artifacts {
-        let (action, reason) = match live.artifacts.get(&a.key) {
-            None => (Action::Create, format!("upload: {}", a.description)),
-            Some(sha) if *sha != a.sha256 => (Action::Update, format!("upload: {} (changed)", a.description)),
-            Some(_) => continue,
-        };
-        out.push(Change {
-            action,
-            address: format!("store.{}", a.key),
-            kind: "AWS::S3::Object".into(),
-            reason,
-            target: Target::Artifact { key: a.key.clone() },
-        });
+        match live.artifacts.get(&a.key) {
+            None => out.push(change(Action::Create, &a.key, format!("upload: {}", a.description))),
+            Some(sha) if *sha != a.sha256 => out.push(change(Action::Update, &a.key, format!("upload: {} (changed)", a.description))),
+            Some(_) => {}
+        }
+    }
+    // Only what the store holds; what is not wanted any more but not named here stays.
+    for r in desired.removed_artifacts.iter().filter(|r| live.artifacts.contains_key(&r.key)) {
+        out.push(change(Action::Delete, &r.key, r.reason.clone()));
     }
 }
 

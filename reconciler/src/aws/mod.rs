@@ -20,6 +20,7 @@ pub mod iam;
 pub mod launch_templates;
 pub mod model;
 pub mod names;
+pub mod node_binaries;
 pub mod nodes;
 pub mod observe;
 pub mod placement;

@@ -29,6 +29,8 @@ pub struct Desired {
     /// Dead-letter queues come before the queues that redrive into them.
     pub queues: Vec<DesiredQueue>,
     pub artifacts: Vec<DesiredArtifact>,
+    /// Store objects to delete (a node-built binary of an older source), with the reason.
+    pub removed_artifacts: Vec<RemovedArtifact>,
     pub launch_templates: Vec<DesiredLaunchTemplate>,
     pub node_groups: Vec<DesiredNodeGroup>,
     /// Said with the plan, not changes: e.g. how each node type gets its agent.
@@ -47,6 +49,7 @@ impl Desired {
             retained: Vec::new(),
             queues: Vec::new(),
             artifacts: Vec::new(),
+            removed_artifacts: Vec::new(),
             launch_templates: Vec::new(),
             node_groups: Vec::new(),
             notes: Vec::new(),
@@ -93,6 +96,13 @@ pub struct DesiredArtifact {
     pub sha256: String,
     pub source: ArtifactSource,
     pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemovedArtifact {
+    pub key: String,
+    /// Said in the plan, e.g. "delete: built by i-0abc from an older source bundle; ...".
+    pub reason: String,
 }
 
 /// The parts of a launch template's data that fleetform manages and compares. The

@@ -16,6 +16,23 @@ pub const USER_DATA_LIMIT: usize = 16 * 1024;
 
 const AGENT_UNIT: &str = include_str!("../../../node-agent/packaging/fleetform-agent.service");
 const RECONCILE_UNIT: &str = include_str!("../../../node-agent/packaging/fleetform-reconcile.service");
+/// Download, or build once per architecture, the node's binary (tested alone by
+/// tests/e2e/install_binary.rs).
+pub const INSTALL_BINARY_SCRIPT: &str = include_str!("../../../node-agent/packaging/install-binary.sh");
+
+/// A shell script without its comment lines (the shebang stays) and blank lines: what
+/// the user data carries, within EC2's 16 KB. The commented file is in the repository.
+pub fn without_comments(script: &str) -> String {
+    let mut out = String::with_capacity(script.len());
+    for (i, line) in script.lines().enumerate() {
+        let code = line.trim_start();
+        if (i == 0 && code.starts_with("#!")) || !(code.is_empty() || code.starts_with('#')) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
 
 /// `s3://bucket/prefix` (no trailing slash), what FLEETFORM_STORE expects.
 pub fn store_url(bucket: &str, prefix: &str) -> String {
@@ -59,6 +76,7 @@ pub fn render_user_data(spec: &ClusterSpec, node_type: &str, region: &str) -> Re
             binary => binary,
             package => binary,
             source_bundle_key => layout::source_bundle(),
+            install_binary_script => without_comments(INSTALL_BINARY_SCRIPT),
             setup_script => setup_script::render(&spec.setup_commands),
             setup_script_path => SETUP_SCRIPT_PATH,
             setup_failed_file => SETUP_FAILED_FILE,
@@ -91,7 +109,15 @@ mod tests {
         assert!(w.starts_with("#cloud-config\n"), "{w}");
         let doc: serde_json::Value = serde_norway::from_str(&w).unwrap();
         let files: Vec<&str> = doc["write_files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
-        assert_eq!(files, ["/etc/fleetform/agent.env.in", "/etc/systemd/system/fleetform-agent.service", "/usr/local/lib/fleetform/install.sh"]);
+        assert_eq!(
+            files,
+            [
+                "/etc/fleetform/agent.env.in",
+                "/etc/systemd/system/fleetform-agent.service",
+                "/usr/local/lib/fleetform/install-binary.sh",
+                "/usr/local/lib/fleetform/install.sh"
+            ]
+        );
         let env = doc["write_files"][0]["content"].as_str().unwrap();
         assert_eq!(
             env,
@@ -100,8 +126,17 @@ mod tests {
              FLEETFORM_SPEC_URL=s3://fleetform-workshop-data/workshop/cluster.yaml\n"
         );
         assert!(doc["write_files"][1]["content"].as_str().unwrap().contains("ExecStart=/usr/local/bin/fleetform-agent\n"));
-        let script = doc["write_files"][2]["content"].as_str().unwrap();
-        assert!(script.contains("install_binary fleetform-agent fleetform-agent\n"), "{script}");
+        assert_eq!(doc["write_files"][2]["content"].as_str().unwrap(), without_comments(INSTALL_BINARY_SCRIPT));
+        let script = doc["write_files"][3]["content"].as_str().unwrap();
+        // No trailing slash on the store: "$STORE/bin/..." must not hold a double slash.
+        assert!(script.contains("STORE=\"s3://fleetform-workshop-data/workshop\"\n"), "{script}");
+        assert!(
+            script.contains(
+                "SOURCE_BUNDLE=bin/src/fleetform-src.tar.gz NODE_ID=\"$INSTANCE_ID\" \\\n  \
+                 /usr/local/lib/fleetform/install-binary.sh fleetform-agent fleetform-agent /usr/local/bin/fleetform-agent\n"
+            ),
+            "{script}"
+        );
         assert!(script.contains("systemctl enable --now fleetform-agent.service"));
         assert!(script.contains("FLEETFORM_NODE_ID=$INSTANCE_ID"));
         assert!(!script.contains("NVMe Instance Storage"), "r7i has no instance store");
@@ -116,11 +151,15 @@ mod tests {
         assert!(h.contains("systemctl enable --now fleetform-reconcile.service"));
         assert!(h.contains("ExecStart=/usr/local/bin/fleetform reconcile --watch -f /var/lib/fleetform-reconcile/cluster.yaml"));
         assert!(!h.contains("fleetform-agent.service"));
+        assert!(h.contains("install-binary.sh fleetform fleetform /usr/local/bin/fleetform\n"), "{h}");
 
         spec.available_node_types.get_mut("arm_worker_node").unwrap().node_config.instance_types = vec!["c7gd.4xlarge".into()];
         let a = render_user_data(&spec, "arm_worker_node", "us-west-2").unwrap();
         assert!(a.contains("NVMe Instance Storage") && a.contains("SPILL=/mnt/fleetform-nvme/spill"), "{a}");
         assert!(a.len() < 16 * 1024, "EC2 limits user data to 16 KB");
+        for (name, text) in [("worker", &w), ("head", &h), ("arm worker with NVMe", &a)] {
+            println!("user data of the {name}: {} bytes", text.len());
+        }
     }
 
     #[test]
@@ -150,7 +189,8 @@ mod tests {
         assert_eq!(files[2], SETUP_SCRIPT_PATH, "{files:?}");
         assert_eq!(doc["write_files"][2]["content"].as_str().unwrap(), setup_script::render(&spec.setup_commands).unwrap());
         assert!(doc["write_files"][0]["content"].as_str().unwrap().ends_with(&format!("FLEETFORM_SETUP_FAILED_FILE={SETUP_FAILED_FILE}\n")));
-        let install = doc["write_files"][3]["content"].as_str().unwrap();
+        assert_eq!(files[3], "/usr/local/lib/fleetform/install-binary.sh");
+        let install = doc["write_files"][4]["content"].as_str().unwrap();
         let setup_at = install.find(&format!("{SETUP_SCRIPT_PATH} || echo")).expect("install.sh runs setup.sh");
         assert!(setup_at < install.find("systemctl enable --now fleetform-agent.service").unwrap(), "{install}");
         let head = render_user_data(&spec, "head", "us-west-2").unwrap();
@@ -159,6 +199,17 @@ mod tests {
         spec.setup_commands = vec!["x".repeat(USER_DATA_LIMIT)];
         let err = render_user_data(&spec, "x86_worker_node", "us-west-2").unwrap_err().to_string();
         assert!(err.contains("node type `x86_worker_node`") && err.contains("shorten `setup_commands`"), "{err}");
+    }
+
+    #[test]
+    fn the_install_script_ships_without_comments_and_still_parses() {
+        let shipped = without_comments(INSTALL_BINARY_SCRIPT);
+        assert!(shipped.starts_with("#!/bin/bash\nset -euo pipefail\n"), "{shipped}");
+        assert!(!shipped.lines().any(|l| l.trim_start().starts_with('#') && !l.starts_with("#!")), "{shipped}");
+        assert!(shipped.contains("PREFIX=${STORE#\"s3://$BUCKET\"}"), "a `#` inside code stays: {shipped}");
+        let parse = std::process::Command::new("bash").args(["-n", "-c", &shipped]).output().unwrap();
+        assert!(parse.status.success(), "bash -n: {}", String::from_utf8_lossy(&parse.stderr));
+        assert_eq!(without_comments("#!/bin/sh\n# why\n\n  # indented why\necho a # b\n"), "#!/bin/sh\necho a # b\n");
     }
 
     /// The shipped units pass `systemd-analyze verify` and score at most 2.5 on

@@ -300,3 +300,16 @@ fn switching_between_network_forms_is_blocked() {
     assert_eq!(diff(&desired(), &live).blockers.len(), 1, "and the other way round");
     assert!(diff(&Desired::empty("demo", Purpose::Destroy), &live).blockers.is_empty(), "destroy is always possible");
 }
+
+#[test]
+fn a_removed_artifact_is_deleted_only_when_the_store_has_it() {
+    let mut d = desired();
+    let reason = "delete: built by i-1 from an older source bundle; the first aarch64 node builds it again";
+    d.removed_artifacts.push(RemovedArtifact { key: "bin/aarch64/fleetform-agent".into(), reason: reason.into() });
+    assert_eq!(lines(&diff(&d, &converged())), Vec::<String>::new(), "not in the store: nothing to delete");
+    let mut live = converged();
+    live.artifacts.insert("bin/aarch64/fleetform-agent".into(), "bb".into());
+    let plan = diff(&d, &live);
+    assert_eq!(lines(&plan), [format!("- store.bin/aarch64/fleetform-agent: {reason}")]);
+    assert_eq!(plan.changes[0].target, Target::Artifact { key: "bin/aarch64/fleetform-agent".into() });
+}
