@@ -29,7 +29,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::imds::{ImdsClient, NodeSignals};
+use crate::imds::{NodeSignals, NoticeSource};
 use crate::ops::Stages;
 use crate::queue::Queue;
 use crate::store::Store;
@@ -66,9 +66,10 @@ pub struct AgentConfig {
     pub resources: Resources,
     pub slots: usize,
     pub spill_dir: PathBuf,
-    /// None disables IMDS (a machine that is not an EC2 instance and has no emulator).
-    pub imds: Option<ImdsClient>,
-    pub imds_poll: Duration,
+    /// Where spot, rebalance and maintenance notices come from: IMDS on EC2, the notice file
+    /// on the local provider; None for none.
+    pub notices: Option<NoticeSource>,
+    pub notice_poll: Duration,
     pub lease: Duration,
     /// Read once at start: setup_commands run before the agent starts (user data).
     pub setup_failed_file: Option<PathBuf>,
@@ -143,8 +144,8 @@ async fn serve(shared: Arc<Shared>) -> Result<String> {
     heartbeat(&shared, false).await?;
     tokio::spawn(heartbeat_loop(shared.clone()));
     tokio::spawn(signal_watch(shared.clone()));
-    if let Some(client) = shared.cfg.imds.clone() {
-        tokio::spawn(imds_watch(shared.clone(), crate::imds::spawn_watcher_with_interval(client, shared.cfg.imds_poll)));
+    if let Some(source) = shared.cfg.notices.clone() {
+        tokio::spawn(notice_watch(shared.clone(), crate::imds::spawn_watcher_with_interval(source, shared.cfg.notice_poll)));
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     info!(node = %shared.cfg.node_id, slots = shared.cfg.slots, "agent ready");
@@ -277,7 +278,9 @@ async fn signal_watch(shared: Arc<Shared>) {
     }
 }
 
-async fn imds_watch(shared: Arc<Shared>, mut rx: tokio::sync::watch::Receiver<NodeSignals>) {
+/// Acts on the notice source's signals, whichever source it is: a spot notice is a hard
+/// drain, a rebalance recommendation a soft one; scheduled events go into the heartbeat.
+async fn notice_watch(shared: Arc<Shared>, mut rx: tokio::sync::watch::Receiver<NodeSignals>) {
     loop {
         {
             let s = rx.borrow_and_update().clone();
@@ -654,6 +657,8 @@ mod setup_failure_tests {
 
 #[cfg(test)]
 mod failure_tests;
+#[cfg(test)]
+mod notice_tests;
 #[cfg(test)]
 mod python_tests;
 #[cfg(test)]
