@@ -153,24 +153,22 @@ async fn serve(shared: Arc<Shared>) -> Result<String> {
     let capacity = Capacity::new(shared.cfg.slots, &shared.cfg.resources);
     let classes: Vec<String> = shared.cfg.resources.served_classes().iter().map(|c| c.slug()).collect();
     let mut receiver = Receiver::new(shared.queue.clone(), classes, shared.cfg.lease);
-    while !shared.node.drain.load(Ordering::SeqCst) {
-        if shared.soft_drain.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        }
+    // Until a drain of either kind: a receive waits as long as the queue is empty, so the
+    // drains are watched while it waits, not only between receives.
+    while !takes_no_work(&shared) {
         let permit = tokio::select! {
             biased;
-            _ = wait_for_drain(&shared) => break,
+            _ = wait_until_taking_no_work(&shared) => break,
             p = capacity.one_slot() => p?,
         };
-        if shared.node.drain.load(Ordering::SeqCst) {
+        if takes_no_work(&shared) {
             break; // a slot freed up because its task drained: take nothing new
         }
         // A batch for every free slot; the loop holds one of them.
         let want = 1 + capacity.free_slots();
         let got = tokio::select! {
             biased;
-            _ = wait_for_drain(&shared) => break,
+            _ = wait_until_taking_no_work(&shared) => break,
             got = receiver.next(want) => got,
         };
         let mut first = Some(permit);
@@ -200,6 +198,9 @@ async fn serve(shared: Arc<Shared>) -> Result<String> {
     }
     // Receives in flight answer within their long poll: what they bring goes back.
     let closing = tokio::spawn(receiver.close());
+    // A soft drain (rebalance recommendation, the autoscaler's drain) lets running tasks
+    // finish and keeps the node up, taking nothing new, until a hard one.
+    wait_for_drain(&shared).await;
     // Drain: wait for in-flight tasks to checkpoint and hand back, within the budget.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let deadline = Instant::now() + DRAIN_BUDGET;
@@ -247,6 +248,17 @@ async fn claim_for_task(shared: &Arc<Shared>, capacity: &Capacity, slot: OwnedSe
 
 async fn wait_for_drain(shared: &Shared) {
     while !shared.node.drain.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A drain of either kind has begun: the node takes no new task.
+fn takes_no_work(shared: &Shared) -> bool {
+    shared.node.drain.load(Ordering::SeqCst) || shared.soft_drain.load(Ordering::SeqCst)
+}
+
+async fn wait_until_taking_no_work(shared: &Shared) {
+    while !takes_no_work(shared) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -1,16 +1,19 @@
 //! The executor acts on notices the same way whichever source raised them: IMDS (EC2's;
 //! here the test-support emulator behind a real `ImdsClient`) or the local provider's
-//! notice file. A rebalance recommendation is a soft drain that shows with the scheduled
-//! events; a spot notice then drains the agent, which says why in its final heartbeat.
+//! notice file. A rebalance recommendation is a soft drain (no new task; it shows with the
+//! scheduled events); a spot notice then drains the agent, which says why in its final
+//! heartbeat.
 
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use fleetform_core::layout;
+use fleetform_core::queue::{Depth, TaskQueue};
 use fleetform_core::task::NodeHeartbeat;
 use fleetform_testkit::imds::ImdsEmulator;
 
 use super::failure_tests::TestAgent;
+use super::receive::IDLE_POLL_MAX;
 use crate::imds::{
     notice_file, notice_time, ImdsClient, NoticeSource, Rebalance, ScheduledEvent, SpotAction,
     SPOT_NOTICE_LEAD,
@@ -58,6 +61,24 @@ async fn reacts_to_notices(source: NoticeSource, raise: impl Fn(Notice)) {
             .drain
             .load(std::sync::atomic::Ordering::SeqCst),
         "a rebalance is not a hard drain"
+    );
+    // Idle when the recommendation came: it takes no task submitted now (longer than the
+    // receive loop's idle backoff, so a receive in flight would have had its chance).
+    let out = agent.dir.join("out");
+    let job = format!(
+        "name: small\ninput: {{generate: {{rows: 100, seed: 1}}}}\noutput: {{uri: {}}}\n",
+        out.display()
+    );
+    agent.submit_yaml(&job).await;
+    tokio::time::sleep(IDLE_POLL_MAX + 4 * POLL).await;
+    let depth = agent.shared.queue.depth("default").await.unwrap();
+    assert_eq!(
+        depth,
+        Depth {
+            visible: 1,
+            in_flight: 0
+        },
+        "a node under a rebalance recommendation took a task"
     );
 
     raise(Notice::Spot);
