@@ -1,8 +1,9 @@
 //! fleetform-core: the pure types every fleetform crate shares. No AWS clients, no I/O
 //! beyond reading a spec file: specs and their validation, resources, task records, the
-//! cluster store's key layout and the task queue contract.
+//! cluster store's key layout, the task queue contract and the IMDS documents.
 
 pub mod diag;
+pub mod imds;
 pub mod input;
 pub mod instance;
 pub mod job;

@@ -5,7 +5,7 @@ use fleetform_core::resources::CPU;
 use fleetform_core::Resources;
 
 use crate::exec::AgentConfig;
-use crate::imds::ImdsClient;
+use crate::imds::{ImdsClient, NoticeSource};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct AgentArgs {
@@ -26,11 +26,17 @@ pub struct AgentArgs {
     /// Where output files are staged before upload (local NVMe when the node has one).
     #[arg(long, env = "FLEETFORM_SPILL_DIR")]
     pub spill_dir: Option<PathBuf>,
-    /// IMDS base URL (default: the EC2 IMDS; the local provider gives its emulator's).
+    /// IMDS base URL, where spot, rebalance and maintenance notices come from (default: the
+    /// EC2 IMDS; `none`: no notices).
     #[arg(long, env = "FLEETFORM_IMDS_ENDPOINT")]
     pub imds_endpoint: Option<String>,
-    /// How often IMDS is polled for spot, rebalance and maintenance notices (default 2000;
-    /// see imds::WATCH_INTERVAL for why).
+    /// Read the notices from this file instead of IMDS: the same documents, under the IMDS
+    /// paths' names (the local provider gives <node dir>/notice.json; a local machine has
+    /// no IMDS, and `fleetform chaos interrupt` writes the file).
+    #[arg(long, env = "FLEETFORM_NOTICE_FILE", value_name = "PATH", conflicts_with = "imds_endpoint")]
+    pub notice_file: Option<PathBuf>,
+    /// How often notices are polled, from IMDS or the notice file (default 2000; see
+    /// imds::WATCH_INTERVAL for why).
     #[arg(long, env = "FLEETFORM_IMDS_POLL_MS")]
     pub imds_poll_ms: Option<u64>,
     /// Lease (queue visibility timeout) in seconds; heartbeats renew it.
@@ -70,9 +76,10 @@ pub fn config(args: &AgentArgs) -> anyhow::Result<AgentConfig> {
     if slots == 0 {
         anyhow::bail!("the node offers CPU {} : an agent needs at least 1 slot", resources.cpu());
     }
-    let imds = match args.imds_endpoint.as_deref() {
-        Some("none") => None,
-        other => Some(ImdsClient::new(other).map_err(|e| anyhow::anyhow!("--imds-endpoint: {e}"))?),
+    let notices = match (&args.notice_file, args.imds_endpoint.as_deref()) {
+        (Some(file), _) => Some(NoticeSource::File(file.clone())),
+        (None, Some("none")) => None,
+        (None, other) => Some(NoticeSource::Imds(ImdsClient::new(other).map_err(|e| anyhow::anyhow!("--imds-endpoint: {e}"))?)),
     };
     let node_id = args.node_id.clone().unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
     Ok(AgentConfig {
@@ -84,8 +91,8 @@ pub fn config(args: &AgentArgs) -> anyhow::Result<AgentConfig> {
         resources,
         slots,
         spill_dir: args.spill_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_SPILL_DIR)),
-        imds,
-        imds_poll: args.imds_poll_ms.map(std::time::Duration::from_millis).unwrap_or(crate::imds::WATCH_INTERVAL),
+        notices,
+        notice_poll: args.imds_poll_ms.map(std::time::Duration::from_millis).unwrap_or(crate::imds::WATCH_INTERVAL),
         lease: std::time::Duration::from_secs(args.lease_seconds.max(3)),
         setup_failed_file: args.setup_failed_file.clone(),
     })

@@ -42,7 +42,7 @@ static METRICS: LazyLock<AgentMetrics> = LazyLock::new(|| {
     let checkpoints = Counter::default();
     registry.register("fleetform_agent_checkpoints", "Checkpoints written", checkpoints.clone());
     let imds_poll_errors = Counter::default();
-    registry.register("fleetform_agent_imds_poll_errors", "IMDS requests that failed while polling for notices", imds_poll_errors.clone());
+    registry.register("fleetform_agent_imds_poll_errors", "Failed reads while polling for notices (IMDS requests, or the local notice file)", imds_poll_errors.clone());
     let input_fetched_bytes = Counter::default();
     registry.register("fleetform_agent_input_fetched_bytes", "Bytes of parquet input fetched from an object store (footers and column chunks)", input_fetched_bytes.clone());
     let input_buffered_bytes = Gauge::default();

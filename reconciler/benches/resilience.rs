@@ -79,17 +79,16 @@ fn run(dir: &Path, input: &Path, lease: u64, event: Event) -> Outcome {
             for job_dir in std::fs::read_dir(store.join("jobs")).into_iter().flatten().flatten() {
                 for cp in std::fs::read_dir(job_dir.path().join("checkpoints")).into_iter().flatten().flatten() {
                     let Ok(cp) = serde_json::from_slice::<Checkpoint>(&std::fs::read(cp.path()).unwrap_or_default()) else { continue };
-                    let Some((_, pid, imds)) = up.nodes().into_iter().find(|(id, _, _)| *id == cp.node_id) else { continue };
+                    let Some((_, pid, notice_file)) = up.nodes().into_iter().find(|(id, _, _)| *id == cp.node_id) else { continue };
                     match event {
                         Event::Kill => {
                             nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
                         }
                         Event::SpotNotice => {
-                            fleetform_agent::imds::trigger(
-                                &imds,
-                                fleetform_agent::imds::Trigger::SpotInterruption { action: "terminate".into(), after: Duration::from_secs(120) },
-                            )
-                            .unwrap();
+                            // What `fleetform chaos interrupt` writes, without its process start.
+                            use fleetform_agent::imds::{notice_file, notice_time, SpotAction, SPOT_NOTICE_LEAD};
+                            let spot = SpotAction { action: "terminate".into(), time: notice_time(chrono::Utc::now(), SPOT_NOTICE_LEAD) };
+                            notice_file::update(&notice_file, |n| n.spot = Some(spot)).unwrap();
                         }
                         Event::None => {}
                     }

@@ -1,11 +1,12 @@
 //! `fleetform chaos`: the workshop's fault-injection chapter (C8). On the local provider
-//! a spot notice goes through the node's IMDS emulator and a crash is kill -9.
+//! a spot notice goes into the node's notice file (where its agent looks for notices, as
+//! an EC2 instance's looks at IMDS) and a crash is kill -9.
 
 use std::path::Path;
 
 use anyhow::{bail, Result};
 use clap::Subcommand;
-use fleetform_agent::imds::{trigger, Trigger};
+use fleetform_agent::imds::{notice_file, notice_time, SpotAction, SPOT_NOTICE_LEAD};
 use fleetform_core::spec::ProviderKind;
 
 use crate::cluster::{self, Handles};
@@ -13,7 +14,7 @@ use crate::local;
 
 #[derive(Subcommand, Debug)]
 pub enum ChaosCommand {
-    /// Raise a spot interruption notice on a node (through its IMDS).
+    /// Raise a spot interruption notice on a node (locally: in its notice file).
     Interrupt {
         #[arg(long)]
         node: String,
@@ -27,9 +28,6 @@ pub enum ChaosCommand {
     },
 }
 
-/// A real spot notice gives two minutes.
-const SPOT_NOTICE: std::time::Duration = std::time::Duration::from_secs(120);
-
 pub async fn command(file: &Path, command: ChaosCommand) -> Result<i32> {
     let spec = cluster::load(file)?;
     let handles = Handles::of(&spec).await?;
@@ -42,8 +40,10 @@ pub async fn command(file: &Path, command: ChaosCommand) -> Result<i32> {
     match command {
         ChaosCommand::Interrupt { node } => {
             let n = local::find_node(&handles, &node)?;
-            trigger(&n.imds, Trigger::SpotInterruption { action: "terminate".into(), after: SPOT_NOTICE })?;
-            println!("spot interruption notice raised on {node} (IMDS {}); it drains and is replaced", n.imds);
+            // A real spot notice gives two minutes.
+            let spot = SpotAction { action: "terminate".into(), time: notice_time(chrono::Utc::now(), SPOT_NOTICE_LEAD) };
+            notice_file::update(&n.notice_file, |notices| notices.spot = Some(spot))?;
+            println!("spot interruption notice raised on {node} (written to {}); it drains and is replaced", n.notice_file.display());
         }
         ChaosCommand::Terminate { node_type, count } => {
             let f = local::running_supervisor(&handles)

@@ -102,13 +102,14 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn nodes(&self) -> Vec<(String, u32, String)> {
+    /// (node id, pid, notice file) of the running agents.
+    pub fn nodes(&self) -> Vec<(String, u32, PathBuf)> {
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&self.file).unwrap()).unwrap();
         v["nodes"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|n| (n["node_id"].as_str().unwrap().to_string(), n["pid"].as_u64().unwrap() as u32, n["imds"].as_str().unwrap().to_string()))
+            .map(|n| (n["node_id"].as_str().unwrap().to_string(), n["pid"].as_u64().unwrap() as u32, n["notice_file"].as_str().unwrap().into()))
             .collect()
     }
 }

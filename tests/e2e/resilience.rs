@@ -1,9 +1,15 @@
-//! Spot notices, crashes and rebalance recommendations on the local provider (C5, C8).
-//! Needs processes: agents are killed and drained for real, and IMDS is our emulator.
+//! Spot notices, crashes and rebalance recommendations on the local provider (C5, C8),
+//! and a spot notice through IMDS to the agent binary (the AWS path).
+//! Needs processes: agents are killed and drained for real; local notices go through the
+//! nodes' notice files, IMDS is the test-support emulator.
 
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use fleetform_core::task::Checkpoint;
+use chrono::Utc;
+use fleetform_agent::imds::{format_scheduled_time, notice_file, notice_time, Rebalance, ScheduledEvent};
+use fleetform_core::task::{Checkpoint, NodeHeartbeat};
+use fleetform_testkit::imds::{ImdsEmulator, SPOT_NOTICE_LEAD};
 
 use crate::harness::*;
 
@@ -52,11 +58,12 @@ fn spot_notice_drains_and_another_node_resumes_from_the_checkpoint() {
     let sup = env.up(5);
     let job = submit(&env, &long_job(&env));
     let (node, task) = task_in_progress(&env, &job);
-    let (_, _, imds) = sup.nodes().into_iter().find(|(id, _, _)| *id == node).unwrap();
+    let (_, _, notices) = sup.nodes().into_iter().find(|(id, _, _)| *id == node).unwrap();
     let noticed = Instant::now();
     let out = env.run(&["chaos", "interrupt", "--node", &node]);
     assert!(out.status.success());
-    assert!(imds.starts_with("http://127.0.0.1:"));
+    let spot = notice_file::read_blocking(&notices).unwrap().spot.expect("the notice is in the node's notice file");
+    assert_eq!(spot.action, "terminate");
 
     // The node drains within the budget and says why.
     wait_until(Duration::from_secs(90), "the interrupted node's final heartbeat", || {
@@ -137,12 +144,17 @@ fn kill_9_mid_job_loses_and_duplicates_nothing() {
 fn after_a_rebalance_recommendation_the_node_takes_no_new_tasks() {
     let env = LocalEnv::new(2, 1);
     let sup = env.up(5);
-    let (node, _, imds) = sup.nodes().remove(0);
-    fleetform_agent::imds::trigger(&imds, fleetform_agent::imds::Trigger::Rebalance).unwrap();
-    fleetform_agent::imds::trigger(
-        &imds,
-        fleetform_agent::imds::Trigger::ScheduledEvent { code: "system-reboot".into(), after: Duration::from_secs(3600) },
-    )
+    let (node, _, notices) = sup.nodes().remove(0);
+    let now = Utc::now();
+    notice_file::update(&notices, |n| {
+        n.rebalance = Some(Rebalance { notice_time: notice_time(now, Duration::ZERO) });
+        n.scheduled.push(ScheduledEvent {
+            code: "system-reboot".into(),
+            not_before: format_scheduled_time(notice_time(now, Duration::from_secs(3600))),
+            state: "active".into(),
+            ..Default::default()
+        });
+    })
     .unwrap();
     wait_until(Duration::from_secs(30), "the rebalance to show in the heartbeat", || {
         env.heartbeats().iter().any(|h| h.node_id == node && h.draining.as_deref() == Some("rebalance"))
@@ -160,4 +172,45 @@ fn after_a_rebalance_recommendation_the_node_takes_no_new_tasks() {
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("draining (rebalance)"), "{text}");
     assert!(text.contains("scheduled: system-reboot"), "a scheduled event shows in status: {text}");
+}
+
+/// The AWS path in the binary: an agent given `--imds-endpoint` (on EC2 the real IMDS,
+/// here the test-support emulator) drains on a spot notice and says why.
+#[test]
+fn an_agent_on_imds_drains_on_a_spot_notice() {
+    let dir = tempfile::tempdir().unwrap();
+    let imds = ImdsEmulator::start("i-0e2e", "c7i.large", "us-east-1a").unwrap();
+    let store = dir.path().join("store");
+    let mut agent = KillOnDrop(fleetform()
+        .args(["agent", "--node-id", "i-0e2e", "--resources", r#"{"CPU":1}"#])
+        .args(["--store", &format!("file://{}", store.display())])
+        .args(["--queue", &format!("sqlite://{}", dir.path().join("queue.sqlite").display())])
+        .arg("--spill-dir")
+        .arg(dir.path().join("spill"))
+        .args(["--imds-endpoint", &imds.endpoint(), "--imds-poll-ms", "200"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap());
+    let heartbeat = store.join("nodes/i-0e2e.json");
+    let read = || serde_json::from_slice::<NodeHeartbeat>(&std::fs::read(&heartbeat).ok()?).ok();
+    wait_until(Duration::from_secs(30), "the agent's first heartbeat", || read().is_some());
+    let before = imds.requests();
+    wait_until(Duration::from_secs(10), "the agent to poll IMDS", || imds.requests() > before);
+
+    imds.raise_spot_interruption(SPOT_NOTICE_LEAD);
+    wait_until(Duration::from_secs(30), "the agent to exit", || agent.0.try_wait().unwrap().is_some());
+    assert!(agent.0.wait().unwrap().success());
+    let last = read().unwrap();
+    assert!(last.stopped && last.draining.as_deref() == Some("spot-interruption"), "{last:?}");
+}
+
+/// A child process that does not outlive a failed test.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -15,6 +15,7 @@ use fleetform_core::{JobSpec, Resources};
 
 use super::task::PANICKING_JOB;
 use super::{lock, AbortOnDrop, AgentConfig, Shared, UNREADABLE_JOB_MAX_FAILURES};
+use crate::imds::NoticeSource;
 use crate::jobs::{self, JobProgress};
 
 /// Short, so retries a lease apart fit in a test; renewals run every third of it.
@@ -44,6 +45,20 @@ impl TestAgent {
     }
 
     async fn start_in_with(dir: PathBuf, lease: Duration, slots: usize) -> TestAgent {
+        Self::start_in_watching(dir, lease, slots, None).await
+    }
+
+    /// An agent of one slot that polls `notices` every `poll`.
+    pub(super) async fn start_watching(notices: NoticeSource, poll: Duration) -> TestAgent {
+        let dir = std::env::temp_dir().join(format!("fleetform-exec-{}", uuid::Uuid::new_v4()));
+        Self::start_in_watching(dir, LEASE, 1, Some((notices, poll))).await
+    }
+
+    async fn start_in_watching(dir: PathBuf, lease: Duration, slots: usize, notices: Option<(NoticeSource, Duration)>) -> TestAgent {
+        let (notices, notice_poll) = match notices {
+            Some((source, poll)) => (Some(source), poll),
+            None => (None, Duration::from_secs(1)),
+        };
         let cfg = AgentConfig {
             node_id: "test-node".into(),
             node_type: "worker".into(),
@@ -53,8 +68,8 @@ impl TestAgent {
             resources: Resources::new().with(CPU, 1.0),
             slots,
             spill_dir: dir.join("spill"),
-            imds: None,
-            imds_poll: Duration::from_secs(1),
+            notices,
+            notice_poll,
             lease,
             setup_failed_file: None,
         };
@@ -104,6 +119,13 @@ impl TestAgent {
         let dir = self.dir.clone();
         self.drain().await;
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Waits until the agent drains by itself (on a notice, not [`TestAgent::drain`]) and
+    /// returns why; the directory stays.
+    pub(super) async fn drained_within(&mut self, limit: Duration) -> String {
+        let ended = tokio::time::timeout(limit, &mut self.serving).await;
+        ended.expect("the agent drains in time").expect("the loop ends").expect("the loop ends cleanly")
     }
 
     /// Drain as on a spot notice (running tasks checkpoint), keeping the directory.

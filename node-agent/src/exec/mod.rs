@@ -30,7 +30,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::imds::{ImdsClient, NodeSignals};
+use crate::imds::{NodeSignals, NoticeSource};
 use crate::ops::Stages;
 use crate::queue::Queue;
 use crate::store::Store;
@@ -67,9 +67,10 @@ pub struct AgentConfig {
     pub resources: Resources,
     pub slots: usize,
     pub spill_dir: PathBuf,
-    /// None disables IMDS (a machine that is not an EC2 instance and has no emulator).
-    pub imds: Option<ImdsClient>,
-    pub imds_poll: Duration,
+    /// Where spot, rebalance and maintenance notices come from: IMDS on EC2, the notice file
+    /// on the local provider; None for none.
+    pub notices: Option<NoticeSource>,
+    pub notice_poll: Duration,
     pub lease: Duration,
     /// Read once at start: setup_commands run before the agent starts (user data).
     pub setup_failed_file: Option<PathBuf>,
@@ -144,8 +145,8 @@ async fn serve(shared: Arc<Shared>) -> Result<String> {
     heartbeat(&shared, false).await?;
     tokio::spawn(heartbeat_loop(shared.clone()));
     tokio::spawn(signal_watch(shared.clone()));
-    if let Some(client) = shared.cfg.imds.clone() {
-        tokio::spawn(imds_watch(shared.clone(), crate::imds::spawn_watcher_with_interval(client, shared.cfg.imds_poll)));
+    if let Some(source) = shared.cfg.notices.clone() {
+        tokio::spawn(notice_watch(shared.clone(), crate::imds::spawn_watcher_with_interval(source, shared.cfg.notice_poll)));
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     info!(node = %shared.cfg.node_id, slots = shared.cfg.slots, "agent ready");
@@ -153,29 +154,22 @@ async fn serve(shared: Arc<Shared>) -> Result<String> {
     let capacity = Capacity::new(shared.cfg.slots, &shared.cfg.resources);
     let classes: Vec<String> = shared.cfg.resources.served_classes().iter().map(|c| c.slug()).collect();
     let mut receiver = Receiver::new(shared.queue.clone(), classes, shared.cfg.lease);
-    while !shared.node.drain.load(Ordering::SeqCst) {
-        if shared.soft_drain.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        }
+    // Until a drain of either kind: a receive waits as long as the queue is empty, so the
+    // drains are watched while it waits, not only between receives.
+    while !takes_no_work(&shared) {
         let permit = tokio::select! {
             biased;
-            _ = wait_for_drain(&shared) => break,
+            _ = wait_until_taking_no_work(&shared) => break,
             p = capacity.one_slot() => p?,
         };
-        if shared.node.drain.load(Ordering::SeqCst) {
+        if takes_no_work(&shared) {
             break; // a slot freed up because its task drained: take nothing new
         }
         // A batch for every free slot; the loop holds one of them.
         let want = 1 + capacity.free_slots();
         let got = tokio::select! {
             biased;
-            _ = wait_for_drain(&shared) => break,
-            _ = wait_for_soft_drain(&shared) => {
-                // Receives in flight may still bring a task: it goes back, not to work.
-                receiver.hand_back_in_flight();
-                continue;
-            }
+            _ = wait_until_taking_no_work(&shared) => break,
             got = receiver.next(want) => got,
         };
         let mut first = Some(permit);
@@ -205,6 +199,9 @@ async fn serve(shared: Arc<Shared>) -> Result<String> {
     }
     // Receives in flight answer within their long poll: what they bring goes back.
     let closing = tokio::spawn(receiver.close());
+    // A soft drain (rebalance recommendation, the autoscaler's drain) lets running tasks
+    // finish and keeps the node up, taking nothing new, until a hard one.
+    wait_for_drain(&shared).await;
     // Drain: wait for in-flight tasks to checkpoint and hand back, within the budget.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let deadline = Instant::now() + DRAIN_BUDGET;
@@ -256,9 +253,13 @@ async fn wait_for_drain(shared: &Shared) {
     }
 }
 
-/// A soft drain (rebalance recommendation, drain request): no new tasks from now on.
-async fn wait_for_soft_drain(shared: &Shared) {
-    while !shared.soft_drain.load(Ordering::SeqCst) {
+/// A drain of either kind has begun: the node takes no new task.
+fn takes_no_work(shared: &Shared) -> bool {
+    shared.node.drain.load(Ordering::SeqCst) || shared.soft_drain.load(Ordering::SeqCst)
+}
+
+async fn wait_until_taking_no_work(shared: &Shared) {
+    while !takes_no_work(shared) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -290,7 +291,9 @@ async fn signal_watch(shared: Arc<Shared>) {
     }
 }
 
-async fn imds_watch(shared: Arc<Shared>, mut rx: tokio::sync::watch::Receiver<NodeSignals>) {
+/// Acts on the notice source's signals, whichever source it is: a spot notice is a hard
+/// drain, a rebalance recommendation a soft one; scheduled events go into the heartbeat.
+async fn notice_watch(shared: Arc<Shared>, mut rx: tokio::sync::watch::Receiver<NodeSignals>) {
     loop {
         {
             let s = rx.borrow_and_update().clone();
@@ -667,6 +670,8 @@ mod setup_failure_tests {
 
 #[cfg(test)]
 mod failure_tests;
+#[cfg(test)]
+mod notice_tests;
 #[cfg(test)]
 mod python_tests;
 #[cfg(test)]

@@ -103,16 +103,6 @@ impl Receiver {
         }
     }
 
-    /// Stop taking work without closing (a soft drain): the receives in flight answer in
-    /// the background and what they bring goes back to the queue at once, instead of
-    /// waiting, invisible, for a `next` that will not come.
-    pub fn hand_back_in_flight(&mut self) {
-        let polls = std::mem::take(&mut self.polls);
-        self.polling.clear();
-        let rest = Receiver { queue: self.queue.clone(), classes: Vec::new(), lease: self.lease, polls, polling: HashSet::new(), delay: HashMap::new() };
-        tokio::spawn(rest.close());
-    }
-
     fn start_polls(&mut self, want: usize) {
         for class in &self.classes {
             if !self.polling.insert(class.clone()) {

@@ -276,8 +276,8 @@ fn parse<T: DeserializeOwned>(path: &str, body: String) -> Result<T, ImdsError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::imds::ImdsEmulator;
     use chrono::Utc;
+    use fleetform_testkit::imds::ImdsEmulator;
 
     const INSTANCE_ID: &str = "i-0123456789abcdef0";
 

@@ -1,150 +1,29 @@
-//! The instance metadata service (IMDSv2): how a worker learns that EC2 is about to take
-//! it away.
+//! How a worker learns that it is about to be taken away: EC2's instance metadata service
+//! (IMDSv2) on AWS, a notice file on the local provider.
 //!
 //! - [`client`]: [`ImdsClient`], IMDSv2 over hyper with what a daemon needs: a cached
 //!   session token, 404 means "absent" (`Ok(None)`), a 401 throws the cached token away,
 //!   bounded retries and timeouts, errors that name the path.
-//! - [`watcher`]: polls the three interruption paths and publishes [`NodeSignals`] on a
-//!   `tokio::sync::watch` channel, so the executor reacts to a change instead of polling.
-//! - [`emulator`]: our own IMDS on 127.0.0.1 (no emulator package is installable here),
-//!   with the real paths, shapes and token rules, plus trigger endpoints that let tests and
-//!   `fleetform chaos interrupt` raise a spot notice on a local node.
+//! - [`notice_file`]: the local provider's stand-in for IMDS (a local machine has none):
+//!   `<node dir>/notice.json` holds the same documents, and `fleetform chaos interrupt`
+//!   writes it atomically.
+//! - [`watcher`]: polls a [`NoticeSource`] (IMDS or the notice file) for the three
+//!   interruption notices and publishes [`NodeSignals`] on a `tokio::sync::watch`
+//!   channel, so the executor reacts to a change instead of polling, and drains the same
+//!   way whichever source raised the notice.
 //!
-//! The types below are the JSON documents IMDS serves, kept in its own field names.
+//! The documents themselves (and the IMDS paths and headers) are `fleetform_core::imds`,
+//! shared with the test-support IMDS emulator (`fleetform-testkit`), which is not part of
+//! any shipped binary.
 
 pub mod client;
-pub mod emulator;
+pub mod notice_file;
 pub mod watcher;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
-use serde::{Deserialize, Serialize};
-
 pub use client::{ImdsClient, ImdsError};
-pub use emulator::{trigger, ImdsEmulator, Trigger};
-pub use watcher::{spawn_watcher, spawn_watcher_with_interval, NodeSignals, WATCH_INTERVAL};
-
-/// IMDS paths, relative to the endpoint. One place, so the client, the watcher and the
-/// emulator cannot drift apart.
-pub mod paths {
-    pub const TOKEN: &str = "/latest/api/token";
-    pub const INSTANCE_ID: &str = "/latest/meta-data/instance-id";
-    pub const INSTANCE_TYPE: &str = "/latest/meta-data/instance-type";
-    pub const AVAILABILITY_ZONE: &str = "/latest/meta-data/placement/availability-zone";
-    pub const SPOT_INSTANCE_ACTION: &str = "/latest/meta-data/spot/instance-action";
-    pub const REBALANCE: &str = "/latest/meta-data/events/recommendations/rebalance";
-    pub const SCHEDULED_EVENTS: &str = "/latest/meta-data/events/maintenance/scheduled";
-}
-
-/// Header names of the IMDSv2 session protocol.
-pub mod headers {
-    /// On `PUT /latest/api/token`: the token's lifetime in seconds (1–21600). IMDS echoes
-    /// it on the answer.
-    pub const TOKEN_TTL_SECONDS: &str = "X-aws-ec2-metadata-token-ttl-seconds";
-    /// On every GET: the session token.
-    pub const TOKEN: &str = "X-aws-ec2-metadata-token";
-}
-
-/// `spot/instance-action`: EC2 will stop, hibernate or terminate this spot instance at
-/// `time`, about two minutes after the notice appears.
-/// Example: `{"action":"terminate","time":"2026-11-21T21:14:00Z"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SpotAction {
-    /// `terminate`, `stop` or `hibernate`. Kept as a string: an action EC2 adds later must
-    /// still read as "you are being interrupted", not as a parse error.
-    pub action: String,
-    pub time: DateTime<Utc>,
-}
-
-/// `events/recommendations/rebalance`: the instance is at elevated risk of interruption.
-/// Example: `{"noticeTime":"2026-11-21T21:10:00Z"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rebalance {
-    #[serde(rename = "noticeTime")]
-    pub notice_time: DateTime<Utc>,
-}
-
-/// The time format IMDS uses in scheduled events, e.g. `21 Jan 2019 09:00:43 GMT` (not
-/// RFC 3339, unlike the spot and rebalance documents).
-pub const SCHEDULED_EVENT_TIME_FORMAT: &str = "%d %b %Y %H:%M:%S GMT";
-
-/// One entry of `events/maintenance/scheduled`, in IMDS's PascalCase names:
-/// `{"NotBefore":"21 Jan 2019 09:00:43 GMT","Code":"system-reboot","Description":"scheduled
-/// reboot","EventId":"instance-event-0d59937288b749b32","NotAfter":"21 Jan 2019 09:17:23
-/// GMT","State":"active"}`.
-///
-/// The times stay strings as IMDS wrote them (see [`SCHEDULED_EVENT_TIME_FORMAT`]), so a
-/// format change cannot make the whole list unreadable; [`ScheduledEvent::not_before_time`]
-/// parses on demand. Missing fields read as empty rather than failing the list.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct ScheduledEvent {
-    pub not_before: String,
-    /// `instance-reboot`, `system-reboot`, `system-maintenance`, `instance-retirement`,
-    /// `instance-stop`.
-    pub code: String,
-    pub description: String,
-    pub event_id: String,
-    pub not_after: String,
-    /// `active`, `completed` or `canceled`.
-    pub state: String,
-}
-
-impl ScheduledEvent {
-    /// When the event may start, if `NotBefore` is in IMDS's format.
-    pub fn not_before_time(&self) -> Option<DateTime<Utc>> {
-        parse_scheduled_time(&self.not_before)
-    }
-
-    /// When the event window ends, if `NotAfter` is in IMDS's format.
-    pub fn not_after_time(&self) -> Option<DateTime<Utc>> {
-        parse_scheduled_time(&self.not_after)
-    }
-}
-
-/// Formats a time the way IMDS writes scheduled events.
-pub fn format_scheduled_time(time: DateTime<Utc>) -> String {
-    time.format(SCHEDULED_EVENT_TIME_FORMAT).to_string()
-}
-
-fn parse_scheduled_time(text: &str) -> Option<DateTime<Utc>> {
-    NaiveDateTime::parse_from_str(text.trim(), SCHEDULED_EVENT_TIME_FORMAT)
-        .ok()
-        .map(|naive| naive.and_utc())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spot_action_reads_and_writes_the_imds_shape() {
-        let text = r#"{"action":"terminate","time":"2026-11-21T21:14:00Z"}"#;
-        let action: SpotAction = serde_json::from_str(text).unwrap();
-        assert_eq!(action.action, "terminate");
-        assert_eq!(action.time.to_rfc3339(), "2026-11-21T21:14:00+00:00");
-        assert_eq!(serde_json::to_string(&action).unwrap(), text);
-    }
-
-    #[test]
-    fn rebalance_uses_notice_time() {
-        let text = r#"{"noticeTime":"2026-11-21T21:10:00Z"}"#;
-        let rebalance: Rebalance = serde_json::from_str(text).unwrap();
-        assert_eq!(serde_json::to_string(&rebalance).unwrap(), text);
-    }
-
-    #[test]
-    fn scheduled_event_reads_the_documented_example() {
-        let text = r#"[{"NotBefore" : "21 Jan 2019 09:00:43 GMT", "Code" : "system-reboot",
-            "Description" : "scheduled reboot", "EventId" : "instance-event-0d59937288b749b32",
-            "NotAfter" : "21 Jan 2019 09:17:23 GMT", "State" : "active"}]"#;
-        let events: Vec<ScheduledEvent> = serde_json::from_str(text).unwrap();
-        assert_eq!(events.len(), 1);
-        let event = &events[0];
-        assert_eq!(event.code, "system-reboot");
-        assert_eq!(event.event_id, "instance-event-0d59937288b749b32");
-        let not_before = event.not_before_time().unwrap();
-        assert_eq!(not_before.to_rfc3339(), "2019-01-21T09:00:43+00:00");
-        assert_eq!(format_scheduled_time(not_before), event.not_before);
-        assert!(event.not_after_time().unwrap() > not_before);
-    }
-}
+pub use fleetform_core::imds::{
+    format_scheduled_time, headers, notice_time, paths, Rebalance, ScheduledEvent, SpotAction, SCHEDULED_EVENT_TIME_FORMAT,
+    SPOT_NOTICE_LEAD,
+};
+pub use notice_file::Notices;
+pub use watcher::{spawn_watcher, spawn_watcher_with_interval, NodeSignals, NoticeSource, WATCH_INTERVAL};

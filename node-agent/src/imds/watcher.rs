@@ -1,9 +1,12 @@
-//! The IMDS watcher: polls the interruption paths and publishes what it sees as
-//! [`NodeSignals`] on a `tokio::sync::watch` channel. The executor awaits `changed()` and
-//! starts draining on a spot notice; the heartbeat copies the latest value into the node's
-//! record for `fleetform status`.
-use super::{paths, ImdsClient, ImdsError, Rebalance, ScheduledEvent, SpotAction};
+//! The notice watcher: polls a node's [`NoticeSource`] (IMDS on EC2, the notice file on
+//! the local provider) and publishes what it sees as [`NodeSignals`] on a
+//! `tokio::sync::watch` channel. The executor awaits `changed()` and starts draining on a
+//! spot notice; the heartbeat copies the latest value into the node's record for
+//! `fleetform status`. Both sources go through the same fold (`next_signals`), so a
+//! notice drains a local node exactly as it drains an EC2 instance.
+use super::{notice_file, paths, ImdsClient, Rebalance, ScheduledEvent, SpotAction};
 use serde::Serialize;
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
@@ -13,30 +16,40 @@ use tokio::time::MissedTickBehavior;
 /// every 5 s; we poll faster because every second of warning is a second of checkpointing.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
-/// What IMDS says about this node's future.
+/// Where a node's interruption notices come from.
+#[derive(Debug, Clone)]
+pub enum NoticeSource {
+    /// IMDS: EC2's on an instance (tests point the client at an emulator).
+    Imds(ImdsClient),
+    /// A [`notice_file`]: the local provider, whose nodes have no IMDS.
+    File(PathBuf),
+}
+
+/// What the node's notice source says about its future.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct NodeSignals {
     /// The spot interruption notice. Once seen it stays set, even if a later read says 404
     /// or fails: the instance is going away either way, and the drain must not be undone.
     pub spot: Option<SpotAction>,
-    /// The rebalance recommendation, as IMDS last reported it.
+    /// The rebalance recommendation, as the source last reported it.
     pub rebalance: Option<Rebalance>,
-    /// Scheduled maintenance events, as IMDS last reported them (kept on a failed read).
+    /// Scheduled maintenance events, as the source last reported them (kept on a failed
+    /// read).
     pub scheduled: Vec<ScheduledEvent>,
-    /// What went wrong in the latest poll, `None` when it read every path.
+    /// What went wrong in the latest poll, `None` when it read every notice.
     pub last_error: Option<String>,
 }
 
-/// Starts polling IMDS every [`WATCH_INTERVAL`] on the current tokio runtime.
-pub fn spawn_watcher(client: ImdsClient) -> watch::Receiver<NodeSignals> {
-    spawn_watcher_with_interval(client, WATCH_INTERVAL)
+/// Starts polling `source` every [`WATCH_INTERVAL`] on the current tokio runtime.
+pub fn spawn_watcher(source: NoticeSource) -> watch::Receiver<NodeSignals> {
+    spawn_watcher_with_interval(source, WATCH_INTERVAL)
 }
 
 /// [`spawn_watcher`] with another interval (tests use 100 ms). The first poll is
-/// immediate. IMDS errors never stop the task: they are logged and published in
+/// immediate. Read errors never stop the task: they are logged and published in
 /// `last_error`, and the next tick tries again. The task ends when every receiver is gone.
 pub fn spawn_watcher_with_interval(
-    client: ImdsClient,
+    source: NoticeSource,
     interval: Duration,
 ) -> watch::Receiver<NodeSignals> {
     let (sender, receiver) = watch::channel(NodeSignals::default());
@@ -50,8 +63,8 @@ pub fn spawn_watcher_with_interval(
                 _ = ticker.tick() => {}
             }
             let previous = sender.borrow().clone();
-            let reading = read(&client).await;
-            crate::metrics::imds_poll_errors(reading.errors());
+            let reading = read(&source).await;
+            crate::metrics::imds_poll_errors(reading.errors().len() as u64);
             let next = next_signals(&previous, reading);
             log_change(&previous, &next);
             sender.send_if_modified(|current| {
@@ -64,51 +77,65 @@ pub fn spawn_watcher_with_interval(
     receiver
 }
 
-/// One poll's answers.
+/// One poll's answers; an error is the message to publish.
 struct Reading {
-    spot: Result<Option<SpotAction>, ImdsError>,
-    rebalance: Result<Option<Rebalance>, ImdsError>,
-    scheduled: Result<Vec<ScheduledEvent>, ImdsError>,
+    spot: Result<Option<SpotAction>, String>,
+    rebalance: Result<Option<Rebalance>, String>,
+    scheduled: Result<Vec<ScheduledEvent>, String>,
 }
 
-async fn read(client: &ImdsClient) -> Reading {
-    Reading {
-        spot: client.spot_instance_action().await,
-        rebalance: client.rebalance_recommendation().await,
-        scheduled: client.scheduled_events().await,
+async fn read(source: &NoticeSource) -> Reading {
+    match source {
+        NoticeSource::Imds(client) => Reading {
+            spot: client.spot_instance_action().await.map_err(|e| e.to_string()),
+            rebalance: client.rebalance_recommendation().await.map_err(|e| e.to_string()),
+            scheduled: client.scheduled_events().await.map_err(|e| e.to_string()),
+        },
+        // One file holds all three: it is read, or none of them is.
+        NoticeSource::File(path) => match notice_file::read(path).await {
+            Ok(notices) => Reading { spot: Ok(notices.spot), rebalance: Ok(notices.rebalance), scheduled: Ok(notices.scheduled) },
+            Err(err) => {
+                let err = err.to_string();
+                Reading { spot: Err(err.clone()), rebalance: Err(err.clone()), scheduled: Err(err) }
+            }
+        },
     }
 }
 
 impl Reading {
-    /// How many of the poll's requests failed.
-    fn errors(&self) -> u64 {
-        [self.spot.is_err(), self.rebalance.is_err(), self.scheduled.is_err()].iter().filter(|e| **e).count() as u64
+    /// The poll's failed reads, each message once (IMDS's name their path, so three
+    /// failed requests are three; a notice file that cannot be read is one).
+    fn errors(&self) -> Vec<&str> {
+        let mut errors: Vec<&str> = Vec::new();
+        for err in [self.spot.as_ref().err(), self.rebalance.as_ref().err(), self.scheduled.as_ref().err()].into_iter().flatten() {
+            if !errors.contains(&err.as_str()) {
+                errors.push(err);
+            }
+        }
+        errors
     }
 }
 
 /// Folds a poll into the previous signals: the rules above, as a pure function.
 fn next_signals(previous: &NodeSignals, reading: Reading) -> NodeSignals {
     let mut next = previous.clone();
-    let mut errors = Vec::new();
-    match reading.spot {
-        Ok(Some(spot)) => next.spot = Some(spot),
-        Ok(None) => {}
-        Err(err) => errors.push(err.to_string()),
+    let errors = reading.errors().join("; ");
+    next.last_error = (!errors.is_empty()).then_some(errors);
+    if let Ok(Some(spot)) = reading.spot {
+        next.spot = Some(spot);
     }
-    match reading.rebalance {
-        Ok(rebalance) => next.rebalance = rebalance,
-        Err(err) => errors.push(err.to_string()),
+    if let Ok(rebalance) = reading.rebalance {
+        next.rebalance = rebalance;
     }
-    match reading.scheduled {
-        Ok(scheduled) => next.scheduled = scheduled,
-        Err(err) => errors.push(err.to_string()),
+    if let Ok(scheduled) = reading.scheduled {
+        next.scheduled = scheduled;
     }
-    next.last_error = (!errors.is_empty()).then(|| errors.join("; "));
     next
 }
 
 /// Notices at info/warn level; a failure repeating every poll is logged once, then at
-/// debug level, so an unreachable IMDS does not flood the journal.
+/// debug level, so an unreachable IMDS (or a broken notice file) does not flood the
+/// journal.
 fn log_change(previous: &NodeSignals, next: &NodeSignals) {
     if next.spot != previous.spot {
         if let Some(spot) = &next.spot {
@@ -125,10 +152,10 @@ fn log_change(previous: &NodeSignals, next: &NodeSignals) {
     }
     match (&next.last_error, &previous.last_error) {
         (Some(error), Some(before)) if error == before => {
-            tracing::debug!(%error, "IMDS poll failed again")
+            tracing::debug!(%error, "polling for notices failed again")
         }
-        (Some(error), _) => tracing::warn!(%error, "IMDS poll failed; will keep polling"),
-        (None, Some(_)) => tracing::info!("IMDS poll succeeded again"),
+        (Some(error), _) => tracing::warn!(%error, "polling for notices failed; will keep polling"),
+        (None, Some(_)) => tracing::info!("polling for notices succeeded again"),
         (None, None) => {}
     }
 }
@@ -136,8 +163,9 @@ fn log_change(previous: &NodeSignals, next: &NodeSignals) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::imds::ImdsEmulator;
+    use crate::imds::{ImdsError, SPOT_NOTICE_LEAD};
     use chrono::{TimeZone, Utc};
+    use fleetform_testkit::imds::ImdsEmulator;
     use tokio::time::{timeout, Instant};
 
     const INTERVAL: Duration = Duration::from_millis(100);
@@ -150,11 +178,12 @@ mod tests {
         }
     }
 
-    fn failure() -> ImdsError {
+    fn failure() -> String {
         ImdsError::Status {
             path: paths::SCHEDULED_EVENTS.into(),
             status: 500,
         }
+        .to_string()
     }
 
     #[test]
@@ -207,7 +236,7 @@ mod tests {
     async fn sees_a_spot_notice_within_two_intervals() {
         let emulator = ImdsEmulator::start("i-0watcher", "m7g.large", "eu-west-1b").unwrap();
         let client = ImdsClient::new(Some(&emulator.endpoint())).unwrap();
-        let mut signals = spawn_watcher_with_interval(client, INTERVAL);
+        let mut signals = spawn_watcher_with_interval(NoticeSource::Imds(client), INTERVAL);
         // A first clean poll: nothing pending.
         timeout(
             Duration::from_secs(5),
@@ -253,7 +282,7 @@ mod tests {
             .port();
         let endpoint = format!("http://127.0.0.1:{port}");
         let client = ImdsClient::new(Some(&endpoint)).unwrap();
-        let mut signals = spawn_watcher_with_interval(client, INTERVAL);
+        let mut signals = spawn_watcher_with_interval(NoticeSource::Imds(client), INTERVAL);
         let failing = timeout(
             Duration::from_secs(5),
             signals.wait_for(|s| s.last_error.is_some()),
@@ -279,5 +308,53 @@ mod tests {
         .unwrap()
         .clone();
         assert_eq!(recovered.spot.unwrap().action, "terminate");
+    }
+
+    #[tokio::test]
+    async fn a_notice_file_is_watched_like_imds() {
+        let dir = std::env::temp_dir().join(format!("fleetform-watch-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(notice_file::FILE_NAME);
+        let mut signals = spawn_watcher_with_interval(NoticeSource::File(path.clone()), INTERVAL);
+        // No file yet: a clean poll with nothing pending.
+        timeout(
+            Duration::from_secs(5),
+            signals.wait_for(|s| *s == NodeSignals::default()),
+        )
+        .await
+        .expect("first poll")
+        .unwrap();
+        tokio::time::sleep(INTERVAL).await;
+
+        let spot = SpotAction {
+            action: "terminate".into(),
+            time: crate::imds::notice_time(Utc::now(), SPOT_NOTICE_LEAD),
+        };
+        notice_file::update(&path, |n| n.spot = Some(spot.clone())).unwrap();
+        let raised = Instant::now();
+        let deadline = 2 * INTERVAL + SLACK;
+        let seen = timeout(deadline, signals.wait_for(|s| s.spot.is_some()))
+            .await
+            .expect("spot notice seen within about two intervals")
+            .unwrap()
+            .clone();
+        assert_eq!(seen.spot, Some(spot));
+        assert!(raised.elapsed() <= deadline);
+
+        // A broken file is one error naming it; what was known stays, the drain goes on.
+        std::fs::write(&path, "{not json").unwrap();
+        let broken = timeout(
+            Duration::from_secs(5),
+            signals.wait_for(|s| s.last_error.is_some()),
+        )
+        .await
+        .expect("the error is published")
+        .unwrap()
+        .clone();
+        let error = broken.last_error.unwrap();
+        assert!(error.contains(&path.display().to_string()), "{error}");
+        assert!(!error.contains("; "), "one file, one error: {error}");
+        assert_eq!(broken.spot, seen.spot);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -182,8 +182,8 @@ impl Up {
         self.child.id()
     }
 
-    /// (node id, pid, IMDS endpoint) of the running agents.
-    pub fn nodes(&self) -> Vec<(String, u32, String)> {
+    /// (node id, pid, notice file) of the running agents.
+    pub fn nodes(&self) -> Vec<(String, u32, PathBuf)> {
         let v: serde_json::Value =
             serde_json::from_slice(&std::fs::read(self.state.join("supervisor.json")).unwrap())
                 .unwrap();
@@ -195,7 +195,7 @@ impl Up {
                 (
                     n["node_id"].as_str().unwrap().into(),
                     n["pid"].as_u64().unwrap() as u32,
-                    n["imds"].as_str().unwrap().into(),
+                    n["notice_file"].as_str().unwrap().into(),
                 )
             })
             .collect()

@@ -1,4 +1,4 @@
-//! The dashboard's HTTP side, on `tiny_http` (already the IMDS emulator's server, so it
+//! The dashboard's HTTP side, on `tiny_http` (already the agents' /metrics server, so it
 //! costs the build nothing): every answer is a copy of what the poller last published,
 //! so one thread serves any number of pages. Read-only: GET and HEAD only.
 

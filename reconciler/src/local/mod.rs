@@ -1,6 +1,7 @@
 //! The local provider: the whole cluster on this machine. Agents are child processes
-//! (`fleetform agent ...`), each with its own IMDS emulator so spot notices can be
-//! raised on it; a directory is the object store and one SQLite file the task queue.
+//! (`fleetform agent ...`), each reading its notices from a file in its node directory
+//! (a local machine has no IMDS; `fleetform chaos interrupt` writes a spot notice there);
+//! a directory is the object store and one SQLite file the task queue.
 //! The supervisor replaces agents that die or drain, as the reconciler replaces
 //! terminated instances on AWS. `autoscale` is its autoscaler provider.
 
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use fleetform_agent::imds::ImdsEmulator;
+use fleetform_agent::imds::notice_file;
 use fleetform_core::spec::{ClusterSpec, ProviderKind};
 use fleetform_core::Resources;
 use serde::{Deserialize, Serialize};
@@ -41,7 +42,8 @@ pub struct LocalNode {
     pub node_id: String,
     pub node_type: String,
     pub pid: u32,
-    pub imds: String,
+    /// Where the agent reads its spot, rebalance and maintenance notices.
+    pub notice_file: PathBuf,
     pub log: PathBuf,
 }
 
@@ -53,7 +55,7 @@ struct Slot {
     resources: Resources,
     child: Child,
     node_id: String,
-    imds: ImdsEmulator,
+    notice_file: PathBuf,
     log: PathBuf,
 }
 
@@ -259,9 +261,17 @@ struct Spawner {
 impl Spawner {
     fn spawn(&self, index: usize, generation: usize, node_type: &str, resources: &Resources) -> Result<Slot> {
         let node_id = format!("{}-w{index}-{generation}", self.cluster);
-        let imds = ImdsEmulator::start(&node_id, "local", "local-1a").context("cannot start the IMDS emulator")?;
         let node_dir = self.handles.state_dir.join("nodes").join(&node_id);
         std::fs::create_dir_all(&node_dir)?;
+        // A node id comes back in the next `fleetform up`: its last run's notices are not
+        // this agent's.
+        let notice_file = node_dir.join(notice_file::FILE_NAME);
+        match std::fs::remove_file(&notice_file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                bail!("cannot remove the previous run's notice file {}: {e}", notice_file.display())
+            }
+            _ => {}
+        }
         let log = node_dir.join("agent.log");
         let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         let exe = std::env::current_exe().context("cannot find the fleetform executable")?;
@@ -277,7 +287,10 @@ impl Spawner {
             .args(["--resources", &serde_json::to_string(resources)?])
             .arg("--spill-dir")
             .arg(node_dir.join("spill"))
-            .args(["--imds-endpoint", &imds.endpoint()])
+            .arg("--notice-file")
+            .arg(&notice_file)
+            // --notice-file and an IMDS endpoint exclude each other.
+            .env_remove("FLEETFORM_IMDS_ENDPOINT")
             .args(["--lease-seconds", &self.lease_seconds.to_string()])
             .stdin(Stdio::null())
             // Own process group: a Ctrl-C in the terminal reaches the supervisor only,
@@ -296,14 +309,14 @@ impl Spawner {
             resources: resources.clone(),
             child,
             node_id,
-            imds,
+            notice_file,
             log,
         })
     }
 }
 
 fn describe(s: &Slot) -> LocalNode {
-    LocalNode { node_id: s.node_id.clone(), node_type: s.node_type.clone(), pid: s.child.id(), imds: s.imds.endpoint(), log: s.log.clone() }
+    LocalNode { node_id: s.node_id.clone(), node_type: s.node_type.clone(), pid: s.child.id(), notice_file: s.notice_file.clone(), log: s.log.clone() }
 }
 
 fn publish(handles: &Handles, slots: &[Slot]) -> Result<()> {
@@ -386,7 +399,7 @@ pub async fn up(file: &Path, dashboard: Option<&str>) -> Result<i32> {
     crate::cluster::remember(file);
     println!("local cluster `{}` is up: {} agents", spec.cluster_name, cluster.nodes().len());
     for n in cluster.nodes() {
-        println!("  {}  pid {}  imds {}  log {}", n.node_id, n.pid, n.imds, n.log.display());
+        println!("  {}  pid {}  log {}", n.node_id, n.pid, n.log.display());
     }
     println!("store {}  queue {}", handles.store_uri, handles.queue_uri);
     let _dashboard = match dashboard.map(|listen| crate::dashboard::start_for_up(&spec, &handles, listen)).transpose()? {
@@ -414,14 +427,16 @@ pub async fn up(file: &Path, dashboard: Option<&str>) -> Result<i32> {
     Ok(0)
 }
 
-/// Find a local node by id in the running supervisor's file.
+/// Find a local node by id among a live supervisor's nodes (a notice written for the
+/// node of a supervisor that died would reach no agent).
 pub fn find_node(handles: &Handles, node_id: &str) -> Result<LocalNode> {
-    let f: SupervisorFile = serde_json::from_slice(
-        &std::fs::read(supervisor_file(handles)).map_err(|_| anyhow!("no local cluster is running (start one with `fleetform up`)"))?,
-    )?;
-    f.nodes
+    let nodes = published_nodes(handles);
+    if nodes.is_empty() {
+        bail!("no local cluster is running (start one with `fleetform up`)");
+    }
+    nodes
         .iter()
         .find(|n| n.node_id == node_id)
         .cloned()
-        .ok_or_else(|| anyhow!("no node `{node_id}`; nodes: {}", f.nodes.iter().map(|n| n.node_id.as_str()).collect::<Vec<_>>().join(", ")))
+        .ok_or_else(|| anyhow!("no node `{node_id}`; nodes: {}", nodes.iter().map(|n| n.node_id.as_str()).collect::<Vec<_>>().join(", ")))
 }

@@ -1,8 +1,10 @@
-//! An IMDSv2 emulator for local nodes and tests: one per local node, on 127.0.0.1.
+//! An IMDSv2 emulator for tests, on 127.0.0.1: the agent's IMDS client and watcher, and
+//! the agent binary's `--imds-endpoint`, are tested against it. Nothing shipped uses it
+//! (the local provider delivers notices through a notice file instead).
 //!
 //! No IMDS emulator package can be installed here (amazon-ec2-metadata-mock is a Go
 //! binary), so this follows the real service's rules closely enough that the agent runs the
-//! same code on a laptop as on EC2:
+//! same code against it as on EC2:
 //! - `PUT /latest/api/token` with `X-aws-ec2-metadata-token-ttl-seconds` (1–21600) returns
 //!   a token and echoes the TTL header; a missing or out-of-range TTL is a 400, and a
 //!   request carrying `X-Forwarded-For` is a 403 (IMDS refuses tokens through proxies).
@@ -19,8 +21,11 @@
 //! `POST /fleetform/rebalance`, `POST /fleetform/scheduled-event?code=system-reboot&in_seconds=3600`,
 //! `POST /fleetform/invalidate-tokens`, `POST /fleetform/reset`. Query values are plain
 //! tokens (numbers, codes); they are not percent-decoded.
-use super::{format_scheduled_time, headers, paths, Rebalance, ScheduledEvent, SpotAction};
 use chrono::{DateTime, Utc};
+pub use fleetform_core::imds::SPOT_NOTICE_LEAD;
+use fleetform_core::imds::{
+    format_scheduled_time, headers, notice_time, paths, Rebalance, ScheduledEvent, SpotAction,
+};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -38,9 +43,6 @@ pub const MAX_TOKEN_TTL_SECONDS: u64 = 21_600;
 /// polls it on every node, treats any non-2xx there as an error, so an empty array is the
 /// steady state. The client also reads a 404 or an empty body as "none", to be lenient.
 pub const NO_SCHEDULED_EVENTS: &str = "[]";
-
-/// Default spot notice lead time: EC2 gives two minutes.
-pub const SPOT_NOTICE_LEAD: Duration = Duration::from_secs(120);
 
 /// Length of an emulated maintenance window (`NotAfter - NotBefore`); any plausible value
 /// works, the agent only acts on `NotBefore`.
@@ -290,17 +292,17 @@ impl NodeState {
             Trigger::SpotInterruption { action, after } => {
                 self.spot = Some(SpotAction {
                     action,
-                    time: whole_seconds(now, after),
+                    time: notice_time(now, after),
                 });
             }
             Trigger::Rebalance => {
                 self.rebalance = Some(Rebalance {
-                    notice_time: whole_seconds(now, Duration::ZERO),
+                    notice_time: notice_time(now, Duration::ZERO),
                 });
             }
             Trigger::ScheduledEvent { code, after } => {
-                let not_before = whole_seconds(now, after);
-                let not_after = whole_seconds(not_before, SCHEDULED_EVENT_WINDOW);
+                let not_before = notice_time(now, after);
+                let not_after = notice_time(not_before, SCHEDULED_EVENT_WINDOW);
                 let event_id = format!(
                     "instance-event-{}",
                     &uuid::Uuid::new_v4().simple().to_string()[..17]
@@ -393,17 +395,6 @@ fn json<T: serde::Serialize>(document: &T) -> Reply {
         200,
         serde_json::to_string(document).expect("IMDS documents serialise"),
     )
-}
-
-/// Times in IMDS documents have whole seconds.
-/// Saturates instead of panicking on an absurd `in_seconds`, which would kill the server
-/// thread.
-fn whole_seconds(now: DateTime<Utc>, after: Duration) -> DateTime<Utc> {
-    let at = chrono::Duration::from_std(after)
-        .ok()
-        .and_then(|after| now.checked_add_signed(after))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC);
-    DateTime::from_timestamp(at.timestamp(), 0).unwrap_or(at)
 }
 
 fn parse_query(query: &str) -> HashMap<&str, &str> {
@@ -530,8 +521,8 @@ fn serve(server: &tiny_http::Server, shared: &Shared) {
 }
 
 /// Asks the emulator at `endpoint` (`http://127.0.0.1:PORT`) to change its node's state,
-/// with a one-shot HTTP/1.1 POST over a plain TCP stream (what `fleetform chaos interrupt`
-/// uses). Loopback only: the trigger endpoints have no authentication, so nothing should
+/// with a one-shot HTTP/1.1 POST over a plain TCP stream (for a test whose emulator is in
+/// another process's hands). Loopback only: the trigger endpoints have no authentication, so nothing should
 /// ever send them across a network.
 pub fn trigger(endpoint: &str, what: Trigger) -> io::Result<()> {
     let authority = endpoint
