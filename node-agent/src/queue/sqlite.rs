@@ -38,7 +38,25 @@ impl SqliteQueue {
         let conn = Connection::open(path)
             .map_err(|e| anyhow::anyhow!("cannot open the queue database {}: {e}", path.display()))?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        // WAL lets readers (status) run beside a writer (an agent receiving).
+        // Two processes opening a new queue at once (`run` and its first agent) both set up
+        // the database. Switching to WAL upgrades a shared lock to an exclusive one, and
+        // SQLite answers such an upgrade with SQLITE_BUSY at once, without its busy
+        // handler (waiting could deadlock): retry the set-up for a while instead.
+        let started = std::time::Instant::now();
+        loop {
+            match Self::set_up(&conn) {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DatabaseBusy && started.elapsed() < BUSY_TIMEOUT => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => anyhow::bail!("cannot set up the queue database {}: {e}", path.display()),
+            }
+        }
+        Ok(SqliteQueue { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// WAL (readers such as `status` run beside a writer, an agent receiving) and the table.
+    fn set_up(conn: &Connection) -> rusqlite::Result<()> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(
@@ -52,8 +70,7 @@ impl SqliteQueue {
              );
              CREATE INDEX IF NOT EXISTS messages_by_queue ON messages(queue, visible_at, id);
              CREATE UNIQUE INDEX IF NOT EXISTS messages_by_receipt ON messages(receipt);",
-        )?;
-        Ok(SqliteQueue { conn: Arc::new(Mutex::new(conn)) })
+        )
     }
 
     /// Run `f` on the connection in a blocking thread (rusqlite is synchronous).
@@ -228,6 +245,29 @@ mod tests {
         let d = std::env::temp_dir().join(format!("fleetform-queue-{}", uuid::Uuid::new_v4()));
         let q = super::SqliteQueue::open(&d.join("q.sqlite")).unwrap();
         crate::queue::conformance::run(&q, "default", std::time::Duration::from_millis(200), crate::queue::conformance::StaleHandles::Refused).await;
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    /// `fleetform run` and its first agent open a new queue at the same moment.
+    #[test]
+    fn processes_opening_a_new_queue_at_once_all_succeed() {
+        let d = std::env::temp_dir().join(format!("fleetform-queue-open-{}", uuid::Uuid::new_v4()));
+        for round in 0..30 {
+            let path = d.join(format!("q{round}.sqlite"));
+            let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let openers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (path, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        super::SqliteQueue::open(&path).map(|_| ())
+                    })
+                })
+                .collect();
+            for o in openers {
+                o.join().unwrap().unwrap_or_else(|e| panic!("round {round}: {e:#}"));
+            }
+        }
         let _ = std::fs::remove_dir_all(d);
     }
 }
