@@ -2,6 +2,7 @@
 //! beyond reading a spec file: specs and their validation, resources, task records, the
 //! cluster store's key layout and the task queue contract.
 
+pub mod data_access;
 pub mod diag;
 pub mod input;
 pub mod instance;
