@@ -11,6 +11,7 @@ mod aws_reconcile;
 mod aws_config;
 mod aws_dataplane;
 mod aws_byo_vpc;
+mod aws_iam;
 mod autoscale;
 mod faults;
 mod labs;
