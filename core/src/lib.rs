@@ -2,6 +2,7 @@
 //! beyond reading a spec file: specs and their validation, resources, task records, the
 //! cluster store's key layout, the task queue contract and the IMDS documents.
 
+pub mod data_access;
 pub mod diag;
 pub mod imds;
 pub mod input;

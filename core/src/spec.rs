@@ -216,6 +216,15 @@ pub struct StorageSpec {
     /// Local provider: directory of the cluster store (default `.fleetform/<cluster>/store`).
     #[serde(default)]
     pub path: Option<String>,
+    /// AWS provider: S3 locations outside the store that jobs read (`input.uri`), e.g.
+    /// `s3://datasets/raw-100gb-data/`. The worker role may read there, nothing more;
+    /// submit refuses a job whose input is neither here nor in the store.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub job_inputs: Vec<String>,
+    /// AWS provider: S3 locations outside the store that jobs write (`output.uri`). The
+    /// worker role may read, write and delete objects there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub job_outputs: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -352,6 +361,18 @@ impl ClusterSpec {
         Self::from_yaml(&file, &src)
     }
 
+    /// The store's key prefix inside `storage.bucket`: `storage.prefix` (default
+    /// `<cluster_name>/`), always ending in `/`, or empty for a whole bucket.
+    pub fn store_prefix(&self) -> String {
+        let p = self.storage.prefix.clone().unwrap_or_else(|| format!("{}/", self.cluster_name));
+        let p = p.trim_start_matches('/').to_string();
+        if p.is_empty() || p.ends_with('/') {
+            p
+        } else {
+            format!("{p}/")
+        }
+    }
+
     pub fn head(&self) -> &NodeTypeSpec {
         &self.available_node_types[&self.head_node_type]
     }
@@ -460,6 +481,31 @@ impl ClusterSpec {
         if let Some(b) = &self.storage.bucket {
             if !valid_bucket(b) {
                 c.error(root.key("storage").key("bucket"), format!("`{b}` is not a valid S3 bucket name"));
+            }
+        }
+        self.validate_job_locations(c);
+    }
+
+    /// `storage.job_inputs` / `job_outputs`: S3 locations with a valid bucket, AWS only
+    /// (they become grants of the worker role; a local cluster reads any path).
+    fn validate_job_locations(&self, c: &mut Collector<'_>) {
+        let storage = YamlPath::root().key("storage");
+        for (field, uris) in [("job_inputs", &self.storage.job_inputs), ("job_outputs", &self.storage.job_outputs)] {
+            if self.provider.kind == ProviderKind::Local && !uris.is_empty() {
+                c.error(
+                    storage.key(field),
+                    "applies to the aws provider only (it grants the worker role S3 access); a local cluster reads and writes any path: remove it",
+                );
+                continue;
+            }
+            for (i, uri) in uris.iter().enumerate() {
+                match crate::data_access::S3Prefix::parse(uri) {
+                    Err(e) => c.error(storage.key(field).index(i), e),
+                    Ok(p) if !valid_bucket(&p.bucket) => {
+                        c.error(storage.key(field).index(i), format!("`{}` is not a valid S3 bucket name", p.bucket))
+                    }
+                    Ok(_) => {}
+                }
             }
         }
     }

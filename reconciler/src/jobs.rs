@@ -9,6 +9,7 @@ use anyhow::{anyhow, Result};
 use fleetform_agent::jobs::{self, JobProgress};
 use fleetform_agent::ops::python::{self, CodeFile};
 use fleetform_agent::store::Store;
+use fleetform_core::data_access::WorkerAccess;
 use fleetform_core::diag::{Problem, YamlPath};
 use fleetform_core::layout;
 use fleetform_core::spec::{ClusterSpec, ProviderKind};
@@ -97,6 +98,7 @@ pub async fn check_job(cluster: &ClusterSpec, path: &Path, set: &[String], produ
         }
     };
     let input = job.input.uri.as_deref().and_then(|u| fleetform_agent::storage::normalize_uri(u).ok());
+    problems.extend(worker_reach(cluster, input.as_deref(), &job.output.uri));
     if let Some(input_uri) = input.filter(|u| produced.contains(u)) {
         let mut job = job;
         problems.extend(jobs::check_without_data(&mut job));
@@ -113,6 +115,20 @@ pub async fn check_job(cluster: &ClusterSpec, path: &Path, set: &[String], produ
             Err(source.diagnostics(&problems).into())
         }
     }
+}
+
+/// On AWS the job runs under the worker role: its input and output must be where that
+/// role may read and write (`fleetform_core::data_access`), or every task would fail with
+/// 403 on the nodes. Each problem names the spec field that grants the access.
+fn worker_reach(cluster: &ClusterSpec, input: Option<&str>, output: &str) -> Vec<Problem> {
+    let Some(access) = WorkerAccess::of(cluster).filter(|_| cluster.provider.kind == ProviderKind::Aws) else {
+        return Vec::new();
+    };
+    let output = fleetform_agent::storage::normalize_uri(output).ok();
+    let input_problem = input.and_then(|u| access.input_problem(u));
+    let output_problem = output.and_then(|u| access.output_problem(&u));
+    let at = |field: &str| YamlPath::root().key(field).key("uri");
+    input_problem.map(|m| Problem::new(at("input"), m)).into_iter().chain(output_problem.map(|m| Problem::new(at("output"), m))).collect()
 }
 
 /// The `--set` overrides that apply to one job file: unscoped ones (`key=value`) apply to

@@ -71,7 +71,7 @@ fn aws_region_only_in_the_spec_apply_submit_status() {
     std::fs::write(
         &job,
         "name: gen\ninput:\n  generate: {rows: 1000, seed: 1, text_length: 10}\n\
-         output: {uri: 's3://fleetform-regiononly-data/out'}\nsplit: {rows_per_task: 500}\nresources: {CPU: 1}\n",
+         output: {uri: 's3://fleetform-regiononly-data/regiononly/out'}\nsplit: {rows_per_task: 500}\nresources: {CPU: 1}\n",
     )
     .unwrap();
     let (code, out, err) = run_without_region(&moto, &f, &["submit", job.to_str().unwrap()]);

@@ -13,6 +13,7 @@ mod aws_dataplane;
 mod aws_byo_vpc;
 mod install_binary;
 mod elf;
+mod aws_iam;
 mod autoscale;
 mod faults;
 mod labs;

@@ -5,9 +5,14 @@
 //! moto missing is a failure, never a skip: `pip install 'moto[server]'`.
 //! The AWS settings go to the child `fleetform` processes only (`Command::env`), never
 //! into this process's environment, so tests can run in parallel with their own servers.
+//!
+//! `Moto::start_with_iam` is the same server able to hold callers to their IAM policies
+//! (moto's `INITIAL_NO_AUTH_ACTION_COUNT`), logging every authorization decision; see
+//! tests/e2e/moto_iam.py and tests/e2e/aws_iam.rs.
 
 #![allow(dead_code)] // shared with reconciler/benches/plan.rs, which uses a subset
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -22,7 +27,43 @@ pub struct Moto {
     pub port: u16,
     pub endpoint: String,
     log: PathBuf,
+    /// `start_with_iam` only: moto's authorization decisions, one JSON object a line.
+    decisions: Option<PathBuf>,
 }
+
+/// The credentials of one identity on the server: an IAM user's access key, or a role
+/// session's (with its token).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Credentials {
+    pub key: String,
+    pub secret: String,
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// One authorization decision moto made while enforcing IAM: who, which IAM action, the
+/// resource moto evaluated it against, and `allow`, `deny`, `error ...` or `bad signature ...`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Decision {
+    pub principal: String,
+    pub action: String,
+    pub resource: Option<String>,
+    pub decision: String,
+}
+
+impl Decision {
+    /// The role of an assumed-role caller (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`).
+    pub fn role(&self) -> Option<&str> {
+        self.principal.split_once(":assumed-role/")?.1.split('/').next()
+    }
+    pub fn allowed(&self) -> bool {
+        self.decision == "allow"
+    }
+}
+
+/// The test-support script beside this file (moto with its decisions logged; IAM and STS
+/// calls through boto3).
+const MOTO_IAM_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/e2e/moto_iam.py");
 
 fn free_port() -> u16 {
     // Bind port 0, read the port the kernel chose, release it for moto.
@@ -32,11 +73,29 @@ fn free_port() -> u16 {
 
 impl Moto {
     pub fn start() -> Moto {
+        Moto::spawn(Command::new("moto_server"), None)
+    }
+
+    /// A server that can enforce IAM. It starts open, as `start` does (moto's
+    /// `INITIAL_NO_AUTH_ACTION_COUNT` unset: no request is authenticated), so a test sets
+    /// up as it likes; after `enforce_iam` every request is authenticated (SigV4 against
+    /// the caller's key) and authorized against the caller's IAM policies, and every
+    /// decision is logged (`decisions`). Runs moto through tests/e2e/moto_iam.py with the
+    /// `python3` on PATH, which must be the one with moto (`.ci/venv/bin` first).
+    pub fn start_with_iam() -> Moto {
+        let decisions = std::env::temp_dir().join(format!("fleetform-moto-authz-{}-{:?}.jsonl", std::process::id(), std::thread::current().id()));
+        std::fs::write(&decisions, "").expect("moto decision log");
+        let mut c = Command::new("python3");
+        c.args([MOTO_IAM_PY, "serve"]).env("FLEETFORM_MOTO_AUTHZ_LOG", &decisions).env_remove("INITIAL_NO_AUTH_ACTION_COUNT");
+        Moto::spawn(c, Some(decisions))
+    }
+
+    fn spawn(mut command: Command, decisions: Option<PathBuf>) -> Moto {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("fleetform-moto-{port}.log"));
         let out = std::fs::File::create(&log).expect("moto log file");
         let err = out.try_clone().expect("moto log file");
-        let child = match Command::new("moto_server")
+        let child = match command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
@@ -48,7 +107,7 @@ impl Moto {
             ),
             Err(e) => panic!("cannot start moto_server: {e}"),
         };
-        let mut moto = Moto { child, port, endpoint: format!("http://127.0.0.1:{port}"), log };
+        let mut moto = Moto { child, port, endpoint: format!("http://127.0.0.1:{port}"), log, decisions };
         let t = Instant::now();
         loop {
             if let Ok(Some(status)) = moto.child.try_wait() {
@@ -67,6 +126,61 @@ impl Moto {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// From now on, authenticate and authorize every request: moto's `/moto-api/reset-auth`
+    /// sets `INITIAL_NO_AUTH_ACTION_COUNT` to 0 (what moto's own server-mode decorator does).
+    pub fn enforce_iam(&self) {
+        assert!(self.decisions.is_some(), "enforce_iam needs a server from Moto::start_with_iam");
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("moto");
+        write!(
+            s,
+            "POST /moto-api/reset-auth HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: text/plain\r\nContent-Length: 1\r\nConnection: close\r\n\r\n0",
+            self.port
+        )
+        .expect("moto reset-auth");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("moto reset-auth answer");
+        assert!(resp.starts_with("HTTP/1.1 200"), "moto did not turn IAM enforcement on: {resp}");
+    }
+
+    /// Every authorization decision since the server started enforcing IAM, in order.
+    pub fn decisions(&self) -> Vec<Decision> {
+        let path = self.decisions.as_ref().expect("decisions need a server from Moto::start_with_iam");
+        let text = std::fs::read_to_string(path).expect("moto decision log");
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("moto decision `{l}`: {e}"))).collect()
+    }
+
+    /// `python3 tests/e2e/moto_iam.py <args>` against this server, as `admin` when given;
+    /// returns its standard output.
+    pub fn iam_script(&self, args: &[&str], admin: Option<&Credentials>) -> String {
+        let mut c = Command::new("python3");
+        c.arg(MOTO_IAM_PY).args(args).env("AWS_ENDPOINT_URL", &self.endpoint).env("AWS_REGION", REGION);
+        if let Some(a) = admin {
+            c.env("ADMIN_KEY", &a.key).env("ADMIN_SECRET", &a.secret);
+        }
+        let Output { status, stdout, stderr } = c.output().expect("running python3 (the one with moto: .ci/venv/bin first on PATH)");
+        assert!(status.success(), "moto_iam.py {}: {}", args.join(" "), String::from_utf8_lossy(&stderr));
+        String::from_utf8_lossy(&stdout).to_string()
+    }
+
+    /// `configure`, then as `who` instead of the dummy credentials.
+    pub fn configure_as(&self, c: &mut Command, who: &Credentials) {
+        self.configure(c);
+        c.env("AWS_ACCESS_KEY_ID", &who.key).env("AWS_SECRET_ACCESS_KEY", &who.secret);
+        if let Some(token) = &who.token {
+            c.env("AWS_SESSION_TOKEN", token);
+        }
+    }
+
+    /// An SdkConfig for this server with `who`'s credentials.
+    pub async fn sdk_config_as(&self, who: &Credentials) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(&who.key, &who.secret, who.token.clone(), None, "moto"))
+            .load()
+            .await
     }
 
     /// The standard AWS environment pointing at this server, for a child process.
@@ -119,5 +233,8 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
+        if let Some(d) = &self.decisions {
+            let _ = std::fs::remove_file(d);
+        }
     }
 }

@@ -234,3 +234,26 @@ fn feasibility_counts_the_slots_a_task_takes_as_agents_get_them() {
     assert!(implicit.feasible(&Resources::new().with(CPU, cores)).is_ok());
     assert!(implicit.feasible(&Resources::new().with(CPU, cores + 1.0)).is_err());
 }
+
+#[test]
+fn job_locations_are_s3_prefixes_on_the_aws_provider_only() {
+    let src = WORKSHOP.replace(
+        "  prefix: workshop/\n",
+        "  prefix: workshop/\n  job_inputs: [s3://datasets/raw-100gb-data/, /data/raw, 's3://Bad_Bucket/x', 's3://d/x*']\n  job_outputs: [s3://results]\n",
+    );
+    assert_eq!(
+        errors(&src),
+        vec![
+            "storage.job_inputs[1]: `/data/raw` is not an S3 location: write s3://bucket/prefix/",
+            "storage.job_inputs[2]: `Bad_Bucket` is not a valid S3 bucket name",
+            "storage.job_inputs[3]: `s3://d/x*`: wildcards are not allowed; name the bucket and prefix",
+        ]
+    );
+    let ok = ClusterSpec::from_yaml("c.yaml", &src.replace(", /data/raw, 's3://Bad_Bucket/x', 's3://d/x*'", "")).unwrap();
+    let access = crate::data_access::WorkerAccess::of(&ok).unwrap();
+    assert_eq!(access.store.to_string(), "s3://fleetform-workshop-data/workshop/");
+    assert!(access.may_read("s3://datasets/raw-100gb-data/part-0.parquet") && access.may_write("s3://results/clean"));
+    let local = LOCAL.replace("  path: .fleetform/local/store\n", "  path: .fleetform/local/store\n  job_inputs: [s3://datasets/raw/]\n");
+    let problems = errors(&local);
+    assert!(problems.iter().any(|p| p.starts_with("storage.job_inputs: applies to the aws provider only")), "{problems:?}");
+}

@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, Context as _, Result};
+use fleetform_core::data_access::WorkerAccess;
 use fleetform_core::instance::Arch;
-use fleetform_core::spec::{al2023_parameter, ImageSpec};
+use fleetform_core::spec::{al2023_parameter, ImageSpec, Market};
 use fleetform_core::ClusterSpec;
 
 use super::context::AwsContext;
@@ -80,6 +81,7 @@ pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
     d.queues = queues::desired(spec, &env.partition, &env.region, &env.account);
     let images: BTreeSet<String> = r.images.values().map(|i| i.id.clone()).collect();
     let parameters: BTreeSet<String> = r.images.values().filter_map(|i| i.parameter.clone()).collect();
+    let access = WorkerAccess::of(spec).context("the aws provider needs `storage.bucket`")?;
     let scope = Scope {
         partition: env.partition.clone(),
         region: env.region.clone(),
@@ -97,6 +99,9 @@ pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
                 subnets.chain(e.security_group_ids.iter().map(|g| format!("security-group/{g}")))
             })
             .collect(),
+        spot: spec.available_node_types.values().any(|t| t.node_config.market == Market::Spot),
+        job_inputs: access.inputs,
+        job_outputs: access.outputs,
     };
     d.stacks.push(DesiredStack { kind: StackKind::Iam, name: StackKind::Iam.stack_name(cluster), template: render::iam_template(&scope)? });
     d.artifacts = r.artifacts.clone();

@@ -29,6 +29,13 @@ pub enum AwsError {
     AccessDenied { action: &'static str, detail: String },
     #[error("AWS kept throttling {action} after {MAX_ATTEMPTS} attempts with backoff: wait a minute and run again")]
     Throttled { action: &'static str },
+    #[error(
+        "EC2 cannot launch spot instances in this account yet: it needs the service-linked role \
+         AWSServiceRoleForEC2Spot, which does not exist and which the identity launching may not create; \
+         create it once with `aws iam create-service-linked-role --aws-service-name spot.amazonaws.com` \
+         as an administrator ({detail})"
+    )]
+    SpotServiceLinkedRole { detail: String },
     #[error("{action} failed: {detail}")]
     Api { action: &'static str, code: Option<String>, detail: String },
 }
@@ -64,6 +71,15 @@ pub fn is_capacity_code(code: &str) -> bool {
     CAPACITY_CODES.contains(&code)
 }
 
+/// EC2's answer when the account has no AWSServiceRoleForEC2Spot and the caller may not
+/// create it. CreateFleet may report it wrapped in another code (`UnfulfillableCapacity`,
+/// a capacity code) with the real one in the message, so both are looked at: it must not
+/// be taken for a capacity shortage, cached and retried on the next offering.
+pub fn is_missing_spot_role(code: &str, message: &str) -> bool {
+    const CODE: &str = "ServiceLinkedRoleCreationNotPermitted";
+    code.contains(CODE) || message.contains(CODE) || message.contains("service-linked role for EC2 Spot")
+}
+
 /// Map an SDK error of the call `action` (named as its IAM action, `ec2:RunInstances`).
 pub fn classify<E, R>(action: &'static str, err: SdkError<E, R>) -> AwsError
 where
@@ -84,7 +100,9 @@ where
 fn from_code(action: &'static str, code: Option<String>, message: String, detail: String) -> AwsError {
     let c = code.as_deref().unwrap_or("");
     let shown = if message.is_empty() { one_line(&detail) } else { format!("{c}: {message}") };
-    if THROTTLING.contains(&c) {
+    if is_missing_spot_role(c, &message) {
+        AwsError::SpotServiceLinkedRole { detail: shown }
+    } else if THROTTLING.contains(&c) {
         AwsError::Throttled { action }
     } else if DENIED.contains(&c) {
         AwsError::AccessDenied { action, detail: shown }
@@ -132,5 +150,17 @@ mod tests {
         let e = from_code("sts:GetCallerIdentity", Some("InvalidClientTokenId".into()), String::new(), String::new());
         assert!(e.to_string().starts_with("AWS rejected the credentials (InvalidClientTokenId)"));
         assert!(is_capacity_code("InsufficientInstanceCapacity") && !is_capacity_code("InvalidParameterValue"));
+    }
+
+    #[test]
+    fn a_missing_spot_service_linked_role_is_one_sentence_not_a_capacity_shortage() {
+        let message = "The provided credentials do not have permission to create the service-linked role for EC2 Spot Instances.";
+        let e = from_code("ec2:CreateFleet", Some("AuthFailure.ServiceLinkedRoleCreationNotPermitted".into()), message.into(), String::new());
+        let text = e.to_string();
+        assert!(text.starts_with("EC2 cannot launch spot instances in this account yet: it needs the service-linked role AWSServiceRoleForEC2Spot"), "{text}");
+        assert!(text.contains("`aws iam create-service-linked-role --aws-service-name spot.amazonaws.com`"), "{text}");
+        // Wrapped in a capacity code by CreateFleet: still the role, not capacity.
+        assert!(is_missing_spot_role("UnfulfillableCapacity", &format!("AuthFailure.ServiceLinkedRoleCreationNotPermitted: {message}")));
+        assert!(!is_missing_spot_role("UnfulfillableCapacity", "There is no Spot capacity available that matches your request."));
     }
 }

@@ -6,8 +6,13 @@
 //! condition (the region). The head may launch and terminate only instances tagged for
 //! its cluster (`aws:RequestTag` on create, `aws:ResourceTag` afterwards) from the
 //! cluster's launch templates into the cluster's subnets and security groups, and may
-//! pass only the worker role. Workers may use only the cluster's store prefix and queues.
+//! pass only the worker role. Workers may use only the cluster's store prefix and queues,
+//! plus the job data locations the spec names (`storage.job_inputs` read-only,
+//! `storage.job_outputs` read-write; `fleetform_core::data_access`).
 
+use std::collections::BTreeMap;
+
+use fleetform_core::data_access::S3Prefix;
 use serde_json::{json, Value};
 
 use super::names::{self, Role, StackKind, TAG_CLUSTER};
@@ -31,6 +36,13 @@ pub struct Scope {
     /// An existing VPC's (`network.vpc_id`) private subnets and extra security groups:
     /// not tagged for the cluster, so granted by exact ARN. Empty for a created network.
     pub existing_network: Vec<String>,
+    /// Some node type launches spot instances: the head may create EC2's spot
+    /// service-linked role, which a fresh account lacks (`SPOT_SERVICE`).
+    pub spot: bool,
+    /// `storage.job_inputs`: the workers may read there.
+    pub job_inputs: Vec<S3Prefix>,
+    /// `storage.job_outputs`: the workers may read, write and delete there.
+    pub job_outputs: Vec<S3Prefix>,
 }
 
 impl Scope {
@@ -46,7 +58,18 @@ impl Scope {
     fn role_arn(&self, role: Role) -> String {
         format!("arn:{}:iam::{}:role/{}", self.partition, self.account, names::role(&self.cluster, role))
     }
+    fn objects_arn(&self, p: &S3Prefix) -> String {
+        format!("arn:{}:s3:::{}/{}*", self.partition, p.bucket, p.prefix)
+    }
 }
+
+/// EC2's service-linked role for spot instances. A fresh account has none; EC2 creates it
+/// at the first spot request when the caller may `iam:CreateServiceLinkedRole` for this
+/// service, and otherwise fails the launch with
+/// `AuthFailure.ServiceLinkedRoleCreationNotPermitted`. (An `instant` EC2 Fleet, the only
+/// kind fleetform makes, needs no AWSServiceRoleForEC2Fleet.)
+pub const SPOT_SERVICE: &str = "spot.amazonaws.com";
+pub const SPOT_SERVICE_LINKED_ROLE: &str = "AWSServiceRoleForEC2Spot";
 
 pub const TRUST_POLICY: &str = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}"#;
 
@@ -67,6 +90,43 @@ fn store_statements(s: &Scope) -> Vec<Value> {
             "Condition": {"StringLike": {"s3:prefix": [format!("{}*", s.prefix)]}},
         }),
     ]
+}
+
+/// Job data outside the store (`storage.job_inputs`, `storage.job_outputs`): objects as
+/// each location allows, and listing only those prefixes (one statement per bucket, as
+/// the `s3:prefix` condition applies to the whole statement).
+fn job_data_statements(s: &Scope) -> Vec<Value> {
+    let mut statements = Vec::new();
+    if !s.job_inputs.is_empty() {
+        statements.push(json!({
+            "Sid": "JobInputsRead",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": s.job_inputs.iter().map(|p| s.objects_arn(p)).collect::<Vec<_>>(),
+        }));
+    }
+    if !s.job_outputs.is_empty() {
+        statements.push(json!({
+            "Sid": "JobOutputsReadWrite",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+            "Resource": s.job_outputs.iter().map(|p| s.objects_arn(p)).collect::<Vec<_>>(),
+        }));
+    }
+    let mut prefixes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for p in s.job_inputs.iter().chain(&s.job_outputs) {
+        prefixes.entry(&p.bucket).or_default().push(format!("{}*", p.prefix));
+    }
+    for (i, (bucket, listed)) in prefixes.into_iter().enumerate() {
+        statements.push(json!({
+            "Sid": format!("JobDataList{}", i + 1),
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": format!("arn:{}:s3:::{bucket}", s.partition),
+            "Condition": {"StringLike": {"s3:prefix": listed}},
+        }));
+    }
+    statements
 }
 
 fn queue_statement(s: &Scope) -> Value {
@@ -172,6 +232,20 @@ pub fn head_policy(s: &Scope) -> Value {
         }),
         queue_statement(s),
     ]);
+    if s.spot {
+        statements.push(json!({
+            // Only EC2's spot role, only for that service: the role's own policy is AWS's,
+            // and only EC2 can assume it, so this grants the head nothing it could use.
+            "Sid": "CreateSpotServiceLinkedRole",
+            "Effect": "Allow",
+            "Action": ["iam:CreateServiceLinkedRole"],
+            "Resource": format!(
+                "arn:{}:iam::{}:role/aws-service-role/{SPOT_SERVICE}/{SPOT_SERVICE_LINKED_ROLE}",
+                s.partition, s.account
+            ),
+            "Condition": {"StringEquals": {"iam:AWSServiceName": SPOT_SERVICE}},
+        }));
+    }
     if !s.ssm_parameters.is_empty() {
         statements.push(json!({
             "Sid": "ResolveAl2023Images",
@@ -188,6 +262,7 @@ pub fn head_policy(s: &Scope) -> Value {
 pub fn worker_policy(s: &Scope) -> Value {
     let mut statements = vec![queue_statement(s)];
     statements.extend(store_statements(s));
+    statements.extend(job_data_statements(s));
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
@@ -240,6 +315,9 @@ mod tests {
             images: vec!["ami-1".into()],
             ssm_parameters: vec!["/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64".into()],
             existing_network: vec![],
+            spot: true,
+            job_inputs: vec![],
+            job_outputs: vec![],
         }
     }
 
@@ -263,6 +341,36 @@ mod tests {
         let w = worker_policy(&scope()).to_string();
         assert!(!w.contains("ec2:") && !w.contains("iam:"), "{w}");
         assert!(!p.to_string().contains("LaunchIntoExistingNetwork"), "a created network needs no untagged resources");
+        assert!(!w.contains("JobInputs") && !w.contains("JobOutputs"), "no job data grants unless the spec names some: {w}");
+    }
+
+    #[test]
+    fn the_head_may_create_only_the_spot_service_linked_role() {
+        let p = head_policy(&scope());
+        let st = p["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "CreateSpotServiceLinkedRole").unwrap();
+        assert_eq!(st["Resource"], "arn:aws:iam::123456789012:role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot");
+        assert_eq!(st["Condition"]["StringEquals"]["iam:AWSServiceName"], "spot.amazonaws.com");
+        let on_demand_only = head_policy(&Scope { spot: false, ..scope() });
+        assert!(!on_demand_only.to_string().contains("iam:CreateServiceLinkedRole"), "no spot node type, no grant");
+    }
+
+    #[test]
+    fn job_inputs_are_read_only_and_outputs_read_write() {
+        let s = Scope {
+            job_inputs: vec![S3Prefix::parse("s3://datasets/raw-100gb-data/").unwrap()],
+            job_outputs: vec![S3Prefix::parse("s3://datasets/clean").unwrap(), S3Prefix::parse("s3://results").unwrap()],
+            ..scope()
+        };
+        let p = worker_policy(&s);
+        assert_eq!(lint(&p), Vec::<String>::new());
+        let st = |sid: &str| p["Statement"].as_array().unwrap().iter().find(|x| x["Sid"] == sid).unwrap().clone();
+        assert_eq!(st("JobInputsRead")["Action"], json!(["s3:GetObject"]));
+        assert_eq!(st("JobInputsRead")["Resource"], json!(["arn:aws:s3:::datasets/raw-100gb-data/*"]));
+        assert_eq!(st("JobOutputsReadWrite")["Resource"], json!(["arn:aws:s3:::datasets/clean/*", "arn:aws:s3:::results/*"]));
+        assert_eq!(st("JobDataList1")["Resource"], "arn:aws:s3:::datasets");
+        assert_eq!(st("JobDataList1")["Condition"]["StringLike"]["s3:prefix"], json!(["raw-100gb-data/*", "clean/*"]));
+        assert_eq!(st("JobDataList2")["Condition"]["StringLike"]["s3:prefix"], json!(["*"]));
+        assert!(!head_policy(&s).to_string().contains("datasets"), "the head reads no job data");
     }
 
     #[test]

@@ -65,13 +65,7 @@ impl Role {
 
 /// The store prefix inside the bucket, always ending in `/` (or empty).
 pub fn store_prefix(spec: &ClusterSpec) -> String {
-    let p = spec.storage.prefix.clone().unwrap_or_else(|| format!("{}/", spec.cluster_name));
-    let p = p.trim_start_matches('/').to_string();
-    if p.is_empty() || p.ends_with('/') {
-        p
-    } else {
-        format!("{p}/")
-    }
+    spec.store_prefix()
 }
 
 /// The copy of the cluster spec the head node's reconcile service reads.

@@ -27,7 +27,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use fleetform_core::spec::Market;
 
 use super::context::AwsContext;
-use super::errors::{aws_err, is_capacity_code};
+use super::errors::{aws_err, is_capacity_code, is_missing_spot_role, AwsError};
 use super::launch_templates::{self, sha256_hex};
 use super::names;
 use super::observe;
@@ -231,6 +231,7 @@ async fn spot_fleet(
     let mut usable = Vec::new();
     for p in placements {
         match req.faults.launch_error(&p.zoned()) {
+            Some(code) if is_missing_spot_role(&code, "") => return Err(AwsError::SpotServiceLinkedRole { detail: code }.into()),
             Some(code) if is_capacity_code(&code) => no_capacity(&p, &code, report),
             Some(code) => bail!(
                 "ec2:CreateFleet for node type `{}` failed on {} in {}: {code}",
@@ -351,6 +352,10 @@ async fn spot_fleet(
     }
     for e in res.errors() {
         let code = e.error_code().unwrap_or("UnknownError");
+        let message = e.error_message().unwrap_or_default();
+        if is_missing_spot_role(code, message) {
+            return Err(AwsError::SpotServiceLinkedRole { detail: format!("{code}: {message}") }.into());
+        }
         let ov = e
             .launch_template_and_overrides()
             .and_then(|l| l.overrides());

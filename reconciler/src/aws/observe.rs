@@ -20,8 +20,9 @@ pub(crate) fn tag_filter(key: &str, value: &str) -> Filter {
     Filter::builder().name(format!("tag:{key}")).values(value).build()
 }
 
-/// A stack by its deterministic name, with its deployed template; None when absent.
-pub async fn stack(ctx: &AwsContext, kind: StackKind) -> Result<Option<LiveStack>> {
+/// A stack by its deterministic name: status and outputs (DescribeStacks only, all the
+/// head's launches need); None when absent. `template` is left empty.
+pub async fn described_stack(ctx: &AwsContext, kind: StackKind) -> Result<Option<LiveStack>> {
     let name = kind.stack_name(ctx.cluster());
     let described = match ctx.cfn.describe_stacks().stack_name(&name).send().await {
         Ok(d) => d,
@@ -41,17 +42,23 @@ pub async fn stack(ctx: &AwsContext, kind: StackKind) -> Result<Option<LiveStack
         .iter()
         .filter_map(|o| Some((o.output_key()?.to_string(), o.output_value()?.to_string())))
         .collect();
-    let template = ctx
+    Ok(Some(LiveStack { name, status, status_reason: s.stack_status_reason().map(str::to_string), template: None, outputs }))
+}
+
+/// A stack with its deployed template (GetTemplate, original stage), for the diff.
+pub async fn stack(ctx: &AwsContext, kind: StackKind) -> Result<Option<LiveStack>> {
+    let Some(mut stack) = described_stack(ctx, kind).await? else { return Ok(None) };
+    stack.template = ctx
         .cfn
         .get_template()
-        .stack_name(&name)
+        .stack_name(&stack.name)
         .template_stage(aws_sdk_cloudformation::types::TemplateStage::Original)
         .send()
         .await
         .map_err(aws_err("cloudformation:GetTemplate"))?
         .template_body()
         .map(str::to_string);
-    Ok(Some(LiveStack { name, status, status_reason: s.stack_status_reason().map(str::to_string), template, outputs }))
+    Ok(Some(stack))
 }
 
 pub async fn stacks(ctx: &AwsContext) -> Result<BTreeMap<StackKind, LiveStack>> {

@@ -36,10 +36,11 @@ impl NetworkInfo {
     }
 }
 
-/// The network stack's subnets (with their zones) and security groups.
+/// The network stack's subnets (with their zones) and security groups. Outputs only, no
+/// template: the head's role may DescribeStacks on this stack and nothing more.
 pub async fn network(ctx: &AwsContext) -> Result<NetworkInfo> {
     let name = StackKind::Network.stack_name(ctx.cluster());
-    let stack = observe::stack(ctx, StackKind::Network)
+    let stack = observe::described_stack(ctx, StackKind::Network)
         .await?
         .with_context(|| {
             format!("the network stack {name} does not exist: run `fleetform apply` first")

@@ -269,6 +269,9 @@ mod tests {
             images: vec!["ami-1".into()],
             ssm_parameters: vec![],
             existing_network: vec![],
+            spot: true,
+            job_inputs: vec![],
+            job_outputs: vec![],
         };
         let t = parse_template(&iam_template(&scope).unwrap()).unwrap();
         let head = &t["Resources"]["HeadRole"]["Properties"];
