@@ -8,7 +8,8 @@
 //!       earlier target/release/fleetform, for before/after figures in one run)
 //!   cargo bench -p fleetform --bench dataplane -- --s3 [--rows N] [--delays 0,20] [--repeat N]
 //!       (engine `fleetform-narrow`: a job that drops `text`, to show the bytes a job
-//!       that needs only some columns reads)
+//!       that needs only some columns reads; `fleetform-local`: the job on the same files
+//!       on the local disk, for the CPU comparison in the same run)
 //!
 //! Data lives in $FLEETFORM_BENCH_DIR (default /tmp/fleetform-bench) and is reused
 //! between runs with the same row count. The competitors run in $FLEETFORM_BENCH_VENV
@@ -229,6 +230,7 @@ fn label(engine: &str, slots: usize) -> String {
         "fleetform" => format!("fleetform (1 agent, {slots} slots)"),
         "fleetform-before" => format!("fleetform before (1 agent, {slots} slots)"),
         "fleetform-narrow" => format!("fleetform, a job that drops `text` (1 agent, {slots} slots)"),
+        "fleetform-local" => format!("fleetform on local files, for reference (1 agent, {slots} slots)"),
         "pyarrow" => "pyarrow copy, same bytes out (I/O floor)".into(),
         "pyarrow-input" => "pyarrow copy of the input only (half the bytes out)".into(),
         e => e.into(),
@@ -379,9 +381,12 @@ fn s3_bench(a: &Args, dir: &Path, python: &Path) {
         let mut notes = Vec::new();
         for engine in &a.engines {
             let out_key = format!("out-{engine}");
+            // `fleetform-local`: the same job on the same files on the local disk, in the
+            // same run, for the CPU comparison (its traffic columns stay zero).
+            let local = engine == "fleetform-local";
             let place = Place {
-                input: format!("s3://{BUCKET}/{key_in}"),
-                output: format!("s3://{BUCKET}/{out_key}"),
+                input: if local { input.display().to_string() } else { format!("s3://{BUCKET}/{key_in}") },
+                output: if local { dir.join("out-fleetform-local").display().to_string() } else { format!("s3://{BUCKET}/{out_key}") },
                 env: &env,
                 narrow: engine == "fleetform-narrow",
             };
@@ -413,7 +418,11 @@ fn s3_bench(a: &Args, dir: &Path, python: &Path) {
                     run.traffic = proxy.traffic();
                     run.server_cpu = Cpu::of(&server.pid().to_string()).since(&server_before);
                     run.proxy_cpu = Cpu::of("self").since(&proxy_before);
-                    let rows = output_rows(&server.object_dir(&out_key));
+                    let written = if local { PathBuf::from(&place.output) } else { server.object_dir(&out_key) };
+                    let rows = output_rows(&written);
+                    if local {
+                        let _ = std::fs::remove_dir_all(&written);
+                    }
                     if rows != a.rows {
                         eprintln!("{engine} wrote {rows} rows, not {}", a.rows);
                     }

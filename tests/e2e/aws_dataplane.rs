@@ -130,3 +130,43 @@ async fn parquet_from_s3_passes_through_and_equals_the_local_run() {
     assert_eq!(outputs[0], outputs[1], "S3 passthrough changes no value");
     assert_eq!(outputs[1], outputs[2], "passthrough equals re-encoding");
 }
+
+/// One slot, output to S3: the slot goes to the next task as soon as a task has computed,
+/// so a task's last upload (and its commit) overlaps the next task's work instead of
+/// holding the slot. Without that, one slot's tasks would run strictly one after another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tasks_last_upload_overlaps_the_next_tasks_work() {
+    use crate::local_jobs::{clean_job, generate_job};
+    use object_store::{ObjectStoreExt, PutPayload};
+
+    let moto = Moto::start();
+    create_bucket(&moto, "data");
+    let config = moto.sdk_config().await;
+    let bucket = fleetform_agent::storage::open_with(&config, "s3://data").await.unwrap();
+    let env = crate::harness::LocalEnv::new(1, 1);
+    let rows = 16_000;
+    let g = generate_job(&env, rows, "raw");
+    assert!(env.run(&["run", g.to_str().unwrap()]).status.success());
+    for f in std::fs::read_dir(env.path("raw")).unwrap().flatten() {
+        let name = f.file_name().to_string_lossy().to_string();
+        if name.ends_with(".parquet") {
+            bucket.store.put(&bucket.key(&format!("raw/{name}")), PutPayload::from(std::fs::read(f.path()).unwrap())).await.unwrap();
+        }
+    }
+    let job = clean_job(&env, "s3://data/raw", "s3://data/clean");
+    let mut cmd = env.cmd(&["run", job.to_str().unwrap()]);
+    moto.configure(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let jobs = std::fs::read_dir(env.store().join("jobs")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string());
+    let id = jobs.filter(|j| j.starts_with("clean-text-")).next().expect("the clean job's record");
+    let mut spans: Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> = env
+        .done_records(&id)
+        .iter()
+        .map(|d| (d.finished_at - chrono::Duration::milliseconds((d.seconds * 1000.0) as i64), d.finished_at))
+        .collect();
+    assert!(spans.len() >= 4, "{spans:?}");
+    spans.sort();
+    let overlapping = spans.windows(2).filter(|w| w[1].0 < w[0].1).count();
+    assert!(overlapping > 0, "each task started only after the previous one had finished uploading: {spans:?}");
+}

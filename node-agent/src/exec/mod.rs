@@ -89,6 +89,8 @@ struct Shared {
     /// Wakes the heartbeat early: a task started, so its lease must be on record.
     beat_now: tokio::sync::Notify,
     busy: AtomicUsize,
+    /// Places for tasks that computed and are finishing (`Slot::computing_done`).
+    finishing: Arc<tokio::sync::Semaphore>,
     tasks_done: AtomicU64,
     last_work: Mutex<DateTime<Utc>>,
     /// Why the node stopped taking work (spot-interruption, rebalance, sigterm).
@@ -128,6 +130,7 @@ async fn open(cfg: AgentConfig) -> Result<Arc<Shared>> {
         in_flight: Default::default(),
         beat_now: tokio::sync::Notify::new(),
         busy: AtomicUsize::new(0),
+        finishing: Arc::new(tokio::sync::Semaphore::new(cfg.slots)),
         tasks_done: AtomicU64::new(0),
         last_work: Mutex::new(Utc::now()),
         draining: Mutex::new(None),
@@ -188,9 +191,10 @@ async fn serve(shared: Arc<Shared>) -> Result<String> {
             };
             // Counted as busy before the handler starts, so a drain that begins now
             // waits for this message to be handed back instead of abandoning its lease.
-            let slot = Slot::claim(shared.clone(), held);
+            let mut slot = Slot::claim(shared.clone(), held);
             tokio::spawn(async move {
-                if let Err(e) = handle_message(&slot.shared, &class, msg).await {
+                let shared = slot.shared.clone();
+                if let Err(e) = handle_message(&shared, &mut slot, &class, msg).await {
                     warn!("task handling failed: {e:#}");
                 }
                 drop(slot);
@@ -205,7 +209,7 @@ async fn serve(shared: Arc<Shared>) -> Result<String> {
     // Drain: wait for in-flight tasks to checkpoint and hand back, within the budget.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let deadline = Instant::now() + DRAIN_BUDGET;
-    while shared.busy.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+    while (shared.busy.load(Ordering::SeqCst) > 0 || finishing(&shared) > 0) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(30), closing).await;
@@ -385,20 +389,47 @@ async fn heartbeat(shared: &Shared, stopped: bool) -> Result<()> {
 /// way out of the handler, unwinding from a panic included, so a share is never lost.
 struct Slot {
     shared: Arc<Shared>,
-    held: Held,
+    /// None once the task no longer computes (`computing_done`).
+    held: Option<Held>,
+    slots: usize,
+    finishing: Option<OwnedSemaphorePermit>,
 }
 
 impl Slot {
     fn claim(shared: Arc<Shared>, held: Held) -> Slot {
-        shared.busy.fetch_add(held.slots(), Ordering::SeqCst);
-        Slot { shared, held }
+        let slots = held.slots();
+        shared.busy.fetch_add(slots, Ordering::SeqCst);
+        Slot { shared, held: Some(held), slots, finishing: None }
+    }
+
+    fn computing(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// The task has computed everything; only its last upload and its commit remain, which
+    /// need no CPU. Its share of the node goes to the next task at once, so the upload
+    /// overlaps that task's work, if a finishing place is free: at most as many tasks
+    /// finish at once as the node has slots (each holds its last output chunk in memory).
+    fn computing_done(&mut self) {
+        if let Ok(permit) = self.shared.finishing.clone().try_acquire_owned() {
+            self.finishing = Some(permit);
+            self.held = None;
+            self.shared.busy.fetch_sub(self.slots, Ordering::SeqCst);
+        }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.shared.busy.fetch_sub(self.held.slots(), Ordering::SeqCst);
+        if self.held.is_some() {
+            self.shared.busy.fetch_sub(self.slots, Ordering::SeqCst);
+        }
     }
+}
+
+/// Tasks that have computed and are uploading their last output and committing.
+fn finishing(shared: &Shared) -> usize {
+    shared.cfg.slots - shared.finishing.available_permits()
 }
 
 /// Aborts a background task when dropped, unwinding included: a lease renewal must not
@@ -490,7 +521,7 @@ async fn is_cancelled(shared: &Shared, job_id: &str) -> bool {
     c
 }
 
-async fn handle_message(shared: &Arc<Shared>, class: &str, received: Received) -> Result<()> {
+async fn handle_message(shared: &Arc<Shared>, slot: &mut Slot, class: &str, received: Received) -> Result<()> {
     let msg: TaskMessage = match serde_json::from_str(&received.body) {
         Ok(m) => m,
         Err(e) => {
@@ -509,7 +540,14 @@ async fn handle_message(shared: &Arc<Shared>, class: &str, received: Received) -
     };
     let flags = Arc::new(TaskFlags::default());
     let mut attempt = Attempt::start(shared, class, &received, &msg, &flags);
-    let result = run_blocking(&shared.node, &job, &msg, &flags).await;
+    let run = run_blocking(&shared.node, &job, &msg, &flags);
+    tokio::pin!(run);
+    let result = loop {
+        tokio::select! {
+            r = &mut run => break r,
+            _ = flags.computed.notified(), if slot.computing() => slot.computing_done(),
+        }
+    };
     attempt.stop_renewing();
 
     let outcome = match result {

@@ -59,6 +59,8 @@ pub struct NodeContext {
 pub struct TaskFlags {
     /// The lease was lost or the job was cancelled: stop, commit nothing.
     pub stop: AtomicBool,
+    /// Set by the task: it has computed everything, only its uploads and commit remain.
+    pub computed: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -231,6 +233,7 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
     if let Some(c) = open.take() {
         finish_chunk(node, job, task_id, c, next_unit, &mut uploads)?;
     }
+    flags.computed.notify_one();
     chunks.extend(uploads.wait_all(h)?);
     let rows_out: u64 = chunks.iter().map(|c| c.rows).sum();
     let record = DoneRecord {
