@@ -19,7 +19,17 @@ pub const DEFAULT_LEASE_SECONDS: u64 = 60;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TaskSource {
-    Parquet { uri: String, first_row_group: usize, end_row_group: usize, rows: u64 },
+    Parquet {
+        uri: String,
+        first_row_group: usize,
+        end_row_group: usize,
+        rows: u64,
+        /// The file's footer length (metadata and its 8-byte tail), read at submit: a task
+        /// on an object store GETs exactly those last bytes, once, and nothing it does not
+        /// read. Absent in records of older submits (then a guess of 64 KiB is fetched).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        footer_bytes: Option<u64>,
+    },
     Generate { first_row: u64, rows: u64 },
     /// Bytes [start, end) of an uncompressed jsonl/csv/text file. A record belongs to the
     /// unit (and so the task) that holds its first byte (Hadoop's rule): every record is

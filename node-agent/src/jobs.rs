@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use chrono::Utc;
@@ -15,11 +16,8 @@ use fleetform_core::queue::TaskQueue;
 use fleetform_core::task::{DoneRecord, FailureRecord, JobRecord, Manifest, ManifestFile, ShippedCode, TaskMessage, TaskSource};
 use futures::future::try_join_all;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
-// Deprecated in parquet 60 in favour of a hand-written AsyncFileReader (arrow-rs#10308);
-// it still works and is the least code until the replacement settles.
-#[allow(deprecated)]
-use parquet::arrow::async_reader::ParquetObjectReader;
 
+use crate::exec::remote::RemoteFile;
 use crate::input;
 use crate::ops::python::{self, CodeFile};
 use crate::ops::Pipeline;
@@ -34,6 +32,8 @@ struct ParquetFooter {
     row_groups: Option<Vec<u64>>,
     columns: Vec<String>,
     error: Option<String>,
+    /// The footer's length, metadata and tail (see `TaskSource::Parquet`).
+    footer_bytes: Option<u64>,
 }
 
 /// A job checked against its data: URIs normalized, task splits fixed, the input's
@@ -294,7 +294,7 @@ async fn plan_parquet(spec: &JobSpec, uri: &str, loc: &Location, files: Vec<inpu
         match f.row_groups {
             // An unreadable file still becomes a task: it fails on its own, is reported
             // with its error, and does not sink the rest of the job.
-            None => sources.push(TaskSource::Parquet { uri: f.uri, first_row_group: 0, end_row_group: 1, rows: 0 }),
+            None => sources.push(TaskSource::Parquet { uri: f.uri, first_row_group: 0, end_row_group: 1, rows: 0, footer_bytes: None }),
             Some(rgs) => {
                 let mut first = 0;
                 while first < rgs.len() {
@@ -308,6 +308,7 @@ async fn plan_parquet(spec: &JobSpec, uri: &str, loc: &Location, files: Vec<inpu
                         first_row_group: first,
                         end_row_group: end,
                         rows: rgs[first..end].iter().sum(),
+                        footer_bytes: f.footer_bytes,
                     });
                     first = end;
                 }
@@ -317,30 +318,43 @@ async fn plan_parquet(spec: &JobSpec, uri: &str, loc: &Location, files: Vec<inpu
     Ok((sources, columns))
 }
 
-#[allow(deprecated)]
 async fn read_footer(loc: &Location, name: &str) -> ParquetFooter {
     let uri = format!("{}/{}", loc.uri, name);
     let meta = match &loc.local_dir {
         Some(dir) => {
             let path = dir.join(name);
-            File::open(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|f| ArrowReaderMetadata::load(&f, ArrowReaderOptions::new()).map_err(|e| e.to_string()))
+            File::open(&path).map_err(|e| format!("{e:#}")).and_then(|f| {
+                let meta = ArrowReaderMetadata::load(&f, ArrowReaderOptions::new()).map_err(|e| e.to_string())?;
+                Ok((meta, local_footer_bytes(&f).ok()))
+            })
         }
-        None => {
-            let mut reader = ParquetObjectReader::new(loc.store.clone(), loc.key(name));
-            ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new()).await.map_err(|e| e.to_string())
-        }
+        None => match RemoteFile::open(loc.store.clone(), loc.key(name), &uri, None).await {
+            Ok((file, meta)) => ArrowReaderMetadata::try_new(Arc::new(meta), ArrowReaderOptions::new())
+                .map(|m| (m, Some(file.footer_bytes())))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(format!("{e:#}")),
+        },
     };
     match meta {
-        Ok(m) => ParquetFooter {
+        Ok((m, footer_bytes)) => ParquetFooter {
             uri,
             row_groups: Some(m.metadata().row_groups().iter().map(|rg| rg.num_rows() as u64).collect()),
             columns: m.schema().fields().iter().map(|f| f.name().clone()).collect(),
             error: None,
+            footer_bytes,
         },
-        Err(e) => ParquetFooter { uri, row_groups: None, columns: Vec::new(), error: Some(e) },
+        Err(e) => ParquetFooter { uri, row_groups: None, columns: Vec::new(), error: Some(e), footer_bytes: None },
     }
+}
+
+/// A local parquet file's footer length, from its last 8 bytes.
+fn local_footer_bytes(f: &File) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let len = f.metadata()?.len();
+    let mut last8 = [0u8; 8];
+    f.read_exact_at(&mut last8, len.saturating_sub(8))?;
+    let tail = parquet::file::metadata::FooterTail::try_new(&last8).map_err(std::io::Error::other)?;
+    Ok(tail.metadata_length() as u64 + 8)
 }
 
 /// Where a job stands, read from the store.

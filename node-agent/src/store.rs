@@ -145,6 +145,11 @@ pub async fn delete(loc: &Location, key: &str) -> Result<()> {
     }
 }
 
+/// Objects up to this size go up in one PUT: one request instead of at least four (create,
+/// parts, complete), well within S3's 5 GB for a PUT and below the 100 MB from which S3
+/// advises multipart. A task's last upload runs while the next task computes, so one
+/// connection per object is enough.
+const SINGLE_PUT_MAX: u64 = 64 * 1024 * 1024;
 /// Upload parts in flight at once per file: S3 takes parts in parallel, and one
 /// connection's rate is far below a node's network.
 const UPLOAD_PARTS_IN_FLIGHT: usize = 4;
@@ -166,7 +171,7 @@ pub async fn upload_file(loc: &Location, key: &str, file: &FsPath) -> Result<u64
 
 /// Make a finished output chunk the object `key`. A staged file goes to a local
 /// destination by an atomic rename when it is on the same filesystem (no second copy).
-/// To an object store, a chunk of one part goes up in one PUT, a larger one in parts,
+/// To an object store, a chunk of up to `SINGLE_PUT_MAX` goes up in one PUT, a larger one in parts,
 /// several in flight, read from the file part by part (memory stays bounded whatever the
 /// file size) or handed over from memory without a copy. The object becomes visible only
 /// when complete (object_store stages local writes; an S3 multipart upload is atomic).
@@ -184,7 +189,7 @@ pub async fn upload_staged(loc: &Location, key: &str, staged: Staged) -> Result<
     let path: Path = loc.key(key);
     let part = part_size(size);
     let failed = || format!("upload of {}/{key} failed", loc.uri);
-    if size <= part as u64 {
+    if size <= SINGLE_PUT_MAX {
         let payload = match &staged {
             Staged::Memory { blocks, .. } => PutPayload::from_iter(blocks.iter().cloned()),
             Staged::File { path: file, .. } => PutPayload::from(tokio::fs::read(file).await.with_context(|| format!("cannot read {}", file.display()))?),

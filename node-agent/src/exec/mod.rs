@@ -6,7 +6,7 @@
 mod capacity;
 mod receive;
 pub mod passthrough;
-mod remote;
+pub(crate) mod remote;
 mod row_groups;
 pub mod staging;
 pub mod source;

@@ -23,8 +23,9 @@ use super::row_groups::{self, RowGroupBytes};
 
 /// Fetched input one slot may hold: the current row group and the next one in flight.
 pub const SLOT_INPUT_BUFFER_BYTES: u64 = 512 * 1024 * 1024;
-/// The first GET of a file asks for its last 64 KiB: the footer of a file of a few
-/// hundred row groups fits, so opening a file is one request.
+/// Without the footer's length from submit (`TaskSource::Parquet::footer_bytes`), the first
+/// GET of a file asks for its last 64 KiB: the footer of a file of a few hundred row
+/// groups fits, so opening a file is one request.
 const FOOTER_GUESS: u64 = 64 * 1024;
 /// Ranged GETs in flight per slot (S3 serves thousands per prefix per second; eight keep
 /// one slot's input streaming at several times one connection's rate).
@@ -38,12 +39,15 @@ pub struct RemoteFile {
     len: u64,
     /// The bytes the footer GET brought (they also end the last row group's data).
     tail: (u64, Bytes),
+    footer_bytes: u64,
 }
 
 impl RemoteFile {
-    /// Open `path`: one suffix GET (two when the footer is larger than the guess).
-    pub async fn open(store: Arc<dyn ObjectStore>, path: Path, uri: &str) -> Result<(RemoteFile, ParquetMetaData)> {
-        let options = GetOptions { range: Some(GetRange::Suffix(FOOTER_GUESS)), ..Default::default() };
+    /// Open `path`: one suffix GET of exactly the footer when its length is known, else of
+    /// a guess (two GETs when the footer is larger than that).
+    pub async fn open(store: Arc<dyn ObjectStore>, path: Path, uri: &str, footer_bytes: Option<u64>) -> Result<(RemoteFile, ParquetMetaData)> {
+        let suffix = footer_bytes.filter(|&n| n >= 8).unwrap_or(FOOTER_GUESS);
+        let options = GetOptions { range: Some(GetRange::Suffix(suffix)), ..Default::default() };
         let got = store.get_opts(&path, options).await.with_context(|| format!("cannot read {uri}"))?;
         let (len, start) = (got.meta.size, got.range.start);
         let mut tail = got.bytes().await.with_context(|| format!("cannot read {uri}"))?;
@@ -62,8 +66,13 @@ impl RemoteFile {
         }
         let meta_bytes = &tail[tail.len() - need as usize..tail.len() - 8];
         let meta = ParquetMetaDataReader::decode_metadata(meta_bytes).with_context(|| format!("{uri} is not a readable parquet file"))?;
-        let file = RemoteFile { store, path, uri: uri.to_string(), len, tail: (tail_start, tail) };
+        let file = RemoteFile { store, path, uri: uri.to_string(), len, tail: (tail_start, tail), footer_bytes: need };
         Ok((file, meta))
+    }
+
+    /// The footer's length: metadata and its 8-byte tail.
+    pub fn footer_bytes(&self) -> u64 {
+        self.footer_bytes
     }
 
     /// Fetch `segments`: each cut into reads of at most `MAX_READ`, all in flight together

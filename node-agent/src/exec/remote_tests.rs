@@ -103,7 +103,7 @@ fn a_task_fetches_the_footer_once_and_only_the_chunks_it_reads() {
     let path = Path::from("in/a.parquet");
     h.block_on(store.put(&path, PutPayload::from(file.clone()))).unwrap();
 
-    let (remote, meta) = h.block_on(RemoteFile::open(store.clone(), path, "mem://in/a.parquet")).unwrap();
+    let (remote, meta) = h.block_on(RemoteFile::open(store.clone(), path, "mem://in/a.parquet", None)).unwrap();
     assert_eq!(store.gets.lock().unwrap().as_slice(), &[Some(GetRange::Suffix(64 * 1024))], "one suffix GET opens the file");
     let meta = Arc::new(meta);
     // Row groups 1..4 of the file, columns `id` and `text` (not `extra`).
@@ -158,4 +158,25 @@ fn a_task_fetches_the_footer_once_and_only_the_chunks_it_reads() {
     }
     let (s, _) = meta.row_group(0).column(0).byte_range();
     assert!(ranges.iter().all(|r| r.start > s), "row group 0 fetched");
+}
+
+/// With the footer's length from submit, a task's first GET brings exactly the footer:
+/// none of the last row group's bytes, which another task of the same file may read.
+#[test]
+fn with_the_footer_length_known_the_first_get_brings_exactly_the_footer() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let h = rt.handle().clone();
+    let file = parquet_file(4, 3000);
+    let store = Arc::new(Recording::default());
+    let path = Path::from("in/a.parquet");
+    h.block_on(store.put(&path, PutPayload::from(file.clone()))).unwrap();
+    let last8: [u8; 8] = file[file.len() - 8..].try_into().unwrap();
+    let footer = parquet::file::metadata::FooterTail::try_new(&last8).unwrap().metadata_length() as u64 + 8;
+
+    let (guessed, _) = h.block_on(RemoteFile::open(store.clone(), path.clone(), "mem://in/a.parquet", None)).unwrap();
+    assert_eq!(guessed.footer_bytes(), footer, "the length submit records");
+    let (exact, meta) = h.block_on(RemoteFile::open(store.clone(), path, "mem://in/a.parquet", Some(footer))).unwrap();
+    assert_eq!(exact.footer_bytes(), footer);
+    assert_eq!(meta.num_row_groups(), 4);
+    assert_eq!(store.gets.lock().unwrap().last().unwrap(), &Some(GetRange::Suffix(footer)), "one GET of exactly the footer");
 }

@@ -80,7 +80,7 @@ impl UnitSource {
                 let spec = job.input.generate.clone().ok_or_else(|| anyhow!("generator task of a job without `input.generate`"))?;
                 Ok(UnitSource::Generate { spec, first_row: *first_row, rows: *rows, batch })
             }
-            TaskSource::Parquet { uri, first_row_group, end_row_group, .. } => {
+            TaskSource::Parquet { uri, first_row_group, end_row_group, footer_bytes, .. } => {
                 let units = end_row_group.saturating_sub(*first_row_group);
                 let (meta, from) = match uri.strip_prefix("file://") {
                     Some(path) => {
@@ -93,7 +93,7 @@ impl UnitSource {
                     None => {
                         let (dir, name) = split_uri(uri)?;
                         let loc = handle.block_on(storage::open(&dir))?;
-                        let (remote, meta) = handle.block_on(RemoteFile::open(loc.store.clone(), loc.key(&name), uri))?;
+                        let (remote, meta) = handle.block_on(RemoteFile::open(loc.store.clone(), loc.key(&name), uri, *footer_bytes))?;
                         let meta = ArrowReaderMetadata::try_new(Arc::new(meta), ArrowReaderOptions::new())
                             .with_context(|| format!("{uri} is not a readable parquet file"))?;
                         (meta, ParquetFrom::Remote(Some(remote)))
