@@ -282,5 +282,8 @@ mod tests {
         assert_eq!(d["Resources"]["StoreBucket"]["DeletionPolicy"], "Retain");
         let d = parse_template(&data_template("workshop", "b", false).unwrap()).unwrap();
         assert_eq!(d["Resources"]["StoreBucket"]["DeletionPolicy"], "Delete");
+        let rule = &d["Resources"]["StoreBucket"]["Properties"]["LifecycleConfiguration"]["Rules"][0];
+        assert_eq!(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"], 1, "abandoned multipart uploads are aborted: {rule}");
+        assert_eq!(rule["Status"], "Enabled");
     }
 }
