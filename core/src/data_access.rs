@@ -2,77 +2,11 @@
 //! (read and write), `storage.job_inputs` (read) and `storage.job_outputs` (read and
 //! write). One definition for the worker role's policy (the reconciler's `aws::iam`) and
 //! for submit, which refuses a job whose input or output the workers could not reach:
-//! such a job would otherwise be accepted and fail on every node with 403.
+//! such a job would otherwise be accepted and fail on every node with 403. Each location
+//! is an [`S3Prefix`] (`crate::s3_prefix`, which the spec's validation uses too).
 
-use std::fmt;
-
+use crate::s3_prefix::S3Prefix;
 use crate::spec::ClusterSpec;
-
-/// `s3://bucket/prefix/`: a bucket and a key prefix that is empty (the whole bucket) or
-/// ends in `/`, so that `raw` never also grants `raw-private/`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct S3Prefix {
-    pub bucket: String,
-    pub prefix: String,
-}
-
-impl S3Prefix {
-    /// Parse `s3://bucket[/prefix[/]]`. IAM wildcards (`*`, `?`) are refused: a location
-    /// is granted as written, nothing wider.
-    pub fn parse(uri: &str) -> Result<S3Prefix, String> {
-        let rest = uri
-            .strip_prefix("s3://")
-            .ok_or_else(|| format!("`{uri}` is not an S3 location: write s3://bucket/prefix/"))?;
-        if rest.contains(['*', '?']) {
-            return Err(format!(
-                "`{uri}`: wildcards are not allowed; name the bucket and prefix"
-            ));
-        }
-        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(format!(
-                "`{uri}` names no bucket: write s3://bucket/prefix/"
-            ));
-        }
-        Ok(S3Prefix {
-            bucket: bucket.to_string(),
-            prefix: as_directory(key),
-        })
-    }
-
-    /// The store of a spec: `storage.bucket` and `storage.prefix` (default `<cluster>/`).
-    pub fn store(spec: &ClusterSpec) -> Option<S3Prefix> {
-        let bucket = spec.storage.bucket.clone()?;
-        Some(S3Prefix {
-            bucket,
-            prefix: spec.store_prefix(),
-        })
-    }
-
-    /// Does this location hold everything under `uri` (an `s3://` file or directory)?
-    pub fn holds(&self, uri: &str) -> bool {
-        match S3Prefix::parse(uri) {
-            Ok(p) => p.bucket == self.bucket && p.prefix.starts_with(&self.prefix),
-            Err(_) => false,
-        }
-    }
-}
-
-impl fmt::Display for S3Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "s3://{}/{}", self.bucket, self.prefix)
-    }
-}
-
-/// A key prefix read as a directory: no leading `/`, a trailing `/` unless empty.
-fn as_directory(key: &str) -> String {
-    let key = key.trim_matches('/');
-    if key.is_empty() {
-        String::new()
-    } else {
-        format!("{key}/")
-    }
-}
 
 /// Where the worker role may read and write, from the cluster spec.
 #[derive(Debug, Clone)]
@@ -94,7 +28,7 @@ impl WorkerAccess {
                 .collect()
         };
         Some(WorkerAccess {
-            store: S3Prefix::store(spec)?,
+            store: store_location(spec)?,
             inputs: parsed(&spec.storage.job_inputs),
             outputs: parsed(&spec.storage.job_outputs),
         })
@@ -162,6 +96,15 @@ impl WorkerAccess {
     }
 }
 
+/// The store of a spec: `storage.bucket` and `storage.prefix` (default `<cluster>/`).
+fn store_location(spec: &ClusterSpec) -> Option<S3Prefix> {
+    let bucket = spec.storage.bucket.clone()?;
+    Some(S3Prefix {
+        bucket,
+        prefix: spec.store_prefix(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,35 +115,6 @@ mod tests {
             inputs: vec![S3Prefix::parse("s3://datasets/raw-100gb-data").unwrap()],
             outputs: vec![S3Prefix::parse("s3://results").unwrap()],
         }
-    }
-
-    #[test]
-    fn locations_are_directories() {
-        assert_eq!(
-            S3Prefix::parse("s3://b/raw").unwrap(),
-            S3Prefix {
-                bucket: "b".into(),
-                prefix: "raw/".into()
-            }
-        );
-        assert_eq!(S3Prefix::parse("s3://b/").unwrap().prefix, "");
-        let raw = S3Prefix::parse("s3://b/raw/").unwrap();
-        assert!(raw.holds("s3://b/raw") && raw.holds("s3://b/raw/part/x.csv"));
-        assert!(
-            !raw.holds("s3://b/raw-private/x.csv"),
-            "a prefix is a directory, not a string prefix"
-        );
-        assert!(!raw.holds("s3://other/raw/x.csv") && !raw.holds("s3://b"));
-        assert!(S3Prefix::parse("s3://b").unwrap().holds("s3://b/anything"));
-        assert!(S3Prefix::parse("s3://b/raw/*")
-            .unwrap_err()
-            .contains("wildcards"));
-        assert!(S3Prefix::parse("/data")
-            .unwrap_err()
-            .contains("not an S3 location"));
-        assert!(S3Prefix::parse("s3:///raw")
-            .unwrap_err()
-            .contains("names no bucket"));
     }
 
     #[test]

@@ -610,6 +610,22 @@ pub fn apply_override(root: &mut serde_norway::Value, assignment: &str) -> Resul
     Err(format!("--set `{assignment}`: empty key"))
 }
 
+/// The `--set` overrides that apply to one job file: unscoped ones (`key=value`) apply to
+/// every job; `STEM:key=value` only to the job file named STEM(.yaml), so one `run`
+/// can set the generator's row count without touching the cleaning job.
+pub fn sets_for(path: &std::path::Path, set: &[String]) -> Vec<String> {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    set.iter()
+        .filter_map(|s| {
+            let eq = s.find('=').unwrap_or(s.len());
+            match s[..eq].split_once(':') {
+                Some((scope, rest)) => (scope == stem).then(|| format!("{rest}{}", &s[eq..])),
+                None => Some(s.clone()),
+            }
+        })
+        .collect()
+}
+
 /// A summary of per-label or per-key counts, used by the job report.
 pub type Counts = BTreeMap<String, u64>;
 
@@ -703,6 +719,14 @@ mod tests {
         assert_eq!(spec.input.generate.unwrap().rows, 10);
         let mut v: serde_norway::Value = serde_norway::from_str(GENERATE).unwrap();
         assert!(apply_override(&mut v, "novalue").is_err());
+    }
+
+    #[test]
+    fn a_scoped_override_applies_to_its_job_file_only() {
+        let set = ["batch_size=10".to_string(), "generate:input.generate.rows=5".to_string(), "clean:x=1".to_string()];
+        let path = std::path::Path::new("examples/jobs/generate.yaml");
+        assert_eq!(sets_for(path, &set), ["batch_size=10", "input.generate.rows=5"]);
+        assert_eq!(sets_for(std::path::Path::new("other.yaml"), &set), ["batch_size=10"]);
     }
 }
 

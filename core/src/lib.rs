@@ -11,6 +11,7 @@ pub mod job;
 pub mod layout;
 pub mod queue;
 pub mod resources;
+pub mod s3_prefix;
 pub mod spec;
 pub mod task;
 

@@ -499,7 +499,7 @@ impl ClusterSpec {
                 continue;
             }
             for (i, uri) in uris.iter().enumerate() {
-                match crate::data_access::S3Prefix::parse(uri) {
+                match crate::s3_prefix::S3Prefix::parse(uri) {
                     Err(e) => c.error(storage.key(field).index(i), e),
                     Ok(p) if !valid_bucket(&p.bucket) => {
                         c.error(storage.key(field).index(i), format!("`{}` is not a valid S3 bucket name", p.bucket))

@@ -27,3 +27,14 @@ pub mod storage;
 pub mod store;
 #[cfg(any(test, feature = "conformance"))]
 pub mod store_conformance;
+
+#[cfg(test)]
+mod layering {
+    /// No two modules use each other, directly or through others: the failure lists each
+    /// ring and the `use` lines that form it.
+    #[test]
+    fn fleetform_agent_has_no_module_cycles() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        fleetform_testkit::module_cycles::assert_no_module_cycles(&src);
+    }
+}

@@ -62,6 +62,13 @@ pub fn normalize_uri(uri: &str) -> Result<String> {
     Ok(format!("file://{}", abs.display().to_string().trim_end_matches('/')))
 }
 
+/// Split a file URI into its location (directory or bucket) and object key, for
+/// [`open`] and [`Location::key`].
+pub fn split_uri(uri: &str) -> Result<(String, String)> {
+    let (dir, name) = uri.rsplit_once('/').ok_or_else(|| anyhow!("`{uri}` is not a file URI"))?;
+    Ok((dir.to_string(), name.to_string()))
+}
+
 /// Open a location. Local directories are created if missing; S3 uses the process's
 /// AWS configuration (standard chain).
 pub async fn open(uri: &str) -> Result<Location> {

@@ -1,14 +1,14 @@
 //! The `fleetform` command line. Each subcommand is a thin adapter onto a module:
 //! infrastructure (`aws`), jobs (`jobs`), the local provider (`local`), the autoscaler.
+//! The subcommands are defined here and their handlers take plain values, never the CLI's
+//! types (the exception: `plan` and `apply` take the `--agent-binary` flags as the
+//! `binaries::BinaryArgs` they are parsed into).
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-// Each handler module defines its own subcommands: the handlers never import the CLI.
 pub use crate::binaries::BinaryArgs;
-pub use crate::chaos::ChaosCommand;
-pub use crate::jobs::JobCommand;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -225,6 +225,34 @@ pub enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum JobCommand {
+    /// List jobs with their progress.
+    List,
+    /// Tasks done, failed and pending of one job.
+    Status { job: String },
+    /// Task events of a job, oldest first.
+    Logs { job: String },
+    /// Stop a job: queued tasks are removed, running ones stop at their next row group.
+    Cancel { job: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ChaosCommand {
+    /// Raise a spot interruption notice on a node (locally: in its notice file).
+    Interrupt {
+        #[arg(long)]
+        node: String,
+    },
+    /// Kill worker nodes without warning (kill -9 locally, TerminateInstances on AWS).
+    Terminate {
+        #[arg(long)]
+        node_type: String,
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum ImportCommand {
     /// Convert a `ray up` cluster YAML (AWS provider) into a fleetform cluster spec.
     #[command(
@@ -352,8 +380,22 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Up { cluster, no_dashboard, listen } => local::up(&cluster.spec_file(), (!no_dashboard).then_some(listen.as_str())).await,
         Command::Submit { cluster, job, set, wait } => jobs::submit_command(&cluster.running_cluster_file(), &job, &set, wait).await,
         Command::Run { cluster, jobs, set } => jobs::run_command(&cluster.spec_file(), &jobs, &set).await,
-        Command::Job { cluster, command } => jobs::job_command(&cluster.running_cluster_file(), command).await,
-        Command::Chaos { cluster, command } => chaos::command(&cluster.running_cluster_file(), command).await,
+        Command::Job { cluster, command } => {
+            let file = cluster.running_cluster_file();
+            match command {
+                JobCommand::List => jobs::job_list(&file).await,
+                JobCommand::Status { job } => jobs::job_status(&file, &job).await,
+                JobCommand::Logs { job } => jobs::job_logs(&file, &job).await,
+                JobCommand::Cancel { job } => jobs::job_cancel(&file, &job).await,
+            }
+        }
+        Command::Chaos { cluster, command } => {
+            let file = cluster.running_cluster_file();
+            match command {
+                ChaosCommand::Interrupt { node } => chaos::interrupt(&file, &node).await,
+                ChaosCommand::Terminate { node_type, count } => chaos::terminate(&file, &node_type, count).await,
+            }
+        }
         Command::Import { command: ImportCommand::Ray { ray_yaml, output, force, resolve_images, vpc_id, resolve_vpc } } => {
             let args = crate::import::RayImportArgs { ray_yaml, output, force, resolve_images, vpc_id, resolve_vpc };
             crate::import::ray_command(&args).await

@@ -11,11 +11,11 @@ use fleetform_agent::ops::python::{self, CodeFile};
 use fleetform_agent::store::Store;
 use fleetform_core::data_access::WorkerAccess;
 use fleetform_core::diag::{Problem, YamlPath};
+use fleetform_core::job::sets_for;
 use fleetform_core::layout;
 use fleetform_core::spec::{ClusterSpec, ProviderKind};
 use fleetform_core::task::{DoneRecord, Manifest, TaskMessage};
 use fleetform_core::JobSpec;
-use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cluster::{self, Handles};
@@ -24,18 +24,6 @@ use crate::local::{self, LocalCluster};
 use crate::observe::observer::Connection;
 use crate::observe::Observer;
 use crate::waiting::StallWatch;
-
-#[derive(Subcommand, Debug)]
-pub enum JobCommand {
-    /// List jobs with their progress.
-    List,
-    /// Tasks done, failed and pending of one job.
-    Status { job: String },
-    /// Task events of a job, oldest first.
-    Logs { job: String },
-    /// Stop a job: queued tasks are removed, running ones stop at their next row group.
-    Cancel { job: String },
-}
 
 /// How often a waiting command polls the store for progress: a few cheap reads, often
 /// enough that the reported time is within a quarter second of the job's.
@@ -131,22 +119,6 @@ fn worker_reach(cluster: &ClusterSpec, input: Option<&str>, output: &str) -> Vec
     input_problem.map(|m| Problem::new(at("input"), m)).into_iter().chain(output_problem.map(|m| Problem::new(at("output"), m))).collect()
 }
 
-/// The `--set` overrides that apply to one job file: unscoped ones (`key=value`) apply to
-/// every job; `STEM:key=value` only to the job file named STEM(.yaml), so one `run`
-/// can set the generator's row count without touching the cleaning job.
-pub fn sets_for(path: &Path, set: &[String]) -> Vec<String> {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-    set.iter()
-        .filter_map(|s| {
-            let eq = s.find('=').unwrap_or(s.len());
-            match s[..eq].split_once(':') {
-                Some((scope, rest)) => (scope == stem).then(|| format!("{rest}{}", &s[eq..])),
-                None => Some(s.clone()),
-            }
-        })
-        .collect()
-}
-
 /// The job's python files, checked (defined functions, no syntax errors) and read for
 /// shipping; warnings go to stderr.
 fn python_code(path: &Path, job: &JobSpec) -> Result<Vec<fleetform_agent::ops::python::CodeFile>> {
@@ -178,7 +150,7 @@ pub async fn submit_command(file: &Path, job: &Path, set: &[String], wait: bool)
     if !wait {
         return Ok(0);
     }
-    if c.spec.provider.kind == ProviderKind::Local && local::running_supervisor(&c.handles).is_none() {
+    if c.spec.provider.kind == ProviderKind::Local && local::published::running_supervisor(&c.handles).is_none() {
         eprintln!("note: no local cluster is running: the job waits until one starts (`fleetform up -f {}`)", file.display());
     }
     let outcome = wait_for(&c, &id).await?;
@@ -193,7 +165,7 @@ pub async fn run_command(file: &Path, job_files: &[PathBuf], set: &[String]) -> 
         python_code(j, &load_job(j, set)?)?; // every job is valid before anything starts
     }
     crate::cluster::remember(file);
-    let local_cluster = if c.spec.provider.kind == ProviderKind::Local && local::running_supervisor(&c.handles).is_none() {
+    let local_cluster = if c.spec.provider.kind == ProviderKind::Local && local::published::running_supervisor(&c.handles).is_none() {
         let (spec, handles) = (c.spec.clone(), c.handles.clone());
         let cl = tokio::task::spawn_blocking(move || LocalCluster::start(&spec, &handles)).await??;
         eprintln!("started local cluster `{}` with {} agents", c.spec.cluster_name, cl.nodes().len());
@@ -315,74 +287,81 @@ fn print_skipped(manifest: Option<&Manifest>, done: &[DoneRecord]) {
     }
 }
 
-pub async fn job_command(file: &Path, command: JobCommand) -> Result<i32> {
+/// `fleetform job list`: every job with its progress.
+pub async fn job_list(file: &Path) -> Result<i32> {
     let c = ctx(file).await?;
-    match command {
-        JobCommand::List => {
-            let list = jobs::list(&c.store).await?;
-            if list.is_empty() {
-                println!("no jobs in {}", c.store.uri());
+    let list = jobs::list(&c.store).await?;
+    if list.is_empty() {
+        println!("no jobs in {}", c.store.uri());
+    }
+    for j in list {
+        let p = jobs::progress(&c.store, &j.job_id).await?;
+        println!("{:<40} {:>5}/{:<5} tasks  {}  {}", j.job_id, p.done.len(), j.tasks, state(&p), j.submitted_at.format("%Y-%m-%d %H:%M:%S"));
+    }
+    Ok(0)
+}
+
+/// `fleetform job status JOB`: tasks done, failed and pending; exit code 1 when any failed.
+pub async fn job_status(file: &Path, job: &str) -> Result<i32> {
+    let c = ctx(file).await?;
+    let p = jobs::progress(&c.store, job).await?;
+    println!("job      {}", p.record.job_id);
+    println!("state    {}", state(&p));
+    println!("tasks    {} done, {} failed, {} pending of {}", p.done.len(), p.failed.len(), p.record.tasks - p.done.len() - p.failed.len(), p.record.tasks);
+    println!("input    {}", p.record.spec.input.uri.clone().unwrap_or_else(|| "generate".into()));
+    println!("output   {}", p.record.spec.output.uri);
+    match (&p.manifest, p.record.rows_estimated) {
+        (Some(m), _) => println!("rows     {} written", m.total_rows),
+        (None, true) => println!("rows     ~{} to read (estimated from the input's bytes)", p.record.total_rows),
+        (None, false) => println!("rows     {} to read", p.record.total_rows),
+    }
+    if let Some(m) = p.manifest.as_ref().filter(|m| m.skipped_records > 0) {
+        println!("skipped  {} malformed input records (input.on_error: skip; `fleetform job logs` has examples)", m.skipped_records);
+    }
+    for f in &p.failed {
+        println!("failed   {} {}: {}", f.task_id, f.input, f.error);
+    }
+    Ok(if p.failed.is_empty() { 0 } else { 1 })
+}
+
+/// `fleetform job logs JOB`: the job's task events, oldest first.
+pub async fn job_logs(file: &Path, job: &str) -> Result<i32> {
+    let c = ctx(file).await?;
+    let p = jobs::progress(&c.store, job).await?;
+    let mut lines: Vec<(chrono::DateTime<chrono::Utc>, String)> = Vec::new();
+    let approx = if p.record.rows_estimated { "~" } else { "" };
+    lines.push((p.record.submitted_at, format!("submitted {} tasks, {approx}{} rows", p.record.tasks, p.record.total_rows)));
+    for t in &p.done {
+        if let Some(d) = c.store.get_json::<DoneRecord>(&layout::done(job, t)).await? {
+            lines.push((d.finished_at, format!(
+                "{} done on {}: {} rows in, {} out, {} files, {:.2}s ({} units processed, {} from checkpoint)",
+                d.task_id, d.node_id, d.rows_in, d.rows_out, d.chunks.len(), d.seconds, d.units_processed, d.units_from_checkpoint
+            )));
+            for example in &d.skipped.examples {
+                lines.push((d.finished_at, format!("{} skipped a malformed record: {example}", d.task_id)));
             }
-            for j in list {
-                let p = jobs::progress(&c.store, &j.job_id).await?;
-                println!("{:<40} {:>5}/{:<5} tasks  {}  {}", j.job_id, p.done.len(), j.tasks, state(&p), j.submitted_at.format("%Y-%m-%d %H:%M:%S"));
-            }
-            Ok(0)
-        }
-        JobCommand::Status { job } => {
-            let p = jobs::progress(&c.store, &job).await?;
-            println!("job      {}", p.record.job_id);
-            println!("state    {}", state(&p));
-            println!("tasks    {} done, {} failed, {} pending of {}", p.done.len(), p.failed.len(), p.record.tasks - p.done.len() - p.failed.len(), p.record.tasks);
-            println!("input    {}", p.record.spec.input.uri.clone().unwrap_or_else(|| "generate".into()));
-            println!("output   {}", p.record.spec.output.uri);
-            match (&p.manifest, p.record.rows_estimated) {
-                (Some(m), _) => println!("rows     {} written", m.total_rows),
-                (None, true) => println!("rows     ~{} to read (estimated from the input's bytes)", p.record.total_rows),
-                (None, false) => println!("rows     {} to read", p.record.total_rows),
-            }
-            if let Some(m) = p.manifest.as_ref().filter(|m| m.skipped_records > 0) {
-                println!("skipped  {} malformed input records (input.on_error: skip; `fleetform job logs` has examples)", m.skipped_records);
-            }
-            for f in &p.failed {
-                println!("failed   {} {}: {}", f.task_id, f.input, f.error);
-            }
-            Ok(if p.failed.is_empty() { 0 } else { 1 })
-        }
-        JobCommand::Logs { job } => {
-            let p = jobs::progress(&c.store, &job).await?;
-            let mut lines: Vec<(chrono::DateTime<chrono::Utc>, String)> = Vec::new();
-            let approx = if p.record.rows_estimated { "~" } else { "" };
-            lines.push((p.record.submitted_at, format!("submitted {} tasks, {approx}{} rows", p.record.tasks, p.record.total_rows)));
-            for t in &p.done {
-                if let Some(d) = c.store.get_json::<DoneRecord>(&layout::done(&job, t)).await? {
-                    lines.push((d.finished_at, format!(
-                        "{} done on {}: {} rows in, {} out, {} files, {:.2}s ({} units processed, {} from checkpoint)",
-                        d.task_id, d.node_id, d.rows_in, d.rows_out, d.chunks.len(), d.seconds, d.units_processed, d.units_from_checkpoint
-                    )));
-                    for example in &d.skipped.examples {
-                        lines.push((d.finished_at, format!("{} skipped a malformed record: {example}", d.task_id)));
-                    }
-                }
-            }
-            for f in &p.failed {
-                lines.push((f.at, format!("{} FAILED on {} after {} attempts: {} ({})", f.task_id, f.node_id, f.failures, f.error, f.input)));
-            }
-            if let Some(m) = &p.manifest {
-                lines.push((m.finished_at, format!("finished: {} files, {} rows", m.files.len(), m.total_rows)));
-            }
-            lines.sort_by_key(|l| l.0);
-            for (at, l) in lines {
-                println!("{}  {l}", at.format("%H:%M:%S%.3f"));
-            }
-            Ok(0)
-        }
-        JobCommand::Cancel { job } => {
-            jobs::cancel(&c.store, &job).await?;
-            println!("{job}: cancel requested; queued tasks are dropped, running ones stop at their next row group");
-            Ok(0)
         }
     }
+    for f in &p.failed {
+        lines.push((f.at, format!("{} FAILED on {} after {} attempts: {} ({})", f.task_id, f.node_id, f.failures, f.error, f.input)));
+    }
+    if let Some(m) = &p.manifest {
+        lines.push((m.finished_at, format!("finished: {} files, {} rows", m.files.len(), m.total_rows)));
+    }
+    lines.sort_by_key(|l| l.0);
+    for (at, l) in lines {
+        println!("{}  {l}", at.format("%H:%M:%S%.3f"));
+    }
+    Ok(0)
+}
+
+/// `fleetform job cancel JOB`: queued tasks are dropped, running ones stop at their next
+/// row group.
+pub async fn job_cancel(file: &Path, job: &str) -> Result<i32> {
+    let c = ctx(file).await?;
+    jobs::cancel(&c.store, job).await?;
+    println!("{job}: cancel requested; queued tasks are dropped, running ones stop at their next row group");
+    Ok(0)
 }
 
 fn state(p: &JobProgress) -> &'static str {

@@ -21,3 +21,14 @@ pub mod reconcile;
 pub mod status;
 pub mod validate;
 pub mod waiting;
+
+#[cfg(test)]
+mod layering {
+    /// No two modules use each other, directly or through others: the failure lists each
+    /// ring and the `use` lines that form it.
+    #[test]
+    fn fleetform_has_no_module_cycles() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        fleetform_testkit::module_cycles::assert_no_module_cycles(&src);
+    }
+}

@@ -2,8 +2,21 @@
 //!
 //! - [`imds`]: an IMDSv2 emulator on 127.0.0.1, with the real paths, documents and token
 //!   rules, plus trigger endpoints that raise spot, rebalance and maintenance notices.
+//! - [`module_cycles`]: which file modules of a crate use each other in a ring; each
+//!   shipped crate has a test that there are none (for fleetform-core it is below, since
+//!   core cannot dev-depend on this crate, which depends on it).
 //!
 //! The AWS fault injectors stay beside the tests that use them (`tests/e2e/faults.rs`),
 //! behind the `FaultInjector` seam of `reconciler/src/aws/nodes.rs`.
 
 pub mod imds;
+pub mod module_cycles;
+
+#[cfg(test)]
+mod layering {
+    #[test]
+    fn fleetform_core_has_no_module_cycles() {
+        let core = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/src");
+        crate::module_cycles::assert_no_module_cycles(&core);
+    }
+}

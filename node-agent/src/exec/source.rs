@@ -8,15 +8,15 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use arrow_array::RecordBatch;
-use fleetform_core::job::GenerateSpec;
+use fleetform_core::job::{GenerateSpec, JobSpec};
 use fleetform_core::task::TaskSource;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 
 use super::remote::{Prefetcher, RemoteFile};
 use super::row_groups::{self, RowGroupBytes};
-use super::task::JobContext;
-use crate::input::units::RecordUnits;
+use crate::input::units::{RecordUnits, UnitRead};
+use crate::input::JobInput;
 use crate::ops::Pipeline;
 use crate::storage;
 
@@ -49,31 +49,14 @@ enum ParquetFrom {
     Reading(Prefetcher),
 }
 
-/// What reading one unit gave.
-#[derive(Debug, Default)]
-pub struct UnitRead {
-    /// Rows handed on (input rows; skipped records not counted).
-    pub rows: u64,
-    /// `FILE:LINE: error` of each malformed record skipped (`input.on_error: skip`).
-    pub skipped: Vec<String>,
-    /// This was the task's last unit.
-    pub last: bool,
-}
-
-/// Split an input URI into its location (directory or bucket) and object key.
-pub fn split_uri(uri: &str) -> Result<(String, String)> {
-    let (dir, name) = uri.rsplit_once('/').ok_or_else(|| anyhow!("`{uri}` is not a file URI"))?;
-    Ok((dir.to_string(), name.to_string()))
-}
-
 impl UnitSource {
-    /// Open a task's source; `handle` runs async reads for remote files.
-    pub fn open(src: &TaskSource, ctx: &JobContext, handle: &tokio::runtime::Handle) -> Result<UnitSource> {
-        let job = &ctx.record.spec;
+    /// Open a task's source; `input` is how the job's records are parsed (None for
+    /// parquet and the generator); `handle` runs async reads for remote files.
+    pub fn open(src: &TaskSource, job: &JobSpec, input: Option<Arc<JobInput>>, handle: &tokio::runtime::Handle) -> Result<UnitSource> {
         let batch = job.batch_size;
         match src {
             TaskSource::ByteRange { .. } | TaskSource::Stream { .. } => {
-                let input = ctx.input.clone().ok_or_else(|| anyhow!("a {} task of a job without an input schema", src.describe()))?;
+                let input = input.ok_or_else(|| anyhow!("a {} task of a job without an input schema", src.describe()))?;
                 Ok(UnitSource::Records(Box::new(RecordUnits::open(src, input, batch, handle)?)))
             }
             TaskSource::Generate { first_row, rows } => {
@@ -91,7 +74,7 @@ impl UnitSource {
                         (meta, ParquetFrom::Local { what: path.to_string(), file, len })
                     }
                     None => {
-                        let (dir, name) = split_uri(uri)?;
+                        let (dir, name) = storage::split_uri(uri)?;
                         let loc = handle.block_on(storage::open(&dir))?;
                         let (remote, meta) = handle.block_on(RemoteFile::open(loc.store.clone(), loc.key(&name), uri, *footer_bytes))?;
                         let meta = ArrowReaderMetadata::try_new(Arc::new(meta), ArrowReaderOptions::new())

@@ -21,10 +21,11 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::passthrough::{PassthroughPlan, PassthroughWriter};
-use super::source::{needed_columns, UnitRead, UnitSource};
+use super::source::{needed_columns, UnitSource};
 use super::staging::{Staged, Staging, MEMORY_STAGE_MAX};
 use super::steps::StageRun;
 use super::unify;
+use crate::input::units::UnitRead;
 use crate::ops::python::WorkerPool;
 use crate::ops::Stages;
 use crate::storage::Location;
@@ -115,7 +116,7 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
     };
     let from_checkpoint = next_unit;
     let spec = &job.record.spec;
-    let mut source = UnitSource::open(&msg.source, job, h)?;
+    let mut source = UnitSource::open(&msg.source, spec, job.input.clone(), h)?;
     let units = source.units();
     let mut rows_in = checkpoint_rows_in(&checkpoint, &msg.source, units);
     let stage_dir = node.spill_dir.join(job_id);

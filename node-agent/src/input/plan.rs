@@ -100,7 +100,7 @@ async fn single_file(
     {
         return Ok(None);
     }
-    let (dir, name) = crate::exec::source::split_uri(uri)?;
+    let (dir, name) = storage::split_uri(uri)?;
     let loc = storage::open(&dir).await?;
     match loc.store.head(&loc.key(&name)).await {
         Ok(meta) => {

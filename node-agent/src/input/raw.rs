@@ -52,7 +52,7 @@ impl RawFile {
         let (place, display) = match uri.strip_prefix("file://") {
             Some(path) => (Place::Local(PathBuf::from(path)), path.to_string()),
             None => {
-                let (dir, name) = crate::exec::source::split_uri(uri)?;
+                let (dir, name) = storage::split_uri(uri)?;
                 let loc = handle.block_on(storage::open(&dir))?;
                 (
                     Place::Remote {

@@ -1,4 +1,5 @@
-//! A jsonl/json/csv/text task read unit by unit (the checkpoint boundaries).
+//! A jsonl/json/csv/text task read unit by unit (the checkpoint boundaries), and
+//! [`UnitRead`], what reading one unit of any input gave.
 //!
 //! Byte ranges: unit `u` owns the records whose first byte lies in its sub-range
 //! [start + u·unit_bytes, …) of the task's range. It starts reading one byte before its
@@ -24,9 +25,20 @@ use super::decode::Decoding;
 use super::raw::{ByteReader, RawFile, READ_BUFFER};
 use super::records::{is_blank, JsonArrayReader, LineReader, RawBlock};
 use super::JobInput;
-use crate::exec::source::UnitRead;
 
 type Buffered = BufReader<ByteReader>;
+
+/// What reading one unit gave: of records here, and of parquet row groups and generated
+/// rows in `exec::source`.
+#[derive(Debug, Default)]
+pub struct UnitRead {
+    /// Rows handed on (input rows; skipped records not counted).
+    pub rows: u64,
+    /// `FILE:LINE: error` of each malformed record skipped (`input.on_error: skip`).
+    pub skipped: Vec<String>,
+    /// This was the task's last unit.
+    pub last: bool,
+}
 
 pub struct RecordUnits {
     file: RawFile,

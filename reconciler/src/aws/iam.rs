@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use fleetform_core::data_access::S3Prefix;
+use fleetform_core::s3_prefix::S3Prefix;
 use serde_json::{json, Value};
 
 use super::names::{self, Role, StackKind, TAG_CLUSTER};

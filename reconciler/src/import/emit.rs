@@ -1,38 +1,13 @@
 //! The imported spec as YAML text. Written by hand because serde's serialisers drop
 //! comments, and the comments (where each value came from) are the point; the result is
-//! parsed back with `ClusterSpec::from_yaml` before it is written anywhere.
+//! parsed back with `ClusterSpec::from_yaml` before it is written anywhere. The `network:`
+//! block comes from `network`; both write their values with `yaml`.
 
 use std::fmt::Write as _;
 
 use super::model::{Image, Imported, NodeType, Sourced};
 use super::network;
-
-/// `   # text`, the comment after a value.
-pub fn comment(text: &str) -> String {
-    format!("   # {text}")
-}
-
-/// A YAML scalar for `s`: plain when the YAML parser reads it back as the same string
-/// (and no YAML 1.1 reader would take it for a boolean), else quoted.
-pub fn scalar(s: &str) -> String {
-    let plain = !s.is_empty()
-        && !s.starts_with(['-', '.'])
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-        && !["yes", "no", "on", "off", "y", "n"].contains(&s.to_ascii_lowercase().as_str())
-        && serde_norway::from_str::<serde_norway::Value>(s).ok().is_some_and(|v| v.as_str() == Some(s));
-    if plain {
-        s.to_string()
-    } else if s.chars().any(char::is_control) {
-        // JSON's escapes are valid in a YAML double-quoted scalar.
-        serde_json::Value::String(s.to_string()).to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "''"))
-    }
-}
-
-pub fn flow_list(items: &[String]) -> String {
-    format!("[{}]", items.iter().map(|s| scalar(s)).collect::<Vec<_>>().join(", "))
-}
+use super::yaml::{comment, flow_list, scalar};
 
 /// Numbers as YAML reads them: `8`, `0.5`.
 fn number(v: f64) -> String {

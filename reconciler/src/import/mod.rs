@@ -2,8 +2,8 @@
 //!
 //! parse (`ray`, with file:line:column errors) → convert (`convert`, `network`, notes for
 //! every decision) → optionally resolve AL2023 AMIs (`images`) → write YAML text with
-//! provenance comments (`emit`) → parse it back with `ClusterSpec::from_yaml`, so import
-//! never writes a spec that does not validate.
+//! provenance comments (`emit`, from the pieces in `yaml`) → parse it back with
+//! `ClusterSpec::from_yaml`, so import never writes a spec that does not validate.
 
 mod convert;
 mod emit;
@@ -13,6 +13,7 @@ mod network;
 mod ray;
 mod unmapped;
 mod vpc;
+mod yaml;
 
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@
 
 use fleetform_core::diag::YamlPath;
 
-use super::emit::{comment, flow_list};
+use super::yaml::{comment, flow_list};
 use super::model::{ByoNetwork, Imported, Sourced};
 use super::ray::RayCluster;
 use super::Note;

@@ -4,7 +4,7 @@ use fleetform_core::instance::Arch;
 use fleetform_core::spec::{ImageSpec, Market};
 use fleetform_core::ClusterSpec;
 
-use super::emit::scalar;
+use super::yaml::scalar;
 use super::*;
 
 const SEED: &str = include_str!("../../../examples/ray/cluster-spot.yaml");

@@ -3,9 +3,11 @@
 //! (a local machine has no IMDS; `fleetform chaos interrupt` writes a spot notice there);
 //! a directory is the object store and one SQLite file the task queue.
 //! The supervisor replaces agents that die or drain, as the reconciler replaces
-//! terminated instances on AWS. `autoscale` is its autoscaler provider.
+//! terminated instances on AWS. `autoscale` is its autoscaler provider; `published` is
+//! what the supervisor tells other processes (its pid and agents).
 
 mod autoscale;
+pub mod published;
 
 pub use autoscale::{autoscale, LocalProvider};
 
@@ -20,32 +22,15 @@ use anyhow::{anyhow, bail, Context, Result};
 use fleetform_agent::imds::notice_file;
 use fleetform_core::spec::{ClusterSpec, ProviderKind};
 use fleetform_core::Resources;
-use serde::{Deserialize, Serialize};
 
 use crate::cluster::Handles;
+use published::{running_supervisor, supervisor_file, LocalNode};
 
 /// How often the supervisor looks for dead agents: a replacement starts within this.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(300);
 /// Agents drain within fleetform_agent's DRAIN_BUDGET (90 s); stopping waits that long
 /// plus a margin before killing.
 const STOP_GRACE: Duration = Duration::from_secs(95);
-
-/// What `fleetform up`/`run` publishes for other commands (`chaos`, `status`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SupervisorFile {
-    pub pid: u32,
-    pub nodes: Vec<LocalNode>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LocalNode {
-    pub node_id: String,
-    pub node_type: String,
-    pub pid: u32,
-    /// Where the agent reads its spot, rebalance and maintenance notices.
-    pub notice_file: PathBuf,
-    pub log: PathBuf,
-}
 
 struct Slot {
     index: usize,
@@ -77,27 +62,6 @@ pub struct LocalAgent {
     pub node_type: String,
     pub slots: usize,
     pub launched_at: chrono::DateTime<chrono::Utc>,
-}
-
-pub fn supervisor_file(handles: &Handles) -> PathBuf {
-    handles.state_dir.join("supervisor.json")
-}
-
-/// The agents a live supervisor (this process or another) has published: the local
-/// provider's launched nodes, including those without a heartbeat yet.
-pub fn published_nodes(handles: &Handles) -> Vec<LocalNode> {
-    let Some(f) = std::fs::read(supervisor_file(handles)).ok().and_then(|b| serde_json::from_slice::<SupervisorFile>(&b).ok()) else {
-        return Vec::new();
-    };
-    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(f.pid as i32), None).is_ok();
-    if alive { f.nodes } else { Vec::new() }
-}
-
-/// The supervisor of another process, if one is running for this cluster.
-pub fn running_supervisor(handles: &Handles) -> Option<SupervisorFile> {
-    let f: SupervisorFile = serde_json::from_slice(&std::fs::read(supervisor_file(handles)).ok()?).ok()?;
-    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(f.pid as i32), None).is_ok();
-    (alive && f.pid != std::process::id()).then_some(f)
 }
 
 impl LocalCluster {
@@ -315,17 +279,12 @@ impl Spawner {
     }
 }
 
-fn describe(s: &Slot) -> LocalNode {
-    LocalNode { node_id: s.node_id.clone(), node_type: s.node_type.clone(), pid: s.child.id(), notice_file: s.notice_file.clone(), log: s.log.clone() }
+fn publish(handles: &Handles, slots: &[Slot]) -> Result<()> {
+    published::write(handles, slots.iter().map(describe).collect())
 }
 
-fn publish(handles: &Handles, slots: &[Slot]) -> Result<()> {
-    let f = SupervisorFile { pid: std::process::id(), nodes: slots.iter().map(describe).collect() };
-    let path = supervisor_file(handles);
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&f)?)?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(())
+fn describe(s: &Slot) -> LocalNode {
+    LocalNode { node_id: s.node_id.clone(), node_type: s.node_type.clone(), pid: s.child.id(), notice_file: s.notice_file.clone(), log: s.log.clone() }
 }
 
 /// Replace agents that exited (crashed, killed, or drained after a spot notice), and give
@@ -425,18 +384,4 @@ pub async fn up(file: &Path, dashboard: Option<&str>) -> Result<i32> {
     println!("draining agents...");
     tokio::task::spawn_blocking(move || cluster.stop()).await??;
     Ok(0)
-}
-
-/// Find a local node by id among a live supervisor's nodes (a notice written for the
-/// node of a supervisor that died would reach no agent).
-pub fn find_node(handles: &Handles, node_id: &str) -> Result<LocalNode> {
-    let nodes = published_nodes(handles);
-    if nodes.is_empty() {
-        bail!("no local cluster is running (start one with `fleetform up`)");
-    }
-    nodes
-        .iter()
-        .find(|n| n.node_id == node_id)
-        .cloned()
-        .ok_or_else(|| anyhow!("no node `{node_id}`; nodes: {}", nodes.iter().map(|n| n.node_id.as_str()).collect::<Vec<_>>().join(", ")))
 }

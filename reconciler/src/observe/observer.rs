@@ -145,7 +145,7 @@ impl Observer {
     fn nodes_section(&self, v: &mut ClusterView, beats: &HashMap<String, NodeHeartbeat>) {
         let now = Utc::now();
         let launched: Vec<(String, String)> = match self.spec.provider.kind {
-            ProviderKind::Local => crate::local::published_nodes(&self.handles).into_iter().map(|n| (n.node_id, n.node_type)).collect(),
+            ProviderKind::Local => crate::local::published::published_nodes(&self.handles).into_iter().map(|n| (n.node_id, n.node_type)).collect(),
             ProviderKind::Aws => Vec::new(),
         };
         v.nodes = node_views(&self.spec, beats, &launched, now);
