@@ -85,6 +85,37 @@ impl Plan {
         self.changes.is_empty()
     }
 
+    /// The change planned for `target` (the first, should there be several).
+    pub fn change_for(&self, target: &Target) -> Option<&Change> {
+        self.changes.iter().find(|c| c.target == *target)
+    }
+
+    /// Whether the plan deletes `target`.
+    pub fn deletes(&self, target: &Target) -> bool {
+        self.changes.iter().any(|c| c.action == Action::Delete && c.target == *target)
+    }
+
+    /// Whether the plan changes the `kind` stack, as a whole or one of its resources.
+    pub fn touches_stack(&self, kind: StackKind) -> bool {
+        self.changes.iter().any(|c| c.target.stack() == Some(kind))
+    }
+
+    /// The changes to nodes of type `node_type`, in plan order.
+    pub fn node_changes<'a>(&'a self, node_type: &'a str) -> impl Iterator<Item = &'a Change> {
+        self.changes
+            .iter()
+            .filter(move |c| matches!(&c.target, Target::Node { node_type: Some(t), .. } if t == node_type))
+    }
+
+    /// The instances the plan terminates for good, as (node type, instance id); the node
+    /// type is None for an instance whose tag does not say it.
+    pub fn node_deletions(&self) -> impl Iterator<Item = (Option<&str>, &str)> {
+        self.changes.iter().filter(|c| c.action == Action::Delete).filter_map(|c| match &c.target {
+            Target::Node { node_type, instance_id: Some(id) } => Some((node_type.as_deref(), id.as_str())),
+            _ => None,
+        })
+    }
+
     /// Counted as Terraform does: a replacement is one add and one destroy.
     pub fn summary(&self) -> Summary {
         let mut s = Summary::default();
@@ -227,6 +258,52 @@ mod tests {
         assert_eq!(json["summary"], serde_json::json!({"add": 2, "change": 1, "destroy": 2}));
         assert_eq!(json["changes"][2]["action"], "replace");
         assert_eq!(json["changes"][2]["target"]["layer"], "node");
+    }
+
+    #[test]
+    fn queries_find_the_changes_apply_executes() {
+        let node = |t: Option<&str>, id: Option<&str>| Target::Node {
+            node_type: t.map(Into::into),
+            instance_id: id.map(Into::into),
+        };
+        let queue = |name: &str| Target::Queue { name: name.into() };
+        let plan = Plan {
+            cluster: "demo".into(),
+            changes: vec![
+                change(
+                    Action::Update,
+                    "iam.Role",
+                    "AWS::IAM::Role",
+                    "update",
+                    Target::StackResource { stack: StackKind::Iam, logical_id: "Role".into() },
+                ),
+                change(Action::Create, "queue.q", "AWS::SQS::Queue", "create", queue("q")),
+                change(Action::Delete, "queue.old", "AWS::SQS::Queue", "delete", queue("old")),
+                change(Action::Create, "node.x86", "AWS::EC2::Instance", "min_workers", node(Some("x86"), None)),
+                change(Action::Replace, "node.x86[i-1]", "AWS::EC2::Instance", "AMI", node(Some("x86"), Some("i-1"))),
+                change(Action::Delete, "node.x86[i-2]", "AWS::EC2::Instance", "surplus", node(Some("x86"), Some("i-2"))),
+                change(Action::Delete, "node.gone[i-3]", "AWS::EC2::Instance", "gone", node(Some("gone"), Some("i-3"))),
+                change(Action::Delete, "node[i-4]", "AWS::EC2::Instance", "untagged", node(None, Some("i-4"))),
+            ],
+            notes: vec![],
+            blockers: vec![],
+        };
+
+        assert_eq!(plan.change_for(&queue("q")).map(|c| c.action), Some(Action::Create));
+        assert_eq!(plan.change_for(&queue("old")).map(|c| c.action), Some(Action::Delete));
+        assert_eq!(plan.change_for(&queue("other")), None);
+        assert!(plan.deletes(&queue("old")));
+        assert!(!plan.deletes(&queue("q")), "a create is not a delete");
+
+        assert!(plan.touches_stack(StackKind::Iam), "one resource is enough");
+        assert!(!plan.touches_stack(StackKind::Network));
+
+        let x86: Vec<&str> = plan.node_changes("x86").map(|c| c.address.as_str()).collect();
+        assert_eq!(x86, ["node.x86", "node.x86[i-1]", "node.x86[i-2]"]);
+        assert_eq!(plan.node_changes("arm").count(), 0);
+
+        let deleted: Vec<(Option<&str>, &str)> = plan.node_deletions().collect();
+        assert_eq!(deleted, [(Some("x86"), "i-2"), (Some("gone"), "i-3"), (None, "i-4")]);
     }
 
     #[test]

@@ -1,0 +1,212 @@
+//! Nodes: per node group, launch what is missing, then terminate what is replaced; then
+//! the nodes whose type is gone from the spec.
+
+use std::collections::BTreeSet;
+
+use anyhow::Result;
+
+use super::{done, step, ApplyReport, Progress, TERMINATE_WAIT};
+use crate::autoscaler::LaunchReport;
+use crate::aws::context::AwsContext;
+use crate::aws::model::{Desired, DesiredNodeGroup, Live};
+use crate::aws::nodes;
+use crate::aws::observe;
+use crate::aws::plan::{Action, Change, Plan, Target};
+use crate::aws::provider::apply_launch;
+
+/// The plan's changes to one node group.
+struct GroupChanges {
+    /// Nodes to add.
+    creates: u32,
+    /// Instances to replace: one new node each, then the old one goes.
+    replaced: Vec<String>,
+    /// Instances to terminate for good.
+    deleted: Vec<String>,
+    /// The distinct reasons of the changes, sorted, for the launch.
+    reason: String,
+}
+
+impl GroupChanges {
+    /// None when the plan does not touch the group.
+    fn of(plan: &Plan, node_type: &str) -> Option<GroupChanges> {
+        let mine: Vec<&Change> = plan.node_changes(node_type).collect();
+        if mine.is_empty() {
+            return None;
+        }
+        let ids_of = |a: Action| -> Vec<String> {
+            mine.iter()
+                .filter(|c| c.action == a)
+                .filter_map(|c| match &c.target {
+                    Target::Node {
+                        instance_id: Some(id),
+                        ..
+                    } => Some(id.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let reasons: BTreeSet<&str> = mine.iter().map(|c| c.reason.as_str()).collect();
+        Some(GroupChanges {
+            creates: mine.iter().filter(|c| c.action == Action::Create).count() as u32,
+            replaced: ids_of(Action::Replace),
+            deleted: ids_of(Action::Delete),
+            reason: reasons.into_iter().collect::<Vec<_>>().join("; "),
+        })
+    }
+
+    /// The instances on their way out, which do not count as the group's nodes.
+    fn leaving(&self) -> BTreeSet<&String> {
+        self.replaced.iter().chain(self.deleted.iter()).collect()
+    }
+}
+
+/// One node group: a replaced head goes first, then the launches, then the terminations.
+pub(super) async fn nodes(
+    ctx: &AwsContext,
+    plan: &Plan,
+    g: &DesiredNodeGroup,
+    live: &Live,
+    progress: &mut Progress,
+) -> Result<()> {
+    let Some(changes) = GroupChanges::of(plan, &g.node_type) else {
+        return Ok(());
+    };
+    if g.is_head && !changes.replaced.is_empty() {
+        // Never two heads at once: two reconcilers would both scale the cluster.
+        nodes::terminate(ctx, &changes.replaced).await?;
+        nodes::wait_terminated(ctx, &changes.replaced, TERMINATE_WAIT).await?;
+        println!(
+            "node {}: terminated {}",
+            g.node_type,
+            changes.replaced.join(", ")
+        );
+    }
+    launch(ctx, g, &changes, live, &mut progress.report).await?;
+    let to_terminate: Vec<String> = if g.is_head {
+        changes.deleted.clone()
+    } else {
+        changes
+            .replaced
+            .iter()
+            .chain(changes.deleted.iter())
+            .cloned()
+            .collect()
+    };
+    if !to_terminate.is_empty() {
+        nodes::terminate(ctx, &to_terminate).await?;
+        println!(
+            "node {}: terminating {}",
+            g.node_type,
+            to_terminate.join(", ")
+        );
+        progress.terminated.extend(to_terminate);
+    }
+    Ok(())
+}
+
+/// Launch the group's new and replacement nodes, less those that appeared since the plan.
+async fn launch(
+    ctx: &AwsContext,
+    g: &DesiredNodeGroup,
+    changes: &GroupChanges,
+    live: &Live,
+    report: &mut ApplyReport,
+) -> Result<()> {
+    let wanted = changes.creates + changes.replaced.len() as u32;
+    if wanted == 0 {
+        return Ok(());
+    }
+    let appeared = appeared_since_plan(ctx, g, changes, live).await?;
+    let count = wanted.saturating_sub(appeared);
+    if appeared > 0 {
+        println!(
+            "node {}: {appeared} node(s) appeared since the plan was made; launching {count}",
+            g.node_type
+        );
+    }
+    if count == 0 {
+        return Ok(());
+    }
+    let what = format!("node {}: launching {count}", g.node_type);
+    let t = step(&what);
+    let outcome = apply_launch(ctx, &g.node_type, count, &changes.reason).await?;
+    for m in &outcome.messages {
+        println!("  {m}");
+    }
+    if (outcome.launched.len() as u32) < count {
+        report
+            .warnings
+            .push(shortfall(&g.node_type, count, &outcome));
+    }
+    done(&what, t);
+    report.launches.push(outcome);
+    Ok(())
+}
+
+/// Re-observe right before launching: if another apply (or the autoscaler) launched
+/// nodes since the plan was made, launch only what is still missing.
+async fn appeared_since_plan(
+    ctx: &AwsContext,
+    g: &DesiredNodeGroup,
+    changes: &GroupChanges,
+    live: &Live,
+) -> Result<u32> {
+    let leaving = changes.leaving();
+    let at_plan = live
+        .instances
+        .iter()
+        .filter(|i| {
+            i.node_type.as_deref() == Some(&g.node_type)
+                && i.is_active()
+                && !leaving.contains(&i.id)
+        })
+        .count();
+    let now = observe::instances(ctx, Some(&g.node_type))
+        .await?
+        .into_iter()
+        .filter(|i| i.is_active() && !leaving.contains(&i.id))
+        .count();
+    Ok(now.saturating_sub(at_plan) as u32)
+}
+
+/// "node type `x`: launched 0 of 2 (no capacity: ...); ..." for the operator.
+fn shortfall(node_type: &str, count: u32, outcome: &LaunchReport) -> String {
+    let dry: Vec<String> = outcome
+        .failed
+        .iter()
+        .map(|f| format!("{} ({})", f.offering, f.code))
+        .collect();
+    let dry = if dry.is_empty() {
+        String::new()
+    } else {
+        format!(" (no capacity: {})", dry.join(", "))
+    };
+    format!(
+        "node type `{node_type}`: launched {} of {count}{dry}; add instance types or zones to its node_config, or run apply again when capacity returns",
+        outcome.launched.len()
+    )
+}
+
+/// Nodes whose type is gone from the spec (or all of them, for destroy).
+pub(super) async fn orphan_nodes(
+    ctx: &AwsContext,
+    plan: &Plan,
+    desired: &Desired,
+    progress: &mut Progress,
+) -> Result<()> {
+    let in_spec = |t: &str| desired.node_groups.iter().any(|g| g.node_type == t);
+    let orphans: Vec<String> = plan
+        .node_deletions()
+        .filter(|(node_type, _)| node_type.is_none_or(|t| !in_spec(t)))
+        .map(|(_, id)| id.to_string())
+        .collect();
+    if orphans.is_empty() {
+        return Ok(());
+    }
+    let what = format!("nodes: terminating {}", orphans.len());
+    let t = step(&what);
+    nodes::terminate(ctx, &orphans).await?;
+    progress.terminated.extend(orphans);
+    done(&what, t);
+    Ok(())
+}
