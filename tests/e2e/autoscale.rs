@@ -353,6 +353,9 @@ fn aws_cron_passes_share_the_persisted_capacity_cache_and_ec2_gets_the_decision(
             "{launch:?}"
         );
         // The decision's spot offerings, in order, minus the one that failed at the boundary.
+        let requests = recorder.take();
+        let token = requests.first().map(|r| r.client_token.clone()).unwrap_or_default();
+        assert!(token.starts_with("ff-"), "{requests:?}");
         let expected = LaunchRequest {
             market: Market::Spot,
             count: launch.count as i32,
@@ -361,8 +364,9 @@ fn aws_cron_passes_share_the_persisted_capacity_cache_and_ec2_gets_the_decision(
                 sent("m7i.2xlarge", "us-west-2a"),
                 sent("m7i.2xlarge", "us-west-2b"),
             ],
+            client_token: token,
         };
-        assert_eq!(recorder.take(), vec![expected]);
+        assert_eq!(requests, vec![expected]);
 
         // Pass 2: a new process, more demand, no fault: the stored cache still skips it.
         drop(persisted);

@@ -9,7 +9,8 @@ use aws_sdk_ec2::types::Filter;
 use chrono::Utc;
 use fleetform::autoscaler::decide::plan_launches;
 use fleetform::autoscaler::run::record_launch;
-use fleetform::autoscaler::{AutoscalerState, NodeProvider};
+use fleetform::autoscaler::policy::FailureKind;
+use fleetform::autoscaler::{AutoscalerState, CapacityError, NodeProvider};
 use fleetform::aws::{observe, AwsContext, AwsProvider, ContextOptions};
 use fleetform_agent::queue::{sqs::SqsQueue, Queue};
 use fleetform_agent::store::Store;
@@ -18,7 +19,7 @@ use fleetform_core::spec::Market;
 use fleetform_core::ClusterSpec;
 
 use crate::elf::fake_elf;
-use crate::faults::{CapacityShortage, LaunchRecorder};
+use crate::faults::{CapacityShortage, ForgetTerminated, LaunchRecorder};
 use crate::moto::Moto;
 
 /// The workshop's shape, small: an on-demand head, spot x86 and Graviton workers.
@@ -358,7 +359,12 @@ pub(crate) async fn connect(moto: &Moto, f: &Fixture, options: ContextOptions) -
 /// A provider of the fixture's cluster over moto, with `faults` at the EC2 boundary and
 /// `recorder` on its clients.
 pub(crate) async fn provider(moto: &Moto, f: &Fixture, faults: CapacityShortage, recorder: &LaunchRecorder) -> AwsProvider {
-    let ctx = connect(moto, f, recorder.options()).await;
+    provider_with(moto, f, faults, recorder.options()).await
+}
+
+/// [`provider`] with any interceptors on its clients.
+pub(crate) async fn provider_with(moto: &Moto, f: &Fixture, faults: CapacityShortage, options: ContextOptions) -> AwsProvider {
+    let ctx = connect(moto, f, options).await;
     let config = moto.sdk_config().await;
     let uri = format!("s3://{}/{}", ctx.spec.storage.bucket.clone().unwrap(), ctx.spec.cluster_name);
     let store = Store::open_with(&config, &uri).await.unwrap();
@@ -447,6 +453,87 @@ fn aws_capacity_shortage_names_offerings_and_falls_back() {
     assert_eq!(code, 0, "{out}");
     let (code, out) = run(&moto, &f, &["destroy", "--yes", "--delete-data"]);
     assert_eq!(code, 0, "{out}");
+}
+
+/// EC2 keeps a ClientToken for at least 24 hours after the instances it launched are
+/// gone, and DescribeInstances forgets them within about an hour (`ForgetTerminated`):
+/// a token made from what is observed would repeat after a scale-down to zero, and EC2
+/// would answer the old, terminated instance for a day. Each launch decision carries a
+/// number of its own (persisted with the autoscaler's state), so its token is new.
+#[test]
+fn aws_a_new_launch_decision_never_reuses_a_client_token() {
+    let moto = Moto::start();
+    let f = Fixture::new("tok", 0);
+    let (code, out) = run(&moto, &f, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    runtime().block_on(async {
+        let recorder = LaunchRecorder::default();
+        let mut options = recorder.options();
+        options.interceptors.push(ForgetTerminated.shared());
+        let p = provider_with(&moto, &f, CapacityShortage::new(), options).await;
+        let mut state = AutoscalerState::new();
+        let mut tokens = Vec::new();
+        for round in 0..2 {
+            let now = Utc::now();
+            let mut plan = plan_launches(p.spec(), &state.capacity, "x86_worker_node", 1, 0, "test: from zero", now);
+            state.number_launches(&mut plan.launches);
+            let out = p.launch(&plan.launches[0]).await.unwrap();
+            assert_eq!(out.launched.len(), 1, "round {round}: {out:?}");
+            tokens.extend(recorder.take().into_iter().map(|r| r.client_token));
+            // Scale down to zero: as EC2 shows it an hour later, nothing is left.
+            p.terminate(&[out.launched[0].id.clone()]).await.unwrap();
+            let left = observe::instances(p.context(), Some("x86_worker_node")).await.unwrap();
+            assert!(left.is_empty(), "{left:?}");
+        }
+        assert_eq!(tokens.len(), 2, "{tokens:?}");
+        assert_ne!(tokens[0], tokens[1], "the same token twice: EC2 would launch nothing the second time");
+        assert_eq!(state.launch_decisions, 2);
+    });
+}
+
+/// A quota answer is a shortage with the quota named (the offering is cached, the next one
+/// tried); a refusal that is not about capacity stops the launch but keeps what it launched
+/// before, and reaches the error policy typed (access denied: only a person can fix it).
+#[test]
+fn aws_quota_is_a_shortage_and_a_refused_request_keeps_the_partial_report() {
+    let moto = Moto::start();
+    let f = Fixture::new("quota", 0);
+    let (code, out) = run(&moto, &f, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    runtime().block_on(async {
+        // Spot: the account's spot vCPU quota is used up. On-demand: r7i.2xlarge launches
+        // in us-west-2a (moto launches MinCount, 1, per request), then us-west-2b refuses.
+        let faults = CapacityShortage::new()
+            .offering(Some(Market::Spot), None, None)
+            .code("MaxSpotInstanceCountExceeded")
+            .offering_code(Some(Market::OnDemand), Some("r7i.2xlarge"), Some("us-west-2b"), "UnauthorizedOperation");
+        let recorder = LaunchRecorder::default();
+        let p = provider(&moto, &f, faults, &recorder).await;
+        let mut state = AutoscalerState::new();
+        let now = Utc::now();
+        let mut plan = plan_launches(p.spec(), &state.capacity, "x86_worker_node", 2, 0, "test: quota", now);
+        state.number_launches(&mut plan.launches);
+        let launch = &plan.launches[0];
+        let out = p.launch(launch).await.expect("a launch that did something reports it");
+        assert_eq!(out.launched.len(), 1, "the node launched before the refusal is kept: {out:?}");
+        let error = out.error.clone().expect("the refusal is reported");
+        assert_eq!(error.kind, FailureKind::NeedsOperator, "{error:?}");
+        assert!(error.message.contains("access denied: allow `ec2:RunInstances`"), "{error:?}");
+        let quota: Vec<&CapacityError> = out.failed.iter().map(|f| &f.error).collect();
+        assert_eq!(quota, [&CapacityError::QuotaExceeded; 4], "{out:?}");
+        assert!(
+            out.messages.iter().any(|m| m.contains(
+                "the account's spot vCPU quota for r7i.2xlarge is used up (MaxSpotInstanceCountExceeded): raise \
+                 \"All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests\" (L-34B43A08)"
+            )),
+            "{:?}",
+            out.messages
+        );
+        record_launch(&mut state, launch, &out, now);
+        let again = plan_launches(p.spec(), &state.capacity, "x86_worker_node", 1, 1, "test: quota", now);
+        assert_eq!(again.launches[0].market, Market::Spot);
+        assert!(again.launches[0].offerings.iter().all(|o| o.market == Market::OnDemand), "spot is skipped while its quota is used up: {again:?}");
+    });
 }
 
 #[test]

@@ -46,6 +46,8 @@ pub enum CapacityError {
     SpotUnavailable,
     /// A launch stayed pending past the launch timeout: treat the pool as short.
     LaunchTimedOut,
+    /// The account's quota (vCPUs, instances) or the subnet's free addresses ran out.
+    QuotaExceeded,
 }
 
 impl fmt::Display for CapacityError {
@@ -54,6 +56,7 @@ impl fmt::Display for CapacityError {
             CapacityError::InsufficientCapacity => "insufficient capacity",
             CapacityError::SpotUnavailable => "spot capacity unavailable",
             CapacityError::LaunchTimedOut => "launch timed out",
+            CapacityError::QuotaExceeded => "quota exceeded",
         })
     }
 }
@@ -132,6 +135,22 @@ impl CapacityCache {
         self.entries.iter().filter(|e| e.until > now && e.blocks(offering)).max_by_key(|e| e.until)
     }
 
+    /// For an offering in any zone (`zone: None`, no `availability_zones` in the spec):
+    /// the zones where it failed recently. The offering stays usable; the provider leaves
+    /// those zones out of its launch (one zone's shortage must not block the type in the
+    /// others, nor be retried every round).
+    fn zones_short_of<'a>(&'a self, o: &'a Offering, now: DateTime<Utc>) -> impl Iterator<Item = Skip> + 'a {
+        self.entries
+            .iter()
+            .filter(move |e| {
+                o.zone.is_none()
+                    && e.offering.zone.is_some()
+                    && e.until > now
+                    && (e.offering.market, &e.offering.instance_type) == (o.market, &o.instance_type)
+            })
+            .map(|e| Skip { offering: e.offering.clone(), error: e.error, until: e.until })
+    }
+
     /// Drop the entries that have expired at `now` and return them.
     pub fn expire(&mut self, now: DateTime<Utc>) -> Vec<CapacityEntry> {
         let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.entries).into_iter().partition(|e| e.until <= now);
@@ -174,7 +193,10 @@ impl CapacityCache {
                     let o = Offering { market: m, instance_type: it.clone(), zone: z.clone() };
                     match self.unavailable(&o, now) {
                         Some(e) => out.skipped.push(Skip { offering: o, error: e.error, until: e.until }),
-                        None => out.usable.push(o),
+                        None => {
+                            out.skipped.extend(self.zones_short_of(&o, now));
+                            out.usable.push(o)
+                        }
                     }
                 }
             }
@@ -239,6 +261,20 @@ available_node_types:
         assert_eq!(CapacityCache::new().offerings(&spec("spot", false), "x86", Market::Spot, at(21, 0)).usable.len(), 4);
         let od = CapacityCache::new().offerings(&s, "x86", Market::OnDemand, at(21, 0));
         assert!(od.usable.iter().all(|o| o.market == Market::OnDemand) && od.usable.len() == 4);
+    }
+
+    #[test]
+    fn without_configured_zones_a_shortage_in_one_zone_leaves_the_type_usable_elsewhere() {
+        let mut s = spec("spot", false);
+        s.provider.availability_zones.clear();
+        let mut c = CapacityCache::new();
+        let r7i_a = Offering { market: Market::Spot, instance_type: "r7i.2xlarge".into(), zone: Some("us-west-2a".into()) };
+        c.record(r7i_a.clone(), CapacityError::QuotaExceeded, at(21, 11));
+        let o = c.offerings(&s, "x86", Market::Spot, at(21, 12));
+        assert_eq!(names(&o.usable), ["r7i.2xlarge spot", "m7i.2xlarge spot"], "the type stays usable in every other zone");
+        let skips: Vec<String> = o.skipped.iter().map(|s| s.to_string()).collect();
+        assert_eq!(skips, ["skip r7i.2xlarge spot us-west-2a: quota exceeded until 21:14"], "the zone that failed is left out");
+        assert!(c.offerings(&s, "x86", Market::Spot, at(21, 14)).skipped.is_empty(), "until the entry expires");
     }
 
     #[test]

@@ -627,6 +627,7 @@ pub fn plan_launches(
             offerings: offers.usable,
             skipped: offers.skipped,
             reason: format!("{reason}{note}"),
+            decision: 0,
         };
         out.lines.push(launch.to_string());
         out.launches.push(launch);

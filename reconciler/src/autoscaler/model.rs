@@ -92,6 +92,14 @@ pub struct Launch {
     /// Offerings left out because of a recent capacity error.
     pub skipped: Vec<Skip>,
     pub reason: String,
+    /// This launch decision's number in the cluster's persisted sequence
+    /// ([`AutoscalerState::number_launches`]); 0 until numbered. Part of the launch's EC2
+    /// ClientToken: EC2 keeps a token for at least 24 hours after the instance it launched
+    /// is gone, while DescribeInstances forgets that instance within about an hour, so a
+    /// token made only from what is observed would repeat after a scale-down to zero and
+    /// launch nothing for up to a day.
+    #[serde(default)]
+    pub decision: u64,
 }
 
 impl fmt::Display for Launch {
@@ -256,6 +264,9 @@ pub struct AutoscalerState {
     /// `fleetform_autoscaler_launches_total` counter (kept here so it survives restarts).
     #[serde(default)]
     pub launches: BTreeMap<String, u64>,
+    /// The last launch decision number given out ([`Self::number_launches`]).
+    #[serde(default)]
+    pub launch_decisions: u64,
 }
 
 impl AutoscalerState {
@@ -283,6 +294,18 @@ impl AutoscalerState {
     pub fn launch_failed(&mut self, now: DateTime<Utc>, offering: Offering, error: CapacityError) {
         let until = self.capacity.record(offering.clone(), error, now);
         self.remember(now, format!("launch on {offering} failed: {error}; skipping it until {}", until.format("%H:%M")));
+    }
+
+    /// Number the launches about to be executed, each with the next number of the
+    /// cluster's sequence (saved with the state). A retry of one request keeps its number
+    /// (the SDK resends it unchanged); a new decision never reuses one. Two reconcilers
+    /// that loaded the same state give the same numbers to the same decision, so their
+    /// identical requests still carry one token and EC2 launches once.
+    pub fn number_launches(&mut self, launches: &mut [Launch]) {
+        for l in launches {
+            self.launch_decisions += 1;
+            l.decision = self.launch_decisions;
+        }
     }
 
     /// Count nodes the provider really launched (not those asked for).

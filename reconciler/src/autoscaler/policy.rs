@@ -18,6 +18,35 @@ pub const REQUEUE_BASE: Duration = Duration::from_secs(5);
 /// on its own soon after the operator fixes it.
 pub const REQUEUE_CAP: Duration = Duration::from_secs(300);
 
+/// What a failure says about retrying, decided where the error is still typed (an
+/// `AwsError`, see [`kind_of`]): the policy waits accordingly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum FailureKind {
+    /// A blip (unreachable, a 5xx, a refused request that may pass next time): the
+    /// usual backoff.
+    #[default]
+    Transient,
+    /// AWS kept throttling although the SDK already retried with backoff: start the
+    /// backoff further up instead of adding load.
+    Throttled,
+    /// Only a person can fix it (access denied, bad credentials, a missing service-linked
+    /// role): retrying sooner changes nothing, so the loop waits the longest and says so.
+    NeedsOperator,
+}
+
+/// The kind of the first typed error in `err`'s chain; [`FailureKind::Transient`] when
+/// nothing in it says otherwise.
+pub fn kind_of(err: &anyhow::Error) -> FailureKind {
+    #[cfg(feature = "aws")]
+    for cause in err.chain() {
+        if let Some(aws) = cause.downcast_ref::<crate::aws::errors::AwsError>() {
+            return aws.failure_kind();
+        }
+    }
+    let _ = err;
+    FailureKind::Transient
+}
+
 /// The latest failed round, as `fleetform status` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoundError {
@@ -41,24 +70,37 @@ impl RoundFailures {
     }
 }
 
-/// Record `err` and return how long to wait before the next round. `jitter` in [0, 1)
-/// spreads the retries of many clusters (pass [`jitter`]; tests pass fixed values).
+/// Record `err` (of `kind`) and return how long to wait before the next round. `jitter`
+/// in [0, 1) spreads the retries of many clusters (pass [`jitter`]; tests pass fixed
+/// values).
 pub fn error_policy(
     err: &anyhow::Error,
+    kind: FailureKind,
     failures: &mut RoundFailures,
     now: DateTime<Utc>,
     jitter: f64,
 ) -> Duration {
     failures.consecutive = failures.consecutive.saturating_add(1);
-    let wait = backoff(failures.consecutive, jitter);
+    let (wait, note) = match kind {
+        FailureKind::Transient => (backoff(failures.consecutive, jitter), ""),
+        FailureKind::Throttled => (backoff(failures.consecutive.saturating_add(THROTTLED_HEAD_START), jitter), ""),
+        FailureKind::NeedsOperator => (
+            REQUEUE_CAP,
+            " (only a change of permissions or account settings fixes this: retrying every 5 minutes until then)",
+        ),
+    };
     let retry_at = now + chrono::Duration::from_std(wait).unwrap_or_default();
     failures.last = Some(RoundError {
         at: now,
-        message: format!("{err:#}"),
+        message: format!("{err:#}{note}"),
         retry_at,
     });
     wait
 }
+
+/// A throttled round starts its backoff this many doublings up (20 s, not 5 s): the SDK
+/// has already retried it with backoff, and the account's API budget is shared.
+const THROTTLED_HEAD_START: u32 = 2;
 
 /// The wait after `failures` consecutive failures: [`REQUEUE_BASE`] doubled per failure,
 /// at most [`REQUEUE_CAP`], then "equal jitter" (half fixed, half random) so the wait is
@@ -115,8 +157,8 @@ mod tests {
         let now = Utc::now();
         let mut f = RoundFailures::default();
         let e = anyhow::anyhow!("ec2:CreateFleet failed").context("launch 2 x86");
-        let first = error_policy(&e, &mut f, now, 1.0);
-        let second = error_policy(&e, &mut f, now, 1.0);
+        let first = error_policy(&e, FailureKind::Transient, &mut f, now, 1.0);
+        let second = error_policy(&e, FailureKind::Transient, &mut f, now, 1.0);
         assert_eq!((first, second), (REQUEUE_BASE, REQUEUE_BASE * 2));
         let last = f.last.clone().unwrap();
         assert_eq!(
@@ -126,6 +168,19 @@ mod tests {
         assert_eq!(last.retry_at, now + chrono::Duration::seconds(10));
         f.succeeded();
         assert_eq!(f, RoundFailures::default());
-        assert_eq!(error_policy(&e, &mut f, now, 1.0), REQUEUE_BASE);
+        assert_eq!(error_policy(&e, FailureKind::Transient, &mut f, now, 1.0), REQUEUE_BASE);
+    }
+
+    #[test]
+    fn denied_waits_the_longest_and_says_why_throttled_starts_higher() {
+        let now = Utc::now();
+        let mut f = RoundFailures::default();
+        let e = anyhow::anyhow!("access denied: allow `ec2:CreateFleet`");
+        assert_eq!(error_policy(&e, FailureKind::NeedsOperator, &mut f, now, 0.0), REQUEUE_CAP, "no jitter below the cap either");
+        let message = f.last.clone().unwrap().message;
+        assert!(message.ends_with("only a change of permissions or account settings fixes this: retrying every 5 minutes until then)"), "{message}");
+        let mut f = RoundFailures::default();
+        let throttled = error_policy(&e, FailureKind::Throttled, &mut f, now, 1.0);
+        assert_eq!(throttled, REQUEUE_BASE * 8, "the first throttled round waits as a third failure would");
     }
 }

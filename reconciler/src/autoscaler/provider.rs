@@ -42,6 +42,24 @@ pub struct LaunchReport {
     pub failed: Vec<FailedOffering>,
     /// What happened, in order, for the operator (and the history in `fleetform status`).
     pub messages: Vec<String>,
+    /// A failure that is not about capacity, after what the launch did before it (spot
+    /// nodes launched, then RunInstances refused): the round fails, but what was launched
+    /// and cached is kept.
+    #[serde(default)]
+    pub error: Option<LaunchFailure>,
+}
+
+/// A launch's failure that is not about capacity, kept with its kind for the error policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaunchFailure {
+    pub message: String,
+    pub kind: super::policy::FailureKind,
+}
+
+impl LaunchFailure {
+    pub fn of(err: &anyhow::Error) -> Self {
+        LaunchFailure { message: format!("{err:#}"), kind: super::policy::kind_of(err) }
+    }
 }
 
 /// A place nodes come from. The futures are `Send` so a loop over any provider can run on

@@ -17,7 +17,7 @@ use fleetform_core::layout;
 use fleetform_core::task::{JobRecord, NodeHeartbeat};
 use serde::{Deserialize, Serialize};
 
-use super::policy::{error_policy, jitter, RoundFailures};
+use super::policy::{error_policy, jitter, kind_of, FailureKind, RoundFailures};
 use super::provider::{LaunchReport, NodeProvider};
 use super::{
     decide, status, AutoscalerState, ClusterStatus, Decision, Demand, Launch, Observation,
@@ -133,6 +133,8 @@ pub async fn save_state(store: &Store, persisted: &Persisted) {
 pub struct RoundError {
     pub decision: Option<Decision>,
     pub failures: Vec<String>,
+    /// The most severe kind among the failures: what the error policy acts on.
+    pub kind: FailureKind,
 }
 
 impl fmt::Display for RoundError {
@@ -148,6 +150,7 @@ impl From<anyhow::Error> for RoundError {
         RoundError {
             decision: None,
             failures: vec![format!("observing the cluster: {e:#}")],
+            kind: kind_of(&e),
         }
     }
 }
@@ -175,15 +178,32 @@ pub async fn round<P: NodeProvider>(
             persisted.state.remember(now, line);
         }
     }
-    let failures = execute(provider, store, &decision, &mut persisted.state, now).await;
+    persisted.state.number_launches(&mut decision.launches);
+    let Failures { lines, kind } = execute(provider, store, &decision, &mut persisted.state, now).await;
     persisted.status = Some(status(spec, &obs, &persisted.state, &decision));
-    if failures.is_empty() {
+    if lines.is_empty() {
         Ok(decision)
     } else {
         Err(RoundError {
             decision: Some(decision),
-            failures,
+            failures: lines,
+            kind,
         })
+    }
+}
+
+/// What failed while executing a decision, each line naming its action, and the most
+/// severe kind among them.
+#[derive(Default)]
+struct Failures {
+    lines: Vec<String>,
+    kind: FailureKind,
+}
+
+impl Failures {
+    fn push(&mut self, line: String, kind: FailureKind) {
+        self.lines.push(line);
+        self.kind = self.kind.max(kind);
     }
 }
 
@@ -196,15 +216,22 @@ async fn execute<P: NodeProvider>(
     decision: &Decision,
     state: &mut AutoscalerState,
     now: DateTime<Utc>,
-) -> Vec<String> {
-    let mut failures = Vec::new();
+) -> Failures {
+    let mut failures = Failures::default();
     for l in &decision.launches {
         match provider.launch(l).await {
-            Ok(report) => record_launch(state, l, &report, now),
+            Ok(report) => {
+                record_launch(state, l, &report, now);
+                if let Some(e) = &report.error {
+                    let line = format!("{l} failed after launching {}: {}", report.launched.len(), e.message);
+                    state.remember(now, line.clone());
+                    failures.push(line, e.kind);
+                }
+            }
             Err(e) => {
                 let line = format!("{l} failed: {e:#}");
                 state.remember(now, line.clone());
-                failures.push(line);
+                failures.push(line, kind_of(&e));
             }
         }
     }
@@ -216,7 +243,7 @@ async fn execute<P: NodeProvider>(
             )
             .await
         {
-            failures.push(format!("asking {} to drain: {e:#}", d.node_id));
+            failures.push(format!("asking {} to drain: {e:#}", d.node_id), kind_of(&e));
         }
     }
     let doomed: Vec<String> = decision
@@ -231,7 +258,7 @@ async fn execute<P: NodeProvider>(
                     let _ = store.delete(&layout::node_drain(id)).await;
                 }
             }
-            Err(e) => failures.push(format!("terminating {}: {e:#}", doomed.join(", "))),
+            Err(e) => failures.push(format!("terminating {}: {e:#}", doomed.join(", ")), kind_of(&e)),
         }
     }
     failures
@@ -279,7 +306,7 @@ pub async fn pass<P: NodeProvider>(provider: &P, store: &Store, persisted: &mut 
         }
         Err(mut e) => {
             let err = anyhow::anyhow!("{e}");
-            let wait = error_policy(&err, &mut persisted.failures, Utc::now(), jitter());
+            let wait = error_policy(&err, e.kind, &mut persisted.failures, Utc::now(), jitter());
             let decision = e.decision.take();
             Pass {
                 decision,

@@ -41,6 +41,21 @@ pub enum AwsError {
 }
 
 impl AwsError {
+    /// What retrying can do about it (the autoscaler's error policy).
+    pub fn failure_kind(&self) -> crate::autoscaler::policy::FailureKind {
+        use crate::autoscaler::policy::FailureKind;
+        match self {
+            AwsError::Throttled { .. } => FailureKind::Throttled,
+            AwsError::NoCredentials { .. }
+            | AwsError::BadCredentials { .. }
+            | AwsError::NoRegion
+            | AwsError::RegionNotEnabled { .. }
+            | AwsError::AccessDenied { .. }
+            | AwsError::SpotServiceLinkedRole { .. } => FailureKind::NeedsOperator,
+            AwsError::Unreachable { .. } | AwsError::Api { .. } => FailureKind::Transient,
+        }
+    }
+
     pub fn code(&self) -> Option<&str> {
         match self {
             AwsError::Api { code, .. } => code.as_deref(),
@@ -64,11 +79,87 @@ const BAD_CREDENTIALS: &[&str] = &[
 pub const CAPACITY_CODES: &[&str] = &[
     "InsufficientInstanceCapacity", "InsufficientHostCapacity", "InsufficientCapacity",
     "InsufficientReservedInstanceCapacity", "InsufficientCapacityOnHost", "UnfulfillableCapacity",
-    "MaxSpotInstanceCountExceeded", "SpotMaxPriceTooLow", "Unsupported",
+    "SpotMaxPriceTooLow", "Unsupported",
 ];
 
 pub fn is_capacity_code(code: &str) -> bool {
     CAPACITY_CODES.contains(&code)
+}
+
+/// EC2 codes that mean "this account may not have more here now": a quota (vCPUs per
+/// instance class and market, the older instance count), or a subnet with no free
+/// addresses. Not the pool's capacity, but for a launch the same outcome: the offering is
+/// skipped for a while and the next one tried (Karpenter treats VcpuLimitExceeded as
+/// unfulfillable capacity), and the operator is told which quota to raise.
+pub const QUOTA_CODES: &[&str] =
+    &["VcpuLimitExceeded", "InstanceLimitExceeded", "MaxSpotInstanceCountExceeded", "InsufficientFreeAddressesInSubnet"];
+
+pub fn is_quota_code(code: &str) -> bool {
+    QUOTA_CODES.contains(&code)
+}
+
+/// A launch answer that means "not here, try the next offering": capacity or quota.
+pub fn is_shortage(code: &str) -> bool {
+    is_capacity_code(code) || is_quota_code(code)
+}
+
+/// One sentence for a quota code: which quota, and how to raise it. Service Quotas names
+/// EC2's vCPU quotas by instance class and market; the standard classes' quota codes are
+/// given (the other classes are named as the console lists them).
+pub fn quota_advice(code: &str, spot: bool, instance_type: &str, subnet: &str) -> Option<String> {
+    if code == "InsufficientFreeAddressesInSubnet" {
+        return Some(format!(
+            "subnet {subnet} has no free IP addresses ({code}): nodes go to the cluster's other subnets meanwhile; \
+             free addresses there or give the cluster larger private subnets"
+        ));
+    }
+    if !is_quota_code(code) {
+        return None;
+    }
+    let class = instance_class(instance_type);
+    let (quota, quota_code) = match (spot, class) {
+        (false, "Standard (A, C, D, H, I, M, R, T, Z)") => (format!("Running On-Demand {class} instances"), Some("L-1216C47A")),
+        (true, "Standard (A, C, D, H, I, M, R, T, Z)") => (format!("All {class} Spot Instance Requests"), Some("L-34B43A08")),
+        (false, _) => (format!("Running On-Demand {class} instances"), None),
+        (true, _) => (format!("All {class} Spot Instance Requests"), None),
+    };
+    let how = match quota_code {
+        Some(q) => format!(
+            "raise \"{quota}\" ({q}) in Service Quotas, e.g. `aws service-quotas request-service-quota-increase \
+             --service-code ec2 --quota-code {q} --desired-value VCPUS`"
+        ),
+        None => format!("raise \"{quota}\" in Service Quotas (console: Service Quotas → Amazon EC2)"),
+    };
+    let market = if spot { "spot" } else { "on-demand" };
+    Some(format!(
+        "the account's {market} vCPU quota for {instance_type} is used up ({code}): {how}; \
+         until then fleetform tries the node type's other offerings"
+    ))
+}
+
+/// EC2's vCPU quota class of an instance type, as Service Quotas names it.
+fn instance_class(instance_type: &str) -> &'static str {
+    let family = instance_type.split('.').next().unwrap_or_default();
+    let starts = |p: &str| family.starts_with(p);
+    if starts("inf") {
+        "Inf"
+    } else if starts("trn") {
+        "Trn"
+    } else if starts("dl") {
+        "DL"
+    } else if starts("hpc") {
+        "HPC"
+    } else if starts("g") || starts("vt") {
+        "G and VT"
+    } else if starts("p") {
+        "P"
+    } else if starts("x") {
+        "X"
+    } else if starts("f") {
+        "F"
+    } else {
+        "Standard (A, C, D, H, I, M, R, T, Z)"
+    }
 }
 
 /// EC2's answer when the account has no AWSServiceRoleForEC2Spot and the caller may not
@@ -95,6 +186,12 @@ where
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => AwsError::Unreachable { action, detail: one_line(&detail) },
         _ => AwsError::Api { action, code, detail: one_line(&detail) },
     }
+}
+
+/// An EC2 error code as the SDK would have reported it for `action` (the launch fault hook
+/// answers codes, and they must be classified exactly as real answers are).
+pub fn from_ec2_code(action: &'static str, code: &str) -> AwsError {
+    from_code(action, Some(code.to_string()), String::new(), code.to_string())
 }
 
 fn from_code(action: &'static str, code: Option<String>, message: String, detail: String) -> AwsError {
@@ -150,6 +247,26 @@ mod tests {
         let e = from_code("sts:GetCallerIdentity", Some("InvalidClientTokenId".into()), String::new(), String::new());
         assert!(e.to_string().starts_with("AWS rejected the credentials (InvalidClientTokenId)"));
         assert!(is_capacity_code("InsufficientInstanceCapacity") && !is_capacity_code("InvalidParameterValue"));
+    }
+
+    #[test]
+    fn quota_codes_name_the_quota_and_how_to_raise_it() {
+        let on_demand = quota_advice("VcpuLimitExceeded", false, "m7i.2xlarge", "subnet-1").unwrap();
+        assert_eq!(
+            on_demand,
+            "the account's on-demand vCPU quota for m7i.2xlarge is used up (VcpuLimitExceeded): raise \
+             \"Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances\" (L-1216C47A) in Service Quotas, \
+             e.g. `aws service-quotas request-service-quota-increase --service-code ec2 --quota-code L-1216C47A \
+             --desired-value VCPUS`; until then fleetform tries the node type's other offerings"
+        );
+        let spot = quota_advice("MaxSpotInstanceCountExceeded", true, "c7g.4xlarge", "subnet-1").unwrap();
+        assert!(spot.contains("\"All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests\" (L-34B43A08)"), "{spot}");
+        let gpu = quota_advice("VcpuLimitExceeded", false, "g5.xlarge", "subnet-1").unwrap();
+        assert!(gpu.contains("\"Running On-Demand G and VT instances\" in Service Quotas"), "{gpu}");
+        let addresses = quota_advice("InsufficientFreeAddressesInSubnet", false, "m7i.large", "subnet-9").unwrap();
+        assert!(addresses.starts_with("subnet subnet-9 has no free IP addresses"), "{addresses}");
+        assert!(quota_advice("InsufficientInstanceCapacity", false, "m7i.large", "s").is_none());
+        assert!(is_shortage("VcpuLimitExceeded") && is_shortage("InsufficientInstanceCapacity") && !is_shortage("InvalidParameterValue"));
     }
 
     #[test]

@@ -8,10 +8,14 @@
 //! its on-demand offerings through RunInstances one after the other. The market split,
 //! `on_demand_base`, the fallback and the offerings the capacity cache skips were all
 //! decided before (`autoscaler::decide`); offerings that report no capacity come back in
-//! the report and the caller caches them. Idempotency: each request carries a ClientToken
-//! derived from the cluster, node type, the instances seen so far and the request itself,
-//! so two applies that saw the same state send the same token and EC2 launches once
-//! (unverifiable on moto).
+//! the report and the caller caches them, per zone (an offering without a zone is cached
+//! in the zone that failed, and the zones the cache skips are left out of its launch).
+//! Idempotency: each request carries a ClientToken derived from the cluster, node type,
+//! the launch decision's number (`Launch::decision`, persisted with the autoscaler's
+//! state), the instances seen so far and the request itself: a new decision never reuses
+//! a token (EC2 keeps one for at least 24 hours after its instances are gone), and two
+//! reconcilers that loaded the same state send the same token and EC2 launches once
+//! (unverifiable on moto, which forgets tokens).
 
 use std::time::Duration;
 
@@ -27,11 +31,12 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use fleetform_core::spec::Market;
 
 use super::context::AwsContext;
-use super::errors::{aws_err, is_capacity_code, is_missing_spot_role, AwsError};
+use super::errors::{aws_err, from_ec2_code, is_missing_spot_role, is_quota_code, is_shortage, quota_advice, AwsError};
 use super::launch_templates::{self, sha256_hex};
 use super::names;
 use super::observe;
 use super::placement::NetworkInfo;
+use crate::autoscaler::provider::LaunchFailure;
 use crate::autoscaler::{
     CapacityError, FailedOffering, Launch, LaunchReport, LaunchedNode, Offering,
 };
@@ -54,10 +59,13 @@ impl FaultInjector for NoFaults {
     }
 }
 
-/// How EC2's capacity codes map onto the autoscaler's: spot pools that are short or
-/// capped are `SpotUnavailable`, everything else `InsufficientCapacity`.
+/// How EC2's capacity and quota codes map onto the autoscaler's: quotas are
+/// `QuotaExceeded`, spot pools that are short or capped `SpotUnavailable`, everything else
+/// `InsufficientCapacity`.
 pub fn capacity_error(market: Market, code: &str) -> CapacityError {
-    if market == Market::Spot && code != "InsufficientInstanceCapacity" {
+    if is_quota_code(code) {
+        CapacityError::QuotaExceeded
+    } else if market == Market::Spot && code != "InsufficientInstanceCapacity" {
         CapacityError::SpotUnavailable
     } else {
         CapacityError::InsufficientCapacity
@@ -84,7 +92,8 @@ impl Placement {
 }
 
 /// Every (offering, subnet) of `market`, in the decision's order: an offering with a zone
-/// goes to that zone's private subnets, one without to every private subnet.
+/// goes to that zone's private subnets, one without to every private subnet but those of
+/// the zones the capacity cache skips for it.
 fn placements(launch: &Launch, net: &NetworkInfo, market: Market) -> Vec<Placement> {
     launch
         .offerings
@@ -100,6 +109,7 @@ fn placements(launch: &Launch, net: &NetworkInfo, market: Market) -> Vec<Placeme
                     zone: zone.clone(),
                 })
         })
+        .filter(|p| !launch.skipped.iter().any(|s| s.offering == p.zoned()))
         .collect()
 }
 
@@ -127,6 +137,8 @@ struct Request<'a> {
     tags: Vec<Tag>,
     /// fleetform's group first, then `network.security_group_ids`.
     security_groups: Vec<String>,
+    /// The launch decision's number ([`Launch::decision`]).
+    decision: String,
     generation: String,
     faults: &'a dyn FaultInjector,
 }
@@ -164,6 +176,7 @@ pub async fn launch(
         lt_version,
         tags,
         security_groups: net.security_groups(node_type == ctx.spec.head_node_type),
+        decision: launch.decision.to_string(),
         generation: sha256_hex(ids.join(",").as_bytes()),
         faults,
     };
@@ -185,12 +198,17 @@ pub async fn launch(
         if left == 0 {
             break;
         }
-        match run_instances(ctx, &req, p, left).await? {
-            Ok(launched) => {
+        match run_instances(ctx, &req, p, left).await {
+            Ok(Ok(launched)) => {
                 left -= launched.len() as u32;
                 report.launched.extend(launched);
             }
-            Err(code) => no_capacity(p, &code, &mut report),
+            Ok(Err(code)) => no_capacity(p, &code, &mut report),
+            // What spot launched before stays in the report (counted, cached, shown).
+            Err(e) => {
+                report.error = Some(LaunchFailure::of(&e));
+                break;
+            }
         }
     }
     if !report.launched.is_empty() {
@@ -205,16 +223,20 @@ pub async fn launch(
     Ok(report)
 }
 
+/// An offering that found no capacity (or quota) in `p`'s subnet: reported, and cached in
+/// that zone, the only place EC2 said no about.
 fn no_capacity(p: &Placement, code: &str, report: &mut LaunchReport) {
-    report.messages.push(format!(
-        "{} in {}: {code}; trying the next offering",
-        p.offering, p.subnet_id
-    ));
-    if !report.failed.iter().any(|f| f.offering == p.offering) {
-        let error = capacity_error(p.offering.market, code);
+    let spot = p.offering.market == Market::Spot;
+    let advice = quota_advice(code, spot, &p.offering.instance_type, &p.subnet_id);
+    report.messages.push(match advice {
+        Some(advice) => format!("{} in {}: {advice}", p.offering, p.subnet_id),
+        None => format!("{} in {}: {code}; trying the next offering", p.offering, p.subnet_id),
+    });
+    let zoned = p.zoned();
+    if !report.failed.iter().any(|f| f.offering == zoned) {
         report.failed.push(FailedOffering {
-            offering: p.offering.clone(),
-            error,
+            offering: zoned,
+            error: capacity_error(p.offering.market, code),
             code: code.to_string(),
         });
     }
@@ -232,13 +254,11 @@ async fn spot_fleet(
     for p in placements {
         match req.faults.launch_error(&p.zoned()) {
             Some(code) if is_missing_spot_role(&code, "") => return Err(AwsError::SpotServiceLinkedRole { detail: code }.into()),
-            Some(code) if is_capacity_code(&code) => no_capacity(&p, &code, report),
-            Some(code) => bail!(
-                "ec2:CreateFleet for node type `{}` failed on {} in {}: {code}",
-                req.node_type,
-                p.offering,
-                p.subnet_id
-            ),
+            Some(code) if is_shortage(&code) => no_capacity(&p, &code, report),
+            Some(code) => {
+                return Err(anyhow::Error::new(from_ec2_code("ec2:CreateFleet", &code))
+                    .context(format!("node type `{}` on {} in {}", req.node_type, p.offering, p.subnet_id)))
+            }
             None => usable.push(p),
         }
     }
@@ -267,6 +287,7 @@ async fn spot_fleet(
             ctx.cluster(),
             req.node_type,
             "spot",
+            &req.decision,
             &req.generation,
             &count_s,
             &version,
@@ -367,7 +388,7 @@ async fn spot_fleet(
             subnet.unwrap_or("a subnet")
         );
         match placed(instance_type, subnet) {
-            Some(p) if is_capacity_code(code) => no_capacity(p, code, report),
+            Some(p) if is_shortage(code) => no_capacity(p, code, report),
             _ if got == 0 => bail!(
                 "ec2:CreateFleet for node type `{}` failed on {what}: {code}: {}",
                 req.node_type,
@@ -390,13 +411,11 @@ async fn run_instances(
     count: u32,
 ) -> Result<std::result::Result<Vec<LaunchedNode>, String>> {
     match req.faults.launch_error(&p.zoned()) {
-        Some(code) if is_capacity_code(&code) => return Ok(Err(code)),
-        Some(code) => bail!(
-            "ec2:RunInstances for node type `{}` failed on {} in {}: {code}",
-            req.node_type,
-            p.offering,
-            p.subnet_id
-        ),
+        Some(code) if is_shortage(&code) => return Ok(Err(code)),
+        Some(code) => {
+            return Err(anyhow::Error::new(from_ec2_code("ec2:RunInstances", &code))
+                .context(format!("node type `{}` on {} in {}", req.node_type, p.offering, p.subnet_id)))
+        }
         None => {}
     }
     let version = req.lt_version.to_string();
@@ -408,6 +427,7 @@ async fn run_instances(
             ctx.cluster(),
             req.node_type,
             "on-demand",
+            &req.decision,
             &req.generation,
             &count_s,
             &version,
@@ -456,7 +476,7 @@ async fn run_instances(
                     })
                     .collect()))
             }
-            Err(e) if e.code().is_some_and(is_capacity_code) => {
+            Err(e) if e.code().is_some_and(is_shortage) => {
                 return Ok(Err(e.code().unwrap_or_default().to_string()))
             }
             Err(e)
@@ -521,6 +541,47 @@ fn tagged(kind: ResourceType, tags: &[Tag]) -> TagSpecification {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn offering(market: Market, instance_type: &str, zone: Option<&str>) -> Offering {
+        Offering { market, instance_type: instance_type.into(), zone: zone.map(str::to_string) }
+    }
+
+    #[test]
+    fn a_zone_the_cache_skips_is_left_out_of_a_zoneless_offering() {
+        let net = NetworkInfo {
+            subnets: vec![("subnet-a".into(), "us-west-2a".into()), ("subnet-b".into(), "us-west-2b".into())],
+            head_security_group: "sg-h".into(),
+            worker_security_group: "sg-w".into(),
+            extra_security_groups: vec![],
+        };
+        let skip = crate::autoscaler::Skip {
+            offering: offering(Market::Spot, "r7i.2xlarge", Some("us-west-2a")),
+            error: CapacityError::QuotaExceeded,
+            until: chrono::Utc::now(),
+        };
+        let launch = Launch {
+            node_type: "x86".into(),
+            count: 1,
+            market: Market::Spot,
+            offerings: vec![offering(Market::Spot, "r7i.2xlarge", None), offering(Market::Spot, "m7i.2xlarge", None)],
+            skipped: vec![skip],
+            reason: "test".into(),
+            decision: 1,
+        };
+        let placed: Vec<String> =
+            placements(&launch, &net, Market::Spot).iter().map(|p| format!("{} {}", p.offering.instance_type, p.subnet_id)).collect();
+        assert_eq!(placed, ["r7i.2xlarge subnet-b", "m7i.2xlarge subnet-a", "m7i.2xlarge subnet-b"]);
+    }
+
+    #[test]
+    fn a_shortage_is_cached_in_the_zone_it_happened() {
+        let p = Placement { offering: offering(Market::OnDemand, "m7i.large", None), subnet_id: "subnet-a".into(), zone: "us-west-2a".into() };
+        let mut report = LaunchReport::default();
+        no_capacity(&p, "VcpuLimitExceeded", &mut report);
+        assert_eq!(report.failed[0].offering, offering(Market::OnDemand, "m7i.large", Some("us-west-2a")));
+        assert_eq!(report.failed[0].error, CapacityError::QuotaExceeded);
+        assert!(report.messages[0].contains("(L-1216C47A)"), "{:?}", report.messages);
+    }
 
     #[test]
     fn tokens_are_deterministic_and_short_enough() {

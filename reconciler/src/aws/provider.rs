@@ -170,7 +170,7 @@ pub async fn apply_launch(
         .iter()
         .filter(|i| i.is_active() && !i.spot)
         .count() as u32;
-    let plan = plan_launches(
+    let mut plan = plan_launches(
         &ctx.spec,
         &persisted.state.capacity,
         node_type,
@@ -179,6 +179,7 @@ pub async fn apply_launch(
         reason,
         now,
     );
+    persisted.state.number_launches(&mut plan.launches);
     let mut report = LaunchReport::default();
     report.messages.extend(plan.lines);
     let net = placement::network(ctx).await?;
@@ -190,6 +191,10 @@ pub async fn apply_launch(
                 report.launched.extend(r.launched);
                 report.failed.extend(r.failed);
                 report.messages.extend(r.messages);
+                if let Some(e) = r.error {
+                    failed = Some(anyhow::anyhow!("{}", e.message));
+                    break;
+                }
             }
             Err(e) => {
                 failed = Some(e);
