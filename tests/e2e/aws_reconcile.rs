@@ -19,7 +19,7 @@ use fleetform_core::spec::Market;
 use fleetform_core::ClusterSpec;
 
 use crate::elf::fake_elf;
-use crate::faults::{CapacityShortage, ForgetTerminated, LaunchRecorder};
+use crate::faults::{CapacityShortage, ForgetTerminated, LaunchRecorder, TerminationRecorder};
 use crate::moto::Moto;
 
 /// The workshop's shape, small: an on-demand head, spot x86 and Graviton workers.
@@ -533,6 +533,38 @@ fn aws_quota_is_a_shortage_and_a_refused_request_keeps_the_partial_report() {
         let again = plan_launches(p.spec(), &state.capacity, "x86_worker_node", 1, 1, "test: quota", now);
         assert_eq!(again.launches[0].market, Market::Spot);
         assert!(again.launches[0].offerings.iter().all(|o| o.market == Market::OnDemand), "spot is skipped while its quota is used up: {again:?}");
+    });
+}
+
+/// `destroy` stops the head first and waits for it: a reconcile round running on it could
+/// otherwise launch a worker after the workers were terminated, and that worker would
+/// block the network stack's deletion. Then the workers go.
+#[test]
+fn aws_destroy_terminates_the_head_before_the_workers() {
+    use fleetform::aws::commands::gather;
+    use fleetform::aws::model::Purpose;
+    let moto = Moto::start();
+    let f = Fixture::new("headfirst", 1);
+    let (code, out) = run(&moto, &f, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    runtime().block_on(async {
+        let recorder = TerminationRecorder::default();
+        let ctx = connect(&moto, &f, recorder.options()).await;
+        let all = observe::instances(&ctx, None).await.unwrap();
+        let head: Vec<String> = all.iter().filter(|i| i.node_type.as_deref() == Some("head")).map(|i| i.id.clone()).collect();
+        let mut workers: Vec<String> = all.iter().filter(|i| i.node_type.as_deref() != Some("head")).map(|i| i.id.clone()).collect();
+        assert_eq!((head.len(), workers.len()), (1, 2), "{all:?}");
+        let binaries = fleetform::binaries::BinaryArgs::default();
+        let (desired, live) = gather(&ctx, &f.spec, &binaries, Purpose::Destroy, true).await.unwrap();
+        let plan = fleetform::aws::diff::diff(&desired, &live);
+        fleetform::aws::apply::execute(&ctx, &plan, &desired, &live).await.unwrap();
+        let mut calls = recorder.take();
+        assert!(calls.len() >= 2, "{calls:?}");
+        assert_eq!(calls.remove(0), head, "the head alone, first");
+        let mut rest: Vec<String> = calls.into_iter().flatten().collect();
+        rest.sort();
+        workers.sort();
+        assert_eq!(rest, workers, "then the workers");
     });
 }
 

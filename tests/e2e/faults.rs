@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use aws_sdk_ec2::operation::create_fleet::CreateFleetInput;
 use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
 use aws_sdk_ec2::operation::run_instances::RunInstancesInput;
+use aws_sdk_ec2::operation::terminate_instances::TerminateInstancesInput;
 use aws_sdk_ec2::types::{InstanceStateName, Reservation};
 use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextMut;
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -168,6 +169,36 @@ impl Intercept for LaunchRecorder {
                 offerings: vec![(t, subnet)],
                 client_token: r.client_token().unwrap_or_default().to_string(),
             });
+        }
+        Ok(())
+    }
+}
+
+/// Records the instance ids of every TerminateInstances request, in order.
+#[derive(Debug, Clone, Default)]
+pub struct TerminationRecorder(Arc<Mutex<Vec<Vec<String>>>>);
+
+impl TerminationRecorder {
+    pub fn options(&self) -> ContextOptions {
+        ContextOptions { interceptors: vec![SharedInterceptor::new(self.clone())] }
+    }
+    pub fn take(&self) -> Vec<Vec<String>> {
+        std::mem::take(&mut self.0.lock().unwrap())
+    }
+}
+
+impl Intercept for TerminationRecorder {
+    fn name(&self) -> &'static str {
+        "TerminationRecorder"
+    }
+    fn read_before_serialization(
+        &self,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(t) = context.input().downcast_ref::<TerminateInstancesInput>() {
+            self.0.lock().unwrap().push(t.instance_ids().to_vec());
         }
         Ok(())
     }

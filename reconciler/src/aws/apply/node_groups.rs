@@ -8,7 +8,7 @@ use anyhow::Result;
 use super::{done, step, ApplyReport, Progress, TERMINATE_WAIT};
 use crate::autoscaler::LaunchReport;
 use crate::aws::context::AwsContext;
-use crate::aws::model::{Desired, DesiredNodeGroup, Live};
+use crate::aws::model::{Desired, DesiredNodeGroup, Live, LiveInstance};
 use crate::aws::nodes;
 use crate::aws::observe;
 use crate::aws::plan::{Action, Change, Plan, Target};
@@ -187,7 +187,11 @@ fn shortfall(node_type: &str, count: u32, outcome: &LaunchReport) -> String {
     )
 }
 
-/// Nodes whose type is gone from the spec (or all of them, for destroy).
+/// Nodes whose type is gone from the spec (or all of them, for destroy). A head among
+/// them goes first, alone, and is waited for: a reconcile round already running on it
+/// could otherwise launch a worker after the workers were terminated, and that worker
+/// would block the network stack's deletion. The workers are then observed again, so
+/// one launched meanwhile goes too.
 pub(super) async fn orphan_nodes(
     ctx: &AwsContext,
     plan: &Plan,
@@ -195,18 +199,35 @@ pub(super) async fn orphan_nodes(
     progress: &mut Progress,
 ) -> Result<()> {
     let in_spec = |t: &str| desired.node_groups.iter().any(|g| g.node_type == t);
-    let orphans: Vec<String> = plan
+    let head_type = ctx.spec.head_node_type.as_str();
+    let (heads, workers): (Vec<_>, Vec<_>) = plan
         .node_deletions()
         .filter(|(node_type, _)| node_type.is_none_or(|t| !in_spec(t)))
-        .map(|(_, id)| id.to_string())
-        .collect();
-    if orphans.is_empty() {
+        .partition(|(node_type, _)| *node_type == Some(head_type));
+    let heads: Vec<String> = heads.into_iter().map(|(_, id)| id.to_string()).collect();
+    let mut workers: Vec<String> = workers.into_iter().map(|(_, id)| id.to_string()).collect();
+    if !heads.is_empty() {
+        let what = format!("head: terminating {} before the workers", heads.join(", "));
+        let t = step(&what);
+        nodes::terminate(ctx, &heads).await?;
+        nodes::wait_terminated(ctx, &heads, TERMINATE_WAIT).await?;
+        progress.terminated.extend(heads);
+        done(&what, t);
+        let orphaned = |i: &&LiveInstance| i.is_active() && i.node_type.as_deref().is_none_or(|t| t != head_type && !in_spec(t));
+        for i in observe::instances(ctx, None).await?.iter().filter(orphaned) {
+            if !workers.contains(&i.id) {
+                println!("node {}: launched while the head was stopping; terminating it too", i.id);
+                workers.push(i.id.clone());
+            }
+        }
+    }
+    if workers.is_empty() {
         return Ok(());
     }
-    let what = format!("nodes: terminating {}", orphans.len());
+    let what = format!("nodes: terminating {}", workers.len());
     let t = step(&what);
-    nodes::terminate(ctx, &orphans).await?;
-    progress.terminated.extend(orphans);
+    nodes::terminate(ctx, &workers).await?;
+    progress.terminated.extend(workers);
     done(&what, t);
     Ok(())
 }
