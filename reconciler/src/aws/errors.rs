@@ -41,19 +41,22 @@ pub enum AwsError {
 }
 
 impl AwsError {
-    /// What retrying can do about it (the autoscaler's error policy).
-    pub fn failure_kind(&self) -> crate::autoscaler::policy::FailureKind {
-        use crate::autoscaler::policy::FailureKind;
-        match self {
-            AwsError::Throttled { .. } => FailureKind::Throttled,
+    /// Only a person can fix it (permissions, credentials, account settings): retrying
+    /// sooner changes nothing (the autoscaler's error policy waits the longest).
+    pub fn needs_operator(&self) -> bool {
+        matches!(
+            self,
             AwsError::NoCredentials { .. }
-            | AwsError::BadCredentials { .. }
-            | AwsError::NoRegion
-            | AwsError::RegionNotEnabled { .. }
-            | AwsError::AccessDenied { .. }
-            | AwsError::SpotServiceLinkedRole { .. } => FailureKind::NeedsOperator,
-            AwsError::Unreachable { .. } | AwsError::Api { .. } => FailureKind::Transient,
-        }
+                | AwsError::BadCredentials { .. }
+                | AwsError::NoRegion
+                | AwsError::RegionNotEnabled { .. }
+                | AwsError::AccessDenied { .. }
+                | AwsError::SpotServiceLinkedRole { .. }
+        )
+    }
+
+    pub fn is_throttled(&self) -> bool {
+        matches!(self, AwsError::Throttled { .. })
     }
 
     pub fn code(&self) -> Option<&str> {
