@@ -313,7 +313,9 @@ pub fn check(w: &Wanted, o: &Observed) -> Report {
             if s3_through_nat.len() == 1 { "" } else { "s" },
         ));
     }
-    connect_endpoint::decide(w, &o.connect_endpoints, &mut r);
+    if o.vpc_exists {
+        connect_endpoint::decide(w, &o.connect_endpoints, &mut r);
+    }
     if !no_nat.is_empty() {
         r.notes.push(format!(
             "network: {} {} no NAT route: nodes there reach only AWS services with VPC endpoints; the head's autoscaler also needs \
