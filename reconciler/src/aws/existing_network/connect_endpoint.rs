@@ -91,6 +91,13 @@ pub fn decide(w: &Wanted, endpoints: &ConnectEndpoints, r: &mut Report) {
         ));
         return;
     }
+    r.notes.push(reuse_note(vpc, e));
+    r.reuse_endpoint = Some(ReusedEndpoint { id: e.id.clone(), security_group_ids: e.security_group_ids.clone() });
+}
+
+/// The plan's note on a reused endpoint: what fleetform writes, what it leaves to the
+/// endpoint's owner, and (another stack's endpoint) the order of destruction.
+fn reuse_note(vpc: &str, e: &ConnectEndpoint) -> String {
     let groups = e.security_group_ids.join(", ");
     let owner = match &e.stack {
         Some(stack) => format!(
@@ -100,13 +107,12 @@ pub fn decide(w: &Wanted, endpoints: &ConnectEndpoints, r: &mut Report) {
         ),
         None => String::new(),
     };
-    r.notes.push(format!(
+    format!(
         "network: {vpc} already has the EC2 Instance Connect Endpoint {} and AWS allows one per VPC: fleetform uses it instead of creating one, \
          and lets its security group{} {groups} reach the nodes on TCP 22; {} outbound rules must allow TCP 22 to the nodes \
          (fleetform does not change them){owner}",
         e.id,
         if e.security_group_ids.len() == 1 { "" } else { "s" },
         if e.security_group_ids.len() == 1 { "that group's" } else { "those groups'" },
-    ));
-    r.reuse_endpoint = Some(ReusedEndpoint { id: e.id.clone(), security_group_ids: e.security_group_ids.clone() });
+    )
 }
