@@ -194,6 +194,43 @@ pub struct LocationIndex {
     map: BTreeMap<YamlPath, Location>,
 }
 
+/// Nesting deeper than this is not indexed: serde_norway refuses it anyway (its recursion
+/// limit is 128), and each level's path copies its parent's, so indexing 100,000 nested
+/// `[` took 18 s (quadratic) before the parser's own error was reached.
+pub const MAX_NESTING: usize = 128;
+
+/// Where flow collections (`[`, `{`) nest deeper than [`MAX_NESTING`], if they do.
+/// Checked before parsing: libyaml's scanner (under serde_norway) is quadratic in that depth
+/// (100,000 nested `[` took 18 s in a release build) before its recursion limit refuses
+/// the document anyway. Quotes are followed within a line (a quote opens only where a
+/// scalar can start), comments skipped.
+pub fn too_deep(src: &str) -> Option<Location> {
+    let mut depth = 0usize;
+    for (i, text) in src.lines().enumerate() {
+        let (mut quote, mut prev) = (None, ' ');
+        for (col, ch) in text.chars().enumerate() {
+            match quote {
+                Some(q) if ch == q && !(q == '"' && prev == '\\') => quote = None,
+                Some(_) => {}
+                None => match ch {
+                    '"' | '\'' if prev.is_whitespace() || matches!(prev, ':' | ',' | '[' | '{' | '-') => quote = Some(ch),
+                    '#' if prev.is_whitespace() => break,
+                    '[' | '{' => {
+                        depth += 1;
+                        if depth > MAX_NESTING {
+                            return Some(Location { line: i + 1, column: col + 1 });
+                        }
+                    }
+                    ']' | '}' => depth = depth.saturating_sub(1),
+                    _ => {}
+                },
+            }
+            prev = ch;
+        }
+    }
+    None
+}
+
 impl LocationIndex {
     pub fn build(src: &str) -> Self {
         enum Frame {
@@ -218,6 +255,9 @@ impl LocationIndex {
         }
         for ev in Parser::new_from_str(src) {
             let Ok((ev, span)) = ev else { break };
+            if stack.len() > MAX_NESTING {
+                break;
+            }
             let loc = Location { line: span.start.line(), column: span.start.col() + 1 };
             match ev {
                 Event::Scalar(value, ..) => {
@@ -303,6 +343,21 @@ pub fn load_yaml<'i, T: DeserializeOwned>(
     load_yaml_tolerating(file, src, index, |_| false).map(|(v, c, _)| (v, c))
 }
 
+/// The document refused before parsing when it nests deeper than [`MAX_NESTING`].
+pub fn refuse_deep_nesting(file: &str, src: &str) -> Result<(), Diagnostics> {
+    match too_deep(src) {
+        None => Ok(()),
+        Some(location) => Err(Diagnostics {
+            file: file.to_string(),
+            items: vec![Diagnostic {
+                path: YamlPath::root(),
+                location: Some(location),
+                message: format!("invalid YAML: nested deeper than {MAX_NESTING} levels"),
+            }],
+        }),
+    }
+}
+
 /// [`load_yaml`] for formats with open sections (another tool's file, where keys we do
 /// not model are legitimate): unknown keys for which `tolerate` is true are returned
 /// instead of reported, so the caller can say what it does with them.
@@ -312,6 +367,7 @@ pub fn load_yaml_tolerating<'i, T: DeserializeOwned>(
     index: &'i LocationIndex,
     tolerate: impl Fn(&YamlPath) -> bool,
 ) -> Result<(T, Collector<'i>, Vec<YamlPath>), Diagnostics> {
+    refuse_deep_nesting(file, src)?;
     let mut value: serde_norway::Value = match serde_norway::from_str(src) {
         Ok(v) => v,
         Err(e) => {
@@ -475,6 +531,18 @@ fn remove_path(v: &mut serde_norway::Value, path: &YamlPath) -> bool {
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[test]
+    fn deep_nesting_is_indexed_only_to_the_limit_and_refused() {
+        let src = format!("name: {}x{}", "[".repeat(100_000), "]".repeat(100_000));
+        let index = LocationIndex::build(&src);
+        assert!(index.map.len() <= MAX_NESTING + 2, "{} entries: every level was indexed", index.map.len());
+        let e = crate::JobSpec::from_yaml("deep.yaml", &src).unwrap_err().to_string();
+        assert!(e.contains("deep.yaml:1:135: invalid YAML: nested deeper than 128 levels"), "{e}");
+        // Brackets in quoted strings and comments are not nesting.
+        let quoted = format!("name: '{}'\n# {}\nother: \"{}\"\n", "[".repeat(500), "{".repeat(500), "[".repeat(500));
+        assert_eq!(too_deep(&quoted), None);
+    }
 
     #[derive(Deserialize, Debug)]
     #[allow(dead_code)]

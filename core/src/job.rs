@@ -431,6 +431,7 @@ impl JobSpec {
         if overrides.is_empty() {
             return Self::from_yaml(&file, &src).map(|spec| (spec, SpecSource { file, src }));
         }
+        crate::diag::refuse_deep_nesting(&file, &src)?;
         let mut value: serde_norway::Value = serde_norway::from_str(&src).map_err(|e| fail(format!("invalid YAML: {e}")))?;
         for o in overrides {
             apply_override(&mut value, o).map_err(fail)?;
