@@ -27,7 +27,8 @@
 //!   environment linked as /usr/bin/aws, where AL2023's v2 is) for AL2023's v2. Debian's
 //!   own `awscli` (2.9.19) predates `AWS_ENDPOINT_URL` (2.13), so it could not be pointed
 //!   at moto. Both make the same S3 calls through botocore; v1's `put-object` has the
-//!   conditional-write options install-binary.sh probes for.
+//!   conditional-write options install-binary.sh probes for. v1 reads the region only
+//!   from `AWS_DEFAULT_REGION` (install.sh exports it beside `AWS_REGION`).
 //! - **pyarrow and pandas** are in the image (pip, from the same lock), where AL2023 gets
 //!   them from `setup_commands` (`dnf install -y python3-pip` then `pip3 install pandas
 //!   pyarrow`): the container has no internet. The test's `setup_commands` checks that
@@ -344,11 +345,13 @@ fn drains_on_a_spot_notice(imds: &ImdsEmulator, store: &Store, rt: &tokio::runti
 }
 
 fn comes_back_after_a_reboot(node: &mut Node, store: &Store, rt: &tokio::runtime::Runtime, id: &str) {
-    let before = heartbeat(store, rt, id).expect("a heartbeat before the reboot").started_at;
     let rebooted = Instant::now();
+    let rebooted_at = chrono::Utc::now();
     node.reboot();
+    // Only an agent started after the reboot counts: systemd restarts a drained agent
+    // (Restart=always), so one may have started between the drain and the reboot.
     let (beat, _) = wait_until(node, "a new agent's heartbeat after the reboot", Duration::from_secs(180), || {
-        heartbeat(store, rt, id).filter(|b| b.started_at > before && !b.stopped)
+        heartbeat(store, rt, id).filter(|b| b.started_at > rebooted_at && !b.stopped)
     });
     println!("worker: agent back {:.0} s after `systemctl reboot` (started {})", rebooted.elapsed().as_secs_f64(), beat.started_at);
     println!("$ findmnt /mnt/fleetform-nvme (after the reboot)\n{}", node.sh("findmnt -n /mnt/fleetform-nvme"));

@@ -77,7 +77,7 @@ pub fn render_user_data(spec: &ClusterSpec, node_type: &str, region: &str) -> Re
             // Workers only: the head runs no agent, so it has nothing to spill.
             local_nvme => !is_head && uses_local_nvme(spec, node_type),
             spill_script => without_comments(SPILL_SCRIPT),
-            spill_unit => SPILL_UNIT,
+            spill_unit => without_comments(SPILL_UNIT),
             unit_name => unit_name,
             unit_file => unit_file,
             binary => binary,
@@ -145,6 +145,7 @@ mod tests {
             "{script}"
         );
         assert!(script.contains("systemctl enable --now fleetform-agent.service"));
+        assert!(script.contains("export AWS_REGION=us-west-2 AWS_DEFAULT_REGION=us-west-2\n"), "{script}");
         assert!(script.contains("FLEETFORM_NODE_ID=$INSTANCE_ID"));
         assert!(!script.contains("NVMe Instance Storage"), "r7i has no instance store");
 
@@ -217,8 +218,10 @@ mod tests {
         assert!(shipped.starts_with("#!/bin/bash\nset -euo pipefail\n"), "{shipped}");
         assert!(!shipped.lines().any(|l| l.trim_start().starts_with('#') && !l.starts_with("#!")), "{shipped}");
         assert!(shipped.contains("PREFIX=${STORE#\"s3://$BUCKET\"}"), "a `#` inside code stays: {shipped}");
-        let parse = std::process::Command::new("bash").args(["-n", "-c", &shipped]).output().unwrap();
-        assert!(parse.status.success(), "bash -n: {}", String::from_utf8_lossy(&parse.stderr));
+        for script in [shipped, without_comments(SPILL_SCRIPT)] {
+            let parse = std::process::Command::new("bash").args(["-n", "-c", &script]).output().unwrap();
+            assert!(parse.status.success(), "bash -n: {}", String::from_utf8_lossy(&parse.stderr));
+        }
         assert_eq!(without_comments("#!/bin/sh\n# why\n\n  # indented why\necho a # b\n"), "#!/bin/sh\necho a # b\n");
     }
 
