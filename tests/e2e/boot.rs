@@ -15,7 +15,9 @@
 //! it runs a job's tasks (a native step and a `python` step) submitted with `fleetform
 //! submit` through SQS; it drains on a spot notice within the two minutes; after a
 //! reboot of the container it comes back with its spill directory on the (substitute)
-//! instance-store NVMe; the head's reconcile unit starts and completes rounds.
+//! instance-store NVMe, and runs a job again; after a stop and start, on blank devices,
+//! the spill file system is made again; the head's reconcile unit starts and completes
+//! rounds.
 //!
 //! What the test substitutes for Amazon Linux 2023 on EC2, and why:
 //! - **Debian bookworm** (`mmdebstrap`, boot_image.rs) for AL2023: it is what can be
@@ -49,7 +51,8 @@
 //!   (its last heartbeat), as EC2 would see it before reclaiming the instance.
 //! - **A reboot** is `systemctl reboot` in the container: systemd-nspawn exits with 133,
 //!   and the test boots the same root again (same instance id, so cloud-init's runcmd
-//!   does not run again, as on EC2).
+//!   does not run again, as on EC2). **A stop and start** is a power-off, the loop
+//!   device wiped (EC2 hands a started instance blank instance-store devices), a boot.
 //!
 //! Skips, loudly, only when the machine cannot boot a container (not root, no
 //! systemd-nspawn or mmdebstrap); `.ci/run` installs the Debian packages as root.
@@ -180,6 +183,8 @@ fn boot_a_worker_and_the_head_from_their_user_data() {
     println!("[{:>5.1} s] back after the reboot, spill on the NVMe mount", t0.elapsed().as_secs_f64());
     run_a_job(&moto, dir.path(), &spec, &store, &rt, &worker, "boot-job-2");
     println!("[{:>5.1} s] a job ran after the reboot", t0.elapsed().as_secs_f64());
+    comes_back_on_blank_devices_after_a_stop_and_start(&mut worker, &nvme.device, &store, &rt, &worker_id);
+    println!("[{:>5.1} s] back after a stop and start, spill on a new file system", t0.elapsed().as_secs_f64());
     head_completes_a_round(&head, &store, &rt);
     println!("[{:>5.1} s] the head completed a reconcile round", t0.elapsed().as_secs_f64());
     head.stop();
@@ -359,6 +364,22 @@ fn comes_back_after_a_reboot(node: &mut Node, store: &Store, rt: &tokio::runtime
     assert!(node.exec("systemctl is-active --quiet fleetform-spill fleetform-agent").status.success(), "{}", node.diagnostics());
     let installs = node.overlay.read("/var/log/fleetform-install.log").matches("installed /usr/local/bin/fleetform-agent").count();
     assert_eq!(installs, 1, "runcmd runs once per instance, not at a reboot");
+}
+
+/// A stop and start: the container powers off, its "instance store" is wiped (EC2 hands a
+/// started instance blank instance-store devices), and it boots again.
+fn comes_back_on_blank_devices_after_a_stop_and_start(node: &mut Node, device: &str, store: &Store, rt: &tokio::runtime::Runtime, id: &str) {
+    node.stop();
+    let wiped = std::process::Command::new("wipefs").args(["-a", device]).output().unwrap();
+    assert!(wiped.status.success(), "wipefs: {}", String::from_utf8_lossy(&wiped.stderr));
+    let started_at = chrono::Utc::now();
+    node.boot();
+    wait_until(node, "a new agent's heartbeat after the stop and start", Duration::from_secs(180), || {
+        heartbeat(store, rt, id).filter(|b| b.started_at > started_at && !b.stopped)
+    });
+    let spill = node.sh("journalctl --no-pager -b -u fleetform-spill");
+    assert!(spill.contains(&format!("making an XFS file system on {device}")), "{spill}");
+    assert_eq!(node.sh("stat -c %U /mnt/fleetform-nvme/spill").trim(), "fleetform");
 }
 
 fn head_completes_a_round(node: &Node, store: &Store, rt: &tokio::runtime::Runtime) {
