@@ -1,6 +1,9 @@
 //! An IMDSv2 emulator for tests, on 127.0.0.1: the agent's IMDS client and watcher, and
-//! the agent binary's `--imds-endpoint`, are tested against it. Nothing shipped uses it
-//! (the local provider delivers notices through a notice file instead).
+//! the agent binary's `--imds-endpoint`, are tested against it; or on a socket the test
+//! bound ([`ImdsEmulator::serve_on`]), e.g. 169.254.169.254:80 in the network namespace
+//! of a booted node (tests/e2e/boot.rs), with the instance profile's credentials
+//! (`iam/security-credentials/`) and the user data. Nothing shipped uses it (the local
+//! provider delivers notices through a notice file instead).
 //!
 //! No IMDS emulator package can be installed here (amazon-ec2-metadata-mock is a Go
 //! binary), so this follows the real service's rules closely enough that the agent runs the
@@ -158,7 +161,19 @@ impl ImdsEmulator {
         instance_type: &str,
         az: &str,
     ) -> io::Result<ImdsEmulator> {
-        let server = tiny_http::Server::http(("127.0.0.1", port)).map_err(io::Error::other)?;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+        Self::serve_on(listener, instance_id, instance_type, az)
+    }
+
+    /// Starts an emulator on a socket the caller bound, e.g. 169.254.169.254:80 inside a
+    /// network namespace (tests/e2e/boot_net.rs), where a booted node finds it as on EC2.
+    pub fn serve_on(
+        listener: std::net::TcpListener,
+        instance_id: &str,
+        instance_type: &str,
+        az: &str,
+    ) -> io::Result<ImdsEmulator> {
+        let server = tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?;
         let addr = server
             .server_addr()
             .to_ip()
@@ -190,6 +205,18 @@ impl ImdsEmulator {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Serves the instance profile's role: `iam/security-credentials/` lists `role`, and
+    /// `iam/security-credentials/<role>` hands out `credentials` as EC2 does, so the AWS
+    /// SDKs' default chain (the agent's, the AWS CLI's) finds them with no configuration.
+    pub fn set_role_credentials(&self, role: &str, credentials: RoleCredentials) {
+        self.shared.state().role = Some((role.to_owned(), credentials));
+    }
+
+    /// What `GET /latest/user-data` returns (404 until set, as on an instance without).
+    pub fn set_user_data(&self, user_data: &str) {
+        self.shared.state().user_data = Some(user_data.to_owned());
     }
 
     /// A terminate notice taking effect `after` from now (EC2 gives [`SPOT_NOTICE_LEAD`]).
@@ -262,8 +289,39 @@ impl Shared {
     }
 }
 
+/// The temporary credentials of an instance profile's role (what EC2 serves at
+/// `/latest/meta-data/iam/security-credentials/<role>`). Against moto any key works.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub token: String,
+}
+
+/// The document EC2 serves for a role: `Code`, `LastUpdated`, `Type`, the keys, and
+/// `Expiration` (EC2 rotates them hours ahead; the SDKs refresh before it).
+fn credentials_document(c: &RoleCredentials, now: DateTime<Utc>) -> String {
+    let time = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    serde_json::json!({
+        "Code": "Success",
+        "LastUpdated": time(now),
+        "Type": "AWS-HMAC",
+        "AccessKeyId": c.access_key_id,
+        "SecretAccessKey": c.secret_access_key,
+        "Token": c.token,
+        "Expiration": time(now + chrono::Duration::hours(6)),
+    })
+    .to_string()
+}
+
+const CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credentials/";
+const USER_DATA_PATH: &str = "/latest/user-data";
+
 /// What the emulated instance knows.
 struct NodeState {
+    /// The instance profile's role and its credentials, when it has one.
+    role: Option<(String, RoleCredentials)>,
+    user_data: Option<String>,
     instance_id: String,
     instance_type: String,
     az: String,
@@ -277,6 +335,8 @@ struct NodeState {
 impl NodeState {
     fn new(instance_id: &str, instance_type: &str, az: &str) -> NodeState {
         NodeState {
+            role: None,
+            user_data: None,
             instance_id: instance_id.to_owned(),
             instance_type: instance_type.to_owned(),
             az: az.to_owned(),
@@ -385,6 +445,22 @@ impl NodeState {
                 Reply::text(200, NO_SCHEDULED_EVENTS.to_owned())
             }
             paths::SCHEDULED_EVENTS => json(&self.scheduled),
+            USER_DATA_PATH => match &self.user_data {
+                Some(text) => Reply::text(200, text.clone()),
+                None => Reply::not_found(),
+            },
+            _ => self.role_credentials(path),
+        }
+    }
+
+    /// `iam/security-credentials/` (the role's name) and `.../<role>` (its document).
+    fn role_credentials(&self, path: &str) -> Reply {
+        let (Some(rest), Some((role, credentials))) = (path.strip_prefix(CREDENTIALS_PATH), &self.role) else {
+            return Reply::not_found();
+        };
+        match rest {
+            "" => Reply::text(200, role.clone()),
+            name if name == role => Reply::text(200, credentials_document(credentials, Utc::now())),
             _ => Reply::not_found(),
         }
     }
@@ -744,6 +820,34 @@ mod tests {
             body(&get(&emulator, paths::SCHEDULED_EVENTS, Some(&token)).1),
             NO_SCHEDULED_EVENTS
         );
+    }
+
+    #[test]
+    fn role_credentials_and_user_data_need_a_token_and_are_served_as_ec2_does() {
+        let emulator = emulator();
+        let (_, answer) = put_token(&emulator, Some("60"));
+        let token = body(&answer).to_owned();
+        assert_eq!(get(&emulator, CREDENTIALS_PATH, Some(&token)).0, 404, "no instance profile yet");
+        assert_eq!(get(&emulator, USER_DATA_PATH, Some(&token)).0, 404);
+        let credentials = RoleCredentials {
+            access_key_id: "ASIATEST".into(),
+            secret_access_key: "secret".into(),
+            token: "session".into(),
+        };
+        emulator.set_role_credentials("fleetform-c-worker", credentials);
+        emulator.set_user_data("#cloud-config\n");
+        assert_eq!(get(&emulator, CREDENTIALS_PATH, None).0, 401);
+        let (status, answer) = get(&emulator, CREDENTIALS_PATH, Some(&token));
+        assert_eq!((status, body(&answer)), (200, "fleetform-c-worker"));
+        let (status, answer) = get(&emulator, &format!("{CREDENTIALS_PATH}fleetform-c-worker"), Some(&token));
+        assert_eq!(status, 200);
+        let doc: serde_json::Value = serde_json::from_str(body(&answer)).unwrap();
+        assert_eq!((doc["Code"].as_str(), doc["AccessKeyId"].as_str(), doc["Token"].as_str()), (Some("Success"), Some("ASIATEST"), Some("session")));
+        let expires: DateTime<Utc> = doc["Expiration"].as_str().unwrap().parse().unwrap();
+        assert!(expires > Utc::now() + chrono::Duration::hours(5), "{expires}");
+        assert_eq!(get(&emulator, &format!("{CREDENTIALS_PATH}other-role"), Some(&token)).0, 404);
+        let (status, answer) = get(&emulator, USER_DATA_PATH, Some(&token));
+        assert_eq!((status, body(&answer)), (200, "#cloud-config\n"));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //!
 //! - [`imds`]: an IMDSv2 emulator on 127.0.0.1, with the real paths, documents and token
 //!   rules, plus trigger endpoints that raise spot, rebalance and maintenance notices.
+//! - [`netns`]: a network namespace joined to the host by a veth pair, where a booted
+//!   node finds the emulator at 169.254.169.254 (root only).
 //! - [`module_cycles`]: which file modules of a crate use each other in a ring; each
 //!   shipped crate has a test that there are none (for fleetform-core it is below, since
 //!   core cannot dev-depend on this crate, which depends on it).
@@ -11,6 +13,7 @@
 
 pub mod imds;
 pub mod module_cycles;
+pub mod netns;
 
 #[cfg(test)]
 mod layering {

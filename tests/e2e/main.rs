@@ -21,3 +21,6 @@ mod labs;
 mod import_ray;
 mod validate;
 mod dashboard;
+mod boot;
+mod boot_image;
+mod boot_node;

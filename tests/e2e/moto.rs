@@ -76,6 +76,12 @@ impl Moto {
         Moto::spawn(Command::new("moto_server"), None)
     }
 
+    /// A server on `host` instead of 127.0.0.1: the host end of a test's own network
+    /// namespace (tests/e2e/boot.rs), so that a node booted inside reaches it too.
+    pub fn start_on(host: std::net::Ipv4Addr) -> Moto {
+        Moto::spawn_on(Command::new("moto_server"), None, host)
+    }
+
     /// A server that can enforce IAM. It starts open, as `start` does (moto's
     /// `INITIAL_NO_AUTH_ACTION_COUNT` unset: no request is authenticated), so a test sets
     /// up as it likes; after `enforce_iam` every request is authenticated (SigV4 against
@@ -90,13 +96,17 @@ impl Moto {
         Moto::spawn(c, Some(decisions))
     }
 
-    fn spawn(mut command: Command, decisions: Option<PathBuf>) -> Moto {
+    fn spawn(command: Command, decisions: Option<PathBuf>) -> Moto {
+        Moto::spawn_on(command, decisions, std::net::Ipv4Addr::LOCALHOST)
+    }
+
+    fn spawn_on(mut command: Command, decisions: Option<PathBuf>, host: std::net::Ipv4Addr) -> Moto {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("fleetform-moto-{port}.log"));
         let out = std::fs::File::create(&log).expect("moto log file");
         let err = out.try_clone().expect("moto log file");
         let child = match command
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-H", &host.to_string(), "-p", &port.to_string()])
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .spawn()
@@ -107,13 +117,13 @@ impl Moto {
             ),
             Err(e) => panic!("cannot start moto_server: {e}"),
         };
-        let mut moto = Moto { child, port, endpoint: format!("http://127.0.0.1:{port}"), log, decisions };
+        let mut moto = Moto { child, port, endpoint: format!("http://{host}:{port}"), log, decisions };
         let t = Instant::now();
         loop {
             if let Ok(Some(status)) = moto.child.try_wait() {
                 panic!("moto_server exited ({status}) before answering: {}", moto.log_text());
             }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if TcpStream::connect((host, port)).is_ok() {
                 break;
             }
             if t.elapsed() > STARTUP_TIMEOUT {

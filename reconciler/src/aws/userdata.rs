@@ -20,6 +20,10 @@ const RECONCILE_UNIT: &str = include_str!("../../../node-agent/packaging/fleetfo
 /// tests/e2e/install_binary.rs).
 pub const INSTALL_BINARY_SCRIPT: &str = include_str!("../../../node-agent/packaging/install-binary.sh");
 
+/// The instance-store NVMe spill mount, at every boot (issue 19 point 7).
+pub const SPILL_SCRIPT: &str = include_str!("../../../node-agent/packaging/spill-nvme.sh");
+const SPILL_UNIT: &str = include_str!("../../../node-agent/packaging/fleetform-spill.service");
+
 /// A shell script without its comment lines (the shebang stays) and blank lines: what
 /// the user data carries, within EC2's 16 KB. The commented file is in the repository.
 pub fn without_comments(script: &str) -> String {
@@ -70,7 +74,10 @@ pub fn render_user_data(spec: &ClusterSpec, node_type: &str, region: &str) -> Re
             queue_url => format!("sqs://{}", spec.cluster_name),
             resources_json => serde_json::to_string(&resources)?,
             spec_url => format!("s3://{bucket}/{prefix}{}", names::SPEC_KEY),
-            local_nvme => uses_local_nvme(spec, node_type),
+            // Workers only: the head runs no agent, so it has nothing to spill.
+            local_nvme => !is_head && uses_local_nvme(spec, node_type),
+            spill_script => without_comments(SPILL_SCRIPT),
+            spill_unit => without_comments(SPILL_UNIT),
             unit_name => unit_name,
             unit_file => unit_file,
             binary => binary,
@@ -138,6 +145,7 @@ mod tests {
             "{script}"
         );
         assert!(script.contains("systemctl enable --now fleetform-agent.service"));
+        assert!(script.contains("export AWS_REGION=us-west-2 AWS_DEFAULT_REGION=us-west-2\n"), "{script}");
         assert!(script.contains("FLEETFORM_NODE_ID=$INSTANCE_ID"));
         assert!(!script.contains("NVMe Instance Storage"), "r7i has no instance store");
 
@@ -155,7 +163,10 @@ mod tests {
 
         spec.available_node_types.get_mut("arm_worker_node").unwrap().node_config.instance_types = vec!["c7gd.4xlarge".into()];
         let a = render_user_data(&spec, "arm_worker_node", "us-west-2").unwrap();
-        assert!(a.contains("NVMe Instance Storage") && a.contains("SPILL=/mnt/fleetform-nvme/spill"), "{a}");
+        assert!(a.contains("NVMe Instance Storage") && a.contains("SPILL=$(/usr/local/lib/fleetform/spill-nvme.sh)"), "{a}");
+        // The mount comes back at every boot, before the agent (issue 19 point 7).
+        assert!(a.contains("systemctl enable fleetform-spill.service") && a.contains("RequiredBy=fleetform-agent.service"), "{a}");
+        assert!(!w.contains("spill-nvme.sh"), "no NVMe, no spill unit: {w}");
         assert!(a.len() < 16 * 1024, "EC2 limits user data to 16 KB");
         for (name, text) in [("worker", &w), ("head", &h), ("arm worker with NVMe", &a)] {
             println!("user data of the {name}: {} bytes", text.len());
@@ -207,31 +218,39 @@ mod tests {
         assert!(shipped.starts_with("#!/bin/bash\nset -euo pipefail\n"), "{shipped}");
         assert!(!shipped.lines().any(|l| l.trim_start().starts_with('#') && !l.starts_with("#!")), "{shipped}");
         assert!(shipped.contains("PREFIX=${STORE#\"s3://$BUCKET\"}"), "a `#` inside code stays: {shipped}");
-        let parse = std::process::Command::new("bash").args(["-n", "-c", &shipped]).output().unwrap();
-        assert!(parse.status.success(), "bash -n: {}", String::from_utf8_lossy(&parse.stderr));
+        for script in [shipped, without_comments(SPILL_SCRIPT)] {
+            let parse = std::process::Command::new("bash").args(["-n", "-c", &script]).output().unwrap();
+            assert!(parse.status.success(), "bash -n: {}", String::from_utf8_lossy(&parse.stderr));
+        }
         assert_eq!(without_comments("#!/bin/sh\n# why\n\n  # indented why\necho a # b\n"), "#!/bin/sh\necho a # b\n");
     }
 
-    /// The shipped units pass `systemd-analyze verify` and score at most 2.5 on
-    /// `systemd-analyze security` (systemd's own hardened daemons' class). Executables
+    /// The shipped units pass `systemd-analyze verify`, and the daemons score at most 2.5
+    /// on `systemd-analyze security` (systemd's own hardened daemons' class). Executables
     /// are pointed at stand-ins, since verify checks that they exist.
     #[test]
     fn units_verify_and_are_hardened() {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("bin");
         std::fs::create_dir(&bin).unwrap();
-        for name in ["fleetform", "fleetform-agent", "aws"] {
+        for name in ["fleetform", "fleetform-agent", "aws", "spill-nvme.sh"] {
             let exe = bin.join(name);
             std::fs::write(&exe, "#!/bin/sh\n").unwrap();
             std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         }
-        for (name, unit) in [("fleetform-agent.service", AGENT_UNIT), ("fleetform-reconcile.service", RECONCILE_UNIT)] {
-            let text = unit.replace("/usr/local/bin/", &format!("{}/", bin.display())).replace("/usr/bin/aws", &format!("{}/aws", bin.display()));
+        for (name, unit) in [("fleetform-agent.service", AGENT_UNIT), ("fleetform-reconcile.service", RECONCILE_UNIT), ("fleetform-spill.service", SPILL_UNIT)] {
+            let text = unit
+                .replace("/usr/local/bin/", &format!("{}/", bin.display()))
+                .replace("/usr/local/lib/fleetform/", &format!("{}/", bin.display()))
+                .replace("/usr/bin/aws", &format!("{}/aws", bin.display()));
             let path = dir.path().join(name);
             std::fs::write(&path, text).unwrap();
             let verify = systemd_analyze(&["verify", path.to_str().unwrap()]);
             let complaints = String::from_utf8_lossy(&verify.stderr);
             assert!(verify.status.success() && complaints.trim().is_empty(), "{name}: {complaints}");
+            if name == "fleetform-spill.service" {
+                continue; // a root oneshot that formats and mounts devices: no daemon to harden
+            }
             let security = systemd_analyze(&["security", "--offline=true", path.to_str().unwrap()]);
             let report = String::from_utf8_lossy(&security.stdout);
             let score: f64 = report
