@@ -63,6 +63,28 @@ pub fn source_bundle() -> &'static str {
 pub fn part(task: &str, first_unit: usize, end_unit: usize) -> String {
     format!("part-{task}-{first_unit:05}-{end_unit:05}.parquet")
 }
+/// A job id as one file-system path component (a node's spill directory for the job):
+/// letters, digits, `-` and `_` as they are, every other byte percent-encoded, and so
+/// a leading `.`, so that no id can be `..`, contain `/` or NUL, or name a hidden file,
+/// whatever a record in the store says. Distinct ids stay distinct (`%` is encoded too).
+pub fn path_component(job: &str) -> String {
+    let mut out = String::with_capacity(job.len());
+    for (i, c) in job.char_indices() {
+        if c.is_alphanumeric() || c == '-' || c == '_' || (c == '.' && i > 0) {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push_str("%00"); // an empty id still names a directory of its own
+    }
+    out
+}
+
 /// Task ids sort in submit order.
 pub fn task_id(i: usize) -> String {
     format!("t{i:06}")
@@ -80,3 +102,21 @@ pub fn sqs_dead_letter_queue(cluster: &str, class_slug: &str) -> String {
 /// On an AWS node: everything `setup_commands` print, also copied to the console (EC2
 /// "Get system log"). Here because `fleetform status` names it too.
 pub const SETUP_LOG: &str = "/var/log/fleetform-setup.log";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_job_id_is_one_safe_path_component() {
+        assert_eq!(super::path_component("텍스트-정제-20261207-1"), "텍스트-정제-20261207-1");
+        assert_eq!(super::path_component("../../x"), "%2E.%2F..%2Fx");
+        assert_eq!(super::path_component("/srv/x"), "%2Fsrv%2Fx");
+        assert_eq!(super::path_component(".."), "%2E.");
+        assert_eq!(super::path_component("a\0b%"), "a%00b%25");
+        for id in ["..", ".", "/", "a/../b", "\0", ""] {
+            let c = super::path_component(id);
+            let p = std::path::Path::new(&c);
+            assert_eq!(p.components().count(), 1, "{id:?} -> {c}");
+            assert!(matches!(p.components().next(), Some(std::path::Component::Normal(_))), "{id:?} -> {c}");
+        }
+    }
+}
