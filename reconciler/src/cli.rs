@@ -320,6 +320,7 @@ pub fn main() -> i32 {
         }
     };
     match runtime.block_on(dispatch(cli.command)) {
+        Ok(_) if crate::out::failed() => 1,
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", crate::errors::render(&e));
@@ -401,7 +402,10 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
             crate::import::ray_command(&args).await
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "fleetform", &mut std::io::stdout());
+            // Into a buffer first: clap_complete panics on a closed stdout.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "fleetform", &mut script);
+            crate::out::stdout(&String::from_utf8_lossy(&script))?;
             Ok(0)
         }
         Command::Agent(_) => unreachable!("handled before the runtime starts"),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use fleetform_agent::jobs::{self, JobProgress};
 use fleetform_agent::ops::python::{self, CodeFile};
 use fleetform_agent::store::Store;
@@ -359,6 +359,11 @@ pub async fn job_logs(file: &Path, job: &str) -> Result<i32> {
 /// row group.
 pub async fn job_cancel(file: &Path, job: &str) -> Result<i32> {
     let c = ctx(file).await?;
+    // A finished job's state is what it did: cancelling it now would relabel a success.
+    let p = jobs::progress(&c.store, job).await?;
+    if p.cancelled || p.finished() {
+        bail!("job `{job}` has already finished ({}): there is nothing to cancel", state(&p));
+    }
     jobs::cancel(&c.store, job).await?;
     println!("{job}: cancel requested; queued tasks are dropped, running ones stop at their next row group");
     Ok(0)
