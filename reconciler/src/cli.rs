@@ -193,6 +193,12 @@ pub enum Command {
         /// e.g. --set generate:input.generate.rows=100000 (repeatable).
         #[arg(long = "set", value_name = "[STEM:]KEY=VALUE")]
         set: Vec<String>,
+        /// Local provider: when a run of this same command was stopped (Ctrl-C, SIGTERM,
+        /// kill), cancel the jobs it left and run every job anew. Without it, the command
+        /// resumes: jobs that succeeded are not run again, the unfinished one continues from
+        /// its checkpoints.
+        #[arg(long)]
+        restart: bool,
     },
     /// Inspect and control jobs.
     Job {
@@ -380,7 +386,7 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         }
         Command::Up { cluster, no_dashboard, listen } => local::up(&cluster.spec_file(), (!no_dashboard).then_some(listen.as_str())).await,
         Command::Submit { cluster, job, set, wait } => jobs::submit_command(&cluster.running_cluster_file(), &job, &set, wait).await,
-        Command::Run { cluster, jobs, set } => jobs::run_command(&cluster.spec_file(), &jobs, &set).await,
+        Command::Run { cluster, jobs, set, restart } => jobs::run_command(&cluster.spec_file(), &jobs, &set, restart).await,
         Command::Job { cluster, command } => {
             let file = cluster.running_cluster_file();
             match command {
