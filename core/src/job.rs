@@ -50,6 +50,10 @@ mod defaults {
     pub fn seed() -> u64 {
         42
     }
+    /// 1 %: a few bad lines in a large file pass, a schema that does not fit does not.
+    pub fn max_skipped_fraction() -> f64 {
+        0.01
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,6 +74,15 @@ pub struct InputSpec {
     /// What a malformed record does: `fail` the task (default) or `skip` it.
     #[serde(default)]
     pub on_error: OnError,
+    /// With `on_error: skip`: the job fails (and publishes nothing) when more than this
+    /// fraction of the records read were skipped. A schema that does not fit the data
+    /// skips nearly everything; that must not pass as a success.
+    #[serde(default = "defaults::max_skipped_fraction")]
+    pub max_skipped_fraction: f64,
+    /// With `on_error: skip`: at most this many skipped records (unset: no count limit,
+    /// only the fraction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_skipped: Option<u64>,
     #[serde(default)]
     pub csv: CsvOptions,
 }
@@ -431,6 +444,10 @@ impl JobSpec {
         let root = YamlPath::root();
         if let Err(e) = check_job_name(&self.name) {
             c.error(root.key("name"), e);
+        }
+        let fraction = self.input.max_skipped_fraction;
+        if !(0.0..=1.0).contains(&fraction) {
+            c.error(root.key("input").key("max_skipped_fraction"), format!("{fraction} is not a fraction: use a number from 0 to 1 (0.01 = 1 %)"));
         }
         match (&self.input.uri, &self.input.generate) {
             (None, None) => c.error(root.key("input"), "give `uri` (parquet files to read) or `generate`"),

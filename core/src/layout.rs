@@ -85,6 +85,26 @@ pub fn path_component(job: &str) -> String {
     out
 }
 
+/// Where a job's tasks write their parts, below its output location: a directory of its
+/// own whose name starts with `_`, which pyarrow datasets, Spark, Hive and fleetform's own
+/// input listing skip, so a reader listing the output never sees a job in progress.
+pub fn staging_dir(job: &str) -> String {
+    format!("_staging/{job}")
+}
+/// A staged part's name once published: with a tag of the job (a short hash of its id) in
+/// front, so a new job's files never overwrite the files of the output they replace while
+/// that output's `_SUCCESS` still names them.
+pub fn published_part(job_tag: &str, staged: &str) -> String {
+    match staged.strip_prefix("part-") {
+        Some(rest) => format!("part-{job_tag}-{rest}"),
+        None => format!("{job_tag}-{staged}"),
+    }
+}
+/// `outputs/<hash of the output URI>.json`: the job that may publish into that output.
+/// The latest submit claims it; an older job that finishes later publishes nothing.
+pub fn output_claim(uri_hash: &str) -> String {
+    format!("outputs/{uri_hash}.json")
+}
 /// Task ids sort in submit order.
 pub fn task_id(i: usize) -> String {
     format!("t{i:06}")

@@ -174,6 +174,17 @@ pub struct Manifest {
     /// Malformed input records skipped (`input.on_error: skip`), over every task.
     #[serde(default)]
     pub skipped_records: u64,
+    /// Why the job's output was not published (failed tasks, cancelled, superseded, too
+    /// many skipped records); None when it was. A job that was not published leaves its
+    /// output location as it was and writes no `_SUCCESS` there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_published: Option<String>,
+}
+
+impl Manifest {
+    pub fn published(&self) -> bool {
+        self.not_published.is_none()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

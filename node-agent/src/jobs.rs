@@ -15,6 +15,7 @@ use fleetform_core::layout;
 use fleetform_core::queue::TaskQueue;
 use fleetform_core::task::{DoneRecord, FailureRecord, JobRecord, Manifest, ManifestFile, ShippedCode, TaskMessage, TaskSource};
 use futures::future::try_join_all;
+use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 
 use crate::exec::remote::RemoteFile;
@@ -22,7 +23,7 @@ use crate::input;
 use crate::ops::python::{self, CodeFile};
 use crate::ops::Pipeline;
 use crate::queue::Queue;
-use crate::storage::{self, Location};
+use crate::storage::{self, Location, Overlap};
 use crate::store::{self as objects, Store};
 
 /// What submit learned about one parquet input file.
@@ -117,8 +118,16 @@ pub fn check_without_data(spec: &mut JobSpec) -> Vec<Problem> {
             Err(e) => problems.push(Problem::new(YamlPath::root().key("input").key("uri"), e.to_string())),
         }
     }
-    if spec.input.uri.as_deref() == Some(spec.output.uri.as_str()) {
-        problems.push(Problem::new(output, format!("is the input location too ({}): the job would read its own output", spec.output.uri)));
+    if let Some(input) = &spec.input.uri {
+        let why = match storage::overlap(&spec.output.uri, input) {
+            Some(Overlap::Same) => Some(format!("is the input location too ({input}): the job would replace the data it reads")),
+            Some(Overlap::Inside) => Some(format!("is inside the input location ({input}): the next read of the input would take this output as input")),
+            Some(Overlap::Contains) => Some(format!("contains the input location ({input}): publishing the output could remove the input")),
+            None => None,
+        };
+        if let Some(why) = why {
+            problems.push(Problem::new(output, format!("{why}; choose an output location outside it, e.g. a sibling directory")));
+        }
     }
     problems
 }
@@ -167,10 +176,8 @@ pub async fn submit_checked(store: &Store, queue: &Queue, checked: CheckedJob, c
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    let output = storage::open(&spec.output.uri).await?;
-    clear_previous_output(&output).await?;
-
     let job_id = format!("{}-{}-{:04x}", spec.name, Utc::now().format("%Y%m%d-%H%M%S"), rand_u16());
+    claim_output(store, &spec.output.uri, &job_id).await?;
     let code = store_code(store, &job_id, &spec, code).await?;
     let class = spec.resources.class().slug();
     let total_rows = sources.iter().map(|s| s.rows()).sum();
@@ -227,16 +234,39 @@ fn rand_u16() -> u16 {
     (uuid::Uuid::new_v4().as_u128() & 0xffff) as u16
 }
 
-/// Remove what an earlier job left in this output location: its manifest and parts.
-/// Only fleetform's own file names directly in the location are touched (never files in
-/// subdirectories, which may be other jobs' outputs).
-async fn clear_previous_output(output: &Location) -> Result<()> {
-    for key in objects::list(output, "").await? {
-        if key == "_SUCCESS" || (key.starts_with("part-") && key.ends_with(".parquet") && !key.contains('/')) {
-            objects::delete(output, &key).await?;
+/// Which job may publish into an output location: the one submitted last.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct OutputClaim {
+    job_id: String,
+    output: String,
+}
+
+fn claim_key(output_uri: &str) -> String {
+    layout::output_claim(&short_hash(output_uri))
+}
+
+/// A short, stable hash of a text (hex): names of claims and of published parts.
+fn short_hash(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(text.as_bytes())[..6])
+}
+
+/// Claim `output_uri` for `job_id`. An unfinished job that held it is superseded: it is
+/// cancelled (its queued tasks are dropped) and, should it finish anyway, it publishes
+/// nothing; two jobs never publish into one output behind each other's back.
+async fn claim_output(store: &Store, output_uri: &str, job_id: &str) -> Result<()> {
+    let key = claim_key(output_uri);
+    if let Some(old) = store.get_json::<OutputClaim>(&key).await? {
+        let finished = store.exists(&layout::success(&old.job_id)).await? || store.exists(&layout::cancel(&old.job_id)).await?;
+        if !finished && store.exists(&layout::job(&old.job_id)).await? {
+            tracing::warn!(
+                "job {} was still writing to {output_uri}: it is superseded by {job_id} (cancelled; it will publish nothing)",
+                old.job_id
+            );
+            store.put_json(&layout::cancel(&old.job_id), &serde_json::json!({"cancelled_at": Utc::now(), "superseded_by": job_id})).await?;
         }
     }
-    Ok(())
+    store.put_json(&key, &OutputClaim { job_id: job_id.to_string(), output: output_uri.to_string() }).await
 }
 
 /// What submit fixed about a job's input: its tasks, its columns (for validation) and,
@@ -392,12 +422,17 @@ fn task_ids(keys: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Write the manifest once every task is done or failed. Idempotent: the first writer
-/// wins (create-if-absent) and removes output files no manifest entry names (parts of
-/// attempts that lost their lease). Returns the manifest when the job is finished.
+/// Write the job's manifest once every task is done or failed, then settle its output
+/// (the commit protocol): a job whose every task succeeded, that was neither cancelled nor
+/// superseded and skipped no more records than allowed publishes its staged parts into
+/// the output location and writes `_SUCCESS` there last; any other job publishes nothing
+/// and leaves the output as it was. The store's manifest is the commit point: the first
+/// finalizer's decision (create-if-absent) is the decision, and every later call finishes
+/// what a crash interrupted (idempotent).
 pub async fn finalize(store: &Store, job_id: &str) -> Result<Option<Manifest>> {
     let p = progress(store, job_id).await?;
     if let Some(m) = p.manifest {
+        settle(&p.record, &m).await?;
         return Ok(Some(m));
     }
     if p.done.len() + p.failed.len() < p.record.tasks {
@@ -409,14 +444,15 @@ pub async fn finalize(store: &Store, job_id: &str) -> Result<Option<Manifest>> {
         .into_iter()
         .flatten()
         .collect();
+    let tag = short_hash(job_id);
     let mut files: Vec<ManifestFile> = records
         .iter()
-        .flat_map(|r| r.chunks.iter().map(|c| ManifestFile { file: c.file.clone(), rows: c.rows }))
+        .flat_map(|r| r.chunks.iter().map(|c| ManifestFile { file: layout::published_part(&tag, &c.file), rows: c.rows }))
         .collect();
     files.sort_by(|a, b| a.file.cmp(&b.file));
     let mut failed_tasks: Vec<String> = p.failed.iter().map(|f| f.task_id.clone()).collect();
     failed_tasks.sort();
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         job_id: job_id.to_string(),
         total_rows: files.iter().map(|f| f.rows).sum(),
         files,
@@ -424,22 +460,114 @@ pub async fn finalize(store: &Store, job_id: &str) -> Result<Option<Manifest>> {
         failed_tasks,
         finished_at: Utc::now(),
         skipped_records: records.iter().map(|r| r.skipped.count).sum(),
+        not_published: None,
     };
-    // Order matters: the store's manifest is what "finished" means to everyone, so the
-    // output is complete (orphans gone, _SUCCESS written) before it appears. Finalizers
-    // racing here compute the same file list from the same done records.
-    let output = storage::open(&p.record.spec.output.uri).await?;
-    let keep: std::collections::HashSet<&str> = manifest.files.iter().map(|f| f.file.as_str()).collect();
-    for key in objects::list(&output, "").await? {
-        if key.starts_with("part-") && !keep.contains(key.as_str()) {
-            objects::delete(&output, &key).await?;
+    manifest.not_published = why_not_published(store, &p, &records, &manifest).await?;
+    if !store.create_json(&layout::success(job_id), &manifest).await? {
+        manifest = store.get_json(&layout::success(job_id)).await?.context("the job's manifest vanished")?;
+    }
+    settle(&p.record, &manifest).await?;
+    Ok(Some(manifest))
+}
+
+/// Why a finished job may not publish its output, if it may not.
+async fn why_not_published(store: &Store, p: &JobProgress, records: &[DoneRecord], m: &Manifest) -> Result<Option<String>> {
+    let job_id = &p.record.job_id;
+    if !m.failed_tasks.is_empty() {
+        return Ok(Some(format!(
+            "{} of {} tasks failed (dead-lettered after {} attempts)",
+            m.failed_tasks.len(),
+            m.tasks,
+            p.record.spec.max_failures
+        )));
+    }
+    if let Some(cancel) = store.get_json::<serde_json::Value>(&layout::cancel(job_id)).await? {
+        return Ok(Some(match cancel["superseded_by"].as_str() {
+            Some(by) => format!("superseded by job {by}, which writes to the same output"),
+            None => "the job was cancelled".to_string(),
+        }));
+    }
+    if let Some(claim) = store.get_json::<OutputClaim>(&claim_key(&p.record.spec.output.uri)).await? {
+        if claim.job_id != *job_id {
+            return Ok(Some(format!("superseded by job {}, which writes to the same output", claim.job_id)));
         }
     }
-    objects::put_json(&output, "_SUCCESS", &manifest).await.context("cannot write the _SUCCESS manifest")?;
-    if !store.create_json(&layout::success(job_id), &manifest).await? {
-        return store.get_json(&layout::success(job_id)).await;
+    Ok(too_many_skipped(&p.record.spec.input, records))
+}
+
+/// `input.on_error: skip` beyond `max_skipped_fraction` / `max_skipped`: the count, the
+/// share and the first examples, quoted as the records are in the file.
+fn too_many_skipped(input: &fleetform_core::job::InputSpec, records: &[DoneRecord]) -> Option<String> {
+    let skipped: u64 = records.iter().map(|r| r.skipped.count).sum();
+    if skipped == 0 {
+        return None;
     }
-    Ok(Some(manifest))
+    let read = skipped + records.iter().map(|r| r.rows_in).sum::<u64>();
+    let share = skipped as f64 / read as f64;
+    let over_count = input.max_skipped.is_some_and(|max| skipped > max);
+    if share <= input.max_skipped_fraction && !over_count {
+        return None;
+    }
+    let limit = match input.max_skipped {
+        Some(max) if over_count => format!("input.max_skipped is {max}"),
+        _ => format!("input.max_skipped_fraction is {}", input.max_skipped_fraction),
+    };
+    let examples: Vec<&str> = records.iter().flat_map(|r| r.skipped.examples.iter().map(String::as_str)).take(3).collect();
+    Some(format!(
+        "{skipped} of {read} records ({:.1} %) were malformed and skipped ({limit}); check input.schema and the format. \
+         First ones: {}",
+        share * 100.0,
+        examples.join(" | ")
+    ))
+}
+
+/// Finish what the manifest decided, idempotently: publish, or leave the output alone;
+/// either way the job's staging directory goes.
+async fn settle(record: &JobRecord, manifest: &Manifest) -> Result<()> {
+    let output = storage::open(&record.spec.output.uri).await?;
+    let staging = layout::staging_dir(&record.job_id);
+    if manifest.published() {
+        publish(&output, &staging, manifest).await?;
+    }
+    for key in objects::list(&output, &format!("{staging}/")).await? {
+        objects::delete(&output, &key).await?;
+    }
+    if let Some(dir) = &output.local_dir {
+        // A directory store leaves the emptied directories behind; S3 has none.
+        let _ = std::fs::remove_dir(dir.join(&staging));
+        let _ = std::fs::remove_dir(dir.join("_staging"));
+    }
+    Ok(())
+}
+
+/// Move the staged parts into place, write `_SUCCESS` (the commit for readers of the
+/// location), then remove the parts the new `_SUCCESS` does not name (the previous
+/// output's, strays). A reader that trusts `_SUCCESS` sees the old complete output or the
+/// new one, never a mix: the new parts have names of their own, and the old ones go only
+/// after the new `_SUCCESS` is in place.
+async fn publish(output: &Location, staging: &str, manifest: &Manifest) -> Result<()> {
+    let tag = short_hash(&manifest.job_id);
+    for f in &manifest.files {
+        let staged = f.file.replacen(&format!("part-{tag}-"), "part-", 1);
+        let from = output.key(&format!("{staging}/{staged}"));
+        let to = output.key(&f.file);
+        match output.store.rename(&from, &to).await {
+            Ok(()) => {}
+            Err(object_store::Error::NotFound { .. }) if output.store.head(&to).await.is_ok() => {} // moved before
+            Err(e) => return Err(anyhow!("cannot publish {} into {}: {e}", f.file, output.uri)),
+        }
+    }
+    let current: Option<Manifest> = objects::get_json(output, "_SUCCESS").await.ok().flatten();
+    if current.as_ref().is_none_or(|m| m.job_id != manifest.job_id) {
+        objects::put_json(output, "_SUCCESS", manifest).await.context("cannot write the _SUCCESS manifest")?;
+    }
+    let keep: std::collections::HashSet<&str> = manifest.files.iter().map(|f| f.file.as_str()).collect();
+    for key in objects::list(output, "").await? {
+        if !key.contains('/') && key.starts_with("part-") && key.ends_with(".parquet") && !keep.contains(key.as_str()) {
+            objects::delete(output, &key).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Mark a job cancelled: agents drop its queued tasks and stop running ones.

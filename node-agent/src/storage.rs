@@ -68,7 +68,81 @@ pub fn normalize_uri(uri: &str) -> Result<String> {
     }
     let p = std::path::Path::new(uri);
     let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir()?.join(p) };
-    Ok(format!("file://{}", abs.display().to_string().trim_end_matches('/')))
+    Ok(format!("file://{}", lexical(&abs).display().to_string().trim_end_matches('/')))
+}
+
+/// A path without `.`, `..` and repeated separators, without touching the disk: `./a`,
+/// `a//b/` and `x/../a` spell the same place as `a`.
+fn lexical(path: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// A local path with its symlinks resolved as far as it exists (the rest appended), so
+/// two spellings of one directory through a link compare equal.
+fn resolved(path: &std::path::Path) -> std::path::PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.file_name().map(|n| n.to_os_string()), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+    let mut out = std::fs::canonicalize(&existing).unwrap_or(existing);
+    out.extend(rest.into_iter().rev());
+    out
+}
+
+/// The segments that identify a normalized location: the bucket then the key's parts on
+/// S3, the resolved path's parts locally.
+fn segments(uri: &str) -> Vec<String> {
+    match uri.strip_prefix("s3://") {
+        Some(rest) => rest.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        None => {
+            let path = uri.strip_prefix("file://").unwrap_or(uri);
+            let path = resolved(std::path::Path::new(path));
+            path.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect()
+        }
+    }
+}
+
+/// How two normalized locations overlap, if they do: one job's output must be none of
+/// these to its input, or it would read or delete its own data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    Same,
+    /// The first is inside the second.
+    Inside,
+    /// The first contains the second.
+    Contains,
+}
+
+pub fn overlap(a: &str, b: &str) -> Option<Overlap> {
+    if a.starts_with("s3://") != b.starts_with("s3://") {
+        return None;
+    }
+    let (a, b) = (segments(a), segments(b));
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    match (common == a.len(), common == b.len()) {
+        (true, true) => Some(Overlap::Same),
+        (false, true) => Some(Overlap::Inside),
+        (true, false) => Some(Overlap::Contains),
+        (false, false) => None,
+    }
 }
 
 /// Split a file URI into its location (directory or bucket) and object key, for

@@ -347,8 +347,9 @@ pub async fn wait_for(c: &Ctx, job_id: &str) -> Result<WaitOutcome> {
     }
 }
 
-/// Print where the result is, the throughput and any failures. Exit code 1 when any
-/// task failed or the job was cancelled.
+/// Print where the result is, the throughput and any failures. Exit code 1 when the
+/// output was not published (a task failed, the job was cancelled or superseded, too many
+/// records were skipped).
 async fn report(store: &Store, job_id: &str, w: &WaitOutcome) -> Result<i32> {
     let spec = &w.progress.record.spec;
     if w.progress.cancelled {
@@ -366,17 +367,23 @@ async fn report(store: &Store, job_id: &str, w: &WaitOutcome) -> Result<i32> {
     let rows_out = w.manifest.as_ref().map(|m| m.total_rows).unwrap_or(0);
     let files = w.manifest.as_ref().map(|m| m.files.len()).unwrap_or(0);
     println!("{job_id}: {} of {} tasks done in {secs:.2}s", w.progress.done.len(), w.progress.record.tasks);
-    println!("  output     {} ({files} files, {rows_out} rows, manifest _SUCCESS)", spec.output.uri);
+    let not_published = w.manifest.as_ref().and_then(|m| m.not_published.clone());
+    match &not_published {
+        None => println!("  output     {} ({files} files, {rows_out} rows, manifest _SUCCESS)", spec.output.uri),
+        Some(why) => println!(
+            "  output     NOT PUBLISHED: {why}\n             {} is as it was before this job (no _SUCCESS written)",
+            spec.output.uri
+        ),
+    }
     println!("  throughput {} rows/s ({rows_in} rows in)", human(rows_in as f64 / secs));
     print_skipped(w.manifest.as_ref(), &done);
-    if w.progress.failed.is_empty() {
-        return Ok(0);
+    if !w.progress.failed.is_empty() {
+        println!("  FAILED     {} tasks (dead-lettered after {} attempts):", w.progress.failed.len(), spec.max_failures);
+        for f in &w.progress.failed {
+            println!("    {} {}: {}", f.task_id, f.input, f.error);
+        }
     }
-    println!("  FAILED     {} tasks (dead-lettered after {} attempts):", w.progress.failed.len(), spec.max_failures);
-    for f in &w.progress.failed {
-        println!("    {} {}: {}", f.task_id, f.input, f.error);
-    }
-    Ok(1)
+    Ok(if not_published.is_none() && w.progress.failed.is_empty() { 0 } else { 1 })
 }
 
 /// Malformed records skipped (`input.on_error: skip`): the count and a few examples.
@@ -474,7 +481,9 @@ fn state(p: &JobProgress) -> &'static str {
     if p.cancelled {
         "cancelled"
     } else if p.manifest.as_ref().is_some_and(|m| !m.failed_tasks.is_empty()) {
-        "finished with failures"
+        "failed (not published)"
+    } else if p.manifest.as_ref().is_some_and(|m| !m.published()) {
+        "not published"
     } else if p.manifest.is_some() {
         "succeeded"
     } else if p.done.is_empty() && p.failed.is_empty() {

@@ -14,6 +14,14 @@
 //! `moto-gaps` policy derived from it (`moto_gaps`), whose every rule is a place where
 //! moto asks for something AWS does not; what that leaves unverified is in docs/aws.md.
 //!
+//! Then the conditions: tests/e2e/iam_eval.py turns every recorded call (moto's decision
+//! log carries each request's parameters) into the request contexts AWS authorizes it
+//! under (tags at launch as `ec2:CreateTags` with `ec2:CreateAction`, `iam:PassRole`,
+//! `aws:RequestTag`/`aws:ResourceTag` with the resources' real tags, `s3:prefix`...), and
+//! evaluates them against the deployed documents with principalmapper, an evaluator that
+//! honours conditions. Every context must be allowed and a list of calls outside the
+//! roles denied ("IAM evaluated as AWS does" in docs/aws.md).
+//!
 //! Set-up runs before enforcement starts, because moto cannot do three things with it on:
 //! it checks signatures by re-encoding form bodies and gets CloudFormation's CreateStack
 //! (a template with spaces) wrong, so apply would fail with SignatureDoesNotMatch; it
@@ -45,16 +53,27 @@ const STORE: &str = "s3://fleetform-iam-data/iam";
 const DATASETS: &str = "fleetform-iam-datasets";
 const ROWS: usize = 4000;
 
-/// The workshop's shape (aws_reconcile::spec_yaml) with job data outside the store, and
-/// nodes idle after 3 s so that one reconcile pass can scale down.
+/// The workshop's shape (aws_reconcile::spec_yaml) with job data outside the store, nodes
+/// idle after 3 s so that one reconcile pass can scale down, and the arm type
+/// (`min_workers: 1`) on-demand, so that the head launches through RunInstances as well as
+/// CreateFleet (spot): both launch paths are authorized differently.
 fn spec_yaml() -> String {
-    crate::aws_reconcile::spec_yaml(CLUSTER, 0).replace(
+    let spec = crate::aws_reconcile::spec_yaml(CLUSTER, 0).replace(
         "storage: {bucket: fleetform-iam-data, prefix: iam/}\n",
         &format!(
             "storage:\n  bucket: fleetform-iam-data\n  prefix: iam/\n  job_inputs: [s3://{DATASETS}/raw/]\n  \
              job_outputs: [s3://{DATASETS}/clean/]\nidle_timeout_minutes: 0.05\n"
         ),
-    )
+    );
+    let on_demand = spec.replace(
+        "[r8g.2xlarge], market: spot",
+        "[r8g.2xlarge], market: on-demand",
+    );
+    assert_ne!(
+        on_demand, spec,
+        "aws_reconcile::spec_yaml changed: the arm type is no longer spot r8g"
+    );
+    on_demand
 }
 
 /// A python step longer than a third of the agent's 6 s lease, so every task renews its
@@ -250,11 +269,16 @@ fn start_agent(moto: &Moto, worker: &Credentials, id: &str, dir: &Path) -> Agent
 
 /// The x86 worker instances of the cluster that are not terminated.
 async fn x86_workers(ec2: &aws_sdk_ec2::Client) -> Vec<(String, String)> {
+    workers(ec2, "x86_worker_node").await
+}
+
+/// The instances of `node_type` in the cluster that are not terminated: (id, state).
+async fn workers(ec2: &aws_sdk_ec2::Client, node_type: &str) -> Vec<(String, String)> {
     let tag = |k: &str, v: &str| Filter::builder().name(format!("tag:{k}")).values(v).build();
     let out = ec2
         .describe_instances()
         .filters(tag("fleetform:cluster", CLUSTER))
-        .filters(tag("fleetform:node-type", "x86_worker_node"))
+        .filters(tag("fleetform:node-type", node_type))
         .send()
         .await
         .unwrap();
@@ -355,10 +379,20 @@ fn aws_head_and_worker_roles_allow_every_call_and_deny_the_rest() {
     let ec2 = aws_sdk_ec2::Client::new(&admin_sdk);
     submit_refuses_what_the_workers_cannot_reach(&moto, &f, &admin);
 
-    // The head: a steady pass, then one that launches for queued demand.
+    // The head: a pass that replaces the arm node apply launched (min_workers, on-demand:
+    // RunInstances), then one that launches for queued demand (spot: CreateFleet).
+    let arm = rt.block_on(workers(&ec2, "arm_worker_node"));
+    assert_eq!(
+        arm.len(),
+        1,
+        "apply launched the arm type's min_workers: {arm:?}"
+    );
+    rt.block_on(ec2.terminate_instances().instance_ids(&arm[0].0).send())
+        .unwrap();
     let start = moto.decisions().len();
     let (code, out) = fleetform(&moto, &f, &head, &["reconcile"]);
     assert_eq!(code, 0, "{out}");
+    assert!(out.contains("launch 1 arm_worker_node"), "{out}");
     let jobs = submit_jobs(&moto, &f, &admin);
     let (code, out) = fleetform(&moto, &f, &head, &["reconcile"]);
     assert_eq!(code, 0, "{out}");
@@ -402,6 +436,141 @@ fn aws_head_and_worker_roles_allow_every_call_and_deny_the_rest() {
         report(&ran)
     );
     assert_every_call_is_allowed_and_granted(&ran, &documents);
+
+    // The same calls as AWS would authorize them, conditions included.
+    let evaluated = evaluate_as_aws(&moto, &admin, &documents, start..end);
+    assert_aws_allows_every_context_and_denies_the_probes(&evaluated);
+}
+
+/// tests/e2e/iam_eval.py: the request contexts AWS authorizes each call under, evaluated
+/// against the deployed documents by an IAM evaluator that honours conditions.
+const IAM_EVAL_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/e2e/iam_eval.py");
+
+/// Runs tests/e2e/iam_eval.py on the decision log's lines `lines` (as the admin, who
+/// reads the resources' tags); prints its table; returns its JSON answer.
+fn evaluate_as_aws(
+    moto: &Moto,
+    admin: &Credentials,
+    documents: &BTreeMap<String, Value>,
+    lines: std::ops::Range<usize>,
+) -> Value {
+    let policies = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(policies.path(), serde_json::to_vec(documents).unwrap()).unwrap();
+    let out = Command::new("python3")
+        .arg(IAM_EVAL_PY)
+        .arg("evaluate")
+        .arg("--log")
+        .arg(moto.decision_log())
+        .args([
+            "--from",
+            &lines.start.to_string(),
+            "--to",
+            &lines.end.to_string(),
+        ])
+        .arg("--policies")
+        .arg(policies.path())
+        .args([
+            "--cluster",
+            CLUSTER,
+            "--store",
+            STORE,
+            "--datasets",
+            DATASETS,
+        ])
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_REGION", crate::moto::REGION)
+        .env("ADMIN_KEY", &admin.key)
+        .env("ADMIN_SECRET", &admin.secret)
+        .output()
+        .expect("running python3 (the one with principalmapper-0ca: .ci/venv/bin first on PATH)");
+    let table = String::from_utf8_lossy(&out.stderr);
+    println!("{table}");
+    assert!(out.status.success(), "iam_eval.py failed: {table}");
+    serde_json::from_slice(&out.stdout).expect("iam_eval.py prints one JSON object")
+}
+
+/// One evaluated context, on one line.
+fn shown(c: &Value) -> String {
+    format!(
+        "{} {} on {} with {} → {}",
+        c["role"], c["action"], c["resource"], c["keys"], c["decision"]
+    )
+}
+
+/// Every context of every call is allowed; each probe is denied; the contexts that carry
+/// the launch's conditions were there to be evaluated.
+fn assert_aws_allows_every_context_and_denies_the_probes(evaluated: &Value) {
+    let contexts = evaluated["contexts"].as_array().unwrap();
+    let unmodelled: Vec<String> = contexts
+        .iter()
+        .filter(|c| c["modelled"] != true)
+        .map(shown)
+        .collect();
+    assert!(
+        unmodelled.is_empty(),
+        "calls iam_eval.py has no request context for (model them):\n{}",
+        unmodelled.join("\n")
+    );
+    let refused: Vec<String> = contexts
+        .iter()
+        .filter(|c| c["decision"] != "allow")
+        .map(shown)
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "{} of {} request contexts would be refused by AWS:\n{}",
+        refused.len(),
+        contexts.len(),
+        refused.join("\n")
+    );
+    let has = |action: &str, key: &str, value: &str| {
+        contexts
+            .iter()
+            .any(|c| c["action"] == action && c["keys"][key] == value)
+    };
+    for (action, key, value) in [
+        ("ec2:CreateTags", "ec2:CreateAction", "CreateFleet"),
+        ("ec2:CreateTags", "ec2:CreateAction", "RunInstances"),
+        (
+            "ec2:CreateFleet",
+            "aws:RequestTag/fleetform:cluster",
+            CLUSTER,
+        ),
+        (
+            "ec2:RunInstances",
+            "aws:RequestTag/fleetform:cluster",
+            CLUSTER,
+        ),
+        (
+            "ec2:TerminateInstances",
+            "aws:ResourceTag/fleetform:cluster",
+            CLUSTER,
+        ),
+        ("iam:PassRole", "iam:PassedToService", "ec2.amazonaws.com"),
+    ] {
+        assert!(
+            has(action, key, value),
+            "no {action} context with {key} = {value}"
+        );
+    }
+    assert!(
+        contexts
+            .iter()
+            .any(|c| c["action"] == "s3:ListBucket" && c["keys"]["s3:prefix"].is_string()),
+        "no s3:ListBucket context with s3:prefix"
+    );
+    let probes = evaluated["probes"].as_array().unwrap();
+    assert!(probes.len() >= 20, "{probes:?}");
+    let allowed: Vec<String> = probes
+        .iter()
+        .filter(|c| c["decision"] == "allow")
+        .map(|c| format!("{} ({})", shown(c), c["why"]))
+        .collect();
+    assert!(
+        allowed.is_empty(),
+        "calls outside the roles that AWS would allow:\n{}",
+        allowed.join("\n")
+    );
 }
 
 /// Who the test acts as, and the roles' documents as deployed (role name → policy).

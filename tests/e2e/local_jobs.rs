@@ -62,23 +62,32 @@ fn generate_then_clean_every_row_exactly_once() {
     assert_eq!(parts, manifest.files.len());
 }
 
+/// A task that fails fails the job: the job names the file and the error, publishes
+/// nothing, writes no `_SUCCESS`, and the previous good output stays as it was (Hadoop's
+/// and Spark's committers: `_SUCCESS` only after a job commit).
 #[test]
-fn a_corrupt_input_file_fails_alone_and_is_reported() {
+fn a_corrupt_input_file_fails_the_job_and_keeps_the_previous_output() {
     let env = LocalEnv::new(1, 2);
     let g = generate_job(&env, 8_000, "raw");
     assert!(env.run(&["run", g.to_str().unwrap()]).status.success());
-    std::fs::write(env.path("raw/zz-corrupt.parquet"), b"this is not parquet").unwrap();
     let c = clean_job(&env, "raw", "clean");
+    assert!(env.run(&["run", c.to_str().unwrap()]).status.success());
+    let (before, _, _) = read_output(&env.path("clean"));
+    std::fs::write(env.path("raw/zz-corrupt.parquet"), b"this is not parquet").unwrap();
     let out = env.run(&["run", c.to_str().unwrap(), "--set", "max_failures=2"]);
     assert_eq!(out.status.code(), Some(1), "a job with failed tasks exits 1");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("FAILED     1 tasks"), "{stdout}");
     assert!(stdout.contains("zz-corrupt.parquet"), "the failure names the input file: {stdout}");
     assert!(stdout.contains("not a readable parquet file"), "and the error: {stdout}");
-    let (manifest, ids, _) = read_output(&env.path("clean"));
-    assert_eq!(manifest.failed_tasks.len(), 1);
+    assert!(stdout.contains("NOT PUBLISHED: 1 of "), "{stdout}");
+    let (after, ids, _) = read_output(&env.path("clean"));
+    assert_eq!(after, before, "the previous output and its _SUCCESS are untouched");
     assert_exactly_once(&ids, 8_000);
-    let status = env.run(&["job", "status", &manifest.job_id]);
+    let names: Vec<String> = std::fs::read_dir(env.path("clean")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names.len(), before.files.len() + 1, "nothing else was left in the output: {names:?}");
+    let job = stdout.lines().find(|l| l.contains(" tasks done in ")).and_then(|l| l.split(':').next()).unwrap().trim().to_string();
+    let status = env.run(&["job", "status", &job]);
     assert_eq!(status.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&status.stdout).contains("zz-corrupt.parquet"));
 }
@@ -132,4 +141,137 @@ fn a_malformed_input_line_is_reported_by_file_and_line_or_skipped_and_counted() 
     let status = env.run(&["job", "status", &manifest.job_id]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("rows     99 written") && text.contains("skipped  1 malformed input records"), "{text}");
+}
+
+/// An output that is the input, inside it or around it is refused however it is spelled
+/// (`./raw`, `raw//`, `x/../raw`, a symlink), at validate and at submit, and the input is
+/// untouched.
+#[test]
+fn an_output_overlapping_the_input_is_refused_in_every_spelling() {
+    let env = LocalEnv::new(1, 1);
+    let g = generate_job(&env, 2_000, "raw");
+    assert!(env.run(&["run", g.to_str().unwrap()]).status.success());
+    std::os::unix::fs::symlink(env.path("raw"), env.path("alias")).unwrap();
+    let before = std::fs::read_dir(env.path("raw")).unwrap().count();
+    let c = clean_job(&env, "raw", "clean");
+    let cases = [
+        ("./raw", "is the input location too"),
+        ("raw//", "is the input location too"),
+        ("sub/../raw", "is the input location too"),
+        ("alias", "is the input location too"),
+        ("raw/sub", "is inside the input location"),
+        (".", "contains the input location"),
+    ];
+    for (output, why) in cases {
+        for command in ["validate", "submit"] {
+            let set = format!("output.uri={output}");
+            let out = env.run(&[command, c.to_str().unwrap(), "--set", &set]);
+            let err = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert_eq!(out.status.code(), Some(1), "{command} {output}: {err}");
+            assert!(err.contains("output.uri") && err.contains(why), "{command} {output}: {err}");
+        }
+    }
+    assert_eq!(std::fs::read_dir(env.path("raw")).unwrap().count(), before, "the input is untouched");
+    assert!(!env.path("raw/sub").exists() && !env.path("clean").exists(), "validate creates nothing");
+}
+
+/// `on_error: skip` is bounded: a schema that does not fit the data skips nearly every
+/// record, and the job fails (nothing published) with the count and the records quoted as
+/// they are in the file; a few bad lines within `max_skipped_fraction` still pass.
+#[test]
+fn skipping_more_than_allowed_fails_the_job() {
+    let env = LocalEnv::new(1, 1);
+    let mut lines = String::new();
+    for i in 0..200 {
+        if i % 4 == 0 {
+            lines.push_str(&format!("{{\"id\": \"x{i}\", \"text\": \"a, b, c\"}}\n"));
+        } else {
+            lines.push_str(&format!("{{\"id\": {i}, \"text\": \"row {i}\"}}\n"));
+        }
+    }
+    std::fs::create_dir_all(env.path("in")).unwrap();
+    std::fs::write(env.path("in/records.jsonl"), &lines).unwrap();
+    let job = |name: &str, fraction: &str| {
+        env.write_job(
+            &format!("{name}.yaml"),
+            &format!(
+                "name: {name}\ninput: {{uri: in, on_error: skip, schema: {{id: int64, text: string}}{fraction}}}\n\
+                 output: {{uri: {name}-out}}\nsteps:\n  - lowercase: {{column: text}}\n"
+            ),
+        )
+    };
+    let strict = job("strict", "");
+    let out = env.run(&["run", strict.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("NOT PUBLISHED: 50 of 200 records (25.0 %) were malformed and skipped (input.max_skipped_fraction is 0.01)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("the record: `{\"id\": \"x0\", \"text\": \"a, b, c\"}`"), "quoted as in the file: {stdout}");
+    assert!(!env.path("strict-out/_SUCCESS").exists(), "no _SUCCESS for a job that was not published");
+    let lenient = job("lenient", ", max_skipped_fraction: 0.3");
+    let out = env.run(&["run", lenient.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let (manifest, ids, _) = read_output(&env.path("lenient-out"));
+    assert_eq!((manifest.total_rows, manifest.skipped_records, ids.len()), (150, 50, 150));
+}
+
+/// A re-run into an output that holds a good result publishes over it only when it
+/// succeeds, with parts of its own names, and nothing of the old result is left.
+#[test]
+fn a_rerun_replaces_the_previous_output_only_as_a_whole() {
+    let env = LocalEnv::new(1, 2);
+    let g = generate_job(&env, 8_000, "raw");
+    assert!(env.run(&["run", g.to_str().unwrap()]).status.success());
+    let c = clean_job(&env, "raw", "clean");
+    assert!(env.run(&["run", c.to_str().unwrap()]).status.success());
+    let (first, _, _) = read_output(&env.path("clean"));
+    assert!(env.run(&["run", c.to_str().unwrap()]).status.success());
+    let (second, ids, _) = read_output(&env.path("clean"));
+    assert_ne!(first.job_id, second.job_id);
+    assert_exactly_once(&ids, 8_000);
+    let first_names: Vec<&str> = first.files.iter().map(|f| f.file.as_str()).collect();
+    assert!(second.files.iter().all(|f| !first_names.contains(&f.file.as_str())), "new parts never overwrite the old ones in place");
+    let mut names: Vec<String> = std::fs::read_dir(env.path("clean")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    let mut expected: Vec<String> = second.files.iter().map(|f| f.file.clone()).chain(["_SUCCESS".to_string()]).collect();
+    expected.sort();
+    assert_eq!(names, expected, "only the new output, no staging left");
+}
+
+/// Two jobs never publish into one output behind each other's back: a job submitted into
+/// the output of an unfinished one supersedes it (cancelled, its tasks dropped; were it to
+/// finish anyway it would publish nothing), and only the later job's output is published.
+#[test]
+fn a_later_job_into_the_same_output_supersedes_the_unfinished_one() {
+    use crate::resilience::{submit, wait_for_success};
+    let env = LocalEnv::new(1, 2);
+    let job = |name: &str, column: &str| {
+        env.write_job(
+            &format!("{name}.yaml"),
+            &format!(
+                "name: {name}\ninput: {{generate: {{rows: 4000, seed: 1, text_length: 50}}}}\noutput: {{uri: out}}\n\
+                 split: {{rows_per_task: 1000}}\nsteps:\n  - {column}: {{column: text}}\n"
+            ),
+        )
+    };
+    // No agents yet: the first job stays queued, as after a `run` that died.
+    let old = submit(&env, &job("old", "uppercase"));
+    let new = submit(&env, &job("new", "lowercase"));
+    let status = env.run(&["job", "status", &old]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("cancelled"), "{}", String::from_utf8_lossy(&status.stdout));
+    let _cluster = env.up(10);
+    wait_for_success(&env, &new);
+    let (manifest, ids, batches) = read_output(&env.path("out"));
+    assert_eq!(manifest.job_id, new);
+    assert_exactly_once(&ids, 4000);
+    for b in &batches {
+        let text = b.column_by_name("text").unwrap().as_any().downcast_ref::<arrow_array::StringArray>().unwrap();
+        assert!(text.iter().flatten().all(|t| t == t.to_lowercase()), "only the new job's rows are in the output");
+    }
+    assert!(!env.store().join(format!("jobs/{old}/_SUCCESS")).exists() || {
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(env.store().join(format!("jobs/{old}/_SUCCESS"))).unwrap()).unwrap();
+        m["not_published"].is_string()
+    });
 }

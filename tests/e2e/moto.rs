@@ -151,6 +151,12 @@ impl Moto {
         text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("moto decision `{l}`: {e}"))).collect()
     }
 
+    /// The decision log itself (one JSON object a line: `Decision` and the request's
+    /// parameters), for tests/e2e/iam_eval.py.
+    pub fn decision_log(&self) -> &std::path::Path {
+        self.decisions.as_deref().expect("the decision log needs a server from Moto::start_with_iam")
+    }
+
     /// `python3 tests/e2e/moto_iam.py <args>` against this server, as `admin` when given;
     /// returns its standard output.
     pub fn iam_script(&self, args: &[&str], admin: Option<&Credentials>) -> String {

@@ -3,7 +3,9 @@ the IAM and STS calls the test makes (fleetform has no IAM client, and the test 
 adds none). Run with the Python that has moto (`.ci/venv/bin` first on PATH).
 
   serve -H HOST -p PORT      moto_server, logging every authorization decision it makes
-                             as one JSON line to $FLEETFORM_MOTO_AUTHZ_LOG
+                             as one JSON line to $FLEETFORM_MOTO_AUTHZ_LOG, with what
+                             the request carried (`request`: its parameters, for
+                             tests/e2e/iam_eval.py)
   admin                      create an IAM user with an administrator policy and an
                              access key; print {"key", "secret", "arn"}
   put-role-policies FILE     as the admin: iam:PutRolePolicy for each {"role", "name",
@@ -17,13 +19,56 @@ AWS_ENDPOINT_URL / AWS_REGION.
 
 Why the decision log is made by wrapping moto's own check: moto's request log says
 neither the action nor the caller. The wrapper records what moto decided (caller ARN,
-IAM action, the resource moto evaluated, allow/deny) and changes nothing.
+IAM action, the resource moto evaluated, allow/deny) and changes nothing. It also records
+the request's parameters (query protocol: the form; JSON protocols: the body; S3: the
+path and query), because moto evaluates no condition and tests/e2e/iam_eval.py rebuilds
+from them the request context AWS would authorize (tags, launch template, subnets...).
 """
 
 import json
 import os
 import sys
 import threading
+from urllib.parse import parse_qs, urlsplit
+
+
+def _single(values):
+    """parse_qs gives lists; a parameter of the query protocol appears once."""
+    return {k: v[0] if len(v) == 1 else v for k, v in values.items()}
+
+
+def carried(request):
+    """What one request carried, from moto's IAMRequestBase (moto/iam/access_control.py):
+    `_path` has the query string, `_body` the raw body, `_headers` the HTTP headers, and
+    `_data` moto's parse of a form body (werkzeug consumed the body itself, so `_body` is
+    empty then; moto/core/responses.py `setup_class`).
+    Object bodies (S3 PutObject/UploadPart) are left out: they say nothing to IAM, and
+    neither are headers, which hold the signature."""
+    headers = request._headers
+    content_type = headers.get("Content-Type") or ""
+    body = request._body or b""
+    if isinstance(body, str):
+        body = body.encode()
+    out = {"service": request._service, "region": request._region, "method": request._method}
+    split = urlsplit(request._path)
+    out["path"] = split.path
+    query = parse_qs(split.query, keep_blank_values=True)
+    if query:
+        out["query"] = _single(query)
+    target = headers.get("X-Amz-Target")
+    if target:
+        out["target"] = target
+    try:
+        if "x-www-form-urlencoded" in content_type:
+            out["params"] = {k: v[0] if isinstance(v, list) and len(v) == 1 else v for k, v in request._data.items()}
+        elif "json" in content_type and body:
+            out["body"] = json.loads(body)
+        elif request._service == "s3" and "delete" in query:
+            # DeleteObjects: the keys are in the XML body, and AWS checks each one.
+            out["body"] = body.decode()
+    except (UnicodeDecodeError, ValueError) as e:
+        out["unreadable"] = f"{type(e).__name__}: {e}"
+    return out
 
 
 def serve(argv):
@@ -41,6 +86,7 @@ def serve(argv):
                 "action": request._action,
                 "resource": resource,
                 "decision": decision,
+                "request": carried(request),
             }
         )
         with lock, open(path, "a") as f:

@@ -48,8 +48,19 @@ pub(crate) fn task_in_progress(env: &LocalEnv, job: &str) -> (String, String) {
     found.unwrap()
 }
 
+/// Until the job is finished and, when it publishes, its output's `_SUCCESS` names it (the
+/// store's manifest is the commit point; the output is published right after it).
 pub(crate) fn wait_for_success(env: &LocalEnv, job: &str) {
-    wait_until(Duration::from_secs(300), "the job's _SUCCESS", || env.store().join(format!("jobs/{job}/_SUCCESS")).exists());
+    let read = |path: std::path::PathBuf| -> Option<serde_json::Value> { serde_json::from_slice(&std::fs::read(path).ok()?).ok() };
+    wait_until(Duration::from_secs(300), "the job's _SUCCESS", || {
+        let Some(manifest) = read(env.store().join(format!("jobs/{job}/_SUCCESS"))) else { return false };
+        if manifest.get("not_published").is_some() {
+            return true;
+        }
+        let record = read(env.store().join(format!("jobs/{job}/job.json"))).unwrap_or_default();
+        let output = record["spec"]["output"]["uri"].as_str().unwrap_or_default().trim_start_matches("file://").to_string();
+        read(std::path::Path::new(&output).join("_SUCCESS")).is_some_and(|m| m["job_id"] == job)
+    });
 }
 
 #[test]

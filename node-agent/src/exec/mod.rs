@@ -500,7 +500,9 @@ async fn job_context(shared: &Shared, job_id: &str) -> Result<Arc<JobContext>, J
         .ok_or_else(|| unreadable(anyhow!("job {job_id} has no job.json in the store")))?;
     let unusable = |error| JobLoadError { max_failures: Some(record.spec.max_failures), error };
     let stages = Stages::compile(&record.spec.steps).map_err(unusable)?;
-    let output = crate::storage::open(&record.spec.output.uri).await.map_err(unusable)?;
+    // Tasks write into the job's staging directory; finalize publishes (jobs::finalize).
+    let staging = format!("{}/{}", record.spec.output.uri, layout::staging_dir(job_id));
+    let output = crate::storage::open(&staging).await.map_err(unusable)?;
     let input = crate::input::JobInput::for_job(&record).map_err(unusable)?;
     let python = crate::ops::python::job_pool(&shared.store, &record, &stages, &shared.cfg.spill_dir, &shared.cfg.node_id)
         .await

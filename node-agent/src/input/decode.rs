@@ -57,7 +57,7 @@ impl Decoding {
                     kept += 1;
                 }
                 Err(message) => {
-                    let at = format!("{}: {message}", locate(block.position(i))?);
+                    let at = format!("{}: {message}; the record: {}", locate(block.position(i))?, quoted(record));
                     match self.input.on_error {
                         OnError::Fail => return Err(anyhow!("{at}")),
                         OnError::Skip => skipped.push(at),
@@ -230,8 +230,24 @@ fn text_batch(bytes: &[u8], schema: &SchemaRef) -> Result<RecordBatch, ArrowErro
 /// arrow-csv counts lines from the start of its own decoder ("at line 1"), which is
 /// wrong for a record parsed alone: the caller prefixes the file's true line instead.
 fn clean_message(e: &ArrowError) -> String {
-    static RELATIVE_LINE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let re = RELATIVE_LINE
-        .get_or_init(|| regex::Regex::new(r" (?:at|for) line \d+").expect("a valid pattern"));
+    // The line arrow counts is relative to the block (the caller names the file's line),
+    // and arrow-csv's "Row data: '[a b c]'" joins the fields with spaces: the record is
+    // quoted as it is in the file instead (`quoted`).
+    static NOISE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = NOISE.get_or_init(|| {
+        regex::Regex::new(r" (?:at|for) line \d+|\.? ?Row data: '\[.*\]'$").expect("a valid pattern")
+    });
     re.replace_all(&e.to_string(), "").into_owned()
+}
+
+/// A record as it is in the file (without its line break), cut to a readable length.
+const QUOTED_MAX_CHARS: usize = 200;
+
+fn quoted(record: &[u8]) -> String {
+    let text = String::from_utf8_lossy(record);
+    let text = text.trim_end_matches(['\n', '\r']);
+    match text.char_indices().nth(QUOTED_MAX_CHARS) {
+        Some((cut, _)) => format!("`{}`… ({} bytes)", &text[..cut], record.len()),
+        None => format!("`{text}`"),
+    }
 }

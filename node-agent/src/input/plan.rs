@@ -59,8 +59,9 @@ pub async fn list_files(
     Ok((loc, files, format))
 }
 
-/// The input files below a location (of the format `explicit`, if given), skipping names
-/// that start with `_` or `.` (markers, hidden files).
+/// The input files below a location (of the format `explicit`, if given), skipping every
+/// path with a part that starts with `_` or `.` (markers, hidden files, and `_staging/`,
+/// where a job writes before it publishes), as pyarrow datasets and Spark do.
 async fn files_below(loc: &Location, explicit: Option<InputFormat>) -> Result<Vec<InputFile>> {
     let metas: Vec<object_store::ObjectMeta> = loc
         .store
@@ -71,8 +72,7 @@ async fn files_below(loc: &Location, explicit: Option<InputFormat>) -> Result<Ve
     let mut files = Vec::new();
     for m in metas {
         let name = loc.relative(&m.location);
-        let base = name.rsplit('/').next().unwrap_or(&name);
-        if base.starts_with(['_', '.']) {
+        if name.split('/').any(|part| part.starts_with(['_', '.'])) {
             continue;
         }
         match InputFormat::of_file(&name) {

@@ -356,6 +356,11 @@ fn a_malformed_record_is_named_by_file_and_line_or_skipped() {
         skipped[0].starts_with(&format!("{file}:321: ")),
         "{skipped:?}"
     );
+    // The record is quoted exactly as it is in the file, commas and all.
+    assert!(
+        skipped[1].ends_with("; the record: `{\"id\": \"four hundred\", \"text\": \"a string id\"}`"),
+        "{skipped:?}"
+    );
 }
 
 /// CSV: a value that does not fit its column and a line with too many fields, named by

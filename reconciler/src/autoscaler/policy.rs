@@ -40,7 +40,11 @@ pub fn kind_of(err: &anyhow::Error) -> FailureKind {
     #[cfg(feature = "aws")]
     for cause in err.chain() {
         if let Some(aws) = cause.downcast_ref::<crate::aws::errors::AwsError>() {
-            return aws.failure_kind();
+            return match (aws.needs_operator(), aws.is_throttled()) {
+                (true, _) => FailureKind::NeedsOperator,
+                (_, true) => FailureKind::Throttled,
+                _ => FailureKind::Transient,
+            };
         }
     }
     let _ = err;
@@ -181,6 +185,6 @@ mod tests {
         assert!(message.ends_with("only a change of permissions or account settings fixes this: retrying every 5 minutes until then)"), "{message}");
         let mut f = RoundFailures::default();
         let throttled = error_policy(&e, FailureKind::Throttled, &mut f, now, 1.0);
-        assert_eq!(throttled, REQUEUE_BASE * 8, "the first throttled round waits as a third failure would");
+        assert_eq!(throttled, REQUEUE_BASE * 4, "the first throttled round waits as a third failure would");
     }
 }

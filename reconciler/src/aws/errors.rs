@@ -25,8 +25,8 @@ pub enum AwsError {
     RegionNotEnabled { region: String },
     #[error("cannot reach AWS for {action}: check the region (`provider.region` / AWS_REGION), AWS_ENDPOINT_URL and the network ({detail})")]
     Unreachable { action: &'static str, detail: String },
-    #[error("access denied: allow `{action}` for the identity running fleetform ({detail})")]
-    AccessDenied { action: &'static str, detail: String },
+    #[error("access denied: allow {needs} for the identity running fleetform ({detail})")]
+    AccessDenied { action: &'static str, needs: String, detail: String },
     #[error("AWS kept throttling {action} after {MAX_ATTEMPTS} attempts with backoff: wait a minute and run again")]
     Throttled { action: &'static str },
     #[error(
@@ -41,19 +41,22 @@ pub enum AwsError {
 }
 
 impl AwsError {
-    /// What retrying can do about it (the autoscaler's error policy).
-    pub fn failure_kind(&self) -> crate::autoscaler::policy::FailureKind {
-        use crate::autoscaler::policy::FailureKind;
-        match self {
-            AwsError::Throttled { .. } => FailureKind::Throttled,
+    /// Only a person can fix it (permissions, credentials, account settings): retrying
+    /// sooner changes nothing (the autoscaler's error policy waits the longest).
+    pub fn needs_operator(&self) -> bool {
+        matches!(
+            self,
             AwsError::NoCredentials { .. }
-            | AwsError::BadCredentials { .. }
-            | AwsError::NoRegion
-            | AwsError::RegionNotEnabled { .. }
-            | AwsError::AccessDenied { .. }
-            | AwsError::SpotServiceLinkedRole { .. } => FailureKind::NeedsOperator,
-            AwsError::Unreachable { .. } | AwsError::Api { .. } => FailureKind::Transient,
-        }
+                | AwsError::BadCredentials { .. }
+                | AwsError::NoRegion
+                | AwsError::RegionNotEnabled { .. }
+                | AwsError::AccessDenied { .. }
+                | AwsError::SpotServiceLinkedRole { .. }
+        )
+    }
+
+    pub fn is_throttled(&self) -> bool {
+        matches!(self, AwsError::Throttled { .. })
     }
 
     pub fn code(&self) -> Option<&str> {
@@ -202,13 +205,36 @@ fn from_code(action: &'static str, code: Option<String>, message: String, detail
     } else if THROTTLING.contains(&c) {
         AwsError::Throttled { action }
     } else if DENIED.contains(&c) {
-        AwsError::AccessDenied { action, detail: shown }
+        AwsError::AccessDenied { action, needs: denied_permission(action, &message), detail: shown }
     } else if BAD_CREDENTIALS.contains(&c) {
         AwsError::BadCredentials { code: c.to_string() }
     } else if c == "OptInRequired" {
         AwsError::RegionNotEnabled { region: message }
     } else {
         AwsError::Api { action, code, detail: shown }
+    }
+}
+
+/// The permission a denial names. A call can be refused for another action than its own:
+/// AWS's message then says which ("... is not authorized to perform: ec2:CreateTags on
+/// resource: arn:...:instance/* because ..."), and a launch refused for its tags needs
+/// `ec2:CreateTags` with `ec2:CreateAction` set to the API name, not `ec2:RunInstances`.
+fn denied_permission(action: &str, message: &str) -> String {
+    let named = message.split_once("not authorized to perform: ").and_then(|(_, rest)| {
+        let (denied, rest) = rest.split_once(" on resource: ")?;
+        let resource = rest.split_whitespace().next()?;
+        Some((denied.trim().to_string(), resource.trim_end_matches(['.', ',']).to_string()))
+    });
+    match named {
+        Some((denied, resource)) if denied == "ec2:CreateTags" && matches!(action, "ec2:RunInstances" | "ec2:CreateFleet") => {
+            let api = action.trim_start_matches("ec2:");
+            format!(
+                "`ec2:CreateTags` on `{resource}` with condition `ec2:CreateAction` = `{api}` \
+                 (tags given at launch are authorized as CreateTags)"
+            )
+        }
+        Some((denied, resource)) => format!("`{denied}` on `{resource}`"),
+        None => format!("`{action}`"),
     }
 }
 
@@ -242,6 +268,24 @@ mod tests {
             e.to_string(),
             "access denied: allow `ec2:RunInstances` for the identity running fleetform (UnauthorizedOperation: You are not authorized)"
         );
+        // A launch refused for its tags names CreateTags and the condition, not the launch.
+        let message = "You are not authorized to perform this operation. User: arn:aws:sts::123456789012:assumed-role/fleetform-demo-head/i-1 \
+                       is not authorized to perform: ec2:CreateTags on resource: arn:aws:ec2:us-west-2:123456789012:instance/* \
+                       because no identity-based policy allows the ec2:CreateTags action. Encoded authorization failure message: abc";
+        let e = from_code("ec2:CreateFleet", Some("UnauthorizedOperation".into()), message.into(), String::new());
+        assert!(
+            e.to_string().starts_with(
+                "access denied: allow `ec2:CreateTags` on `arn:aws:ec2:us-west-2:123456789012:instance/*` with condition \
+                 `ec2:CreateAction` = `CreateFleet` (tags given at launch are authorized as CreateTags) for the identity running fleetform"
+            ),
+            "{e}"
+        );
+        let message = message.replace("ec2:CreateTags on", "iam:PassRole on").replace(
+            "arn:aws:ec2:us-west-2:123456789012:instance/*",
+            "arn:aws:iam::123456789012:role/fleetform-demo-worker",
+        );
+        let e = from_code("ec2:RunInstances", Some("UnauthorizedOperation".into()), message, String::new());
+        assert!(e.to_string().starts_with("access denied: allow `iam:PassRole` on `arn:aws:iam::123456789012:role/fleetform-demo-worker` for"), "{e}");
         let e = from_code("ec2:DescribeInstances", Some("RequestLimitExceeded".into()), String::new(), String::new());
         assert_eq!(e.to_string(), "AWS kept throttling ec2:DescribeInstances after 10 attempts with backoff: wait a minute and run again");
         let e = from_code("sts:GetCallerIdentity", Some("InvalidClientTokenId".into()), String::new(), String::new());

@@ -71,6 +71,9 @@ impl Scope {
 pub const SPOT_SERVICE: &str = "spot.amazonaws.com";
 pub const SPOT_SERVICE_LINKED_ROLE: &str = "AWSServiceRoleForEC2Spot";
 
+/// `ec2:CreateAction` of the tags a launch gives: the API names, not IAM actions.
+pub const LAUNCH_API_NAMES: [&str; 2] = ["RunInstances", "CreateFleet"];
+
 pub const TRUST_POLICY: &str = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}"#;
 
 /// Store access: objects under the prefix, listing only that prefix.
@@ -146,7 +149,9 @@ pub fn head_policy(s: &Scope) -> Value {
     let cluster_tag = format!("aws:ResourceTag/{TAG_CLUSTER}");
     let request_tag = format!("aws:RequestTag/{TAG_CLUSTER}");
     let launch = ["ec2:RunInstances", "ec2:CreateFleet"];
-    let created = ["instance/*", "volume/*", "network-interface/*", "spot-instances-request/*", "fleet/*"];
+    // What a launch creates and tags: the instance, its root volume and network interface
+    // (from the request's tag specifications or the launch template's), and the fleet.
+    let created = ["instance/*", "volume/*", "network-interface/*", "fleet/*"];
     let mut statements = vec![
         json!({
             "Sid": "LaunchFromClusterTemplates",
@@ -189,11 +194,14 @@ pub fn head_policy(s: &Scope) -> Value {
             "Condition": {"StringEquals": {"ec2:Owner": ["amazon", s.account.clone()]}},
         }),
         json!({
+            // Tags given at launch are authorized as ec2:CreateTags with ec2:CreateAction set
+            // to the bare API name (EC2 user guide, "Grant permission to tag Amazon EC2
+            // resources during creation"), not the IAM action `ec2:RunInstances`.
             "Sid": "TagOnlyAtLaunch",
             "Effect": "Allow",
             "Action": ["ec2:CreateTags"],
             "Resource": created.iter().map(|r| s.ec2_arn(r)).collect::<Vec<_>>(),
-            "Condition": {"StringEquals": {"ec2:CreateAction": launch}},
+            "Condition": {"StringEquals": {"ec2:CreateAction": LAUNCH_API_NAMES}},
         }),
         json!({
             "Sid": "TerminateOnlyClusterInstances",
@@ -233,6 +241,17 @@ pub fn head_policy(s: &Scope) -> Value {
         queue_statement(s),
     ]);
     if s.spot {
+        statements.push(json!({
+            // A spot launch (CreateFleet) also creates a spot instance request, which no
+            // request can tag (CreateFleet `instant` tags only `instance` and `fleet`) and
+            // fleetform's launch templates do not (a template that tags one fails every
+            // on-demand launch from it). The request launches nothing by itself: the
+            // instance it fulfils still needs the cluster tag (LaunchOnlyTaggedInstances).
+            "Sid": "LaunchSpotRequests",
+            "Effect": "Allow",
+            "Action": launch,
+            "Resource": s.ec2_arn("spot-instances-request/*"),
+        }));
         statements.push(json!({
             // Only EC2's spot role, only for that service: the role's own policy is AWS's,
             // and only EC2 can assume it, so this grants the head nothing it could use.
@@ -336,6 +355,16 @@ mod tests {
         let st = |sid: &str| p["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == sid).unwrap().clone();
         assert_eq!(st("TerminateOnlyClusterInstances")["Condition"]["StringEquals"]["aws:ResourceTag/fleetform:cluster"], "workshop");
         assert_eq!(st("LaunchOnlyTaggedInstances")["Condition"]["StringEquals"]["aws:RequestTag/fleetform:cluster"], "workshop");
+        // AWS sets ec2:CreateAction to the API name; `ec2:RunInstances` would deny every launch.
+        assert_eq!(st("TagOnlyAtLaunch")["Condition"]["StringEquals"]["ec2:CreateAction"], json!(["RunInstances", "CreateFleet"]));
+        let tagged = json!([
+            "arn:aws:ec2:us-west-2:123456789012:instance/*",
+            "arn:aws:ec2:us-west-2:123456789012:volume/*",
+            "arn:aws:ec2:us-west-2:123456789012:network-interface/*",
+            "arn:aws:ec2:us-west-2:123456789012:fleet/*"
+        ]);
+        assert_eq!(st("TagOnlyAtLaunch")["Resource"], tagged);
+        assert_eq!(st("LaunchOnlyTaggedInstances")["Resource"], tagged);
         assert_eq!(st("PassOnlyTheWorkerRole")["Resource"], "arn:aws:iam::123456789012:role/fleetform-workshop-worker");
         assert_eq!(st("StoreObjects")["Resource"], "arn:aws:s3:::data/workshop/*");
         let w = worker_policy(&scope()).to_string();
@@ -352,6 +381,11 @@ mod tests {
         assert_eq!(st["Condition"]["StringEquals"]["iam:AWSServiceName"], "spot.amazonaws.com");
         let on_demand_only = head_policy(&Scope { spot: false, ..scope() });
         assert!(!on_demand_only.to_string().contains("iam:CreateServiceLinkedRole"), "no spot node type, no grant");
+        // The spot request a spot launch creates carries no tag; only spot clusters may create one.
+        let spot = p["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "LaunchSpotRequests").unwrap();
+        assert_eq!(spot["Resource"], "arn:aws:ec2:us-west-2:123456789012:spot-instances-request/*");
+        assert!(spot.get("Condition").is_none());
+        assert!(!on_demand_only.to_string().contains("spot-instances-request"), "no spot node type, no spot requests");
     }
 
     #[test]

@@ -323,6 +323,9 @@ async fn spot_fleet(
                     .allocation_strategy(SpotAllocationStrategy::PriceCapacityOptimized)
                     .build(),
             )
+            // `instant` fleets accept only `instance` and `fleet` here (EC2 API reference,
+            // CreateFleet TagSpecifications); the volume and network interface get the
+            // launch template's tags, which AWS authorizes as this request's.
             .tag_specifications(tagged(ResourceType::Instance, &req.tags))
             .tag_specifications(tagged(ResourceType::Fleet, &req.tags))
             .send()
@@ -461,6 +464,7 @@ async fn run_instances(
             )
             .tag_specifications(tagged(ResourceType::Instance, &req.tags))
             .tag_specifications(tagged(ResourceType::Volume, &req.tags))
+            .tag_specifications(tagged(ResourceType::NetworkInterface, &req.tags))
             .send()
             .await;
         match res {
@@ -533,7 +537,9 @@ pub async fn wait_terminated(ctx: &AwsContext, ids: &[String], max_wait: Duratio
 }
 
 
-/// The cluster's tags on one kind of resource a launch creates.
+/// The cluster's tags on one kind of resource a launch creates. The head policy requires
+/// the cluster tag on each (`LaunchOnlyTaggedInstances`): RunInstances names all three
+/// kinds it creates; CreateFleet relies on the launch template for the other two.
 fn tagged(kind: ResourceType, tags: &[Tag]) -> TagSpecification {
     TagSpecification::builder().resource_type(kind).set_tags(Some(tags.to_vec())).build()
 }

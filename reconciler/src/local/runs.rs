@@ -169,11 +169,15 @@ impl Run {
     pub async fn reuse(&self, store: &Store, i: usize) -> Result<Reuse> {
         let Some(id) = self.previous.get(i).cloned().flatten() else { return Ok(Reuse::Submit) };
         let Ok(p) = jobs::progress(store, &id).await else { return Ok(Reuse::Submit) };
-        Ok(match (p.cancelled, p.finished(), p.failed.is_empty()) {
-            (true, _, _) => Reuse::Submit,
-            (false, false, _) => Reuse::Resume(id),
-            (false, true, true) => Reuse::Done(id),
-            (false, true, false) => Reuse::Submit,
+        let published = p.failed.is_empty() && p.manifest.as_ref().is_some_and(|m| m.published());
+        Ok(if p.cancelled {
+            Reuse::Submit
+        } else if !p.finished() {
+            Reuse::Resume(id)
+        } else if published {
+            Reuse::Done(id)
+        } else {
+            Reuse::Submit // it failed: run it again, as a new job
         })
     }
 

@@ -133,6 +133,7 @@ fn state_of(j: &CachedJob, running: u64) -> JobState {
     match &j.manifest {
         _ if j.cancelled => JobState::Cancelled,
         Some(m) if !m.failed_tasks.is_empty() => JobState::FinishedWithFailures,
+        Some(m) if !m.published() => JobState::NotPublished,
         Some(_) => JobState::Succeeded,
         None if j.done.is_empty() && j.failed.is_empty() && running == 0 => JobState::Queued,
         None => JobState::Running,

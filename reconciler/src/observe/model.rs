@@ -151,7 +151,11 @@ pub enum JobState {
     Queued,
     Running,
     Succeeded,
+    /// Some task failed: nothing was published.
     FinishedWithFailures,
+    /// Every task succeeded, but the output was not published (superseded, too many
+    /// skipped records).
+    NotPublished,
     Cancelled,
 }
 
@@ -161,12 +165,13 @@ impl JobState {
             JobState::Queued => "queued",
             JobState::Running => "running",
             JobState::Succeeded => "succeeded",
-            JobState::FinishedWithFailures => "finished with failures",
+            JobState::FinishedWithFailures => "failed (not published)",
+            JobState::NotPublished => "not published",
             JobState::Cancelled => "cancelled",
         }
     }
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::FinishedWithFailures | JobState::Cancelled)
+        matches!(self, JobState::Succeeded | JobState::FinishedWithFailures | JobState::NotPublished | JobState::Cancelled)
     }
 }
 
