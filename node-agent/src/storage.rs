@@ -31,6 +31,12 @@ impl Location {
             Path::from(format!("{}/{}", self.prefix.as_ref(), name))
         }
     }
+    /// For a local location, the file that holds `name`: the file object_store reads
+    /// and writes for [`Location::key`], whose parts it percent-encodes (`텍스트` is the
+    /// file `%ED%85%8D…`). A path made by joining `name` itself would be another file.
+    pub fn local_path(&self, name: &str) -> Option<PathBuf> {
+        self.local_dir.as_ref().map(|dir| dir.join(self.key(name).as_ref()))
+    }
     /// The name of `key` relative to this location's prefix, as [`Location::key`] was
     /// given it: object_store percent-encodes parts (`텍스트` is stored as `%ED%85%8D…`),
     /// and a name read back from a listing must be the name that was written.

@@ -187,6 +187,10 @@ fn local_job_names_in_any_script_work_end_to_end_and_path_syntax_is_refused() {
     assert!(out.status.success());
     let list = String::from_utf8_lossy(&env.run(&["job", "list"]).stdout).into_owned();
     assert!(list.contains("텍스트-정제-") && list.contains("succeeded"), "{list}");
+    let (manifest, ids, _) = read_output(&env.path("out-small"));
+    assert_eq!(manifest.total_rows, 2000);
+    assert_exactly_once(&ids, 2000);
+    assert!(!env.path("out-small/_staging").exists(), "the job's staging directory is gone");
     let status = String::from_utf8_lossy(&env.run(&["status", "--json"]).stdout).into_owned();
     assert!(status.contains("\"텍스트-정제-"), "{status}");
     for bad in ["../../../../x", "/srv/x", "a<b#c", "a\"b", "line\nbreak"] {
