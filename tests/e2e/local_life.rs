@@ -81,6 +81,7 @@ fn local_ctrl_c_drains_the_agents_and_the_same_command_resumes_the_job() {
     let run = spawn(&env, &["run", job.to_str().unwrap()]);
     let agents = agent_pids(&env);
     wait_for_some_done(&env);
+    let beat = env.heartbeats().into_iter().find(|h| !h.stopped).expect("a running agent's heartbeat");
     kill(Pid::from_raw(run.id() as i32), Signal::SIGINT).unwrap();
     let (code, err) = finish(run, Duration::from_secs(100));
     assert_eq!(code, Some(130), "{err}");
@@ -90,6 +91,12 @@ fn local_ctrl_c_drains_the_agents_and_the_same_command_resumes_the_job() {
     for pid in agents {
         assert!(!alive(pid), "agent {pid} outlived the run");
     }
+    // A node that still says it is up with no supervisor (an orphan, as before the fix)
+    // is marked by `status`.
+    let orphan = fleetform_core::task::NodeHeartbeat { updated_at: chrono::Utc::now(), ..beat };
+    std::fs::write(env.store().join("nodes").join(format!("{}.json", orphan.node_id)), serde_json::to_vec(&orphan).unwrap()).unwrap();
+    let status = String::from_utf8_lossy(&env.run(&["status"]).stdout).into_owned();
+    assert!(status.contains("SUPERVISOR GONE"), "{status}");
     let done_before = env.done_records(&id).len();
     assert!(done_before < 200, "the job was stopped before its end");
     // The same command resumes the job: no second job, every row exactly once.
