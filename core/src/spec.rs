@@ -107,6 +107,8 @@ pub struct NetworkSpec {
     pub public_subnets: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_subnets: Option<Vec<String>>,
+    /// Created form: the NAT gateway the private subnets reach SQS, EC2 and package
+    /// mirrors through. Only `true` (the default) validates: see `NO_NAT`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nat_gateway: Option<bool>,
     /// Both forms: an EC2 Instance Connect Endpoint (in the first private subnet) and SSH
@@ -713,6 +715,9 @@ impl ClusterSpec {
                 }
             }
         }
+        if !n.nat_gateway {
+            c.error(np.key("nat_gateway"), NO_NAT);
+        }
         let azs = self.provider.availability_zones.len();
         if azs > 0 && n.private_subnets.len() > azs {
             c.error(
@@ -771,6 +776,19 @@ impl ClusterSpec {
         }
     }
 }
+
+/// Why a created network needs its NAT gateway. The network fleetform creates gives the
+/// private subnets a free S3 gateway endpoint, but nodes also call SQS (every agent) and
+/// EC2, CloudFormation, SSM and STS (the head's autoscaler), and install packages
+/// (`setup_commands`, a source build). Interface endpoints for those five would bill per
+/// hour in each zone (about US$0.01 each: 10 in the default two zones, over twice a NAT
+/// gateway's hourly price) and still leave no way to PyPI or crates.io. So `false` is
+/// refused rather than answered with endpoints; a VPC that is private by design can be
+/// brought with `vpc_id`, where the checks accept endpoints instead of a NAT.
+const NO_NAT: &str = "`nat_gateway: false` leaves the private subnets with no route to SQS, EC2 or package mirrors (only S3 has a gateway \
+     endpoint), so every node would fail at boot; interface endpoints for SQS, EC2, CloudFormation, SSM and STS would cost more per hour \
+     than the NAT and still reach no package mirror: remove `nat_gateway` (it defaults to true), or bring a VPC that has the endpoints \
+     (`vpc_id` and `private_subnet_ids`)";
 
 /// `vpc-0abc...`, `subnet-...`, `sg-...`: the prefix, a dash, 8 or 17 lowercase hex digits.
 fn looks_like_id(id: &str, prefix: &str) -> bool {

@@ -525,7 +525,12 @@ fn too_many_skipped(input: &fleetform_core::job::InputSpec, records: &[DoneRecor
 /// either way the job's staging directory goes.
 async fn settle(record: &JobRecord, manifest: &Manifest) -> Result<()> {
     let output = storage::open(&record.spec.output.uri).await?;
-    let staging = layout::staging_dir(&record.job_id);
+    settle_into(&output, manifest).await
+}
+
+async fn settle_into(output: &Location, manifest: &Manifest) -> Result<()> {
+    let output = output.clone();
+    let staging = layout::staging_dir(&manifest.job_id);
     if manifest.published() {
         publish(&output, &staging, manifest).await?;
     }
@@ -585,3 +590,7 @@ pub async fn list(store: &Store) -> Result<Vec<JobRecord>> {
     jobs.sort_by_key(|j| std::cmp::Reverse(j.submitted_at));
     Ok(jobs)
 }
+
+#[cfg(test)]
+#[path = "jobs_publish_tests.rs"]
+mod publish_tests;

@@ -177,6 +177,18 @@ async fn open_s3(uri: &str) -> Result<Location> {
     Err(crate::without_aws(&format!("`{uri}`")))
 }
 
+/// Open a location to read from: like [`open`], but a local directory must exist (reading
+/// creates nothing: `validate` and `submit` leave no directories behind).
+pub async fn open_existing(uri: &str) -> Result<Location> {
+    let normalized = normalize_uri(uri)?;
+    if let Some(dir) = normalized.strip_prefix("file://") {
+        if !std::path::Path::new(dir).is_dir() {
+            bail!("`{uri}` does not exist ({dir}); relative paths are taken from the current directory");
+        }
+    }
+    open(uri).await
+}
+
 pub(crate) fn open_local(uri: &str) -> Result<Location> {
     let uri = normalize_uri(uri)?;
     if let Some(dir) = uri.strip_prefix("file://") {

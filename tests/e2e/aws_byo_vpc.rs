@@ -116,6 +116,13 @@ fn aws_byo_vpc_apply_plan_destroy_leaves_the_users_network() {
         u.vpc, u.private[0], u.nat, u.private[1], u.nat, u.group
     );
     assert!(out.contains(&stated), "{out}");
+    // S3 through the NAT costs per GB: said, with the fix, and nothing of the user's changes.
+    let s3_note = format!("Note: network: no S3 gateway endpoint on the private route table {}: the nodes' S3 traffic", u.private_table);
+    assert!(out.contains(&s3_note), "{out}");
+    assert!(out.contains(&format!("--service-name com.amazonaws.us-west-2.s3 --route-table-ids {}`", u.private_table)), "{out}");
+    // moto has no Instance Connect Endpoint API (it answers 500): the plan says it could
+    // not look, and what would fail on AWS if the VPC had one, rather than guessing.
+    assert!(out.contains(&format!("Note: network: could not list the EC2 Instance Connect Endpoints of {} (ec2:DescribeInstanceConnectEndpoints", u.vpc)), "{out}");
     assert!(out.contains("# network stack fleetform-byo-network"), "{out}");
     assert!(out.contains("+ network.HeadSecurityGroup (AWS::EC2::SecurityGroup): create"), "{out}");
     assert!(out.contains("+ network.InstanceConnectEndpoint (AWS::EC2::InstanceConnectEndpoint): create"), "{out}");
@@ -129,6 +136,25 @@ fn aws_byo_vpc_apply_plan_destroy_leaves_the_users_network() {
     let (code, out) = run(&moto, &f, &["plan", "--detailed-exitcode"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("No changes. Cluster `byo` matches the spec."), "{out}");
+
+    // The user follows the note: with the S3 gateway endpoint on their private table the
+    // plan says S3 goes through it, and the note is gone.
+    let user_endpoint = rt.block_on(async {
+        let e = ec2
+            .create_vpc_endpoint()
+            .vpc_id(&u.vpc)
+            .service_name("com.amazonaws.us-west-2.s3")
+            .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Gateway)
+            .route_table_ids(&u.private_table)
+            .send()
+            .await
+            .unwrap();
+        e.vpc_endpoint().unwrap().vpc_endpoint_id().unwrap().to_string()
+    });
+    let (code, out) = run(&moto, &f, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("{} private via {} (S3 via {user_endpoint})", u.private[0], u.nat)), "{out}");
+    assert!(!out.contains("no S3 gateway endpoint"), "{out}");
 
     // 3. Nodes are in the user's private subnets, with fleetform's group and the user's.
     rt.block_on(async {
@@ -190,6 +216,8 @@ fn aws_byo_vpc_apply_plan_destroy_leaves_the_users_network() {
         assert_eq!(igw.internet_gateways().len(), 1, "the IGW stays");
         let groups = ec2.describe_security_groups().filters(by("vpc-id", &u.vpc)).send().await.unwrap();
         assert!(groups.security_groups().iter().any(|g| g.group_id() == Some(u.group.as_str())), "the user's group stays");
+        let eps = ec2.describe_vpc_endpoints().vpc_endpoint_ids(&user_endpoint).send().await.unwrap();
+        assert_eq!(eps.vpc_endpoints()[0].state().map(|s| s.as_str()), Some("available"), "the user's S3 endpoint stays");
 
         // Nothing tagged for the cluster is left, anywhere.
         assert_eq!(live_instances(&ec2, "byo").await, vec![], "instances terminated");

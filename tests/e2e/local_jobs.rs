@@ -173,6 +173,13 @@ fn an_output_overlapping_the_input_is_refused_in_every_spelling() {
     }
     assert_eq!(std::fs::read_dir(env.path("raw")).unwrap().count(), before, "the input is untouched");
     assert!(!env.path("raw/sub").exists() && !env.path("clean").exists(), "validate creates nothing");
+    // Nor a missing input directory: it is named instead.
+    let missing = clean_job(&env, "missing", "clean");
+    let out = env.run(&["validate", missing.to_str().unwrap()]);
+    let err = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("input.uri") && err.contains("does not exist"), "{err}");
+    assert!(!env.path("missing").exists(), "validate created the input directory: {err}");
 }
 
 /// `on_error: skip` is bounded: a schema that does not fit the data skips nearly every

@@ -12,6 +12,7 @@ mod aws_reconcile;
 mod aws_config;
 mod aws_dataplane;
 mod aws_byo_vpc;
+mod aws_network;
 mod install_binary;
 mod elf;
 mod aws_iam;

@@ -257,3 +257,26 @@ fn job_locations_are_s3_prefixes_on_the_aws_provider_only() {
     let problems = errors(&local);
     assert!(problems.iter().any(|p| p.starts_with("storage.job_inputs: applies to the aws provider only")), "{problems:?}");
 }
+
+/// Without the NAT a created network's nodes reach nothing but S3: refused at validate,
+/// at the field's line and column, with the reason and the way out.
+#[test]
+fn a_created_network_without_nat_is_refused_with_the_reason() {
+    let src = WORKSHOP.replace("  nat_gateway: true\n", "  nat_gateway: false\n");
+    assert_ne!(src, WORKSHOP, "the workshop spec writes nat_gateway");
+    let err = ClusterSpec::from_yaml("c.yaml", &src).unwrap_err();
+    assert_eq!(
+        err.messages(),
+        vec![
+            "network.nat_gateway: `nat_gateway: false` leaves the private subnets with no route to SQS, EC2 or package mirrors (only S3 has a \
+             gateway endpoint), so every node would fail at boot; interface endpoints for SQS, EC2, CloudFormation, SSM and STS would cost more \
+             per hour than the NAT and still reach no package mirror: remove `nat_gateway` (it defaults to true), or bring a VPC that has the \
+             endpoints (`vpc_id` and `private_subnet_ids`)"
+        ]
+    );
+    let line = src[..src.find("  nat_gateway: false").unwrap()].lines().count() + 1;
+    assert!(err.to_string().contains(&format!("c.yaml:{line}:3: network.nat_gateway:")), "{err}");
+    // true, or nothing, is the NAT.
+    ClusterSpec::from_yaml("c.yaml", WORKSHOP).unwrap();
+    ClusterSpec::from_yaml("c.yaml", &WORKSHOP.replace("  nat_gateway: true\n", "")).unwrap();
+}

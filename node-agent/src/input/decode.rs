@@ -38,12 +38,16 @@ impl Decoding {
         block: &RawBlock,
         locate: &dyn Fn(u64) -> Result<String>,
     ) -> Result<Decoded> {
-        if let Ok(batch) = self.parse(&block.bytes, block.len()) {
-            if batch.num_rows() == block.len() {
-                return Ok(Decoded {
-                    batch,
-                    skipped: Vec::new(),
-                });
+        // The fast path, one parse of the whole block, unless JSON text holds what arrow
+        // accepts and JSON does not (then each record is looked at alone).
+        if !self.is_json() || !has_trailing_comma(&block.bytes) {
+            if let Ok(batch) = self.parse(&block.bytes, block.len()) {
+                if batch.num_rows() == block.len() {
+                    return Ok(Decoded {
+                        batch,
+                        skipped: Vec::new(),
+                    });
+                }
             }
         }
         let mut good = Vec::with_capacity(block.bytes.len());
@@ -75,7 +79,14 @@ impl Decoding {
     }
 
     /// Whether one record parses into exactly one row; the message names what is wrong.
+    fn is_json(&self) -> bool {
+        matches!(self.format, InputFormat::Jsonl | InputFormat::Json)
+    }
+
     fn parse_one(&self, record: &[u8]) -> Result<(), String> {
+        if self.is_json() && has_trailing_comma(record) {
+            return Err("a comma before a closing `}` or `]` (a trailing comma is not JSON)".into());
+        }
         if self.format == InputFormat::Csv && record.iter().filter(|&&b| b == b'"').count() % 2 == 1
         {
             return Err("a quoted field runs past the end of the line: fleetform reads one CSV record per line \
@@ -238,6 +249,34 @@ fn clean_message(e: &ArrowError) -> String {
         regex::Regex::new(r" (?:at|for) line \d+|\.? ?Row data: '\[.*\]'$").expect("a valid pattern")
     });
     re.replace_all(&e.to_string(), "").into_owned()
+}
+
+/// Whether JSON text has a comma right before a closing `}` or `]` (outside strings):
+/// arrow's JSON reader accepts `{"a": 1,}`, which no JSON parser does (RFC 8259).
+fn has_trailing_comma(bytes: &[u8]) -> bool {
+    let (mut in_string, mut escaped, mut after_comma) = (false, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                after_comma = false;
+            }
+            b',' => after_comma = true,
+            b'}' | b']' if after_comma => return true,
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            _ => after_comma = false,
+        }
+    }
+    false
 }
 
 /// A record as it is in the file (without its line break), cut to a readable length.

@@ -43,7 +43,7 @@ pub async fn list_files(
     let (loc, mut files) = match single_file(uri, explicit).await? {
         Some((loc, file)) => (loc, vec![file]),
         None => {
-            let loc = storage::open(uri).await?;
+            let loc = storage::open_existing(uri).await?;
             let files = files_below(&loc, explicit).await?;
             (loc, files)
         }
@@ -101,7 +101,7 @@ async fn single_file(
         return Ok(None);
     }
     let (dir, name) = storage::split_uri(uri)?;
-    let loc = storage::open(&dir).await?;
+    let loc = storage::open_existing(&dir).await?;
     match loc.store.head(&loc.key(&name)).await {
         Ok(meta) => {
             let file = entry(

@@ -356,6 +356,12 @@ fn a_malformed_record_is_named_by_file_and_line_or_skipped() {
         skipped[0].starts_with(&format!("{file}:321: ")),
         "{skipped:?}"
     );
+    // A trailing comma is not JSON, although arrow's reader takes it.
+    let trailing = dir.write("trailing.jsonl", b"{\"id\": 1, \"text\": \"a\"}\n{\"id\": 400, \"text\": \"x\",}\n");
+    let ranges_t = byte_ranges(&trailing, InputFormat::Jsonl, 1024, 256);
+    let e = ranges_t.iter().filter_map(|r| read_units(r, &fail, 64, 0, None).err()).map(|e| format!("{e:#}")).next();
+    let e = e.expect("a trailing comma fails the task");
+    assert!(e.contains("trailing.jsonl:2: a comma before a closing `}` or `]`"), "{e}");
     // The record is quoted exactly as it is in the file, commas and all.
     assert!(
         skipped[1].ends_with("; the record: `{\"id\": \"four hundred\", \"text\": \"a string id\"}`"),

@@ -67,7 +67,7 @@ pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
     d.stacks.push(DesiredStack {
         kind: StackKind::Network,
         name: StackKind::Network.stack_name(cluster),
-        template: render::network_template(spec)?,
+        template: render::network_template(spec, r.existing_network.as_ref().and_then(|n| n.reuse_endpoint.as_ref()))?,
     });
     if r.external_bucket {
         d.notes.push(format!("bucket {bucket} already exists outside fleetform: it is used as is and never deleted"));

@@ -99,6 +99,20 @@ pub async fn orphaned_network(ctx: &AwsContext) -> Result<Vec<String>> {
                 removed.push(id.to_string());
             }
         }
+        // The S3 gateway endpoint: a VPC with an endpoint cannot be deleted, and it names
+        // the private route table. CloudFormation deletes it with the stack on AWS; moto
+        // does not (its VPCEndpoint has no CloudFormation delete).
+        let endpoints = ctx.ec2.describe_vpc_endpoints().filters(in_vpc()).send().await.map_err(aws_err("ec2:DescribeVpcEndpoints"))?;
+        let endpoint_ids: Vec<String> = endpoints
+            .vpc_endpoints()
+            .iter()
+            .filter(|e| e.state().is_none_or(|s| !matches!(s.as_str().to_ascii_lowercase().as_str(), "deleted" | "deleting")))
+            .filter_map(|e| e.vpc_endpoint_id().map(str::to_string))
+            .collect();
+        if !endpoint_ids.is_empty() {
+            ctx.ec2.delete_vpc_endpoints().set_vpc_endpoint_ids(Some(endpoint_ids.clone())).send().await.map_err(aws_err("ec2:DeleteVpcEndpoints"))?;
+            removed.extend(endpoint_ids);
+        }
         let tables = ctx.ec2.describe_route_tables().filters(in_vpc()).send().await.map_err(aws_err("ec2:DescribeRouteTables"))?;
         for t in tables.route_tables() {
             let main = t.associations().iter().any(|a| a.main() == Some(true));

@@ -26,6 +26,7 @@ pub fn diff(desired: &Desired, live: &Live) -> Plan {
         plan.blockers.push(b);
     }
     diff_stacks(desired, live, &mut plan.changes);
+    plan.blockers.extend(plan.changes.iter().filter_map(unreplaceable));
     diff_queues(desired, live, &mut plan.changes);
     diff_artifacts(desired, live, &mut plan.changes);
     let lt_states = diff_launch_templates(desired, live, &mut plan.changes);
@@ -81,6 +82,21 @@ fn network_form_blocker(desired: &Desired, live: &Live) -> Option<String> {
             "stack {} holds the network of {was}, and the spec now asks for {now}: run `fleetform destroy` with the previous spec \
              (the bucket is kept), then apply with the new one",
             stack.name
+        )
+    })
+}
+
+/// A replacement CloudFormation cannot carry out. An Instance Connect Endpoint is the one
+/// fleetform renders: AWS allows one per VPC, and CloudFormation creates the new endpoint
+/// before it deletes the old one, so the update fails and rolls back.
+fn unreplaceable(c: &Change) -> Option<String> {
+    (c.action == Action::Replace && c.kind == "AWS::EC2::InstanceConnectEndpoint").then(|| {
+        format!(
+            "{} would be replaced ({}), which CloudFormation cannot do: AWS allows one Instance Connect Endpoint per VPC and the new one \
+             is created before the old one is deleted; apply once with `network.instance_connect_endpoint: false` (this deletes the endpoint), \
+             then again with `true`",
+            c.address,
+            c.reason.trim_start_matches("replace: ")
         )
     })
 }

@@ -2,13 +2,22 @@
 //! puts nodes in someone else's network. [`check`] is a pure function over observed data
 //! (unit-tested without AWS); [`observe`] is the thin layer that reads it: one
 //! DescribeVpcs, DescribeSubnets, DescribeRouteTables, DescribeVpcEndpoints,
-//! DescribeNatGateways and (with `security_group_ids`) DescribeSecurityGroups.
+//! DescribeNatGateways, DescribeInstanceConnectEndpoints and (with `security_group_ids`)
+//! DescribeSecurityGroups.
 //!
 //! Rules, per private subnet: it is in the VPC; its route table (the explicit association,
-//! else the VPC's main table) has no `0.0.0.0/0` route to an internet gateway; it reaches
-//! S3 and SQS, through a `0.0.0.0/0` route to a NAT gateway or through the VPC endpoints
-//! `com.amazonaws.<region>.s3` (Gateway, on that route table) and `...sqs` (Interface,
-//! private DNS on). The subnets' zones are the cluster's zones.
+//! else the VPC's main table) has no `0.0.0.0/0` route to an internet gateway; it has a
+//! way out: a `0.0.0.0/0` route to a NAT gateway, or to another target fleetform cannot
+//! see past (transit gateway, NAT instance, firewall; stated in a note), or else the VPC
+//! endpoints `com.amazonaws.<region>.s3` (Gateway, on that route table) and `...sqs`
+//! (Interface, private DNS on). A subnet with none of these is a plan error. A table
+//! whose S3 traffic would go through a NAT gateway, for lack of the S3 gateway endpoint,
+//! gets a note with the cost (fleetform never changes the user's route tables). The
+//! subnets' zones are the cluster's zones. The VPC's Instance Connect Endpoint: see
+//! [`connect_endpoint`].
+
+mod connect_endpoint;
+pub use connect_endpoint::{ConnectEndpoint, ConnectEndpoints, ReusedEndpoint};
 
 use std::collections::BTreeSet;
 
@@ -28,6 +37,10 @@ pub struct Wanted {
     pub security_group_ids: Vec<String>,
     /// `provider.availability_zones` (empty: the subnets decide).
     pub availability_zones: Vec<String>,
+    /// `network.instance_connect_endpoint`.
+    pub instance_connect_endpoint: bool,
+    /// This cluster's network stack, which owns the endpoint it created earlier.
+    pub network_stack: String,
 }
 
 impl Wanted {
@@ -40,6 +53,8 @@ impl Wanted {
             public_subnet_ids: e.public_subnet_ids,
             security_group_ids: e.security_group_ids,
             availability_zones: spec.provider.availability_zones.clone(),
+            instance_connect_endpoint: spec.network.instance_connect_endpoint,
+            network_stack: super::names::StackKind::Network.stack_name(&spec.cluster_name),
         })
     }
 }
@@ -57,6 +72,10 @@ pub struct Route {
     /// `igw-...`, `vpce-...`, `local`, ...
     pub gateway_id: Option<String>,
     pub nat_gateway_id: Option<String>,
+    /// Any other target (`tgw-...`, `eni-...`, `i-...`, `pcx-...`, ...).
+    pub other_target: Option<String>,
+    /// The target is gone (route state `blackhole`).
+    pub blackhole: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -101,6 +120,7 @@ pub struct Observed {
     pub endpoints: Vec<Endpoint>,
     pub nat_gateways: Vec<NatGateway>,
     pub security_groups: Vec<SecurityGroup>,
+    pub connect_endpoints: ConnectEndpoints,
 }
 
 /// The outcome: errors stop the plan (each names the id and the fix); the summary and
@@ -113,6 +133,8 @@ pub struct Report {
     pub notes: Vec<String>,
     /// (subnet, zone) of each private subnet, in the spec's order.
     pub zones: Vec<(String, String)>,
+    /// The VPC's Instance Connect Endpoint, when fleetform uses one it does not own.
+    pub reuse_endpoint: Option<ReusedEndpoint>,
 }
 
 const DEFAULT_ROUTE: &str = "0.0.0.0/0";
@@ -136,15 +158,34 @@ fn default_route(t: &RouteTable) -> Option<&Route> {
 
 /// How a private subnet reaches S3 and SQS, or why it does not.
 enum Reach {
-    Nat(String),
+    /// A default route to `via`: a NAT gateway (`nat`), or another target fleetform
+    /// cannot see past.
+    Out { via: String, nat: bool },
     Endpoints,
     No(String),
 }
 
+/// The live Gateway endpoint for S3 on table `t`, if any.
+fn s3_gateway<'a>(w: &Wanted, o: &'a Observed, t: &RouteTable) -> Option<&'a Endpoint> {
+    let s3 = format!("com.amazonaws.{}.s3", w.region);
+    o.endpoints.iter().find(|e| {
+        !gone(&e.state.to_ascii_lowercase()) && e.service == s3 && e.kind.eq_ignore_ascii_case("gateway") && e.route_table_ids.contains(&t.id)
+    })
+}
+
 fn reach(w: &Wanted, o: &Observed, t: &RouteTable, table_words: &str) -> Reach {
+    if let Some(r) = default_route(t).filter(|r| r.blackhole) {
+        let target = r.nat_gateway_id.as_ref().or(r.other_target.as_ref()).or(r.gateway_id.as_ref()).map(String::as_str).unwrap_or("its target");
+        return Reach::No(format!(
+            "has no way out: {table_words} sends 0.0.0.0/0 to {target}, which no longer exists (a blackhole route): point the route at a NAT gateway of the VPC"
+        ));
+    }
+    if let Some(target) = default_route(t).and_then(|r| r.other_target.clone()) {
+        return Reach::Out { via: target, nat: false };
+    }
     if let Some(nat) = default_route(t).and_then(|r| r.nat_gateway_id.clone()) {
         return match o.nat_gateways.iter().find(|n| n.id == nat) {
-            Some(n) if !gone(&n.state) => Reach::Nat(nat),
+            Some(n) if !gone(&n.state) => Reach::Out { via: nat, nat: true },
             Some(n) => Reach::No(format!(
                 "cannot reach S3 and SQS: {table_words} sends 0.0.0.0/0 to the NAT gateway {nat}, which is {}: create a NAT gateway in a public subnet and point the route at it",
                 n.state
@@ -157,11 +198,7 @@ fn reach(w: &Wanted, o: &Observed, t: &RouteTable, table_words: &str) -> Reach {
     let s3 = format!("com.amazonaws.{}.s3", w.region);
     let sqs = format!("com.amazonaws.{}.sqs", w.region);
     let live = |e: &&Endpoint| !gone(&e.state.to_ascii_lowercase());
-    let s3_ok = o
-        .endpoints
-        .iter()
-        .filter(live)
-        .any(|e| e.service == s3 && e.kind.eq_ignore_ascii_case("gateway") && e.route_table_ids.contains(&t.id));
+    let s3_ok = s3_gateway(w, o, t).is_some();
     let sqs_ep: Vec<&Endpoint> = o.endpoints.iter().filter(live).filter(|e| e.service == sqs && e.kind.eq_ignore_ascii_case("interface")).collect();
     let sqs_ok = sqs_ep.iter().any(|e| e.private_dns);
     if s3_ok && sqs_ok {
@@ -203,6 +240,9 @@ pub fn check(w: &Wanted, o: &Observed) -> Report {
     let find = |id: &str| o.subnets.iter().find(|s| s.id == id);
     let mut ways = Vec::new();
     let mut no_nat: Vec<&str> = Vec::new();
+    let mut unseen: Vec<(&str, String)> = Vec::new();
+    // Tables whose S3 traffic goes out through a NAT (or another default route).
+    let mut s3_through_nat: Vec<&str> = Vec::new();
     for id in &w.private_subnet_ids {
         let Some(s) = find(id) else {
             r.errors.push(format!(
@@ -232,13 +272,49 @@ pub fn check(w: &Wanted, o: &Observed) -> Report {
             continue;
         }
         match reach(w, o, t, &table_words) {
-            Reach::Nat(nat) => ways.push(format!("{id} private via {nat}")),
+            Reach::Out { via, nat } => {
+                if !nat {
+                    unseen.push((id.as_str(), via.clone()));
+                }
+                match s3_gateway(w, o, t) {
+                    Some(e) => ways.push(format!("{id} private via {via} (S3 via {})", e.id)),
+                    None => {
+                        ways.push(format!("{id} private via {via}"));
+                        if !s3_through_nat.contains(&t.id.as_str()) {
+                            s3_through_nat.push(t.id.as_str());
+                        }
+                    }
+                }
+            }
             Reach::Endpoints => {
                 ways.push(format!("{id} private via VPC endpoints"));
                 no_nat.push(id.as_str());
             }
             Reach::No(why) => r.errors.push(format!("network.private_subnet_ids: {id} {why}")),
         }
+    }
+    for (id, target) in &unseen {
+        r.notes.push(format!(
+            "network: {id} sends 0.0.0.0/0 to {target}, not to a NAT gateway: fleetform cannot see past it; nodes there need it to reach \
+             S3, SQS and EC2 (and the internet for packages), or they fail at boot"
+        ));
+    }
+    if !s3_through_nat.is_empty() && r.errors.is_empty() {
+        let tables = s3_through_nat.join(" ");
+        r.notes.push(format!(
+            "network: no S3 gateway endpoint on the private route table{} {}: the nodes' S3 traffic (the store, job inputs and outputs) goes \
+             through the NAT gateway, which bills every GB it processes (US$0.045/GB in us-east-1 and us-west-2), while a gateway endpoint \
+             costs nothing; fleetform does not change your route tables: add one with `aws ec2 create-vpc-endpoint --vpc-id {} \
+             --service-name com.amazonaws.{}.s3 --route-table-ids {tables}` (or add the table{} to an existing S3 gateway endpoint)",
+            if s3_through_nat.len() == 1 { "" } else { "s" },
+            s3_through_nat.join(", "),
+            w.vpc_id,
+            w.region,
+            if s3_through_nat.len() == 1 { "" } else { "s" },
+        ));
+    }
+    if o.vpc_exists {
+        connect_endpoint::decide(w, &o.connect_endpoints, &mut r);
     }
     if !no_nat.is_empty() {
         r.notes.push(format!(
@@ -321,6 +397,7 @@ pub async fn observe(ctx: &AwsContext, w: &Wanted) -> Result<Observed> {
         async { ec2.describe_vpc_endpoints().filters(filter("vpc-id", vpc)).send().await.map_err(aws_err("ec2:DescribeVpcEndpoints")) },
         async { ec2.describe_nat_gateways().filter(filter("vpc-id", vpc)).send().await.map_err(aws_err("ec2:DescribeNatGateways")) },
     )?;
+    let connect_endpoints = connect_endpoints(ctx, vpc).await;
     let security_groups = if w.security_group_ids.is_empty() {
         Vec::new()
     } else {
@@ -358,6 +435,8 @@ pub async fn observe(ctx: &AwsContext, w: &Wanted) -> Result<Observed> {
                         destination: r.destination_cidr_block().map(str::to_string),
                         gateway_id: r.gateway_id().map(str::to_string),
                         nat_gateway_id: r.nat_gateway_id().map(str::to_string),
+                        other_target: other_target(r),
+                        blackhole: r.state().is_some_and(|s| s.as_str() == "blackhole"),
                     })
                     .collect(),
             })
@@ -383,7 +462,57 @@ pub async fn observe(ctx: &AwsContext, w: &Wanted) -> Result<Observed> {
             })
             .collect(),
         security_groups,
+        connect_endpoints,
     })
+}
+
+/// A route's target when it is neither an internet gateway, `local`, nor a NAT gateway.
+fn other_target(r: &aws_sdk_ec2::types::Route) -> Option<String> {
+    let gateway = r.gateway_id().filter(|g| !g.starts_with("igw-") && *g != "local");
+    [
+        r.transit_gateway_id(),
+        r.instance_id(),
+        r.network_interface_id(),
+        r.vpc_peering_connection_id(),
+        r.local_gateway_id(),
+        r.carrier_gateway_id(),
+        r.core_network_arn(),
+        gateway,
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    .map(str::to_string)
+}
+
+/// The VPC's Instance Connect Endpoints, or why they cannot be listed. Not an error: the
+/// plan goes on without them (see `connect_endpoint`). Few attempts, because a failure
+/// here costs only a note (moto answers this API with a 500, which the SDK would retry).
+async fn connect_endpoints(ctx: &AwsContext, vpc: &[String]) -> ConnectEndpoints {
+    let few_retries = aws_sdk_ec2::config::Builder::default().retry_config(aws_smithy_types::retry::RetryConfig::standard().with_max_attempts(2));
+    let answer = ctx
+        .ec2
+        .describe_instance_connect_endpoints()
+        .filters(filter("vpc-id", vpc))
+        .customize()
+        .config_override(few_retries)
+        .send()
+        .await
+        .map_err(aws_err("ec2:DescribeInstanceConnectEndpoints"));
+    match answer {
+        Err(e) => ConnectEndpoints::Unknown(format!("{e:#}")),
+        Ok(out) => ConnectEndpoints::Known(
+            out.instance_connect_endpoints()
+                .iter()
+                .map(|e| ConnectEndpoint {
+                    id: e.instance_connect_endpoint_id().unwrap_or_default().into(),
+                    state: e.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                    security_group_ids: e.security_group_ids().to_vec(),
+                    stack: e.tags().iter().find(|t| t.key() == Some("aws:cloudformation:stack-name")).and_then(|t| t.value()).map(str::to_string),
+                })
+                .collect(),
+        ),
+    }
 }
 
 #[cfg(test)]

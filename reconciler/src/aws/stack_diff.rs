@@ -11,27 +11,57 @@ use super::model::Purpose;
 use super::names::StackKind;
 use super::plan::{Action, Change, Target};
 
-/// Properties whose change makes CloudFormation replace the resource (from the
-/// CloudFormation resource reference, "Update requires: Replacement"), for the
-/// resource types fleetform renders. Anything else is an in-place update.
+/// Which property changes make CloudFormation replace a resource of a type: the
+/// properties its resource reference marks "Update requires: Replacement". Most types
+/// list a few; some (a standalone security group rule) replace on every property but one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Replaces {
+    Only(&'static [&'static str]),
+    AllBut(&'static [&'static str]),
+}
+
+/// Every resource type fleetform renders (a test renders the stacks and checks that each
+/// type has a row), from the CloudFormation template reference. A type missing here would
+/// be planned as an in-place update whatever changed, so the test keeps the table whole.
+pub(crate) const REPLACEMENT: &[(&str, Replaces)] = &[
+    ("AWS::EC2::VPC", Replaces::Only(&["CidrBlock", "InstanceTenancy", "Ipv4IpamPoolId", "Ipv4NetmaskLength"])),
+    (
+        "AWS::EC2::Subnet",
+        Replaces::Only(&["AvailabilityZone", "AvailabilityZoneId", "CidrBlock", "Ipv4IpamPoolId", "Ipv4NetmaskLength", "OutpostArn", "VpcId"]),
+    ),
+    ("AWS::EC2::InternetGateway", Replaces::Only(&[])),
+    ("AWS::EC2::VPCGatewayAttachment", Replaces::Only(&["VpcId"])),
+    ("AWS::EC2::RouteTable", Replaces::Only(&["VpcId"])),
+    ("AWS::EC2::Route", Replaces::Only(&["DestinationCidrBlock", "DestinationIpv6CidrBlock", "DestinationPrefixListId", "RouteTableId"])),
+    ("AWS::EC2::SubnetRouteTableAssociation", Replaces::Only(&["RouteTableId", "SubnetId"])),
+    ("AWS::EC2::EIP", Replaces::Only(&["Address", "Domain", "NetworkBorderGroup", "PublicIpv4Pool", "TransferAddress"])),
+    ("AWS::EC2::NatGateway", Replaces::Only(&["AllocationId", "ConnectivityType", "PrivateIpAddress", "SubnetId"])),
+    ("AWS::EC2::SecurityGroup", Replaces::Only(&["GroupDescription", "GroupName", "VpcId"])),
+    // A rule outside its group has no update API: every property but the description
+    // (ports, protocol, source, group) makes a new rule.
+    ("AWS::EC2::SecurityGroupIngress", Replaces::AllBut(&["Description"])),
+    ("AWS::EC2::SecurityGroupEgress", Replaces::AllBut(&["Description"])),
+    (
+        "AWS::EC2::VPCEndpoint",
+        Replaces::Only(&["ResourceConfigurationArn", "ServiceName", "ServiceNetworkArn", "ServiceRegion", "VpcEndpointType", "VpcId"]),
+    ),
+    // Replacing one fails on AWS (one endpoint per VPC, and CloudFormation creates the new
+    // one first): `diff` turns such a replacement into a blocker.
+    ("AWS::EC2::InstanceConnectEndpoint", Replaces::Only(&["ClientToken", "PreserveClientIp", "SecurityGroupIds", "SubnetId"])),
+    ("AWS::IAM::Role", Replaces::Only(&["Path", "RoleName"])),
+    ("AWS::IAM::InstanceProfile", Replaces::Only(&["InstanceProfileName", "Path"])),
+    ("AWS::S3::Bucket", Replaces::Only(&["BucketName", "ObjectLockEnabled"])),
+];
+
+/// Whether changing `property` makes CloudFormation replace a `resource_type`. A type
+/// without a row is taken as updatable in place (only reachable for a type fleetform
+/// does not render).
 fn replaces(resource_type: &str, property: &str) -> bool {
-    let props: &[&str] = match resource_type {
-        "AWS::EC2::VPC" => &["CidrBlock", "InstanceTenancy"],
-        "AWS::EC2::Subnet" => &["AvailabilityZone", "AvailabilityZoneId", "CidrBlock", "VpcId"],
-        "AWS::EC2::SecurityGroup" => &["GroupDescription", "GroupName", "VpcId"],
-        "AWS::EC2::NatGateway" => &["AllocationId", "SubnetId", "ConnectivityType"],
-        "AWS::EC2::EIP" => &["Domain"],
-        "AWS::EC2::RouteTable" => &["VpcId"],
-        "AWS::EC2::Route" => &["RouteTableId", "DestinationCidrBlock"],
-        "AWS::EC2::SubnetRouteTableAssociation" => &["SubnetId", "RouteTableId"],
-        "AWS::EC2::VPCGatewayAttachment" => &["VpcId"],
-        "AWS::EC2::InstanceConnectEndpoint" => &["SubnetId", "SecurityGroupIds", "PreserveClientIp"],
-        "AWS::IAM::Role" => &["RoleName", "Path"],
-        "AWS::IAM::InstanceProfile" => &["InstanceProfileName", "Path"],
-        "AWS::S3::Bucket" => &["BucketName"],
-        _ => &[],
-    };
-    props.contains(&property)
+    match REPLACEMENT.iter().find(|(t, _)| *t == resource_type).map(|(_, r)| *r) {
+        Some(Replaces::Only(props)) => props.contains(&property),
+        Some(Replaces::AllBut(props)) => !props.contains(&property),
+        None => false,
+    }
 }
 
 /// Parse a template body (YAML or JSON, long-form intrinsics) into plain data.
@@ -221,6 +251,43 @@ Outputs:
             lines(&diff_templates(StackKind::Iam, None, Some(BASE), Purpose::Destroy)),
             vec!["- iam.Old destroy", "- iam.Sg destroy", "- iam.Vpc destroy"]
         );
+    }
+
+    const RULE: &str = "Resources:\n  Rule:\n    Type: AWS::EC2::SecurityGroupIngress\n    Properties:\n      GroupId: {Ref: Sg}\n      IpProtocol: tcp\n      FromPort: 9101\n      ToPort: 9101\n      SourceSecurityGroupId: {Ref: Head}\n      Description: metrics\n";
+
+    /// CloudFormation has no in-place update for a standalone rule: a new port is a new rule.
+    #[test]
+    fn an_ingress_rule_replaces_on_everything_but_its_description() {
+        let port = RULE.replace("9101", "9102");
+        assert_eq!(
+            lines(&diff_templates(StackKind::Network, Some(&port), Some(RULE), Purpose::Apply)),
+            vec!["-/+ network.Rule replace: FromPort, ToPort changed"]
+        );
+        let source = RULE.replace("{Ref: Head}", "sg-0123456789abcdef0");
+        assert_eq!(
+            lines(&diff_templates(StackKind::Network, Some(&source), Some(RULE), Purpose::Apply)),
+            vec!["-/+ network.Rule replace: SourceSecurityGroupId changed"]
+        );
+        let described = RULE.replace("Description: metrics", "Description: agent metrics");
+        assert_eq!(
+            lines(&diff_templates(StackKind::Network, Some(&described), Some(RULE), Purpose::Apply)),
+            vec!["~ network.Rule update: Description changed"]
+        );
+        let egress = RULE.replace("SecurityGroupIngress", "SecurityGroupEgress").replace("SourceSecurityGroupId", "DestinationSecurityGroupId");
+        let egress_port = egress.replace("9101", "22");
+        assert_eq!(
+            lines(&diff_templates(StackKind::Network, Some(&egress_port), Some(&egress), Purpose::Apply)),
+            vec!["-/+ network.Rule replace: FromPort, ToPort changed"]
+        );
+    }
+
+    #[test]
+    fn endpoints_replace_on_their_service_and_update_their_route_tables() {
+        let live = "Resources:\n  S3:\n    Type: AWS::EC2::VPCEndpoint\n    Properties:\n      VpcId: {Ref: Vpc}\n      ServiceName: com.amazonaws.us-west-2.s3\n      VpcEndpointType: Gateway\n      RouteTableIds: [{Ref: A}]\n";
+        let tables = live.replace("[{Ref: A}]", "[{Ref: A}, {Ref: B}]");
+        assert_eq!(lines(&diff_templates(StackKind::Network, Some(&tables), Some(live), Purpose::Apply)), vec!["~ network.S3 update: RouteTableIds changed"]);
+        let service = live.replace("s3", "dynamodb");
+        assert_eq!(lines(&diff_templates(StackKind::Network, Some(&service), Some(live), Purpose::Apply)), vec!["-/+ network.S3 replace: ServiceName changed"]);
     }
 
     #[test]

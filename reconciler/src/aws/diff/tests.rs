@@ -313,3 +313,25 @@ fn a_removed_artifact_is_deleted_only_when_the_store_has_it() {
     assert_eq!(lines(&plan), [format!("- store.bin/aarch64/fleetform-agent: {reason}")]);
     assert_eq!(plan.changes[0].target, Target::Artifact { key: "bin/aarch64/fleetform-agent".into() });
 }
+
+/// AWS allows one Instance Connect Endpoint per VPC and CloudFormation creates a
+/// replacement before deleting the old one: the plan says so and how to get there.
+#[test]
+fn replacing_the_instance_connect_endpoint_is_blocked_with_the_way_round() {
+    let eice = |subnet: &str| format!("Resources:\n  InstanceConnectEndpoint:\n    Type: AWS::EC2::InstanceConnectEndpoint\n    Properties: {{SubnetId: {subnet}, PreserveClientIp: false}}\n");
+    let mut d = desired();
+    d.stacks[0].template = eice("subnet-0ccc4444ddd555666");
+    let mut live = converged();
+    live.stacks.get_mut(&StackKind::Network).unwrap().template = Some(eice("subnet-0aaa1111bbb222333"));
+    let plan = diff(&d, &live);
+    assert_eq!(lines(&plan), vec!["-/+ network.InstanceConnectEndpoint: replace: SubnetId changed"]);
+    assert_eq!(
+        plan.blockers,
+        vec!["network.InstanceConnectEndpoint would be replaced (SubnetId changed), which CloudFormation cannot do: AWS allows one Instance Connect \
+              Endpoint per VPC and the new one is created before the old one is deleted; apply once with `network.instance_connect_endpoint: false` \
+              (this deletes the endpoint), then again with `true`"]
+    );
+    // Its tags change in place: no blocker.
+    d.stacks[0].template = eice("subnet-0aaa1111bbb222333").replace("PreserveClientIp: false}", "PreserveClientIp: false, Tags: []}");
+    assert!(diff(&d, &live).blockers.is_empty());
+}

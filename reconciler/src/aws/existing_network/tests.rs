@@ -16,15 +16,15 @@ fn subnet(id: &str, vpc: &str, zone: &str) -> Subnet {
 }
 
 fn local() -> Route {
-    Route { destination: Some("10.1.0.0/16".into()), gateway_id: Some("local".into()), nat_gateway_id: None }
+    Route { destination: Some("10.1.0.0/16".into()), gateway_id: Some("local".into()), ..Default::default() }
 }
 
 fn to_igw(igw: &str) -> Route {
-    Route { destination: Some("0.0.0.0/0".into()), gateway_id: Some(igw.into()), nat_gateway_id: None }
+    Route { destination: Some("0.0.0.0/0".into()), gateway_id: Some(igw.into()), ..Default::default() }
 }
 
 fn to_nat(nat: &str) -> Route {
-    Route { destination: Some("0.0.0.0/0".into()), gateway_id: None, nat_gateway_id: Some(nat.into()) }
+    Route { destination: Some("0.0.0.0/0".into()), nat_gateway_id: Some(nat.into()), ..Default::default() }
 }
 
 fn table(id: &str, main: bool, subnets: &[&str], routes: Vec<Route>) -> RouteTable {
@@ -66,7 +66,7 @@ fn nat_routed_private_subnets_pass_and_are_stated() {
         "network: using existing vpc-0user (subnets subnet-a private via nat-1, subnet-b private via nat-1); nodes launch in us-west-2a, us-west-2b"
     );
     assert_eq!(r.zones, vec![("subnet-a".into(), "us-west-2a".into()), ("subnet-b".into(), "us-west-2b".into())]);
-    assert!(r.notes.is_empty());
+    assert_eq!(r.notes.len(), 1, "the S3 gateway endpoint note only: {:?}", r.notes);
 }
 
 #[test]
@@ -209,4 +209,151 @@ fn public_subnets_and_groups_are_checked_too() {
     let r = check(&w, &o);
     assert_eq!(r.errors, Vec::<String>::new());
     assert!(r.summary.ends_with("; extra security groups on every node: sg-mine"), "{}", r.summary);
+}
+
+const S3: &str = "com.amazonaws.us-west-2.s3";
+
+/// Through the NAT, S3 traffic pays per GB; the user is told, with the command, and
+/// fleetform changes nothing of theirs.
+#[test]
+fn s3_through_the_nat_is_stated_with_its_cost_and_the_fix() {
+    let r = check(&wanted(&["subnet-a", "subnet-b"]), &workshop());
+    assert_eq!(r.errors, Vec::<String>::new());
+    assert_eq!(
+        r.notes,
+        vec!["network: no S3 gateway endpoint on the private route table rtb-priv: the nodes' S3 traffic (the store, job inputs and outputs) \
+              goes through the NAT gateway, which bills every GB it processes (US$0.045/GB in us-east-1 and us-west-2), while a gateway \
+              endpoint costs nothing; fleetform does not change your route tables: add one with `aws ec2 create-vpc-endpoint --vpc-id vpc-0user \
+              --service-name com.amazonaws.us-west-2.s3 --route-table-ids rtb-priv` (or add the table to an existing S3 gateway endpoint)"]
+    );
+    // With the endpoint on that table: no note, and the summary says S3 goes through it.
+    let mut o = workshop();
+    o.endpoints = vec![endpoint(S3, "Gateway", &["rtb-priv"], false)];
+    let r = check(&wanted(&["subnet-a", "subnet-b"]), &o);
+    assert_eq!(r.notes, Vec::<String>::new());
+    assert!(r.summary.contains("(subnets subnet-a private via nat-1 (S3 via vpce-s3), subnet-b private via nat-1 (S3 via vpce-s3))"), "{}", r.summary);
+    // On another table only, it does not count; two tables are named once each.
+    o.endpoints = vec![endpoint(S3, "Gateway", &["rtb-pub"], false)];
+    o.subnets.push(subnet("subnet-c", VPC, "us-west-2c"));
+    o.route_tables.push(table("rtb-priv-c", false, &["subnet-c"], vec![local(), to_nat("nat-1")]));
+    let r = check(&wanted(&["subnet-a", "subnet-b", "subnet-c"]), &o);
+    assert_eq!(r.notes.len(), 1, "{:?}", r.notes);
+    assert!(r.notes[0].starts_with("network: no S3 gateway endpoint on the private route tables rtb-priv, rtb-priv-c:"), "{:?}", r.notes);
+    assert!(r.notes[0].contains("--route-table-ids rtb-priv rtb-priv-c` (or add the tables"), "{:?}", r.notes);
+}
+
+/// A default route to a transit gateway (or a NAT instance, a firewall) is a way out that
+/// fleetform cannot see past: accepted, with a note saying what it must reach.
+#[test]
+fn a_default_route_to_another_target_is_a_way_out_with_a_note() {
+    let mut o = workshop();
+    o.route_tables[2].routes = vec![local(), Route { destination: Some("0.0.0.0/0".into()), other_target: Some("tgw-0hub".into()), ..Default::default() }];
+    let r = check(&wanted(&["subnet-a"]), &o);
+    assert_eq!(r.errors, Vec::<String>::new());
+    assert!(r.summary.contains("(subnets subnet-a private via tgw-0hub)"), "{}", r.summary);
+    assert_eq!(
+        r.notes[0],
+        "network: subnet-a sends 0.0.0.0/0 to tgw-0hub, not to a NAT gateway: fleetform cannot see past it; nodes there need it to reach S3, SQS and EC2 (and the internet for packages), or they fail at boot"
+    );
+    assert!(r.notes[1].starts_with("network: no S3 gateway endpoint on the private route table rtb-priv:"), "{:?}", r.notes);
+    // A blackhole route (its target deleted) is no way out.
+    o.route_tables[2].routes[1].blackhole = true;
+    let r = check(&wanted(&["subnet-a"]), &o);
+    assert_eq!(
+        r.errors,
+        vec!["network.private_subnet_ids: subnet-a has no way out: its route table rtb-priv sends 0.0.0.0/0 to tgw-0hub, which no longer exists (a blackhole route): point the route at a NAT gateway of the VPC"]
+    );
+}
+
+fn eice(id: &str, state: &str, groups: &[&str], stack: Option<&str>) -> ConnectEndpoint {
+    ConnectEndpoint { id: id.into(), state: state.into(), security_group_ids: groups.iter().map(|g| g.to_string()).collect(), stack: stack.map(str::to_string) }
+}
+
+fn with_endpoint() -> Wanted {
+    let mut w = wanted(&["subnet-a"]);
+    w.instance_connect_endpoint = true;
+    w.network_stack = "fleetform-mine-network".into();
+    w
+}
+
+fn endpoint_report(endpoints: ConnectEndpoints) -> Report {
+    let mut o = workshop();
+    o.endpoints = vec![endpoint(S3, "Gateway", &["rtb-priv"], false)];
+    o.connect_endpoints = endpoints;
+    check(&with_endpoint(), &o)
+}
+
+#[test]
+fn no_endpoint_in_the_vpc_or_our_own_means_create_or_keep_it() {
+    for endpoints in [
+        ConnectEndpoints::Known(vec![]),
+        ConnectEndpoints::Known(vec![eice("eice-mine", "create-complete", &["sg-mine"], Some("fleetform-mine-network"))]),
+        // Gone ones no longer count against the one-per-VPC quota.
+        ConnectEndpoints::Known(vec![eice("eice-old", "delete-complete", &["sg-x"], None), eice("eice-bad", "create-failed", &["sg-x"], None)]),
+    ] {
+        let r = endpoint_report(endpoints.clone());
+        assert_eq!((r.errors.clone(), r.notes.clone(), r.reuse_endpoint.clone()), (vec![], vec![], None), "{endpoints:?}");
+    }
+}
+
+/// The defect: a VPC that already has an endpoint (the user's, or another cluster's)
+/// made apply fail; now the plan reuses it and says what that means.
+#[test]
+fn an_endpoint_fleetform_does_not_own_is_reused_with_a_note() {
+    let r = endpoint_report(ConnectEndpoints::Known(vec![eice("eice-0theirs", "create-complete", &["sg-0eice"], None)]));
+    assert_eq!(r.errors, Vec::<String>::new());
+    assert_eq!(r.reuse_endpoint, Some(ReusedEndpoint { id: "eice-0theirs".into(), security_group_ids: vec!["sg-0eice".into()] }));
+    assert_eq!(
+        r.notes,
+        vec!["network: vpc-0user already has the EC2 Instance Connect Endpoint eice-0theirs and AWS allows one per VPC: fleetform uses it instead \
+              of creating one, and lets its security group sg-0eice reach the nodes on TCP 22; that group's outbound rules must allow TCP 22 to the \
+              nodes (fleetform does not change them)"]
+    );
+    // Another cluster's: its stack cannot delete the group while our rules name it.
+    let r = endpoint_report(ConnectEndpoints::Known(vec![eice("eice-0other", "create-complete", &["sg-1", "sg-2"], Some("fleetform-other-network"))]));
+    assert_eq!(r.reuse_endpoint.as_ref().map(|e| e.security_group_ids.len()), Some(2));
+    assert!(
+        r.notes[0].ends_with(
+            "lets its security groups sg-1, sg-2 reach the nodes on TCP 22; those groups' outbound rules must allow TCP 22 to the nodes (fleetform \
+             does not change them); it belongs to the stack fleetform-other-network, which cannot delete sg-1, sg-2 while this cluster's rules \
+             name them: destroy this cluster (or apply it with `network.instance_connect_endpoint: false`) before that stack"
+        ),
+        "{:?}",
+        r.notes
+    );
+    // Not wanted: nothing to decide.
+    let mut w = with_endpoint();
+    w.instance_connect_endpoint = false;
+    let mut o = workshop();
+    o.connect_endpoints = ConnectEndpoints::Known(vec![eice("eice-0theirs", "create-complete", &["sg-0eice"], None)]);
+    assert_eq!(check(&w, &o).reuse_endpoint, None);
+}
+
+#[test]
+fn an_endpoint_being_deleted_or_without_groups_stops_the_plan() {
+    let r = endpoint_report(ConnectEndpoints::Known(vec![eice("eice-0going", "delete-in-progress", &["sg-0eice"], None)]));
+    assert_eq!(
+        r.errors,
+        vec!["network.instance_connect_endpoint: vpc-0user has the EC2 Instance Connect Endpoint eice-0going, which is being deleted, and AWS \
+              allows one per VPC: wait until it is gone (`aws ec2 describe-instance-connect-endpoints --instance-connect-endpoint-ids eice-0going`), \
+              then plan again; or set `network.instance_connect_endpoint: false`"]
+    );
+    assert_eq!(r.reuse_endpoint, None);
+    let r = endpoint_report(ConnectEndpoints::Known(vec![eice("eice-0bare", "create-complete", &[], None)]));
+    assert_eq!(r.errors.len(), 1);
+    assert!(r.errors[0].contains("eice-0bare (AWS allows one per VPC), and it has no security group"), "{:?}", r.errors);
+}
+
+/// When the endpoints cannot be listed (moto has no such API; a narrow policy), the plan
+/// goes on as before and says what would fail.
+#[test]
+fn endpoints_that_cannot_be_listed_are_a_note_not_a_guess() {
+    let r = endpoint_report(ConnectEndpoints::Unknown("ec2:DescribeInstanceConnectEndpoints failed: 500".into()));
+    assert_eq!((r.errors.clone(), r.reuse_endpoint.clone()), (vec![], None));
+    assert_eq!(
+        r.notes,
+        vec!["network: could not list the EC2 Instance Connect Endpoints of vpc-0user (ec2:DescribeInstanceConnectEndpoints failed: 500); AWS \
+              allows one per VPC, so if vpc-0user already has one, creating this cluster's fails (InstanceConnectEndpoint CREATE_FAILED): then \
+              allow ec2:DescribeInstanceConnectEndpoints to this identity so fleetform can reuse it, or set `network.instance_connect_endpoint: false`"]
+    );
 }
