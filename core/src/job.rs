@@ -443,6 +443,9 @@ impl JobSpec {
 
     fn validate(&self, c: &mut Collector<'_>) {
         let root = YamlPath::root();
+        if let Err(e) = check_job_name(&self.name) {
+            c.error(root.key("name"), e);
+        }
         let fraction = self.input.max_skipped_fraction;
         if !(0.0..=1.0).contains(&fraction) {
             c.error(root.key("input").key("max_skipped_fraction"), format!("{fraction} is not a fraction: use a number from 0 to 1 (0.01 = 1 %)"));
@@ -594,6 +597,31 @@ impl JobSpec {
 
 /// A Python identifier, near enough (Python 3 allows letters of any script, `_`, digits
 /// after the first character); the submit-time check parses the file for the exact rule.
+/// The longest job name: the job id adds `-YYYYMMDD-HHMMSS-xxxx` and is one file name on
+/// the nodes (255 bytes on Linux; a Hangul syllable takes 3).
+pub const MAX_JOB_NAME_CHARS: usize = 64;
+
+/// A job's name becomes its id's first part: a key in the store, a directory on each node,
+/// a word in `job list`. Letters and digits of any script (`텍스트-정제`, `données`) and
+/// `-`, `_`, `.` inside: nothing that a path, a URL or a shell line reads as syntax.
+pub fn check_job_name(name: &str) -> Result<(), String> {
+    let allowed = "letters and digits of any script, and `-`, `_`, `.` after the first character";
+    if name.is_empty() {
+        return Err(format!("is empty: give the job a name ({allowed})"));
+    }
+    if name.chars().count() > MAX_JOB_NAME_CHARS {
+        return Err(format!("is {} characters long: at most {MAX_JOB_NAME_CHARS}", name.chars().count()));
+    }
+    if let Some(bad) = name.chars().find(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
+        let composed = if ('\u{300}'..='\u{36f}').contains(&bad) { " (a combining accent: type the letter composed, NFC)" } else { "" };
+        return Err(format!("`{}` has the character {bad:?}{composed}; a job name may have {allowed}", name.escape_debug()));
+    }
+    if !name.starts_with(char::is_alphanumeric) {
+        return Err(format!("`{name}` must start with a letter or digit; a job name may have {allowed}"));
+    }
+    Ok(())
+}
+
 fn is_python_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c == '_' || c.is_alphabetic()) && chars.all(|c| c == '_' || c.is_alphanumeric())
@@ -725,6 +753,21 @@ mod tests {
         let line = CLEAN.lines().position(|l| l.trim_start().starts_with("column: text")).unwrap() + 1;
         assert!(text.starts_with(&format!("clean-text.yaml:{line}:")), "{text}");
         assert!(text.ends_with("1 problem in clean-text.yaml"), "{text}");
+    }
+
+    #[test]
+    fn job_names_of_any_script_pass_and_path_syntax_is_refused() {
+        for ok in ["generate", "텍스트-정제", "données_v2.1", "x"] {
+            assert_eq!(check_job_name(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "/srv/x", "../../../../x", "a<b", "a#b", "a{b", "a?b", "a\"b", "a\nb", "a b", ".hidden", "-x", "e\u{301}"] {
+            let e = check_job_name(bad).unwrap_err();
+            assert!(e.contains("letters and digits of any script") || e.contains("empty"), "{bad:?}: {e}");
+        }
+        assert!(check_job_name(&"가".repeat(65)).unwrap_err().contains("at most 64"));
+        let src = "name: 'a/b'\ninput: {uri: /x}\noutput: {uri: /y}\n";
+        let e = JobSpec::from_yaml("j.yaml", src).unwrap_err().to_string();
+        assert!(e.contains("j.yaml:1:") && e.contains("name: `a/b` has the character '/'"), "{e}");
     }
 
     #[test]

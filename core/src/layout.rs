@@ -63,11 +63,34 @@ pub fn source_bundle() -> &'static str {
 pub fn part(task: &str, first_unit: usize, end_unit: usize) -> String {
     format!("part-{task}-{first_unit:05}-{end_unit:05}.parquet")
 }
+/// A job id as one path component, on a node's disk (its spill directory for the job)
+/// and in a key that is also a URI path (the output's `_staging/` directory): ASCII
+/// letters, digits, `-`, `_` and a `.` that is not first as they are, every other byte as
+/// `+XX` (hex). So no id can be `..`, contain `/` or NUL, or name a hidden file, whatever a
+/// record in the store says; and object_store, which percent-encodes other characters in
+/// keys but not in a location's directory, reads and writes the same file either way
+/// (`텍스트` would be the directory `텍스트` by URI and `%ED%85%8D…` by key). Distinct ids
+/// stay distinct (`+` is encoded too).
+pub fn path_component(job: &str) -> String {
+    let mut out = String::with_capacity(job.len());
+    for (i, b) in job.bytes().enumerate() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && i > 0) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("+00"); // an empty id still names a directory of its own
+    }
+    out
+}
+
 /// Where a job's tasks write their parts, below its output location: a directory of its
 /// own whose name starts with `_`, which pyarrow datasets, Spark, Hive and fleetform's own
 /// input listing skip, so a reader listing the output never sees a job in progress.
 pub fn staging_dir(job: &str) -> String {
-    format!("_staging/{job}")
+    format!("_staging/{}", path_component(job))
 }
 /// A staged part's name once published: with a tag of the job (a short hash of its id) in
 /// front, so a new job's files never overwrite the files of the output they replace while
@@ -100,3 +123,23 @@ pub fn sqs_dead_letter_queue(cluster: &str, class_slug: &str) -> String {
 /// On an AWS node: everything `setup_commands` print, also copied to the console (EC2
 /// "Get system log"). Here because `fleetform status` names it too.
 pub const SETUP_LOG: &str = "/var/log/fleetform-setup.log";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_job_id_is_one_safe_path_component() {
+        assert_eq!(super::path_component("generate-20261207-1.v2"), "generate-20261207-1.v2");
+        assert_eq!(super::path_component("텍-1"), "+ED+85+8D-1");
+        assert_eq!(super::path_component("../../x"), "+2E.+2F..+2Fx");
+        assert_eq!(super::path_component("/srv/x"), "+2Fsrv+2Fx");
+        assert_eq!(super::path_component(".."), "+2E.");
+        assert_eq!(super::path_component("a\0b+%"), "a+00b+2B+25");
+        for id in ["..", ".", "/", "a/../b", "\0", ""] {
+            let c = super::path_component(id);
+            let p = std::path::Path::new(&c);
+            assert_eq!(p.components().count(), 1, "{id:?} -> {c}");
+            assert!(matches!(p.components().next(), Some(std::path::Component::Normal(_))), "{id:?} -> {c}");
+        }
+        assert_eq!(super::staging_dir("텍-1"), "_staging/+ED+85+8D-1");
+    }
+}

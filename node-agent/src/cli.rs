@@ -50,6 +50,10 @@ pub struct AgentArgs {
     /// cluster spec's `agent_metrics_port` sets it on every node).
     #[arg(long, env = "FLEETFORM_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+    /// The local provider's supervisor (`fleetform up`/`run`): this agent drains and exits
+    /// when that process ends, however it ends (it never outlives it).
+    #[arg(long, env = "FLEETFORM_SUPERVISOR_PID", hide = true)]
+    pub supervisor_pid: Option<u32>,
     /// Only check the configuration and exit (systemd ExecStartPre).
     #[arg(long)]
     pub validate: bool,
@@ -98,6 +102,18 @@ pub fn config(args: &AgentArgs) -> anyhow::Result<AgentConfig> {
     })
 }
 
+/// Ask the kernel for SIGTERM (the drain signal: tasks are checkpointed and handed back)
+/// when the process that started this agent ends, then check that it has not already
+/// ended before the request was made (then this agent's parent is no longer `pid`).
+fn follow_supervisor(pid: u32) -> Result<(), String> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(|e| format!("cannot follow the supervisor (pid {pid}): prctl: {e}"))?;
+    let parent = nix::unistd::getppid().as_raw() as u32;
+    if parent != pid {
+        return Err(format!("the supervisor (pid {pid}) that started this agent has exited; not starting"));
+    }
+    Ok(())
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "node".into())
 }
@@ -109,6 +125,12 @@ pub fn run_agent(args: AgentArgs) -> i32 {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+    if let Some(pid) = args.supervisor_pid {
+        if let Err(e) = follow_supervisor(pid) {
+            eprintln!("fleetform-agent: {e}");
+            return 1;
+        }
+    }
     let cfg = match config(&args) {
         Ok(c) => c,
         Err(e) => {

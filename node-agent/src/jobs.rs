@@ -537,10 +537,10 @@ async fn settle_into(output: &Location, manifest: &Manifest) -> Result<()> {
     for key in objects::list(&output, &format!("{staging}/")).await? {
         objects::delete(&output, &key).await?;
     }
-    if let Some(dir) = &output.local_dir {
+    if let (Some(job_dir), Some(all)) = (output.local_path(&staging), output.local_path("_staging")) {
         // A directory store leaves the emptied directories behind; S3 has none.
-        let _ = std::fs::remove_dir(dir.join(&staging));
-        let _ = std::fs::remove_dir(dir.join("_staging"));
+        let _ = std::fs::remove_dir(job_dir);
+        let _ = std::fs::remove_dir(all);
     }
     Ok(())
 }

@@ -31,15 +31,30 @@ impl Location {
             Path::from(format!("{}/{}", self.prefix.as_ref(), name))
         }
     }
-    /// The name of `key` relative to this location's prefix.
+    /// For a local location, the file that holds `name`: the file object_store reads
+    /// and writes for [`Location::key`], whose parts it percent-encodes (`텍스트` is the
+    /// file `%ED%85%8D…`). A path made by joining `name` itself would be another file.
+    pub fn local_path(&self, name: &str) -> Option<PathBuf> {
+        self.local_dir.as_ref().map(|dir| dir.join(self.key(name).as_ref()))
+    }
+    /// The name of `key` relative to this location's prefix, as [`Location::key`] was
+    /// given it: object_store percent-encodes parts (`텍스트` is stored as `%ED%85%8D…`),
+    /// and a name read back from a listing must be the name that was written.
     pub fn relative(&self, key: &Path) -> String {
         let k = key.as_ref();
         let p = self.prefix.as_ref();
-        if p.is_empty() {
-            k.to_string()
-        } else {
-            k.strip_prefix(p).map(|s| s.trim_start_matches('/').to_string()).unwrap_or_else(|| k.to_string())
-        }
+        let rel = if p.is_empty() { k } else { k.strip_prefix(p).map(|s| s.trim_start_matches('/')).unwrap_or(k) };
+        rel.split('/').map(decode_part).collect::<Vec<_>>().join("/")
+    }
+}
+
+/// Undo object_store's encoding of one key part, only where it is that encoding: a key
+/// written by another tool with a literal `%41` in it stays as it is (decoding it would
+/// name another object).
+fn decode_part(part: &str) -> String {
+    match percent_encoding::percent_decode_str(part).decode_utf8() {
+        Ok(name) if object_store::path::PathPart::from(name.as_ref()).as_ref() == part => name.into_owned(),
+        _ => part.to_string(),
     }
 }
 
@@ -191,6 +206,32 @@ pub use s3::{open_with, s3_store, sdk_config, use_sdk_config};
 
 #[cfg(feature = "aws")]
 mod s3;
+
+#[cfg(test)]
+mod key_tests {
+    /// Names listed back are the names written, whatever object_store encodes.
+    #[tokio::test]
+    async fn listed_names_are_the_names_written() {
+        let dir = std::env::temp_dir().join(format!("fleetform-keys-{}", uuid::Uuid::new_v4()));
+        let loc = super::open(dir.to_str().unwrap()).await.unwrap();
+        let names = ["jobs/텍스트-정제-1/job.json", "jobs/a<b#c{d?é\"-2/job.json", "plain/x.json"];
+        for n in names {
+            crate::store::put_json(&loc, n, &1).await.unwrap();
+        }
+        let mut listed = crate::store::list(&loc, "").await.unwrap();
+        listed.sort();
+        let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(listed, want);
+        for n in &listed {
+            assert_eq!(crate::store::get_json::<u32>(&loc, n).await.unwrap(), Some(1), "{n}");
+        }
+        // object_store's own encoding is undone; anything else is left alone.
+        assert_eq!(super::decode_part("%ED%85%8D"), "텍");
+        assert_eq!(super::decode_part("a%41"), "a%41");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
 
 #[cfg(all(test, not(feature = "aws")))]
 mod local_only_tests {

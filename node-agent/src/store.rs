@@ -177,8 +177,7 @@ pub async fn upload_file(loc: &Location, key: &str, file: &FsPath) -> Result<u64
 /// when complete (object_store stages local writes; an S3 multipart upload is atomic).
 pub async fn upload_staged(loc: &Location, key: &str, staged: Staged) -> Result<u64> {
     let size = staged.bytes();
-    if let (Some(dir), Staged::File { path: file, .. }) = (&loc.local_dir, &staged) {
-        let dest = dir.join(key);
+    if let (Some(dest), Staged::File { path: file, .. }) = (loc.local_path(key), &staged) {
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)?;
         }

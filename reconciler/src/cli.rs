@@ -193,6 +193,12 @@ pub enum Command {
         /// e.g. --set generate:input.generate.rows=100000 (repeatable).
         #[arg(long = "set", value_name = "[STEM:]KEY=VALUE")]
         set: Vec<String>,
+        /// Local provider: when a run of this same command was stopped (Ctrl-C, SIGTERM,
+        /// kill), cancel the jobs it left and run every job anew. Without it, the command
+        /// resumes: jobs that succeeded are not run again, the unfinished one continues from
+        /// its checkpoints.
+        #[arg(long)]
+        restart: bool,
     },
     /// Inspect and control jobs.
     Job {
@@ -320,6 +326,7 @@ pub fn main() -> i32 {
         }
     };
     match runtime.block_on(dispatch(cli.command)) {
+        Ok(_) if crate::out::failed() => 1,
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", crate::errors::render(&e));
@@ -379,7 +386,7 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         }
         Command::Up { cluster, no_dashboard, listen } => local::up(&cluster.spec_file(), (!no_dashboard).then_some(listen.as_str())).await,
         Command::Submit { cluster, job, set, wait } => jobs::submit_command(&cluster.running_cluster_file(), &job, &set, wait).await,
-        Command::Run { cluster, jobs, set } => jobs::run_command(&cluster.spec_file(), &jobs, &set).await,
+        Command::Run { cluster, jobs, set, restart } => jobs::run_command(&cluster.spec_file(), &jobs, &set, restart).await,
         Command::Job { cluster, command } => {
             let file = cluster.running_cluster_file();
             match command {
@@ -401,7 +408,10 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
             crate::import::ray_command(&args).await
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "fleetform", &mut std::io::stdout());
+            // Into a buffer first: clap_complete panics on a closed stdout.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "fleetform", &mut script);
+            crate::out::stdout(&String::from_utf8_lossy(&script))?;
             Ok(0)
         }
         Command::Agent(_) => unreachable!("handled before the runtime starts"),

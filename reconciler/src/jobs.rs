@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use fleetform_agent::jobs::{self, JobProgress};
 use fleetform_agent::ops::python::{self, CodeFile};
 use fleetform_agent::store::Store;
@@ -158,44 +158,145 @@ pub async fn submit_command(file: &Path, job: &Path, set: &[String], wait: bool)
 }
 
 /// Submit each job in turn and wait for it. On the local provider a local cluster runs
-/// for the duration, unless `fleetform up` already runs one.
-pub async fn run_command(file: &Path, job_files: &[PathBuf], set: &[String]) -> Result<i32> {
+/// for the duration, unless `fleetform up` already runs one. SIGINT/SIGTERM stop it in
+/// order (`stopped`); the same command run again resumes (`local::runs`), `restart`
+/// cancels what a stopped run of it left and starts over.
+pub async fn run_command(file: &Path, job_files: &[PathBuf], set: &[String], restart: bool) -> Result<i32> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Installed first: from here a Ctrl-C is ours to handle, never a silent exit.
+    let (mut int, mut term) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
     let c = ctx(file).await?;
     for j in job_files {
         python_code(j, &load_job(j, set)?)?; // every job is valid before anything starts
     }
     crate::cluster::remember(file);
-    let local_cluster = if c.spec.provider.kind == ProviderKind::Local && local::published::running_supervisor(&c.handles).is_none() {
-        let (spec, handles) = (c.spec.clone(), c.handles.clone());
-        let cl = tokio::task::spawn_blocking(move || LocalCluster::start(&spec, &handles)).await??;
-        eprintln!("started local cluster `{}` with {} agents", c.spec.cluster_name, cl.nodes().len());
-        Some(cl)
-    } else {
-        None
-    };
+    let local = c.spec.provider.kind == ProviderKind::Local;
+    let identity = local::runs::RunIdentity::of(file, job_files, set)?;
+    let local_cluster = if local { own_cluster(&c, &identity).await? } else { None };
+    let mut run = if local { Some(local::runs::Run::begin(&c.handles, &c.store, identity, restart).await?) } else { None };
     // The autoscaler runs for the duration too: agents follow the work (and a spec with
     // `min_workers: 0` still gets agents).
     let local_cluster = local_cluster.map(std::sync::Arc::new);
     let autoscaler = local_cluster.clone().map(|cl| tokio::spawn(crate::local::autoscale(cl)));
+    let signalled = tokio::select! {
+        r = run_jobs(&c, job_files, set, run.as_mut()) => Err(r),
+        _ = int.recv() => Ok(("SIGINT", 130)),
+        _ = term.recv() => Ok(("SIGTERM", 143)),
+    };
+    if let Some(a) = autoscaler {
+        a.abort();
+        let _ = a.await;
+    }
+    let cluster = local_cluster.map(|cl| std::sync::Arc::try_unwrap(cl).map_err(|_| anyhow!("the autoscaler still holds the local cluster"))).transpose()?;
+    match signalled {
+        Ok((name, code)) => {
+            stopped(&c, name, cluster, run).await?;
+            Ok(code)
+        }
+        Err(result) => {
+            if let Some(cl) = cluster {
+                tokio::task::spawn_blocking(move || cl.stop()).await??;
+            }
+            if let Some(run) = run {
+                // Ended by an error with a job still going: keep it resumable.
+                if result.is_ok() || run.unfinished(&c.store).await.is_empty() {
+                    run.end();
+                }
+            }
+            result
+        }
+    }
+}
+
+/// On the local provider: take the cluster's lock and start agents, after checking that
+/// no job of a stopped run would run behind its user's back. None when `fleetform up`
+/// runs the cluster: its agents do the work.
+async fn own_cluster(c: &Ctx, identity: &local::runs::RunIdentity) -> Result<Option<LocalCluster>> {
+    let lock = match local::lock::acquire(&c.handles, &c.spec.cluster_name, "run") {
+        Ok(lock) => lock,
+        Err(e) => match e.downcast::<local::lock::Taken>() {
+            Ok(taken) if taken.holder.as_ref().is_some_and(|h| h.kind == "up") && local::published::running_supervisor(&c.handles).is_some() => {
+                return Ok(None);
+            }
+            Ok(taken) => return Err(taken.into()),
+            Err(e) => return Err(e),
+        },
+    };
+    local::runs::refuse_interrupted(&c.handles, Some(identity)).await?;
+    let (spec, handles) = (c.spec.clone(), c.handles.clone());
+    let cl = tokio::task::spawn_blocking(move || LocalCluster::start_locked(&spec, &handles, lock)).await??;
+    eprintln!("started local cluster `{}` with {} agents", c.spec.cluster_name, cl.nodes().len());
+    Ok(Some(cl))
+}
+
+/// Each job in turn: resumed or skipped when a stopped run of this command left it,
+/// submitted otherwise; waited for. The exit code of the first that fails, else 0.
+async fn run_jobs(c: &Ctx, job_files: &[PathBuf], set: &[String], mut run: Option<&mut local::runs::Run>) -> Result<i32> {
+    use local::runs::Reuse;
     let mut code = 0;
-    for j in job_files {
-        let id = submit_one(&c, j, set).await?;
-        eprintln!("submitted {id} ({})", j.display());
-        let outcome = wait_for(&c, &id).await?;
+    for (i, j) in job_files.iter().enumerate() {
+        let reuse = match &run {
+            Some(r) => r.reuse(&c.store, i).await?,
+            None => Reuse::Submit,
+        };
+        let id = match reuse {
+            Reuse::Done(id) => {
+                eprintln!("{}: done by {id} before the run was stopped; not run again (--restart runs every job anew)", j.display());
+                continue;
+            }
+            Reuse::Resume(id) => {
+                let p = jobs::progress(&c.store, &id).await?;
+                eprintln!("resuming {id} ({}): {} of {} tasks done, the others continue from their checkpoints", j.display(), p.done.len(), p.record.tasks);
+                id
+            }
+            Reuse::Submit => {
+                let id = submit_one(c, j, set).await?;
+                if let Some(r) = run.as_mut() {
+                    r.set_job(i, &id)?;
+                }
+                eprintln!("submitted {id} ({})", j.display());
+                id
+            }
+        };
+        let outcome = wait_for(c, &id).await?;
         code = report(&c.store, &id, &outcome).await?;
         if code != 0 {
             break;
         }
     }
-    if let Some(a) = autoscaler {
-        a.abort();
-        let _ = a.await;
-    }
-    if let Some(cl) = local_cluster {
-        let cl = std::sync::Arc::try_unwrap(cl).map_err(|_| anyhow!("the autoscaler still holds the local cluster"))?;
-        tokio::task::spawn_blocking(move || cl.stop()).await??;
-    }
     Ok(code)
+}
+
+/// A signal stopped the run: drain and stop the agents this command started (each
+/// checkpoints its task and hands it back), and say what was left and how to go on.
+async fn stopped(c: &Ctx, signal: &str, cluster: Option<LocalCluster>, run: Option<local::runs::Run>) -> Result<()> {
+    let left = match &run {
+        Some(r) => r.unfinished(&c.store).await,
+        None => Vec::new(),
+    };
+    let again = "run the same command again to resume";
+    let Some(cl) = cluster else {
+        match left.first() {
+            Some(id) => eprintln!(
+                "\n{signal}: stopped waiting; {id} keeps running on the cluster of `fleetform up`: {again} following it, or `fleetform job cancel {id}` to stop it"
+            ),
+            None => eprintln!("\n{signal}: stopped"),
+        }
+        return Ok(());
+    };
+    let n = cl.nodes().len();
+    eprintln!("\n{signal}: stopping {n} agents (each checkpoints its task and hands it back; up to {}s)...", local::STOP_GRACE.as_secs());
+    tokio::task::spawn_blocking(move || cl.stop()).await??;
+    match left.first() {
+        Some(id) => eprintln!("stopped {n} agents: drained; {again} job {id} from its checkpoints (`--restart` starts over, `fleetform job cancel {id}` drops it)"),
+        None => eprintln!("stopped {n} agents: drained; no job was left unfinished"),
+    }
+    if left.is_empty() {
+        if let Some(r) = run.filter(|r| r.record.jobs.iter().all(Option::is_none)) {
+            r.end(); // nothing was submitted: nothing to resume
+        }
+    }
+    Ok(())
 }
 
 pub struct WaitOutcome {
@@ -366,6 +467,11 @@ pub async fn job_logs(file: &Path, job: &str) -> Result<i32> {
 /// row group.
 pub async fn job_cancel(file: &Path, job: &str) -> Result<i32> {
     let c = ctx(file).await?;
+    // A finished job's state is what it did: cancelling it now would relabel a success.
+    let p = jobs::progress(&c.store, job).await?;
+    if p.cancelled || p.finished() {
+        bail!("job `{job}` has already finished ({}): there is nothing to cancel", state(&p));
+    }
     jobs::cancel(&c.store, job).await?;
     println!("{job}: cancel requested; queued tasks are dropped, running ones stop at their next row group");
     Ok(0)

@@ -3,6 +3,16 @@
 //! `autoscaler` decides how many nodes of each type the work needs; `observe` is the one
 //! status model that `status` and the `dashboard` show.
 
+// Before the modules, so these shadow std's macros in all of them: a closed stdout
+// (`fleetform job list | head -0`) must not panic a print site (see `out`).
+macro_rules! println {
+    () => { $crate::out::line(format_args!("")) };
+    ($($arg:tt)*) => { $crate::out::line(format_args!($($arg)*)) };
+}
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::out::text(format_args!($($arg)*)) };
+}
+
 pub mod autoscaler;
 #[cfg(feature = "aws")]
 pub mod aws;

@@ -3,6 +3,7 @@
 mod harness;
 mod cli;
 mod local_jobs;
+mod local_life;
 mod python_compat;
 mod python_step;
 mod resilience;

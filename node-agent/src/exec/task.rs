@@ -119,7 +119,7 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
     let mut source = UnitSource::open(&msg.source, spec, job.input.clone(), h)?;
     let units = source.units();
     let mut rows_in = checkpoint_rows_in(&checkpoint, &msg.source, units);
-    let stage_dir = node.spill_dir.join(job_id);
+    let stage_dir = node.spill_dir.join(layout::path_component(job_id));
     std::fs::create_dir_all(&stage_dir).with_context(|| format!("cannot create spill directory {}", stage_dir.display()))?;
 
     let native = job.stages.native_only();

@@ -7,6 +7,8 @@
 //! what the supervisor tells other processes (its pid and agents).
 
 mod autoscale;
+pub mod lock;
+pub mod runs;
 pub mod published;
 
 pub use autoscale::{autoscale, LocalProvider};
@@ -24,13 +26,14 @@ use fleetform_core::spec::{ClusterSpec, ProviderKind};
 use fleetform_core::Resources;
 
 use crate::cluster::Handles;
-use published::{running_supervisor, supervisor_file, LocalNode};
+use lock::ClusterLock;
+use published::{supervisor_file, LocalNode};
 
 /// How often the supervisor looks for dead agents: a replacement starts within this.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(300);
 /// Agents drain within fleetform_agent's DRAIN_BUDGET (90 s); stopping waits that long
 /// plus a margin before killing.
-const STOP_GRACE: Duration = Duration::from_secs(95);
+pub const STOP_GRACE: Duration = Duration::from_secs(95);
 
 struct Slot {
     index: usize,
@@ -53,6 +56,10 @@ pub struct LocalCluster {
     monitor: Option<std::thread::JoinHandle<()>>,
     lease_seconds: u64,
     next_index: std::sync::atomic::AtomicUsize,
+    /// Held while the agents run: one local cluster per state directory.
+    _lock: ClusterLock,
+    /// Where agents are started (see `SpawnThread`).
+    spawn_thread: SpawnThread,
 }
 
 /// A local agent as the autoscaler sees it.
@@ -65,13 +72,15 @@ pub struct LocalAgent {
 }
 
 impl LocalCluster {
-    /// Start `min_workers` agents of every worker type.
-    pub fn start(spec: &ClusterSpec, handles: &Handles) -> Result<LocalCluster> {
+    /// Take the cluster's lock (`lock::acquire`; `kind` is `up` or `run`), then start.
+    pub fn start(spec: &ClusterSpec, handles: &Handles, kind: &str) -> Result<LocalCluster> {
+        Self::start_locked(spec, handles, lock::acquire(handles, &spec.cluster_name, kind)?)
+    }
+
+    /// Start `min_workers` agents of every worker type, under a lock already taken.
+    pub fn start_locked(spec: &ClusterSpec, handles: &Handles, lock: ClusterLock) -> Result<LocalCluster> {
         if spec.provider.kind != ProviderKind::Local {
             bail!("`{}` uses the {:?} provider; the local cluster needs `provider: {{type: local}}`", spec.cluster_name, spec.provider.kind);
-        }
-        if let Some(other) = running_supervisor(handles) {
-            bail!("a local cluster `{}` is already running (pid {}): use it, or stop it first", spec.cluster_name, other.pid);
         }
         std::fs::create_dir_all(&handles.state_dir)?;
         let lease_seconds = std::env::var("FLEETFORM_LEASE_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(fleetform_core::task::DEFAULT_LEASE_SECONDS);
@@ -83,6 +92,8 @@ impl LocalCluster {
             monitor: None,
             lease_seconds,
             next_index: Default::default(),
+            _lock: lock,
+            spawn_thread: SpawnThread::start()?,
         };
         for (name, t) in spec.worker_types() {
             cluster.launch(name, t.min_workers)?;
@@ -96,6 +107,7 @@ impl LocalCluster {
 
     fn spawner(&self) -> Spawner {
         Spawner {
+            thread: self.spawn_thread.clone(),
             handles: self.handles.clone(),
             cluster: self.spec.cluster_name.clone(),
             lease_seconds: self.lease_seconds,
@@ -213,8 +225,38 @@ impl Drop for LocalCluster {
 
 pub use fleetform_core::spec::local_resources;
 
+/// The one thread that starts agents, alive until the cluster is dropped. An agent asks
+/// the kernel for SIGTERM when its parent dies (PR_SET_PDEATHSIG, set by the agent itself
+/// from FLEETFORM_SUPERVISOR_PID): "parent" is the thread that started it, so agents
+/// started from a short-lived thread (tokio's blocking pool retires idle threads after
+/// 10 s) would be stopped for nothing. From this thread they are stopped exactly when
+/// this process ends, however it ends (`kill -9` included): no agent outlives it.
+#[derive(Clone)]
+struct SpawnThread {
+    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+}
+
+impl SpawnThread {
+    fn start() -> Result<SpawnThread> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        std::thread::Builder::new()
+            .name("agent-spawner".into())
+            .spawn(move || queue.into_iter().for_each(|job| job()))
+            .context("cannot start the thread that starts agents")?;
+        Ok(SpawnThread { jobs })
+    }
+
+    /// Run `f` on the spawn thread and return what it returns.
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.jobs.send(Box::new(move || drop(tx.send(f())))).map_err(|_| anyhow!("the agent-spawning thread has stopped"))?;
+        rx.recv().map_err(|_| anyhow!("the agent-spawning thread has stopped"))?
+    }
+}
+
 #[derive(Clone)]
 struct Spawner {
+    thread: SpawnThread,
     handles: Handles,
     cluster: String,
     lease_seconds: u64,
@@ -223,7 +265,13 @@ struct Spawner {
 }
 
 impl Spawner {
+    /// Start an agent, from the spawn thread.
     fn spawn(&self, index: usize, generation: usize, node_type: &str, resources: &Resources) -> Result<Slot> {
+        let (me, node_type, resources) = (self.clone(), node_type.to_string(), resources.clone());
+        self.thread.run(move || me.spawn_here(index, generation, &node_type, &resources))
+    }
+
+    fn spawn_here(&self, index: usize, generation: usize, node_type: &str, resources: &Resources) -> Result<Slot> {
         let node_id = format!("{}-w{index}-{generation}", self.cluster);
         let node_dir = self.handles.state_dir.join("nodes").join(&node_id);
         std::fs::create_dir_all(&node_dir)?;
@@ -255,6 +303,8 @@ impl Spawner {
             .arg(&notice_file)
             // --notice-file and an IMDS endpoint exclude each other.
             .env_remove("FLEETFORM_IMDS_ENDPOINT")
+            // The agent stops (drains) when this process ends (see SpawnThread).
+            .env("FLEETFORM_SUPERVISOR_PID", std::process::id().to_string())
             .args(["--lease-seconds", &self.lease_seconds.to_string()])
             .stdin(Stdio::null())
             // Own process group: a Ctrl-C in the terminal reaches the supervisor only,
@@ -354,7 +404,9 @@ impl Recovery {
 pub async fn up(file: &Path, dashboard: Option<&str>) -> Result<i32> {
     let spec = crate::cluster::load(file)?;
     let handles = Handles::of(&spec).await?;
-    let cluster = LocalCluster::start(&spec, &handles)?;
+    let lock = lock::acquire(&handles, &spec.cluster_name, "up")?;
+    crate::local::runs::refuse_interrupted(&handles, None).await?;
+    let cluster = LocalCluster::start_locked(&spec, &handles, lock)?;
     crate::cluster::remember(file);
     println!("local cluster `{}` is up: {} agents", spec.cluster_name, cluster.nodes().len());
     for n in cluster.nodes() {

@@ -108,6 +108,10 @@ pub struct NodeView {
     pub idle_seconds: Option<f64>,
     pub scheduled_events: Vec<String>,
     pub setup_failed: Option<String>,
+    /// Local provider: the node still says it is up, but no live `fleetform up`/`run`
+    /// started it (its supervisor is gone): an orphan, or the stale heartbeat of one.
+    #[serde(default)]
+    pub supervisor_gone: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -75,6 +75,7 @@ pub fn node_views(spec: &ClusterSpec, beats: &HashMap<String, NodeHeartbeat>, la
                 idle_seconds: (hb.busy_slots == 0).then(|| seconds(now, hb.last_work_at)),
                 scheduled_events: hb.scheduled_events.clone(),
                 setup_failed: hb.setup_failed.clone(),
+                supervisor_gone: false,
             })
         })
         .collect();
@@ -95,6 +96,7 @@ pub fn node_views(spec: &ClusterSpec, beats: &HashMap<String, NodeHeartbeat>, la
             idle_seconds: None,
             scheduled_events: Vec::new(),
             setup_failed: None,
+            supervisor_gone: false,
         });
     }
     nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));

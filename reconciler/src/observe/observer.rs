@@ -149,6 +149,13 @@ impl Observer {
             ProviderKind::Aws => Vec::new(),
         };
         v.nodes = node_views(&self.spec, beats, &launched, now);
+        if self.spec.provider.kind == ProviderKind::Local {
+            // A local node is up only under the supervisor that started it (its agents
+            // follow it: PR_SET_PDEATHSIG); one that says otherwise is marked.
+            for n in v.nodes.iter_mut().filter(|n| n.status.is_up()) {
+                n.supervisor_gone = !launched.iter().any(|(id, _)| *id == n.node_id);
+            }
+        }
         v.node_types = type_views(&self.spec, &v.nodes);
         v.slots = total_slots(&v.node_types);
         v.nodes_at = Some(now);

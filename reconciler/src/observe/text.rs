@@ -54,6 +54,14 @@ fn percent(s: &Slots) -> String {
 }
 
 fn node_state(n: &NodeView) -> String {
+    let state = status_word(n);
+    if n.supervisor_gone {
+        return format!("{state}, SUPERVISOR GONE (the `fleetform up`/`run` that started it has exited)");
+    }
+    state
+}
+
+fn status_word(n: &NodeView) -> String {
     let reason = n.reason.clone().unwrap_or_default();
     match n.status {
         NodeStatus::Pending => "pending (no heartbeat yet)".into(),

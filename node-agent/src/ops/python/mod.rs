@@ -69,7 +69,7 @@ pub async fn job_pool(
             anyhow!("steps[{}] (python): {} was not shipped with job {} (submit it with `fleetform submit` or `run`, which store the file)", stage.step_index, step.file, record.job_id)
         })?;
         let local = spill_dir
-            .join(&record.job_id)
+            .join(fleetform_core::layout::path_component(&record.job_id))
             .join("code")
             .join(&shipped.sha256)
             .join(file_name(&step.file));
