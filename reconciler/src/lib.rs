@@ -9,6 +9,8 @@ macro_rules! println {
     () => { $crate::out::line(format_args!("")) };
     ($($arg:tt)*) => { $crate::out::line(format_args!($($arg)*)) };
 }
+// Only the AWS provider prints without a line break: unused in a local-only build.
+#[allow(unused_macros)]
 macro_rules! print {
     ($($arg:tt)*) => { $crate::out::text(format_args!($($arg)*)) };
 }
