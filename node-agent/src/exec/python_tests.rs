@@ -405,3 +405,38 @@ async fn a_shipped_file_that_changed_in_the_store_is_refused() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A struct column the function never touches keeps its type: in calls where every
+/// `user.age` is missing, pandas hands the column back as `struct<age: null>` (the
+/// others: `struct<age: int64>`), which used to fail the task on two schemas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_the_function_does_not_touch_keeps_its_type_across_calls() {
+    let agent = agent().await;
+    let dir = agent.dir.join("structs/in");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lines: String = (0..200)
+        .map(|i| match i < 100 {
+            true => format!("{{\"id\": {i}, \"text\": \"Row {i}\", \"user\": {{\"age\": {i}}}}}\n"),
+            false => format!("{{\"id\": {i}, \"text\": \"Row {i}\", \"user\": {{}}}}\n"),
+        })
+        .collect();
+    std::fs::write(dir.join("people.jsonl"), lines).unwrap();
+    let lower = "def lower(batch):\n    batch['text'] = batch['text'].str.lower()\n    return batch\n";
+    let p = run_job(
+        &agent,
+        "structs",
+        "name: structs\ninput: {uri: IN}\noutput: {uri: OUT}\nsteps:\n  - python: {file: lower.py, function: lower, batch_format: pandas, batch_size: 50}\n",
+        &[("lower.py", lower)],
+    )
+    .await;
+    assert!(p.failed.is_empty(), "{:?}", p.failed);
+    let out = agent.dir.join("structs/out");
+    let manifest: Manifest = serde_json::from_slice(&std::fs::read(out.join("_SUCCESS")).unwrap()).unwrap();
+    assert_eq!(manifest.total_rows, 200);
+    for f in &manifest.files {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(out.join(&f.file)).unwrap()).unwrap();
+        let user = reader.schema().field_with_name("user").unwrap().data_type().clone();
+        assert_eq!(user.to_string(), "Struct(\"age\": Int64)", "{user:?}");
+    }
+    agent.stop().await;
+}

@@ -5,9 +5,12 @@
 //! unit's output is complete when the unit is, and the checkpoint after it stays true.
 
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
+
 use arrow_array::RecordBatch;
+use arrow_schema::{Schema, SchemaRef};
 
 use super::unify;
 use crate::ops::python::{Checkout, WorkerPool};
@@ -143,11 +146,51 @@ impl<'a> StageRun<'a> {
         );
         let worker = self.worker.get_or_insert_with(|| pool.checkout(task_id));
         let (_, out) = worker.call(stage, &schema, &batches, self.stop, &rows)?;
-        for b in out {
+        for b in keep_untouched_types(&schema, &batches, out)? {
             self.push_at(i + 1, b, sink)?;
         }
         Ok(())
     }
+}
+
+/// Columns a python function handed back unchanged keep their input's type. pandas
+/// retypes what it round-trips (a struct field that is null in every row of a call comes
+/// back `null` or `double`), which must not fail a job on a column the function never
+/// touched. Only for calls that kept their rows (else rows cannot be matched), and only
+/// where the returned values, cast back, equal the input's.
+fn keep_untouched_types(schema: &SchemaRef, input: &[RecordBatch], out: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    let retyped = |b: &RecordBatch| {
+        b.schema().fields().iter().any(|f| schema.field_with_name(f.name()).is_ok_and(|i| i.data_type() != f.data_type()))
+    };
+    let rows = |bs: &[RecordBatch]| bs.iter().map(|b| b.num_rows()).sum::<usize>();
+    let Some(first) = out.first() else { return Ok(out) };
+    let out_schema = first.schema();
+    if !out.iter().any(retyped) || rows(input) != rows(&out) || out.iter().any(|b| b.schema() != out_schema) {
+        return Ok(out);
+    }
+    let input = arrow_select::concat::concat_batches(schema, input)?;
+    let returned = arrow_select::concat::concat_batches(&out_schema, &out)?;
+    let mut fields = Vec::with_capacity(returned.num_columns());
+    let mut columns = Vec::with_capacity(returned.num_columns());
+    for (f, col) in out_schema.fields().iter().zip(returned.columns()) {
+        let original = schema.field_with_name(f.name()).ok().zip(input.column_by_name(f.name()));
+        let untouched = original.filter(|(field, values)| {
+            field.data_type() != col.data_type()
+                && arrow_cast::cast(col, field.data_type()).is_ok_and(|back| back.as_ref() == values.as_ref())
+        });
+        match untouched {
+            Some((field, values)) => {
+                fields.push(field.as_ref().clone());
+                columns.push(values.clone());
+            }
+            None => {
+                fields.push(f.as_ref().clone());
+                columns.push(col.clone());
+            }
+        }
+    }
+    let schema = Arc::new(Schema::new_with_metadata(fields, out_schema.metadata().clone()));
+    Ok(vec![RecordBatch::try_new(schema, columns)?])
 }
 
 /// The slices of one call under one schema (an earlier python step may have typed a
