@@ -551,6 +551,12 @@ async fn settle_into(output: &Location, manifest: &Manifest) -> Result<()> {
 /// new one, never a mix: the new parts have names of their own, and the old ones go only
 /// after the new `_SUCCESS` is in place.
 async fn publish(output: &Location, staging: &str, manifest: &Manifest) -> Result<()> {
+    let current: Option<Manifest> = objects::get_json(output, "_SUCCESS").await.ok().flatten();
+    if current.as_ref().is_some_and(|m| m.job_id != manifest.job_id && m.finished_at > manifest.finished_at) {
+        // A later job's result is published there: a late or repeated finalize of this
+        // one must never put an older result back over it.
+        return Ok(());
+    }
     let tag = short_hash(&manifest.job_id);
     for f in &manifest.files {
         let staged = f.file.replacen(&format!("part-{tag}-"), "part-", 1);
@@ -562,7 +568,6 @@ async fn publish(output: &Location, staging: &str, manifest: &Manifest) -> Resul
             Err(e) => return Err(anyhow!("cannot publish {} into {}: {e}", f.file, output.uri)),
         }
     }
-    let current: Option<Manifest> = objects::get_json(output, "_SUCCESS").await.ok().flatten();
     if current.as_ref().is_none_or(|m| m.job_id != manifest.job_id) {
         objects::put_json(output, "_SUCCESS", manifest).await.context("cannot write the _SUCCESS manifest")?;
     }

@@ -178,3 +178,20 @@ async fn a_job_that_may_not_publish_leaves_the_output_as_it_was() {
     assert_eq!(after, before.into_iter().filter(|k| !k.starts_with("_staging/failed-job/")).collect::<Vec<_>>());
     assert_eq!(trusted_view(&out).await.as_deref(), Some("old-job"));
 }
+
+/// A late or repeated finalize of an older job (an agent handling a stale message) never
+/// puts its result back over a newer one, even one with no files to move.
+#[tokio::test]
+async fn an_older_job_settled_again_never_replaces_a_newer_result() {
+    let (mut old, _) = result("old-job", 0);
+    old.finished_at = Utc::now() - chrono::Duration::minutes(5);
+    let (new, new_files) = result("new-job", 2);
+    let out = Location { store: Arc::new(InMemory::new()), prefix: Path::default(), uri: "memory://out".into(), local_dir: None };
+    for (staged, bytes) in &new_files {
+        stage(&out, "new-job", staged, bytes).await;
+    }
+    settle_into(&out, &new).await.unwrap();
+    settle_into(&out, &old).await.unwrap();
+    assert_eq!(trusted_view(&out).await.as_deref(), Some("new-job"));
+    assert_eq!(objects::list(&out, "").await.unwrap().len(), 3, "the new parts and _SUCCESS");
+}
