@@ -103,9 +103,9 @@ pub enum OnError {
     Skip,
 }
 
-/// A column type name in `input.schema`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// A column type in `input.schema`: a name, `{field: type, ...}` for a JSON object, or
+/// `[type]` for a JSON array.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ColumnType {
     String,
     Int64,
@@ -117,6 +117,79 @@ pub enum ColumnType {
     Date,
     /// Microseconds, no time zone, from RFC 3339 / ISO 8601 text.
     Timestamp,
+    /// `{field: type, ...}`: a JSON object with these fields (missing fields are null).
+    Struct(InputSchema),
+    /// `[type]`: a JSON array of values of one type.
+    List(Box<ColumnType>),
+}
+
+/// The type names, as written in `input.schema`.
+const SCALARS: &[(&str, ColumnType)] = &[
+    ("string", ColumnType::String),
+    ("int64", ColumnType::Int64),
+    ("int32", ColumnType::Int32),
+    ("float64", ColumnType::Float64),
+    ("float32", ColumnType::Float32),
+    ("bool", ColumnType::Bool),
+    ("date", ColumnType::Date),
+    ("timestamp", ColumnType::Timestamp),
+];
+
+impl ColumnType {
+    pub fn is_nested(&self) -> bool {
+        matches!(self, ColumnType::Struct(_) | ColumnType::List(_))
+    }
+}
+
+impl Serialize for ColumnType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        match self {
+            ColumnType::Struct(fields) => fields.serialize(s),
+            ColumnType::List(item) => {
+                let mut seq = s.serialize_seq(Some(1))?;
+                seq.serialize_element(item.as_ref())?;
+                seq.end()
+            }
+            scalar => {
+                let name = SCALARS.iter().find(|(_, t)| t == scalar).map(|(n, _)| *n).unwrap_or("string");
+                s.serialize_str(name)
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ColumnType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ColumnType;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let names: Vec<&str> = SCALARS.iter().map(|(n, _)| *n).collect();
+                write!(f, "a type ({}), `{{field: type, ...}}` for an object or `[type]` for an array", names.join(", "))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ColumnType, E> {
+                SCALARS
+                    .iter()
+                    .find(|(n, _)| *n == v)
+                    .map(|(_, t)| t.clone())
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<ColumnType, A::Error> {
+                InputSchema::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(ColumnType::Struct)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ColumnType, A::Error> {
+                let item: ColumnType = seq
+                    .next_element()?
+                    .ok_or_else(|| serde::de::Error::custom("an array type names its element type: `[string]`"))?;
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(serde::de::Error::custom("an array type names one element type: `[string]`"));
+                }
+                Ok(ColumnType::List(Box::new(item)))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `input.schema`: column name → type, in the order written (a YAML mapping).
@@ -229,6 +302,16 @@ pub fn validate_options(
             }
             if on_error == OnError::Skip {
                 c.error(input.key("on_error"), "applies to jsonl, json, csv and text input (a parquet file is valid or not as a whole)");
+            }
+        }
+        Some(InputFormat::Csv) => {
+            for (name, ty) in schema.map(|s| s.0.as_slice()).unwrap_or_default() {
+                if ty.is_nested() {
+                    c.error(
+                        input.key("schema").key(name.clone()),
+                        "csv fields are flat: an object or array type applies to jsonl and json input",
+                    );
+                }
             }
         }
         Some(InputFormat::Text) if schema.is_some() => {

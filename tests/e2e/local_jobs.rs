@@ -282,3 +282,48 @@ fn a_later_job_into_the_same_output_supersedes_the_unfinished_one() {
         m["not_published"].is_string()
     });
 }
+
+/// `input.schema` takes nested types: `{field: type}` for a JSON object and `[type]` for an
+/// array; a field missing from a record is null, and a nested type on csv is refused.
+#[test]
+fn input_schema_takes_objects_and_arrays() {
+    let env = LocalEnv::new(1, 1);
+    std::fs::create_dir_all(env.path("in")).unwrap();
+    let lines: String = (0..100)
+        .map(|i| match i % 2 {
+            0 => format!("{{\"id\": {i}, \"user\": {{\"name\": \"U{i}\", \"age\": {i}}}, \"tags\": [\"a\", \"b\"]}}\n"),
+            _ => format!("{{\"id\": {i}, \"user\": {{\"name\": \"U{i}\"}}, \"tags\": []}}\n"),
+        })
+        .collect();
+    std::fs::write(env.path("in/people.jsonl"), lines).unwrap();
+    let job = env.write_job(
+        "nested.yaml",
+        "name: nested\ninput:\n  uri: in\n  schema: {id: int64, user: {name: string, age: int64}, tags: [string]}\n\
+         output: {uri: out}\nsteps:\n  - lowercase: {column: id_text}\n",
+    );
+    // (A step on a column that does not exist is refused: the schema's columns are checked.)
+    let out = env.run(&["validate", job.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("available: id, user, tags"), "{}", String::from_utf8_lossy(&out.stderr));
+    let job = env.write_job(
+        "nested.yaml",
+        "name: nested\ninput:\n  uri: in\n  schema: {id: int64, user: {name: string, age: int64}, tags: [string]}\noutput: {uri: out}\n",
+    );
+    let out = env.run(&["run", job.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let (manifest, ids, batches) = read_output(&env.path("out"));
+    assert_eq!((manifest.total_rows, ids.len()), (100, 100));
+    let schema = batches[0].schema();
+    assert_eq!(schema.field_with_name("user").unwrap().data_type().to_string(), "Struct(\"name\": Utf8, \"age\": Int64)");
+    assert!(schema.field_with_name("tags").unwrap().data_type().to_string().starts_with("List("), "{schema:?}");
+    let user = batches[0].column_by_name("user").unwrap().as_any().downcast_ref::<arrow_array::StructArray>().unwrap();
+    let age = user.column_by_name("age").unwrap();
+    assert!(age.null_count() > 0 && age.null_count() < age.len(), "missing ages are null, the others are kept");
+    // Nested types on csv are refused at the field.
+    std::fs::write(env.path("in2.csv"), "id,user\n1,x\n").unwrap();
+    let csv = env.write_job("csv.yaml", "name: csv\ninput:\n  uri: in2.csv\n  format: csv\n  schema: {user: {name: string}}\noutput: {uri: out2}\n");
+    let out = env.run(&["validate", csv.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("input.schema.user: csv fields are flat"), "{err}");
+}

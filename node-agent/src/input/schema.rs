@@ -12,7 +12,7 @@ use fleetform_core::input::{ColumnType, CsvOptions, InputFormat, InputSchema};
 /// Text input: one column.
 pub const TEXT_COLUMN: &str = "text";
 
-pub fn arrow_type(t: ColumnType) -> DataType {
+pub fn arrow_type(t: &ColumnType) -> DataType {
     match t {
         ColumnType::String => DataType::Utf8,
         ColumnType::Int64 => DataType::Int64,
@@ -22,6 +22,8 @@ pub fn arrow_type(t: ColumnType) -> DataType {
         ColumnType::Bool => DataType::Boolean,
         ColumnType::Date => DataType::Date32,
         ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+        ColumnType::Struct(fields) => DataType::Struct(from_user(fields).fields().clone()),
+        ColumnType::List(item) => DataType::List(Arc::new(Field::new("item", arrow_type(item), true))),
     }
 }
 
@@ -30,7 +32,7 @@ fn from_user(schema: &InputSchema) -> Schema {
         schema
             .0
             .iter()
-            .map(|(name, t)| Field::new(name, arrow_type(*t), true))
+            .map(|(name, t)| Field::new(name, arrow_type(t), true))
             .collect::<Vec<_>>(),
     )
 }
@@ -143,6 +145,9 @@ fn resolve_csv(
             warnings: vec![],
         });
     };
+    if let Some((nested, _)) = user.0.iter().find(|(_, t)| t.is_nested()) {
+        bail!("input.schema: column `{nested}` of {file} has an object or array type, but csv fields are flat (those types apply to jsonl and json)");
+    }
     // `input.schema` sets the types of the header's columns by name; the rest are inferred.
     let names: Vec<&str> = inferred
         .fields()
@@ -159,7 +164,7 @@ fn resolve_csv(
         .fields()
         .iter()
         .map(|f| match user.0.iter().find(|(n, _)| n == f.name()) {
-            Some((_, t)) => Field::new(f.name(), arrow_type(*t), true),
+            Some((_, t)) => Field::new(f.name(), arrow_type(t), true),
             None => f.as_ref().clone(),
         })
         .collect();
