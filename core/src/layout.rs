@@ -101,6 +101,13 @@ pub fn published_part(job_tag: &str, staged: &str) -> String {
         None => format!("{job_tag}-{staged}"),
     }
 }
+/// The staged name a published part came from (the inverse of [`published_part`]).
+pub fn staged_part(job_tag: &str, published: &str) -> String {
+    match published.strip_prefix(&format!("part-{job_tag}-")) {
+        Some(rest) => format!("part-{rest}"),
+        None => published.strip_prefix(&format!("{job_tag}-")).unwrap_or(published).to_string(),
+    }
+}
 /// `outputs/<hash of the output URI>.json`: the job that may publish into that output.
 /// The latest submit claims it; an older job that finishes later publishes nothing.
 pub fn output_claim(uri_hash: &str) -> String {
@@ -141,5 +148,8 @@ mod tests {
             assert!(matches!(p.components().next(), Some(std::path::Component::Normal(_))), "{id:?} -> {c}");
         }
         assert_eq!(super::staging_dir("텍-1"), "_staging/+ED+85+8D-1");
+        for staged in ["part-t000001-00000-00004.parquet", "other.parquet"] {
+            assert_eq!(super::staged_part("ab12", &super::published_part("ab12", staged)), staged);
+        }
     }
 }

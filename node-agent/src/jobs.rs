@@ -529,13 +529,12 @@ async fn settle(record: &JobRecord, manifest: &Manifest) -> Result<()> {
 }
 
 async fn settle_into(output: &Location, manifest: &Manifest) -> Result<()> {
-    let output = output.clone();
     let staging = layout::staging_dir(&manifest.job_id);
     if manifest.published() {
-        publish(&output, &staging, manifest).await?;
+        publish(output, &staging, manifest).await?;
     }
-    for key in objects::list(&output, &format!("{staging}/")).await? {
-        objects::delete(&output, &key).await?;
+    for key in objects::list(output, &format!("{staging}/")).await? {
+        objects::delete(output, &key).await?;
     }
     if let (Some(job_dir), Some(all)) = (output.local_path(&staging), output.local_path("_staging")) {
         // A directory store leaves the emptied directories behind; S3 has none.
@@ -559,7 +558,7 @@ async fn publish(output: &Location, staging: &str, manifest: &Manifest) -> Resul
     }
     let tag = short_hash(&manifest.job_id);
     for f in &manifest.files {
-        let staged = f.file.replacen(&format!("part-{tag}-"), "part-", 1);
+        let staged = layout::staged_part(&tag, &f.file);
         let from = output.key(&format!("{staging}/{staged}"));
         let to = output.key(&f.file);
         match output.store.rename(&from, &to).await {

@@ -109,7 +109,7 @@ async fn trusted_view(out: &Location) -> Option<String> {
     let m: Manifest = objects::get_json(out, "_SUCCESS").await.unwrap()?;
     let tag = short_hash(&m.job_id);
     for f in &m.files {
-        let staged = f.file.replacen(&format!("part-{tag}-"), "part-", 1);
+        let staged = layout::staged_part(&tag, &f.file);
         let got = out.store.get(&out.key(&f.file)).await.unwrap_or_else(|e| panic!("{} names {} which is missing: {e}", m.job_id, f.file));
         assert_eq!(got.bytes().await.unwrap(), Bytes::from(format!("{}/{staged}", m.job_id)), "{} holds another job's bytes", f.file);
     }

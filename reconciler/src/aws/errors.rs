@@ -140,29 +140,27 @@ pub fn quota_advice(code: &str, spot: bool, instance_type: &str, subnet: &str) -
     ))
 }
 
-/// EC2's vCPU quota class of an instance type, as Service Quotas names it.
+/// Instance family prefixes and their vCPU quota class, as Service Quotas names it; the
+/// longer prefixes first (`inf` before the standard `i`). Anything else is standard.
+const QUOTA_CLASSES: &[(&str, &str)] = &[
+    ("inf", "Inf"),
+    ("trn", "Trn"),
+    ("dl", "DL"),
+    ("hpc", "HPC"),
+    ("vt", "G and VT"),
+    ("g", "G and VT"),
+    ("p", "P"),
+    ("x", "X"),
+    ("f", "F"),
+];
+
+/// EC2's vCPU quota class of an instance type.
 fn instance_class(instance_type: &str) -> &'static str {
     let family = instance_type.split('.').next().unwrap_or_default();
-    let starts = |p: &str| family.starts_with(p);
-    if starts("inf") {
-        "Inf"
-    } else if starts("trn") {
-        "Trn"
-    } else if starts("dl") {
-        "DL"
-    } else if starts("hpc") {
-        "HPC"
-    } else if starts("g") || starts("vt") {
-        "G and VT"
-    } else if starts("p") {
-        "P"
-    } else if starts("x") {
-        "X"
-    } else if starts("f") {
-        "F"
-    } else {
-        "Standard (A, C, D, H, I, M, R, T, Z)"
-    }
+    QUOTA_CLASSES
+        .iter()
+        .find(|(prefix, _)| family.starts_with(prefix))
+        .map_or("Standard (A, C, D, H, I, M, R, T, Z)", |(_, class)| class)
 }
 
 /// EC2's answer when the account has no AWSServiceRoleForEC2Spot and the caller may not
