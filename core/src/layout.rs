@@ -34,6 +34,11 @@ pub fn code(job: &str, sha256: &str, file_name: &str) -> String {
 pub fn cancel(job: &str) -> String {
     format!("jobs/{job}/cancel")
 }
+/// The job's commit decision (its manifest, with whether it may publish), written with
+/// create-if-absent before the output is settled; `_SUCCESS` follows once it is.
+pub fn decision(job: &str) -> String {
+    format!("jobs/{job}/decision.json")
+}
 pub fn success(job: &str) -> String {
     format!("jobs/{job}/_SUCCESS")
 }

@@ -426,18 +426,32 @@ fn task_ids(keys: &[String]) -> Vec<String> {
 /// (the commit protocol): a job whose every task succeeded, that was neither cancelled nor
 /// superseded and skipped no more records than allowed publishes its staged parts into
 /// the output location and writes `_SUCCESS` there last; any other job publishes nothing
-/// and leaves the output as it was. The store's manifest is the commit point: the first
-/// finalizer's decision (create-if-absent) is the decision, and every later call finishes
-/// what a crash interrupted (idempotent).
+/// and leaves the output as it was. The commit point is the decision in the store
+/// (`layout::decision`, create-if-absent: the first finalizer's decision is the
+/// decision); the store's `_SUCCESS` follows once the output is settled, so whoever reads
+/// it ("finished") finds the output published. A later call finishes what a crash
+/// between the two interrupted (idempotent).
 pub async fn finalize(store: &Store, job_id: &str) -> Result<Option<Manifest>> {
     let p = progress(store, job_id).await?;
     if let Some(m) = p.manifest {
-        settle(&p.record, &m).await?;
         return Ok(Some(m));
     }
     if p.done.len() + p.failed.len() < p.record.tasks {
         return Ok(None);
     }
+    let manifest = match store.get_json::<Manifest>(&layout::decision(job_id)).await? {
+        Some(decided) => decided,
+        None => decide(store, &p).await?,
+    };
+    settle(&p.record, &manifest).await?;
+    store.create_json(&layout::success(job_id), &manifest).await?;
+    Ok(Some(manifest))
+}
+
+/// The job's manifest and whether it may publish, recorded once (create-if-absent): a
+/// finalizer that loses the race takes the recorded decision.
+async fn decide(store: &Store, p: &JobProgress) -> Result<Manifest> {
+    let job_id = p.record.job_id.as_str();
     let keys: Vec<String> = p.done.iter().map(|t| layout::done(job_id, t)).collect();
     let records: Vec<DoneRecord> = try_join_all(keys.iter().map(|k| store.get_json::<DoneRecord>(k)))
         .await?
@@ -462,12 +476,11 @@ pub async fn finalize(store: &Store, job_id: &str) -> Result<Option<Manifest>> {
         skipped_records: records.iter().map(|r| r.skipped.count).sum(),
         not_published: None,
     };
-    manifest.not_published = why_not_published(store, &p, &records, &manifest).await?;
-    if !store.create_json(&layout::success(job_id), &manifest).await? {
-        manifest = store.get_json(&layout::success(job_id)).await?.context("the job's manifest vanished")?;
+    manifest.not_published = why_not_published(store, p, &records, &manifest).await?;
+    if !store.create_json(&layout::decision(job_id), &manifest).await? {
+        manifest = store.get_json(&layout::decision(job_id)).await?.context("the job's decision vanished")?;
     }
-    settle(&p.record, &manifest).await?;
-    Ok(Some(manifest))
+    Ok(manifest)
 }
 
 /// Why a finished job may not publish its output, if it may not.
