@@ -38,6 +38,17 @@ pub enum TaskSource {
     /// A whole file read from its start: compressed, or a JSON array. Its number of units
     /// is known only at its end. `est_rows` is estimated from the file's size.
     Stream { uri: String, format: InputFormat, compression: Compression, bytes: u64, est_rows: u64 },
+    /// Several small jsonl/json/csv/text files read whole, one unit per file (Spark's
+    /// `maxPartitionBytes` packing): 10,000 one-row files are a few tasks, not 10,000.
+    Files { format: InputFormat, files: Vec<WholeFile>, est_rows: u64 },
+}
+
+/// One file of a [`TaskSource::Files`] task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WholeFile {
+    pub uri: String,
+    pub compression: Compression,
+    pub bytes: u64,
 }
 
 impl TaskSource {
@@ -50,13 +61,19 @@ impl TaskSource {
             TaskSource::Generate { first_row, rows } => format!("generated rows {first_row}..{}", first_row + rows),
             TaskSource::ByteRange { uri, start, end, .. } => format!("{uri} bytes {start}..{end}"),
             TaskSource::Stream { uri, .. } => format!("{uri} (whole file)"),
+            TaskSource::Files { files, .. } => match (files.first(), files.last()) {
+                (Some(first), Some(last)) if files.len() > 1 => format!("{} files, {} … {}", files.len(), first.uri, last.uri),
+                (Some(only), _) => format!("{} (whole file)", only.uri),
+                _ => "no files".into(),
+            },
         }
     }
-    /// The input file this task reads part of (None for generated rows).
+    /// The input file this task reads part of (None for generated rows and for a task
+    /// of several whole files).
     pub fn input_file(&self) -> Option<&str> {
         match self {
             TaskSource::Parquet { uri, .. } | TaskSource::ByteRange { uri, .. } | TaskSource::Stream { uri, .. } => Some(uri),
-            TaskSource::Generate { .. } => None,
+            TaskSource::Generate { .. } | TaskSource::Files { .. } => None,
         }
     }
     /// The rows this task reads: exact for parquet and the generator, an estimate for
@@ -64,11 +81,13 @@ impl TaskSource {
     pub fn rows(&self) -> u64 {
         match self {
             TaskSource::Parquet { rows, .. } | TaskSource::Generate { rows, .. } => *rows,
-            TaskSource::ByteRange { est_rows, .. } | TaskSource::Stream { est_rows, .. } => *est_rows,
+            TaskSource::ByteRange { est_rows, .. } | TaskSource::Stream { est_rows, .. } | TaskSource::Files { est_rows, .. } => {
+                *est_rows
+            }
         }
     }
     pub fn rows_are_estimated(&self) -> bool {
-        matches!(self, TaskSource::ByteRange { .. } | TaskSource::Stream { .. })
+        matches!(self, TaskSource::ByteRange { .. } | TaskSource::Stream { .. } | TaskSource::Files { .. })
     }
 }
 

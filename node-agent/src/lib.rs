@@ -16,6 +16,7 @@ pub fn without_aws(what: &str) -> anyhow::Error {
 pub mod cli;
 pub mod exec;
 pub mod generate;
+pub mod http;
 pub mod imds;
 pub mod input;
 pub mod jobs;

@@ -101,19 +101,15 @@ pub fn render() -> String {
 
 /// Serve `/metrics` on `listen` (IP:PORT) from a thread of its own, for the process's life.
 pub fn serve(listen: &str) -> Result<()> {
-    let server = tiny_http::Server::http(listen).map_err(|e| anyhow!("--metrics-listen {listen}: cannot listen: {e}"))?;
-    std::thread::spawn(move || {
-        let content_type = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..])
-            .expect("static header");
-        for req in server.incoming_requests() {
-            let response = if req.url() == "/metrics" {
-                tiny_http::Response::from_string(render()).with_header(content_type.clone())
-            } else {
-                tiny_http::Response::from_string("the agent serves /metrics only\n").with_status_code(404)
-            };
-            let _ = req.respond(response);
-        }
-    });
+    let addr: std::net::SocketAddr =
+        listen.parse().map_err(|_| anyhow!("--metrics-listen `{listen}` is not IP:PORT (e.g. 127.0.0.1:9108)"))?;
+    let server = crate::http::Server::bind(addr).map_err(|e| anyhow!("--metrics-listen {listen}: cannot listen: {e}"))?;
+    let serving = server.serve(std::sync::Arc::new(|req: &crate::http::Request| match req.path.as_str() {
+        "/metrics" => crate::http::Response::new(200, "application/openmetrics-text; version=1.0.0; charset=utf-8", render()),
+        _ => crate::http::Response::text(404, "the agent serves /metrics only\n"),
+    }))?;
+    // For the process's life: dropping it would stop the server.
+    std::mem::forget(serving);
     Ok(())
 }
 

@@ -302,7 +302,7 @@ async fn measure(c: &Cluster, counts: &Arc<Counts>, n_tabs: usize, every: Durati
     stop.store(true, Ordering::Relaxed);
     let page_polls = pages.into_iter().map(|p| p.join().unwrap()).sum();
     task.abort();
-    srv.unblock();
+    drop(srv);
     Run {
         store_per_s: store as f64 / secs,
         queue_per_s: queue as f64 / secs,
@@ -313,15 +313,14 @@ async fn measure(c: &Cluster, counts: &Arc<Counts>, n_tabs: usize, every: Durati
     }
 }
 
-async fn serve(c: &Cluster, counts: &Arc<Counts>, every: Duration) -> (poller::Shared, tokio::task::JoinHandle<()>, String, Arc<tiny_http::Server>) {
+async fn serve(c: &Cluster, counts: &Arc<Counts>, every: Duration) -> (poller::Shared, tokio::task::JoinHandle<()>, String, fleetform_agent::http::Serving) {
     let mut store = c.store.clone();
     store.loc.store = Arc::new(CountingStore { inner: store.loc.store.clone(), counts: counts.clone() });
     let queue = CountingQueue { inner: c.handles.queue().await.unwrap(), counts: counts.clone() };
     let rounds = Counted { observer: Observer::new(&c.spec, &c.handles), store, queue };
     let (shared, task) = poller::start(rounds, every);
-    let srv = server::bind("127.0.0.1:0", false).unwrap();
-    let base = format!("http://{}/", srv.server_addr().to_ip().unwrap());
-    server::serve(srv.clone(), shared.clone());
+    let srv = server::serve(server::bind("127.0.0.1:0", false).unwrap(), shared.clone()).unwrap();
+    let base = format!("http://{}/", srv.addr);
     (shared, task, base, srv)
 }
 
@@ -356,7 +355,7 @@ async fn latency(c: &Cluster, counts: &Arc<Counts>, every: Duration, samples: us
         out.push(committed.elapsed().as_secs_f64());
     }
     task.abort();
-    srv.unblock();
+    drop(srv);
     out
 }
 

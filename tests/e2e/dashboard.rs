@@ -32,6 +32,24 @@ fn http(method: &str, url: &str) -> (u16, String) {
     (status, body.to_string())
 }
 
+/// The status a request with a `bytes`-long header line gets, sent while reading the
+/// answer (the server may refuse and close before taking it all).
+fn status_of_oversized_header(base: &str, bytes: usize) -> u16 {
+    let host = base.strip_prefix("http://").and_then(|r| r.split('/').next()).expect("http URL");
+    let s = TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let request = format!("GET /api/status HTTP/1.1\r\nHost: {host}\r\nX-Big: {}\r\n\r\n", "b".repeat(bytes));
+    let sending = std::thread::spawn(move || {
+        let _ = w.write_all(request.as_bytes());
+    });
+    let mut raw = Vec::new();
+    let _ = (&s).read_to_end(&mut raw);
+    let _ = sending.join();
+    let raw = String::from_utf8_lossy(&raw);
+    raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
 fn status_json(base: &str) -> Value {
     let (code, body) = http("GET", &format!("{base}api/status"));
     assert_eq!(code, 200, "{body}");
@@ -188,6 +206,10 @@ fn dashboard_shows_a_running_job_to_the_api_prometheus_and_a_browser() {
     assert!(page.contains("<title>fleetform dashboard</title>"));
     assert!(!page.contains(" src=") && !page.contains("<link"), "no external resource");
     assert_eq!(http("POST", &format!("{base}api/status")).0, 405, "read-only");
+    // Bounded: a 64 MB header line is refused after its first kilobytes, and the page
+    // goes on answering.
+    assert_eq!(status_of_oversized_header(&base, 64 << 20), 431);
+    assert_eq!(http("GET", &format!("{base}api/status")).0, 200);
 
     // A real browser runs the page's script: the DOM shows the job, its progress, the nodes.
     let profile = env.path("chromium");

@@ -338,3 +338,95 @@ async fn a_task_drained_mid_file_resumes_from_its_checkpoint_with_every_row_once
         second.stop().await;
     }
 }
+
+/// Write `input` as `files` small files of `format` (the CSV ones each with its header),
+/// named so that their order is the rows' order.
+fn write_small_files(dir: &Path, format: InputFormat, compression: Compression, input: &[(i64, String, String)], files: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let per = input.len().div_ceil(files);
+    for (i, chunk) in input.chunks(per).enumerate() {
+        let name = file_name(format, compression).replace("part-a", &format!("part-{i:05}"));
+        std::fs::write(dir.join(name), compress(&encode(format, chunk), compression)).unwrap();
+    }
+}
+
+/// Many files smaller than a unit are packed into a few tasks (one unit each), every row
+/// read once, each CSV file's header checked and skipped, and a malformed record still
+/// named by its own file and line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_small_files_make_few_tasks_with_every_row_once() {
+    let agent = TestAgent::start().await;
+    let input = rows(600);
+    for (format, compression) in [(InputFormat::Jsonl, Compression::None), (InputFormat::Csv, Compression::Gzip)] {
+        let dir = agent.dir.join(format!("small-{}-{compression:?}", format.name()));
+        write_small_files(&dir, format, compression, &input, 300);
+        let out = agent.dir.join(format!("small-out-{}-{compression:?}", format.name()));
+        let yaml = format!(
+            "name: small\ninput: {{uri: {}}}\noutput: {{uri: {}}}\nbatch_size: 16\nsplit: {{bytes_per_task: 20000, bytes_per_unit: 4000}}\n",
+            dir.display(),
+            out.display()
+        );
+        let job = agent.submit_yaml(&yaml).await;
+        let p = agent.finished(&job).await;
+        assert!(p.failed.is_empty(), "{format:?}: {:?}", p.failed);
+        let record: JobRecord = agent.shared.store.get_json(&layout::job(&job)).await.unwrap().unwrap();
+        let stored: u64 = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+        assert_eq!(record.tasks as u64, stored.div_ceil(20000).max(1), "{format:?}: 300 files of {stored} bytes in all, packed by bytes_per_task");
+        assert_eq!(output_rows(&out, &p.manifest.unwrap()), expected_rows(format, &input), "{format:?}");
+    }
+
+    // Record 2 of file 123 loses its closing brace: the error names that file and line.
+    let dir = agent.dir.join("small-bad");
+    write_small_files(&dir, InputFormat::Jsonl, Compression::None, &input, 300);
+    let bad = dir.join("part-00123.jsonl");
+    let text = std::fs::read_to_string(&bad).unwrap();
+    std::fs::write(&bad, text.replacen("\"}\n", "\"\n", 2).replacen("\"\n", "\"}\n", 1)).unwrap();
+    let yaml = format!(
+        "name: small-bad\ninput: {{uri: {}}}\noutput: {{uri: {}}}\nsplit: {{bytes_per_task: 20000, bytes_per_unit: 4000}}\nmax_failures: 1\n",
+        dir.display(),
+        agent.dir.join("small-bad-out").display()
+    );
+    let p = agent.finished(&agent.submit_yaml(&yaml).await).await;
+    assert_eq!(p.failed.len(), 1, "{p:?}");
+    assert!(p.failed[0].error.starts_with(&format!("{}:2: ", bad.display())), "{}", p.failed[0].error);
+    agent.stop().await;
+}
+
+/// A task of many small files drained mid-way resumes at the first file it had not
+/// checkpointed: every row once, and the resumed attempt starts past unit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_task_of_small_files_resumes_at_its_next_file() {
+    let agent = TestAgent::start().await;
+    let input = rows(30_000);
+    let dir = agent.dir.join("in");
+    write_small_files(&dir, InputFormat::Jsonl, Compression::None, &input, 3000);
+    let out = agent.dir.join("out");
+    let yaml = format!(
+        "name: resume-small\ninput: {{uri: {}}}\noutput: {{uri: {}, rows_per_file: 200}}\nbatch_size: 100\n\
+         split: {{bytes_per_task: 100000000, bytes_per_unit: 8000}}\n",
+        dir.display(),
+        out.display()
+    );
+    let job = agent.submit_yaml(&yaml).await;
+    let checkpoint = agent.dir.join("store").join(layout::checkpoint(&job, &layout::task_id(0)));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !checkpoint.exists() {
+        assert!(Instant::now() < deadline, "no checkpoint was written");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let dir_of_agent = agent.dir.clone();
+    agent.drain().await;
+    let second = TestAgent::start_in(dir_of_agent).await;
+    let p = second.finished(&job).await;
+    assert!(p.failed.is_empty(), "{:?}", p.failed);
+    let done: DoneRecord = second.shared.store.get_json(&layout::done(&job, &layout::task_id(0))).await.unwrap().unwrap();
+    assert!(done.units_from_checkpoint > 0, "resumed from the checkpoint: {done:?}");
+    // Tasks hold at most 64 KiB of file names: several here, each file in one of them.
+    let mut rows_in = 0;
+    for t in &p.done {
+        rows_in += second.shared.store.get_json::<DoneRecord>(&layout::done(&job, t)).await.unwrap().unwrap().rows_in;
+    }
+    assert_eq!(rows_in, 30_000, "rows of the checkpointed files are counted once");
+    assert_eq!(output_rows(&out, &p.manifest.unwrap()), expected_rows(InputFormat::Jsonl, &input));
+    second.stop().await;
+}

@@ -1,5 +1,6 @@
 //! Where a task's rows come from, one *unit* at a time: an input parquet row group, a
-//! block of generated rows, or a unit of jsonl/json/csv/text records (`crate::input`).
+//! block of generated rows, a unit of jsonl/json/csv/text records, or one whole small file
+//! of a task of several (`crate::input`).
 //! Reading unit by unit bounds memory to one row group and gives the checkpoint its
 //! boundaries.
 
@@ -15,6 +16,7 @@ use parquet::arrow::ProjectionMask;
 
 use super::remote::{Prefetcher, RemoteFile};
 use super::row_groups::{self, RowGroupBytes};
+use crate::input::file_group::FileGroup;
 use crate::input::units::{RecordUnits, UnitRead};
 use crate::input::JobInput;
 use crate::ops::Pipeline;
@@ -24,6 +26,7 @@ pub enum UnitSource {
     Parquet(Box<ParquetInput>),
     Generate { spec: GenerateSpec, first_row: u64, rows: u64, batch: usize },
     Records(Box<RecordUnits>),
+    Files(FileGroup),
 }
 
 /// A task's row groups of one parquet file, local or in an object store. Each unit is
@@ -58,6 +61,10 @@ impl UnitSource {
             TaskSource::ByteRange { .. } | TaskSource::Stream { .. } => {
                 let input = input.ok_or_else(|| anyhow!("a {} task of a job without an input schema", src.describe()))?;
                 Ok(UnitSource::Records(Box::new(RecordUnits::open(src, input, batch, handle)?)))
+            }
+            TaskSource::Files { format, files, .. } => {
+                let input = input.ok_or_else(|| anyhow!("a {} task of a job without an input schema", src.describe()))?;
+                Ok(UnitSource::Files(FileGroup::new(*format, files.clone(), input, batch)))
             }
             TaskSource::Generate { first_row, rows } => {
                 let spec = job.input.generate.clone().ok_or_else(|| anyhow!("generator task of a job without `input.generate`"))?;
@@ -96,6 +103,7 @@ impl UnitSource {
             UnitSource::Parquet(p) => Some(p.units),
             UnitSource::Generate { rows, batch, .. } => Some(rows.div_ceil(*batch as u64) as usize),
             UnitSource::Records(r) => r.units(),
+            UnitSource::Files(g) => Some(g.units()),
         }
     }
 
@@ -106,8 +114,10 @@ impl UnitSource {
         handle: &tokio::runtime::Handle,
         f: &mut dyn FnMut(RecordBatch) -> Result<()>,
     ) -> Result<UnitRead> {
-        if let UnitSource::Records(r) = self {
-            return r.read_unit(u, f);
+        match self {
+            UnitSource::Records(r) => return r.read_unit(u, f),
+            UnitSource::Files(g) => return g.read_unit(u, handle, f),
+            UnitSource::Parquet(_) | UnitSource::Generate { .. } => {}
         }
         let last = self.units().is_some_and(|n| u + 1 >= n);
         let mut rows = 0u64;
@@ -136,7 +146,7 @@ impl UnitSource {
                 rows += b.num_rows() as u64;
                 f(b)?;
             }
-            UnitSource::Records(_) => unreachable!("read above"),
+            UnitSource::Records(_) | UnitSource::Files(_) => unreachable!("read above"),
         }
         Ok(UnitRead { rows, skipped: Vec::new(), last })
     }

@@ -2,12 +2,14 @@
 //!
 //! Submit (`plan`) lists the files, samples the first one for the schema and a row
 //! estimate, and cuts the files into tasks: byte ranges of uncompressed jsonl/csv/text
-//! (a record belongs to the range holding its first byte), whole files otherwise. A task
+//! (a record belongs to the range holding its first byte), whole files otherwise, and
+//! files smaller than a unit several to a task (`file_group`). A task
 //! (`units`) reads its records unit by unit on its blocking thread, through `raw` (local
 //! file or S3 GET, decompressed), `records` (framing) and `decode` (arrow-json,
 //! arrow-csv), so memory stays bounded by one block of `batch_size` records.
 
 mod decode;
+pub mod file_group;
 pub mod plan;
 mod raw;
 mod records;

@@ -1,6 +1,7 @@
 //! Submit-time planning of file input: which files an input URI names and in which
 //! format, and for jsonl/json/csv/text the schema (sampled from the first file) and the
-//! tasks (byte ranges of uncompressed line formats, whole files otherwise).
+//! tasks (byte ranges of uncompressed line formats, whole files otherwise, and files
+//! smaller than a unit packed several to a task).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use arrow_schema::Schema;
 use fleetform_core::input::{Compression, InputFormat};
 use fleetform_core::job::JobSpec;
-use fleetform_core::task::TaskSource;
+use fleetform_core::task::{TaskSource, WholeFile};
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 
@@ -102,20 +103,18 @@ async fn single_file(
     }
     let (dir, name) = storage::split_uri(uri)?;
     let loc = storage::open_existing(&dir).await?;
-    match loc.store.head(&loc.key(&name)).await {
-        Ok(meta) => {
-            let file = entry(
-                &loc,
-                name,
-                meta.size,
-                explicit.unwrap_or(found),
-                compression,
-            );
-            Ok(Some((loc, file)))
-        }
-        Err(object_store::Error::NotFound { .. }) if uri.starts_with("s3://") => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read the input file {uri}")),
-    }
+    let size = match &loc.local_dir {
+        // The user's own file, by its own name: object_store's local keys are its
+        // percent-encoding of the name (`데이터.jsonl` would be looked up as `%EB%8D…`).
+        Some(local) => std::fs::metadata(local.join(&name)).map(|m| m.len()).with_context(|| format!("cannot read the input file {uri}"))?,
+        None => match loc.store.head(&loc.key(&name)).await {
+            Ok(meta) => meta.size,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read the input file {uri}")),
+        },
+    };
+    let file = entry(&loc, name, size, explicit.unwrap_or(found), compression);
+    Ok(Some((loc, file)))
 }
 
 fn entry(
@@ -192,16 +191,15 @@ pub async fn plan(
     )?;
     let estimate = |bytes: u64| (bytes as f64 * records_per_byte).round() as u64;
     let mut sources = Vec::new();
+    let mut small = Vec::new();
     for f in files {
+        if f.size < spec.split.bytes_per_unit {
+            small.push(f);
+            continue;
+        }
         if !f.format.splits_by_bytes(f.compression) {
             let est_rows = estimate(f.size);
-            sources.push(TaskSource::Stream {
-                uri: f.uri,
-                format,
-                compression: f.compression,
-                bytes: f.size,
-                est_rows,
-            });
+            sources.push(TaskSource::Stream { uri: f.uri, format, compression: f.compression, bytes: f.size, est_rows });
             continue;
         }
         let mut start = 0;
@@ -218,11 +216,43 @@ pub async fn plan(
             start = end;
         }
     }
+    sources.extend(pack_small_files(small, spec.split.bytes_per_task, format, estimate));
     Ok(RecordPlan {
         sources,
         schema: resolved.schema,
         warnings: resolved.warnings,
     })
+}
+
+/// A task of small files names at most this many bytes of URIs: its queue message stays
+/// far below SQS's 256 KiB limit (a few hundred files of S3 keys).
+const MAX_URI_BYTES_PER_TASK: usize = 64 * 1024;
+
+/// Files smaller than a unit, packed in name order into tasks of about `bytes_per_task`
+/// (each file one unit: a resumed task re-reads only the files it had not finished).
+fn pack_small_files(
+    files: Vec<InputFile>,
+    bytes_per_task: u64,
+    format: InputFormat,
+    estimate: impl Fn(u64) -> u64,
+) -> Vec<TaskSource> {
+    let mut tasks = Vec::new();
+    let mut group: Vec<WholeFile> = Vec::new();
+    let (mut bytes, mut uri_bytes) = (0u64, 0usize);
+    for f in files {
+        let full = !group.is_empty() && (bytes + f.size > bytes_per_task || uri_bytes + f.uri.len() > MAX_URI_BYTES_PER_TASK);
+        if full {
+            tasks.push(TaskSource::Files { format, files: std::mem::take(&mut group), est_rows: estimate(bytes) });
+            (bytes, uri_bytes) = (0, 0);
+        }
+        bytes += f.size;
+        uri_bytes += f.uri.len();
+        group.push(WholeFile { uri: f.uri, compression: f.compression, bytes: f.size });
+    }
+    if !group.is_empty() {
+        tasks.push(TaskSource::Files { format, files: group, est_rows: estimate(bytes) });
+    }
+    tasks
 }
 
 /// A file's name in messages: the path for local files.

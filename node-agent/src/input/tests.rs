@@ -475,3 +475,18 @@ fn a_field_not_in_the_schema_is_found_for_the_warning() {
     let m = decoding.unknown_field(&block).expect("the field is found");
     assert!(m.contains("'label'"), "{m}");
 }
+
+/// Files named in any script are found by their own names, one named directly or all
+/// of a directory (object_store's local keys are percent-encodings of the names).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_files_named_in_any_script_are_found_directly_and_in_a_directory() {
+    let dir = TempDir::new("unicode-names");
+    dir.write("데이터 1.jsonl", b"{\"id\": 1}\n");
+    dir.write("é%41.jsonl", b"{\"id\": 2}\n{\"id\": 3}\n");
+    let direct = format!("file://{}/데이터 1.jsonl", dir.0.display());
+    let (_, files, format) = super::plan::list_files(&direct, None).await.unwrap();
+    assert_eq!((files.len(), files[0].size, format), (1, 10, InputFormat::Jsonl));
+    let (_, files, _) = super::plan::list_files(&format!("file://{}", dir.0.display()), None).await.unwrap();
+    let names: Vec<(&str, u64)> = files.iter().map(|f| (f.name.as_str(), f.size)).collect();
+    assert_eq!(names, [("é%41.jsonl", 20), ("데이터 1.jsonl", 10)]);
+}

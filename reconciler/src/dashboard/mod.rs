@@ -6,13 +6,12 @@
 //! tunnel to the head).
 //!
 //! - `poller`: the shared observation loop and what it publishes;
-//! - `server`: the HTTP routes (`tiny_http`), read-only;
+//! - `server`: the HTTP routes (on `fleetform_agent::http`, bounded), read-only;
 //! - `page.html`: the page (inline SVG charts, no external resources).
 
 pub mod poller;
 pub mod server;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -39,31 +38,23 @@ pub fn default_interval(spec: &ClusterSpec) -> Duration {
 /// A running dashboard. Dropping it stops the server and the poller.
 pub struct Dashboard {
     pub url: String,
-    server: std::sync::Arc<tiny_http::Server>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _serving: fleetform_agent::http::Serving,
     poller: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Dashboard {
     fn drop(&mut self) {
         self.poller.abort();
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
 /// Start the poller and the server (on the current tokio runtime).
-pub fn start(spec: &ClusterSpec, handles: &Handles, server: std::sync::Arc<tiny_http::Server>, every: Duration) -> Dashboard {
+pub fn start(spec: &ClusterSpec, handles: &Handles, server: fleetform_agent::http::Server, every: Duration) -> Result<Dashboard> {
     let (shared, poller) = poller::start(poller::Live { observer: Observer::new(spec, handles), connection: Connection::new(handles) }, every);
-    let url = match server.server_addr().to_ip() {
-        Some(SocketAddr::V6(a)) => format!("http://[{}]:{}/", a.ip(), a.port()),
-        Some(a) => format!("http://{a}/"),
-        None => "http://?/".into(),
-    };
-    let thread = Some(server::serve(server.clone(), shared));
-    Dashboard { url, server, thread, poller }
+    let serving = server::serve(server, shared)?;
+    // `SocketAddr`'s Display already brackets an IPv6 address.
+    let url = format!("http://{}/", serving.addr);
+    Ok(Dashboard { url, _serving: serving, poller })
 }
 
 /// `fleetform up`'s dashboard: on `listen`, or on a free loopback port when that one is
@@ -74,7 +65,7 @@ pub fn start_for_up(spec: &ClusterSpec, handles: &Handles, listen: &str) -> Resu
         Err(e) if listen == DEFAULT_LISTEN => (server::bind("127.0.0.1:0", false)?, Some(format!("{e:#}"))),
         Err(e) => return Err(e),
     };
-    Ok((start(spec, handles, server, default_interval(spec)), note))
+    Ok((start(spec, handles, server, default_interval(spec))?, note))
 }
 
 /// `fleetform dashboard [-f FILE] [--listen ADDR] [--allow-remote] [--interval S]`.
@@ -83,7 +74,7 @@ pub async fn command(file: &Path, listen: &str, allow_remote: bool, interval: Op
     let handles = Handles::of(&spec).await?;
     let server = server::bind(listen, allow_remote)?;
     let every = interval.map(|s| Duration::from_secs_f64(s.max(0.5))).unwrap_or_else(|| default_interval(&spec));
-    let dashboard = start(&spec, &handles, server, every);
+    let dashboard = start(&spec, &handles, server, every)?;
     println!(
         "dashboard {} (cluster `{}`, store {}, observed every {}s; Ctrl-C stops)",
         dashboard.url,
