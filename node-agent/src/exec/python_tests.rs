@@ -335,7 +335,7 @@ async fn a_wrong_return_type_fails_the_job_naming_the_function() {
     )
     .await;
     assert_eq!(p.failed.len(), 1);
-    assert!(p.failed[0].error.starts_with("steps[0] (python): as_list (w.py:1) returned builtins.list; a python step must return a pandas.DataFrame or a pyarrow.Table, on rows 0..100 of unit 0"), "{}", p.failed[0].error);
+    assert!(p.failed[0].error.starts_with("steps[0] (python): as_list (w.py:1) returned builtins.list; a python step must return a pandas.DataFrame, a pyarrow.Table or a dict of columns ({name: list, numpy array, pandas Series or pyarrow Array}), on rows 0..100 of unit 0"), "{}", p.failed[0].error);
     agent.stop().await;
 }
 
