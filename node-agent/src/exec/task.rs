@@ -99,9 +99,9 @@ enum ChunkWriter {
 pub const PANICKING_JOB: &str = "panics-in-test";
 
 pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: &TaskFlags) -> Result<Outcome> {
-    let log = AttemptLog::new(node, msg);
+    let log = AttemptLog::new(&node.node_id, msg);
     let outcome = run_attempt(node, job, msg, flags, &log);
-    log.save(node, true); // however the attempt ended: a failed one's prints explain it
+    log.save(&node.store, &node.handle, true); // however the attempt ended: a failed one's prints explain it
     outcome
 }
 
@@ -170,7 +170,7 @@ fn run_attempt(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: &
                 finish_chunk(node, job, task_id, c, next_unit, &mut uploads)?;
             }
             chunks.extend(uploads.wait_all(h)?);
-            log.save(node, false);
+            log.save(&node.store, &node.handle, false);
             let cp = write_checkpoint(node, job_id, task_id, next_unit, &chunks, rows_in, &skipped)?;
             return Ok(Outcome::Interrupted(cp));
         }
@@ -236,7 +236,7 @@ fn run_attempt(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: &
                 // Resume after the uploaded chunks; a chunk still uploading is redone.
                 chunks.extend(uploads.collect_finished(h)?);
                 let at = uploads.resume_point().unwrap_or(Resume { unit: next_unit, rows_in, skipped: skipped.clone() });
-                log.save(node, false);
+                log.save(&node.store, &node.handle, false);
                 write_checkpoint(node, job_id, task_id, at.unit, &chunks, at.rows_in, &at.skipped)?;
             }
         }
@@ -261,7 +261,7 @@ fn run_attempt(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: &
     };
     node.rows_done.fetch_add(rows_this_attempt, Ordering::Relaxed);
     // Before the commit: a reader that sees the task done finds its whole output.
-    log.save(node, true);
+    log.save(&node.store, &node.handle, true);
     if h.block_on(node.store.create_json(&layout::done(job_id, task_id), &record))? {
         let _ = h.block_on(node.store.delete(&layout::checkpoint(job_id, task_id)));
         Ok(Outcome::Done(record))

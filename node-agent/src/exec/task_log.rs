@@ -9,8 +9,8 @@ use chrono::Utc;
 use fleetform_core::layout;
 use fleetform_core::task::TaskMessage;
 
-use super::task::NodeContext;
 use crate::ops::python::TaskLog;
+use crate::store::Store;
 
 pub struct AttemptLog {
     pub output: TaskLog,
@@ -21,22 +21,22 @@ pub struct AttemptLog {
 }
 
 impl AttemptLog {
-    pub fn new(node: &NodeContext, msg: &TaskMessage) -> AttemptLog {
+    pub fn new(node_id: &str, msg: &TaskMessage) -> AttemptLog {
         AttemptLog {
             output: TaskLog::new(),
             job_id: msg.job_id.clone(),
             task_id: msg.task_id.clone(),
-            attempt: format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%S%3fZ"), layout::path_component(&node.node_id)),
+            attempt: format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%S%3fZ"), layout::path_component(node_id)),
         }
     }
 
     /// Save what was printed since the last save (`last`: the attempt ends). A store
     /// error costs only the log: the attempt's data and commit do not wait on it.
-    pub fn save(&self, node: &NodeContext, last: bool) {
+    pub fn save(&self, store: &Store, handle: &tokio::runtime::Handle, last: bool) {
         let Some((seq, text)) = self.output.take_segment(last) else { return };
         let key = layout::task_log(&self.job_id, &self.task_id, &self.attempt, seq);
-        if let Err(e) = node.handle.block_on(node.store.put_bytes(&key, text.into_bytes())) {
-            tracing::warn!(task = %self.task_id, "cannot save the python steps' output to {}/{key}: {e:#}", node.store.uri());
+        if let Err(e) = handle.block_on(store.put_bytes(&key, text.into_bytes())) {
+            tracing::warn!(task = %self.task_id, "cannot save the python steps' output to {}/{key}: {e:#}", store.uri());
         }
     }
 }
