@@ -88,12 +88,33 @@ class Tee(io.TextIOBase):
         return True
 
     @property
+    def buffer(self):
+        return TeeBytes(self)
+
+    @property
     def encoding(self):
         return self.real.encoding
 
     @property
     def errors(self):
         return self.real.errors
+
+
+class TeeBytes(io.RawIOBase):
+    """`sys.stdout.buffer` for code that writes bytes: decoded, then as text."""
+
+    def __init__(self, tee):
+        self.tee = tee
+
+    def write(self, b):
+        self.tee.write(bytes(b).decode(self.tee.encoding or "utf-8", errors="replace"))
+        return len(b)
+
+    def flush(self):
+        self.tee.flush()
+
+    def writable(self):
+        return True
 
 
 def protocol_streams(output):

@@ -477,6 +477,7 @@ def chatty(batch):
     print("rows in this batch:", len(batch))
     log.warning("a warning through logging's last resort")
     sys.stderr.write("straight to stderr\n")
+    sys.stdout.buffer.write("bytes to stdout 한\n".encode())
     warnings.warn("a python warning")
     return batch
 
@@ -497,7 +498,7 @@ fn what_a_function_prints_or_logs_comes_back_for_the_tasks_log() {
     let (pool, stage) = pool(&dir, "noisy.py", NOISY, "chatty", BatchFormat::Pandas);
     let (out, printed) = call_logged(&pool, &stage, &texts(&[Some("a"), Some("b")]));
     out.unwrap();
-    let expected = ["loading noisy.py\n", "rows in this batch: 2\n", "a warning through logging's last resort\n", "straight to stderr\n"];
+    let expected = ["loading noisy.py\n", "rows in this batch: 2\n", "a warning through logging's last resort\n", "straight to stderr\n", "bytes to stdout 한\n"];
     let mut at = 0;
     for e in expected {
         let found = printed[at..].find(e).unwrap_or_else(|| panic!("{e:?} in order in {printed:?}"));
