@@ -49,7 +49,7 @@ impl TaskLog {
                 s.pending.push('\n');
             }
             s.pending.push_str(&format!(
-                "[fleetform] output cut here: a task attempt keeps the first {} MiB of what its python steps print (the node's agent log has all of it)\n",
+                "[fleetform] output cut here: a task attempt keeps the first {} MiB of what its python steps print (all of it also goes to the node's agent log)\n",
                 TASK_LOG_CAP >> 20
             ));
         }
