@@ -260,7 +260,8 @@ pub struct DropColumns {
 }
 
 /// A user's Python function, called on batches as Ray's `map_batches` calls it:
-/// `fn(batch) -> batch`, the batch a `pandas.DataFrame` or a `pyarrow.Table`. It runs in a
+/// `fn(batch) -> batch`, the batch a `pandas.DataFrame`, a `pyarrow.Table` or a dict of
+/// numpy arrays, the result any of these or a dict of columns. It runs in a
 /// long-lived worker process per slot (node-agent `ops::python`) and may add, drop or
 /// change columns and rows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -306,6 +307,9 @@ pub enum BatchFormat {
     #[default]
     Pandas,
     Pyarrow,
+    /// `{column: numpy.ndarray}`, built as Ray builds it (`to_numpy(zero_copy_only=False)`
+    /// per column: strings and nested values as object arrays).
+    Numpy,
 }
 
 impl BatchFormat {
@@ -313,6 +317,7 @@ impl BatchFormat {
         match self {
             BatchFormat::Pandas => "pandas",
             BatchFormat::Pyarrow => "pyarrow",
+            BatchFormat::Numpy => "numpy",
         }
     }
 }
@@ -727,13 +732,13 @@ mod tests {
 
     #[test]
     fn python_step_errors() {
-        let src = "name: j\ninput: {uri: /x}\noutput: {uri: /y}\nsteps:\n  - python: {file: p.py, function: 'not a name', batch_size: 0}\n  - python: {file: p.py, function: g, interpreter: /opt/py/bin/python, batch_format: numpy}\n";
+        let src = "name: j\ninput: {uri: /x}\noutput: {uri: /y}\nsteps:\n  - python: {file: p.py, function: 'not a name', batch_size: 0}\n  - python: {file: p.py, function: g, interpreter: /opt/py/bin/python, batch_format: polars}\n";
         let msgs = JobSpec::from_yaml("j.yaml", src).unwrap_err().messages();
         assert_eq!(msgs.len(), 4, "{msgs:?}");
         assert!(msgs[0].starts_with("steps[0].python.function: `not a name` is not a Python function name"), "{msgs:?}");
         assert!(msgs[1].starts_with("steps[0].python.batch_size: must be at least 1"), "{msgs:?}");
         assert!(msgs[2].starts_with("steps[1].python.interpreter: `/opt/py/bin/python` differs from an earlier python step's `python3`"), "{msgs:?}");
-        assert!(msgs[3].starts_with("steps[1].python.batch_format: unknown variant `numpy`, expected `pandas` or `pyarrow`"), "{msgs:?}");
+        assert!(msgs[3].starts_with("steps[1].python.batch_format: unknown variant `polars`, expected one of `pandas`, `pyarrow`, `numpy`"), "{msgs:?}");
     }
 
     #[test]

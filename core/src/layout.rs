@@ -31,6 +31,15 @@ pub fn checkpoint(job: &str, task: &str) -> String {
 pub fn code(job: &str, sha256: &str, file_name: &str) -> String {
     format!("jobs/{job}/code/{sha256}/{file_name}")
 }
+/// What a job's python steps printed or logged, per task attempt, in segments written as
+/// the attempt goes (at each checkpoint and at its end): `job logs` and `run` read them.
+pub fn task_logs_prefix(job: &str) -> String {
+    format!("jobs/{job}/logs/")
+}
+/// One segment of an attempt's output. `attempt` sorts by start time; segments by `seq`.
+pub fn task_log(job: &str, task: &str, attempt: &str, seq: u32) -> String {
+    format!("jobs/{job}/logs/{task}/{attempt}/{seq:05}.log")
+}
 pub fn cancel(job: &str) -> String {
     format!("jobs/{job}/cancel")
 }

@@ -236,7 +236,8 @@ pub enum JobCommand {
     List,
     /// Tasks done, failed and pending of one job.
     Status { job: String },
-    /// Task events of a job, oldest first.
+    /// Task events of a job, oldest first, then what its python steps printed or logged,
+    /// per task attempt.
     Logs { job: String },
     /// Stop a job: queued tasks are removed, running ones stop at their next row group.
     Cancel { job: String },

@@ -20,6 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cluster::{self, Handles};
 use crate::observe::text::human;
+use crate::task_logs;
 use crate::local::{self, LocalCluster};
 use crate::observe::observer::Connection;
 use crate::observe::Observer;
@@ -321,8 +322,14 @@ pub async fn wait_for(c: &Ctx, job_id: &str) -> Result<WaitOutcome> {
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks  {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let mut output = task_logs::Follower::new(job_id);
     loop {
         let p = jobs::progress(store, job_id).await?;
+        let ended = p.cancelled || p.finished();
+        for line in output.poll(store, ended).await {
+            // suspend, not println: a hidden bar (stderr not a terminal) drops println.
+            bar.suspend(|| eprintln!("{line}"));
+        }
         let rows: u64 = p.done.iter().filter_map(|t| rows_of.get(t)).sum();
         let secs = started.elapsed().as_secs_f64().max(0.001);
         let rate = rows as f64 / secs;
@@ -432,7 +439,8 @@ pub async fn job_status(file: &Path, job: &str) -> Result<i32> {
     Ok(if p.failed.is_empty() { 0 } else { 1 })
 }
 
-/// `fleetform job logs JOB`: the job's task events, oldest first.
+/// `fleetform job logs JOB`: the job's task events, oldest first, then what its python
+/// steps printed or logged, per task attempt.
 pub async fn job_logs(file: &Path, job: &str) -> Result<i32> {
     let c = ctx(file).await?;
     let p = jobs::progress(&c.store, job).await?;
@@ -459,6 +467,9 @@ pub async fn job_logs(file: &Path, job: &str) -> Result<i32> {
     lines.sort_by_key(|l| l.0);
     for (at, l) in lines {
         println!("{}  {l}", at.format("%H:%M:%S%.3f"));
+    }
+    for l in task_logs::all(&c.store, job).await? {
+        println!("{l}");
     }
     Ok(0)
 }

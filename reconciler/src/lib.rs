@@ -31,6 +31,7 @@ pub mod observe;
 pub mod out;
 pub mod reconcile;
 pub mod status;
+pub mod task_logs;
 pub mod validate;
 pub mod waiting;
 

@@ -290,3 +290,60 @@ fn a_spot_notice_during_a_python_step_drains_at_a_unit_boundary_and_another_node
     );
     drop(sup);
 }
+
+/// A Ray user's function as written for `batch_format="numpy"`: a dict of arrays in, a
+/// dict of columns out, with a print and a logging call per batch.
+const RAY_STYLE_PY: &str = r#"
+import logging
+import numpy as np
+
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+log = logging.getLogger("lengths")
+
+def add_length(batch):
+    print(f"numpy batch of {len(batch['id'])} rows, first id {batch['id'][0]}")
+    log.info("text is %s", batch["text"].dtype)
+    return {"id": batch["id"], "length": np.array([len(t) for t in batch["text"]])}
+"#;
+
+/// Print and logging reach the terminal during `run` and `job logs` after it, kept with
+/// the job: a second `run` (which restarts the local agents and their logs) loses none.
+#[test]
+fn prints_and_logging_of_a_numpy_step_reach_run_and_job_logs_and_survive_a_later_run() {
+    require_python();
+    let env = LocalEnv::new(1, 2);
+    std::fs::write(env.path("lengths.py"), RAY_STYLE_PY).unwrap();
+    let job = env.write_job(
+        "lengths.yaml",
+        "name: lengths\ninput: {generate: {rows: 400, seed: 1, text_length: 20}}\noutput: {uri: out}\n\
+         batch_size: 100\nsplit: {rows_per_task: 200}\n\
+         steps:\n  - python: {file: lengths.py, function: add_length, batch_format: numpy, batch_size: 100}\n",
+    );
+    let out = env.run(&["run", job.to_str().unwrap()]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let id = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("submitted ")?.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the run names its job: {stderr}"))
+        .to_string();
+    for line in ["t000000| numpy batch of 100 rows, first id 0", "t000000| INFO lengths: text is object", "t000001| numpy batch of 100 rows, first id 300"] {
+        assert!(stderr.contains(line), "run shows {line:?}: {stderr}");
+    }
+    let (_, ids, batches) = read_output(&env.path("out"));
+    assert_exactly_once(&ids, 400);
+    let names: Vec<String> = batches[0].schema().fields().iter().map(|f| f.name().clone()).collect();
+    assert_eq!(names, ["id", "length"], "the dict's columns");
+
+    let other = env.write_job("other.yaml", "name: other\ninput: {generate: {rows: 10}}\noutput: {uri: out2}\n");
+    assert!(env.run(&["run", other.to_str().unwrap()]).status.success());
+    let logs = env.run(&["job", "logs", &id]);
+    assert!(logs.status.success());
+    let stdout = String::from_utf8_lossy(&logs.stdout);
+    assert!(stdout.contains("output of the python steps (print, logging), by task attempt:"), "{stdout}");
+    for task in ["t000000", "t000001"] {
+        assert!(stdout.contains(&format!("{task} attempt 1 (on ")), "{stdout}");
+        assert_eq!(stdout.matches(&format!("{task}| numpy batch of 100 rows")).count(), 2, "each call's print once: {stdout}");
+        assert_eq!(stdout.matches(&format!("{task}| INFO lengths: text is object")).count(), 2, "{stdout}");
+    }
+}

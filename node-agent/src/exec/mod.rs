@@ -12,6 +12,7 @@ pub mod staging;
 pub mod source;
 mod steps;
 pub mod task;
+mod task_log;
 mod unify;
 
 use std::collections::{BTreeMap, HashMap};

@@ -335,7 +335,7 @@ async fn a_wrong_return_type_fails_the_job_naming_the_function() {
     )
     .await;
     assert_eq!(p.failed.len(), 1);
-    assert!(p.failed[0].error.starts_with("steps[0] (python): as_list (w.py:1) returned builtins.list; a python step must return a pandas.DataFrame or a pyarrow.Table, on rows 0..100 of unit 0"), "{}", p.failed[0].error);
+    assert!(p.failed[0].error.starts_with("steps[0] (python): as_list (w.py:1) returned builtins.list; a python step must return a pandas.DataFrame, a pyarrow.Table or a dict of columns ({name: list, numpy array, pandas Series or pyarrow Array}), on rows 0..100 of unit 0"), "{}", p.failed[0].error);
     agent.stop().await;
 }
 
@@ -438,5 +438,34 @@ async fn a_column_the_function_does_not_touch_keeps_its_type_across_calls() {
         let user = reader.schema().field_with_name("user").unwrap().data_type().clone();
         assert_eq!(user.to_string(), "Struct(\"age\": Int64)", "{user:?}");
     }
+    agent.stop().await;
+}
+
+/// Every attempt keeps its own output: the failed attempt's prints explain its failure,
+/// and a retry does not overwrite them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_attempt_of_a_task_keeps_what_it_printed_in_the_store() {
+    let agent = agent().await;
+    let marker = agent.dir.join("retried/failed-once");
+    let src = format!(
+        "import os\ndef flaky(batch):\n    print('called on', len(batch), 'rows')\n    if not os.path.exists({m:?}):\n        open({m:?}, 'w').close()\n        print('failing the first attempt')\n        raise RuntimeError('first attempt')\n    return batch\n",
+        m = marker.display().to_string()
+    );
+    let yaml = "name: retried\ninput: {generate: {rows: 100, seed: 1, text_length: 10}}\noutput: {uri: OUT}\nmax_failures: 3\nsteps:\n  - python: {file: f.py, function: flaky, batch_format: pyarrow}\n";
+    let p = run_job(&agent, "retried", yaml, &[("f.py", &src)]).await;
+    assert!(p.failed.is_empty(), "{:?}", p.failed);
+    let store = &agent.shared.store;
+    let mut keys = store.list(&fleetform_core::layout::task_logs_prefix(&p.record.job_id)).await.unwrap();
+    keys.sort();
+    assert_eq!(keys.len(), 2, "one segment per attempt: {keys:?}");
+    let attempt = |k: &str| k.rsplit('/').nth(1).unwrap().to_string();
+    assert_ne!(attempt(&keys[0]), attempt(&keys[1]), "{keys:?}");
+    let text = |k: &String| {
+        let store = store.clone();
+        let k = k.clone();
+        async move { String::from_utf8(store.get_bytes(&k).await.unwrap().unwrap().to_vec()).unwrap() }
+    };
+    assert_eq!(text(&keys[0]).await, "called on 100 rows\nfailing the first attempt\n");
+    assert_eq!(text(&keys[1]).await, "called on 100 rows\n");
     agent.stop().await;
 }

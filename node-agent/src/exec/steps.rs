@@ -13,7 +13,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 
 use super::unify;
-use crate::ops::python::{Checkout, WorkerPool};
+use crate::ops::python::{Checkout, TaskLog, WorkerPool};
 use crate::ops::{PythonStage, Stage, Stages};
 
 pub type Sink<'s> = dyn FnMut(RecordBatch) -> Result<()> + 's;
@@ -23,6 +23,8 @@ pub struct StageRun<'a> {
     pool: Option<&'a WorkerPool>,
     worker: Option<Checkout<'a>>,
     task_id: &'a str,
+    /// What the python steps print, for the task's log.
+    log: &'a TaskLog,
     stop: &'a AtomicBool,
     /// Rows waiting at each stage (only python stages hold any).
     pending: Vec<Pending>,
@@ -43,6 +45,7 @@ impl<'a> StageRun<'a> {
         stages: &'a Stages,
         pool: Option<&'a WorkerPool>,
         task_id: &'a str,
+        log: &'a TaskLog,
         stop: &'a AtomicBool,
     ) -> StageRun<'a> {
         let stages = stages.list();
@@ -51,6 +54,7 @@ impl<'a> StageRun<'a> {
             pool,
             worker: None,
             task_id,
+            log,
             stop,
             pending: stages.iter().map(|_| Pending::default()).collect(),
             unit: String::new(),
@@ -144,7 +148,10 @@ impl<'a> StageRun<'a> {
                 .ok_or_else(|| anyhow!("a python step without a worker pool"))?,
             self.task_id,
         );
-        let worker = self.worker.get_or_insert_with(|| pool.checkout(task_id));
+        let log = self.log;
+        let worker = self
+            .worker
+            .get_or_insert_with(|| pool.checkout(task_id, log));
         let (_, out) = worker.call(stage, &schema, &batches, self.stop, &rows)?;
         for b in keep_untouched_types(&schema, &batches, out)? {
             self.push_at(i + 1, b, sink)?;

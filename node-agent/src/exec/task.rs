@@ -24,6 +24,7 @@ use super::passthrough::{PassthroughPlan, PassthroughWriter};
 use super::source::{needed_columns, UnitSource};
 use super::staging::{Staged, Staging, MEMORY_STAGE_MAX};
 use super::steps::StageRun;
+use super::task_log::AttemptLog;
 use super::unify;
 use crate::input::units::UnitRead;
 use crate::ops::python::WorkerPool;
@@ -98,6 +99,13 @@ enum ChunkWriter {
 pub const PANICKING_JOB: &str = "panics-in-test";
 
 pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: &TaskFlags) -> Result<Outcome> {
+    let log = AttemptLog::new(&node.node_id, msg);
+    let outcome = run_attempt(node, job, msg, flags, &log);
+    log.save(&node.store, &node.handle, true); // however the attempt ended: a failed one's prints explain it
+    outcome
+}
+
+fn run_attempt(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: &TaskFlags, log: &AttemptLog) -> Result<Outcome> {
     #[cfg(test)]
     if job.record.spec.name == PANICKING_JOB {
         panic!("test hook: every task of `{PANICKING_JOB}` panics");
@@ -137,7 +145,7 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
     };
     read_only_needed_columns(&mut source, native, passthrough.as_ref())?;
     let mut python = job.stages.has_python().then(|| PythonUnits {
-        run: StageRun::new(&job.stages, job.python.as_ref(), task_id, &flags.stop),
+        run: StageRun::new(&job.stages, job.python.as_ref(), task_id, &log.output, &flags.stop),
         schema: None,
     });
     if let Some(plan) = &passthrough {
@@ -162,6 +170,7 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
                 finish_chunk(node, job, task_id, c, next_unit, &mut uploads)?;
             }
             chunks.extend(uploads.wait_all(h)?);
+            log.save(&node.store, &node.handle, false);
             let cp = write_checkpoint(node, job_id, task_id, next_unit, &chunks, rows_in, &skipped)?;
             return Ok(Outcome::Interrupted(cp));
         }
@@ -227,6 +236,7 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
                 // Resume after the uploaded chunks; a chunk still uploading is redone.
                 chunks.extend(uploads.collect_finished(h)?);
                 let at = uploads.resume_point().unwrap_or(Resume { unit: next_unit, rows_in, skipped: skipped.clone() });
+                log.save(&node.store, &node.handle, false);
                 write_checkpoint(node, job_id, task_id, at.unit, &chunks, at.rows_in, &at.skipped)?;
             }
         }
@@ -250,6 +260,8 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
         skipped,
     };
     node.rows_done.fetch_add(rows_this_attempt, Ordering::Relaxed);
+    // Before the commit: a reader that sees the task done finds its whole output.
+    log.save(&node.store, &node.handle, true);
     if h.block_on(node.store.create_json(&layout::done(job_id, task_id), &record))? {
         let _ = h.block_on(node.store.delete(&layout::checkpoint(job_id, task_id)));
         Ok(Outcome::Done(record))

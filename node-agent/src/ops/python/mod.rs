@@ -5,6 +5,7 @@
 //! is written to the spill directory, and a `WorkerPool` per job hands workers to tasks.
 
 pub mod check;
+mod log;
 mod pool;
 mod protocol;
 mod worker;
@@ -16,6 +17,7 @@ use fleetform_core::task::JobRecord;
 use sha2::{Digest, Sha256};
 
 pub use check::{check_job, check_step, ship, CheckReport, CodeFile};
+pub use log::{TaskLog, TASK_LOG_CAP};
 pub use pool::{Checkout, WorkerPool};
 pub use worker::{FunctionSpec, WorkerConfig};
 

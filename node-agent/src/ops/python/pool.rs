@@ -11,6 +11,7 @@ use anyhow::{anyhow, Result};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
+use super::log::TaskLog;
 use super::worker::{CallError, PythonWorker, WorkerConfig};
 use crate::ops::PythonStage;
 
@@ -28,7 +29,8 @@ impl WorkerPool {
     }
 
     /// A worker for one task: an idle one if there is one, else one started on first use.
-    pub fn checkout(&self, task: &str) -> Checkout<'_> {
+    /// What the task's calls print goes to `log`.
+    pub fn checkout<'a>(&'a self, task: &str, log: &'a TaskLog) -> Checkout<'a> {
         let worker = self.lock().pop().map(|(w, _)| w);
         if let Some(w) = &worker {
             w.set_task(task);
@@ -37,6 +39,7 @@ impl WorkerPool {
             pool: self,
             worker,
             task: task.to_string(),
+            log,
         }
     }
 
@@ -62,6 +65,7 @@ pub struct Checkout<'a> {
     pool: &'a WorkerPool,
     worker: Option<PythonWorker>,
     task: String,
+    log: &'a TaskLog,
 }
 
 impl Checkout<'_> {
@@ -79,9 +83,10 @@ impl Checkout<'_> {
         let limit = stage.step.timeout_seconds.map(Duration::from_secs);
         let mut first_death: Option<String> = None;
         loop {
-            let result = self
-                .worker(stop, limit)
-                .and_then(|w| w.call(stage.function_index as u32, schema, batches, stop, limit));
+            let log = self.log;
+            let result = self.worker(stop, limit).and_then(|w| {
+                w.call(stage.function_index as u32, schema, batches, log, stop, limit)
+            });
             let error = match result {
                 Ok(out) => return Ok(out),
                 Err(e) => e,
@@ -128,7 +133,7 @@ impl Checkout<'_> {
         limit: Option<Duration>,
     ) -> Result<&mut PythonWorker, CallError> {
         if self.worker.is_none() {
-            let w = PythonWorker::start(&self.pool.cfg, &self.task, stop, limit)?;
+            let w = PythonWorker::start(&self.pool.cfg, &self.task, self.log, stop, limit)?;
             tracing::info!(task = %self.task, pid = w.pid(), versions = %w.versions, "python worker started");
             self.worker = Some(w);
         }

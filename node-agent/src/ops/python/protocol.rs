@@ -15,6 +15,8 @@ pub const INIT: u8 = b'I';
 pub const READY: u8 = b'R';
 pub const BATCH: u8 = b'B';
 pub const ERROR: u8 = b'E';
+/// What the user's code printed or logged, ahead of a reply.
+pub const OUTPUT: u8 = b'L';
 
 /// Larger than any header a sane worker sends, smaller than memory: a length beyond it
 /// means the stream is out of step (a bug), not a batch.

@@ -85,7 +85,7 @@ fn call(
     batch: &RecordBatch,
 ) -> anyhow::Result<(SchemaRef, Vec<RecordBatch>)> {
     let stop = AtomicBool::new(false);
-    pool.checkout("t-test").call(
+    pool.checkout("t-test", &TaskLog::new()).call(
         stage,
         &batch.schema(),
         std::slice::from_ref(batch),
@@ -185,7 +185,7 @@ fn a_wrong_return_type_names_the_function_and_what_it_returned() {
     let err = call(&pool, &stage, &texts(&[Some("a")]))
         .unwrap_err()
         .to_string();
-    assert_eq!(err, "steps[0] (python): listify (bad.py:1) returned builtins.list; a python step must return a pandas.DataFrame or a pyarrow.Table, on rows 0..n of the test");
+    assert_eq!(err, "steps[0] (python): listify (bad.py:1) returned builtins.list; a python step must return a pandas.DataFrame, a pyarrow.Table or a dict of columns ({name: list, numpy array, pandas Series or pyarrow Array}), on rows 0..n of the test");
     let (pool, stage) = super::tests::pool(&dir, "bad.py", src, "tables", BatchFormat::Pyarrow);
     let (schema, _) = call(&pool, &stage, &texts(&[Some("a")])).unwrap();
     assert_eq!(
@@ -272,8 +272,9 @@ fn a_stopped_task_kills_a_long_call() {
         flag.store(true, std::sync::atomic::Ordering::SeqCst);
     });
     let batch = texts(&[Some("a")]);
+    let log = TaskLog::new();
     let err = pool
-        .checkout("t")
+        .checkout("t", &log)
         .call(
             &stage,
             &batch.schema(),
@@ -296,7 +297,7 @@ fn a_stopped_task_kills_a_long_call() {
     let mut timed = stage;
     timed.step.timeout_seconds = Some(1);
     let err = pool
-        .checkout("t")
+        .checkout("t", &log)
         .call(
             &timed,
             &batch.schema(),
@@ -310,5 +311,226 @@ fn a_stopped_task_kills_a_long_call() {
         err.contains("slow (s.py) took longer than timeout_seconds (1) on rows 0..1"),
         "{err}"
     );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `call`, and what the call printed (the task log's pending segment).
+fn call_logged(
+    pool: &WorkerPool,
+    stage: &PythonStage,
+    batch: &RecordBatch,
+) -> (anyhow::Result<(SchemaRef, Vec<RecordBatch>)>, String) {
+    let log = TaskLog::new();
+    let out = pool.checkout("t-test", &log).call(
+        stage,
+        &batch.schema(),
+        std::slice::from_ref(batch),
+        &AtomicBool::new(false),
+        "rows 0..n of the test",
+    );
+    let printed = log.take_segment(true).map(|(_, t)| t).unwrap_or_default();
+    (out, printed)
+}
+
+/// id (int64), text (string, one null), tags (list<string>), score (float64, one null).
+fn mixed_types() -> RecordBatch {
+    use arrow_array::builder::{ListBuilder, StringBuilder};
+    let mut tags = ListBuilder::new(StringBuilder::new());
+    for row in [vec!["a", "b"], vec![], vec!["c"]] {
+        for t in row {
+            tags.values().append_value(t);
+        }
+        tags.append(true);
+    }
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("id", Arc::new(arrow_array::Int64Array::from(vec![1, 2, 3]))),
+        ("text", Arc::new(StringArray::from(vec![Some("Hello"), None, Some("한국어")]))),
+        ("tags", Arc::new(tags.finish())),
+        ("score", Arc::new(arrow_array::Float64Array::from(vec![Some(0.5), None, Some(2.0)]))),
+    ];
+    RecordBatch::try_from_iter(columns).unwrap()
+}
+
+/// What the function saw, in its own words, returned as a column of one repeated value.
+const DESCRIBE_NUMPY: &str = r#"
+import numpy as np
+
+def describe(batch):
+    assert isinstance(batch, dict), type(batch)
+    seen = "|".join(f"{k}:{type(v).__name__}:{v.dtype}:{type(v[0]).__name__}" for k, v in batch.items())
+    n = len(batch["id"])
+    return {
+        "id": batch["id"],
+        "seen": [seen] * n,
+        "upper": np.array([None if t is None else t.upper() for t in batch["text"]], dtype=object),
+        "tag_count": np.array([len(t) for t in batch["tags"]]),
+        "score_is_nan": np.isnan(batch["score"]),
+        "embedding": np.arange(n * 4, dtype=np.float32).reshape(n, 2, 2),
+    }
+"#;
+
+#[test]
+fn numpy_batches_are_dicts_of_arrays_as_ray_builds_them_and_dicts_come_back() {
+    require_python();
+    let dir = temp_dir("numpy");
+    let (pool, stage) = pool(&dir, "np_step.py", DESCRIBE_NUMPY, "describe", BatchFormat::Numpy);
+    let (schema, out) = call(&pool, &stage, &mixed_types()).unwrap();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, ["id", "seen", "upper", "tag_count", "score_is_nan", "embedding"]);
+    // Ray's ArrowBlockAccessor.to_numpy: to_numpy(zero_copy_only=False) per column.
+    assert_eq!(
+        strings(&out, "seen")[0].as_deref(),
+        Some("id:ndarray:int64:int64|text:ndarray:object:str|tags:ndarray:object:ndarray|score:ndarray:float64:float64")
+    );
+    assert_eq!(
+        strings(&out, "upper"),
+        [Some("HELLO".to_string()), None, Some("한국어".to_string())],
+        "a null string is None in an object array, and comes back null"
+    );
+    let col = |name: &str| out[0].column_by_name(name).unwrap().clone();
+    assert_eq!(col("tag_count").as_ref(), &arrow_array::Int64Array::from(vec![2, 0, 1]) as &dyn arrow_array::Array);
+    assert_eq!(col("score_is_nan").as_ref(), &arrow_array::BooleanArray::from(vec![false, true, false]) as &dyn arrow_array::Array, "a null float is NaN");
+    let inner = arrow_schema::DataType::FixedSizeList(Arc::new(arrow_schema::Field::new("item", arrow_schema::DataType::Float32, true)), 2);
+    assert_eq!(
+        col("embedding").data_type(),
+        &arrow_schema::DataType::FixedSizeList(Arc::new(arrow_schema::Field::new("item", inner, true)), 2),
+        "an (n, 2, 2) array is a fixed-size list per extra dimension"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The same dict of columns returned from each batch format, one kind of value per column.
+const DICT_RETURNS: &str = r#"
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+def columns(n, ids):
+    return {
+        "id": ids,
+        "from_list": [f"row {i}" for i in range(n)],
+        "from_ndarray": np.arange(n, dtype=np.int64) * 10,
+        "from_series": pd.Series([1.5] * n),
+        "from_arrow": pa.array([True] * n),
+    }
+
+def from_pandas(df):
+    return columns(len(df), df["id"])
+
+def from_arrow(table):
+    return columns(table.num_rows, table["id"])
+
+def from_numpy(batch):
+    return columns(len(batch["id"]), batch["id"])
+"#;
+
+#[test]
+fn a_dict_of_columns_comes_back_from_every_batch_format() {
+    require_python();
+    let dir = temp_dir("dicts");
+    for (function, format) in [
+        ("from_pandas", BatchFormat::Pandas),
+        ("from_arrow", BatchFormat::Pyarrow),
+        ("from_numpy", BatchFormat::Numpy),
+    ] {
+        let (pool, stage) = pool(&dir, "dicts.py", DICT_RETURNS, function, format);
+        let (schema, out) = call(&pool, &stage, &texts(&[Some("a"), Some("b")]))
+            .unwrap_or_else(|e| panic!("{function}: {e:#}"));
+        let types: Vec<String> = schema.fields().iter().map(|f| format!("{}:{}", f.name(), f.data_type())).collect();
+        assert_eq!(
+            types,
+            ["id:Int64", "from_list:Utf8", "from_ndarray:Int64", "from_series:Float64", "from_arrow:Boolean"],
+            "{function}"
+        );
+        assert_eq!(strings(&out, "from_list"), [Some("row 0".to_string()), Some("row 1".to_string())], "{function}");
+        let tens = out[0].column_by_name("from_ndarray").unwrap();
+        assert_eq!(tens.as_ref(), &arrow_array::Int64Array::from(vec![0, 10]) as &dyn arrow_array::Array, "{function}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn columns_of_unequal_lengths_or_not_columns_are_refused_naming_function_and_lengths() {
+    require_python();
+    let dir = temp_dir("unequal");
+    let src = "def short(batch):\n    return {'id': batch['id'], 'text': list(batch['text'])[:1]}\n\ndef scalar(batch):\n    return {'id': batch['id'], 'label': 'news'}\n\ndef mixed(batch):\n    return {'x': [1, 'one']}\n";
+    let (pool, stage) = pool(&dir, "bad.py", src, "short", BatchFormat::Numpy);
+    let err = call(&pool, &stage, &texts(&[Some("a"), Some("b"), Some("c")])).unwrap_err().to_string();
+    assert_eq!(err, "steps[0] (python): short (bad.py:1) returned columns of unequal lengths (id 3, text 1); every column needs one value per row, on rows 0..n of the test");
+    let (pool, stage) = super::tests::pool(&dir, "bad.py", src, "scalar", BatchFormat::Pandas);
+    let err = call(&pool, &stage, &texts(&[Some("a")])).unwrap_err().to_string();
+    assert_eq!(err, "steps[0] (python): scalar (bad.py:4) returned builtins.str for column `label`; each column is a list, a numpy array, a pandas Series or a pyarrow Array with one value per row, on rows 0..n of the test");
+    let (pool, stage) = super::tests::pool(&dir, "bad.py", src, "mixed", BatchFormat::Pyarrow);
+    let err = call(&pool, &stage, &texts(&[Some("a"), Some("b")])).unwrap_err().to_string();
+    assert!(err.starts_with("steps[0] (python): mixed (bad.py:7) returned column `x` that Arrow cannot convert (list): "), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Prints at load and in the call, `logging` configured by the module and not, a warning,
+/// writes to sys.stderr, and the prints before an exception.
+const NOISY: &str = r#"
+import logging, sys, warnings
+print("loading noisy.py")
+log = logging.getLogger("noisy")
+
+def chatty(batch):
+    print("rows in this batch:", len(batch))
+    log.warning("a warning through logging's last resort")
+    sys.stderr.write("straight to stderr\n")
+    sys.stdout.buffer.write("bytes to stdout 한\n".encode())
+    warnings.warn("a python warning")
+    return batch
+
+def configured(batch):
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
+    log.info("info, once the step configured logging")
+    return batch
+
+def fails(batch):
+    print("about to fail on", len(batch), "rows")
+    raise ValueError("no")
+"#;
+
+#[test]
+fn what_a_function_prints_or_logs_comes_back_for_the_tasks_log() {
+    require_python();
+    let dir = temp_dir("prints");
+    let (pool, stage) = pool(&dir, "noisy.py", NOISY, "chatty", BatchFormat::Pandas);
+    let (out, printed) = call_logged(&pool, &stage, &texts(&[Some("a"), Some("b")]));
+    out.unwrap();
+    let expected = ["loading noisy.py\n", "rows in this batch: 2\n", "a warning through logging's last resort\n", "straight to stderr\n", "bytes to stdout 한\n"];
+    let mut at = 0;
+    for e in expected {
+        let found = printed[at..].find(e).unwrap_or_else(|| panic!("{e:?} in order in {printed:?}"));
+        at += found + e.len();
+    }
+    assert!(printed.contains("UserWarning: a python warning"), "{printed}");
+    let (_, again) = call_logged(&pool, &stage, &texts(&[Some("a")]));
+    assert!(!again.contains("loading"), "the module loads once per worker: {again}");
+    assert!(again.starts_with("rows in this batch: 1\n"), "each call's output once: {again}");
+
+    let (pool, stage) = super::tests::pool(&dir, "noisy.py", NOISY, "configured", BatchFormat::Pandas);
+    let (_, printed) = call_logged(&pool, &stage, &texts(&[Some("a")]));
+    assert!(printed.contains("INFO noisy: info, once the step configured logging\n"), "{printed}");
+
+    let (pool, stage) = super::tests::pool(&dir, "noisy.py", NOISY, "fails", BatchFormat::Pandas);
+    let (out, printed) = call_logged(&pool, &stage, &texts(&[Some("a")]));
+    assert!(out.is_err());
+    assert!(printed.contains("about to fail on 1 rows\n"), "a failing call's prints are kept: {printed}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_flood_of_prints_is_cut_at_the_cap_and_says_so() {
+    require_python();
+    let dir = temp_dir("flood");
+    let src = "def flood(batch):\n    for i in range(30000):\n        print('x' * 99)\n    return batch\n";
+    let (pool, stage) = pool(&dir, "flood.py", src, "flood", BatchFormat::Pyarrow);
+    let (out, printed) = call_logged(&pool, &stage, &texts(&[Some("a")]));
+    out.unwrap();
+    assert!(printed.len() < TASK_LOG_CAP + 500, "{}", printed.len());
+    assert!(printed.contains("[fleetform] output cut here"), "marked where it is cut");
+    let cut = 30000 * 100 - TASK_LOG_CAP;
+    assert!(printed.ends_with(&format!("[fleetform] {cut} bytes of output were cut\n")), "{}", printed.lines().last().unwrap_or_default());
     std::fs::remove_dir_all(dir).unwrap();
 }

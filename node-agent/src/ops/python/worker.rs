@@ -1,6 +1,8 @@
 //! One Python worker process: `runner.py` under the job's interpreter, fed batches on its
 //! stdin, answering on its stdout; its stderr (the user's prints, warnings) goes to the
-//! agent's log, each line prefixed with the task it is running for. A reader thread turns
+//! agent's log, each line prefixed with the task it is running for, and what the user's
+//! code printed during a call also comes back as a frame ahead of the reply, for the
+//! task's log (`TaskLog`). A reader thread turns
 //! stdout into frames, so a call can wait for its reply while watching the task's stop
 //! flag and the step's timeout.
 
@@ -17,6 +19,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use serde::Serialize;
 
+use super::log::TaskLog;
 use super::protocol::{self, Frame};
 
 /// How often a waiting call looks at the stop flag and the clock: a lost lease or a
@@ -82,6 +85,7 @@ impl PythonWorker {
     pub fn start(
         cfg: &WorkerConfig,
         task: &str,
+        log: &TaskLog,
         stop: &AtomicBool,
         limit: Option<Duration>,
     ) -> Result<PythonWorker, CallError> {
@@ -112,7 +116,7 @@ impl PythonWorker {
         };
         let init = serde_json::json!({ "functions": cfg.functions });
         w.send(protocol::INIT, &[init.to_string().as_bytes()])?;
-        let ready = w.reply(stop, limit)?;
+        let ready = w.reply(log, stop, limit)?;
         if ready.kind != protocol::READY {
             return Err(CallError::Other(anyhow!(
                 "the python worker sent frame {:?} instead of ready",
@@ -143,12 +147,13 @@ impl PythonWorker {
         index: u32,
         schema: &SchemaRef,
         batches: &[RecordBatch],
+        log: &TaskLog,
         stop: &AtomicBool,
         limit: Option<Duration>,
     ) -> Result<(SchemaRef, Vec<RecordBatch>), CallError> {
         let payload = protocol::encode_batch(index, schema, batches).map_err(CallError::Other)?;
         self.send(protocol::BATCH, &[&payload])?;
-        let frame = self.reply(stop, limit)?;
+        let frame = self.reply(log, stop, limit)?;
         match frame.kind {
             protocol::BATCH => protocol::decode_stream(frame.payload).map_err(CallError::Other),
             other => Err(CallError::Other(anyhow!(
@@ -164,11 +169,21 @@ impl PythonWorker {
             .map_err(|_| CallError::Died(self.death()))
     }
 
-    /// The next reply that is not an error frame, or why there is none.
-    fn reply(&mut self, stop: &AtomicBool, limit: Option<Duration>) -> Result<Frame, CallError> {
+    /// The next reply that is not an error frame, or why there is none; the output
+    /// frames ahead of it go to `log`.
+    fn reply(
+        &mut self,
+        log: &TaskLog,
+        stop: &AtomicBool,
+        limit: Option<Duration>,
+    ) -> Result<Frame, CallError> {
         let started = Instant::now();
         loop {
             match self.replies.recv_timeout(POLL) {
+                Ok(Ok(frame)) if frame.kind == protocol::OUTPUT => {
+                    append_output(log, &frame.payload);
+                    continue;
+                }
                 Ok(Ok(frame)) if frame.kind == protocol::ERROR => {
                     return Err(python_error(&frame.payload))
                 }
@@ -245,6 +260,21 @@ fn python_error(payload: &[u8]) -> CallError {
             .unwrap_or("the python worker reported an error it could not describe")
             .to_string(),
         traceback: v["traceback"].as_str().unwrap_or_default().to_string(),
+    }
+}
+
+fn append_output(log: &TaskLog, payload: &[u8]) {
+    #[derive(serde::Deserialize)]
+    struct Output {
+        text: String,
+        cut: u64,
+    }
+    match serde_json::from_slice::<Output>(payload) {
+        Ok(o) => log.append(&o.text, o.cut),
+        Err(e) => log.append(
+            &format!("[fleetform] unreadable output frame from the python worker: {e}\n"),
+            0,
+        ),
     }
 }
 
