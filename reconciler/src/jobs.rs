@@ -179,8 +179,9 @@ pub async fn run_command(file: &Path, job_files: &[PathBuf], set: &[String], res
     // `min_workers: 0` still gets agents).
     let local_cluster = local_cluster.map(std::sync::Arc::new);
     let autoscaler = local_cluster.clone().map(|cl| tokio::spawn(crate::local::autoscale(cl)));
+    let current = std::sync::Mutex::new(None);
     let signalled = tokio::select! {
-        r = run_jobs(&c, job_files, set, run.as_mut()) => Err(r),
+        r = run_jobs(&c, job_files, set, run.as_mut(), &current) => Err(r),
         _ = int.recv() => Ok(("SIGINT", 130)),
         _ = term.recv() => Ok(("SIGTERM", 143)),
     };
@@ -191,7 +192,8 @@ pub async fn run_command(file: &Path, job_files: &[PathBuf], set: &[String], res
     let cluster = local_cluster.map(|cl| std::sync::Arc::try_unwrap(cl).map_err(|_| anyhow!("the autoscaler still holds the local cluster"))).transpose()?;
     match signalled {
         Ok((name, code)) => {
-            stopped(&c, name, cluster, run).await?;
+            let current = current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            stopped(&c, name, cluster, run, current, (&mut int, &mut term)).await?;
             Ok(code)
         }
         Err(result) => {
@@ -232,7 +234,13 @@ async fn own_cluster(c: &Ctx, identity: &local::runs::RunIdentity) -> Result<Opt
 
 /// Each job in turn: resumed or skipped when a stopped run of this command left it,
 /// submitted otherwise; waited for. The exit code of the first that fails, else 0.
-async fn run_jobs(c: &Ctx, job_files: &[PathBuf], set: &[String], mut run: Option<&mut local::runs::Run>) -> Result<i32> {
+async fn run_jobs(
+    c: &Ctx,
+    job_files: &[PathBuf],
+    set: &[String],
+    mut run: Option<&mut local::runs::Run>,
+    current: &std::sync::Mutex<Option<String>>,
+) -> Result<i32> {
     use local::runs::Reuse;
     let mut code = 0;
     for (i, j) in job_files.iter().enumerate() {
@@ -259,6 +267,7 @@ async fn run_jobs(c: &Ctx, job_files: &[PathBuf], set: &[String], mut run: Optio
                 id
             }
         };
+        *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.clone());
         let outcome = wait_for(c, &id).await?;
         code = report(&c.store, &id, &outcome).await?;
         if code != 0 {
@@ -268,26 +277,55 @@ async fn run_jobs(c: &Ctx, job_files: &[PathBuf], set: &[String], mut run: Optio
     Ok(code)
 }
 
+type Signals<'a> = (&'a mut tokio::signal::unix::Signal, &'a mut tokio::signal::unix::Signal);
+
 /// A signal stopped the run: drain and stop the agents this command started (each
-/// checkpoints its task and hands it back), and say what was left and how to go on.
-async fn stopped(c: &Ctx, signal: &str, cluster: Option<LocalCluster>, run: Option<local::runs::Run>) -> Result<()> {
+/// checkpoints its task and hands it back; a second signal kills them at once), and say
+/// what was left and how to go on. `current` is the job the run was waiting for.
+async fn stopped(c: &Ctx, signal: &str, cluster: Option<LocalCluster>, run: Option<local::runs::Run>, current: Option<String>, signals: Signals<'_>) -> Result<()> {
     let left = match &run {
         Some(r) => r.unfinished(&c.store).await,
         None => Vec::new(),
     };
     let again = "run the same command again to resume";
     let Some(cl) = cluster else {
-        match left.first() {
+        let on = if run.is_some() { "the cluster of `fleetform up`" } else { "the cluster" };
+        match left.first().or(current.as_ref()) {
             Some(id) => eprintln!(
-                "\n{signal}: stopped waiting; {id} keeps running on the cluster of `fleetform up`: {again} following it, or `fleetform job cancel {id}` to stop it"
+                "\n{signal}: stopped waiting; {id} keeps running on {on}: `fleetform job status {id}` follows it, \
+                 `fleetform job cancel {id}` stops it"
             ),
             None => eprintln!("\n{signal}: stopped"),
         }
         return Ok(());
     };
     let n = cl.nodes().len();
-    eprintln!("\n{signal}: stopping {n} agents (each checkpoints its task and hands it back; up to {}s)...", local::STOP_GRACE.as_secs());
-    tokio::task::spawn_blocking(move || cl.stop()).await??;
+    eprintln!(
+        "\n{signal}: stopping {n} agents (each checkpoints its task and hands it back; up to {}s; Ctrl-C again kills them now)...",
+        local::STOP_GRACE.as_secs()
+    );
+    let pids = cl.agent_pids();
+    let mut stopping = tokio::task::spawn_blocking(move || cl.stop());
+    let forced = tokio::select! {
+        r = &mut stopping => { r??; false }
+        _ = signals.0.recv() => true,
+        _ = signals.1.recv() => true,
+    };
+    if forced {
+        for pid in &pids {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        stopping.await??;
+        let lease = fleetform_core::task::DEFAULT_LEASE_SECONDS;
+        match left.first() {
+            Some(id) => eprintln!(
+                "killed {n} agents without draining: their tasks resume from their last checkpoints (work since then is redone, \
+                 after a lease of up to {lease}s); {again} job {id}"
+            ),
+            None => eprintln!("killed {n} agents without draining; no job was left unfinished"),
+        }
+        return Ok(());
+    }
     match left.first() {
         Some(id) => eprintln!("stopped {n} agents: drained; {again} job {id} from its checkpoints (`--restart` starts over, `fleetform job cancel {id}` drops it)"),
         None => eprintln!("stopped {n} agents: drained; no job was left unfinished"),

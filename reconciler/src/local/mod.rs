@@ -186,6 +186,11 @@ impl LocalCluster {
     }
 
     /// Drain every agent (SIGTERM), wait for them, kill what is left after the grace.
+    /// The process ids of the agents running now (to force them down: `stop` drains).
+    pub fn agent_pids(&self) -> Vec<i32> {
+        self.slots.lock().expect("slots").iter().map(|s| s.child.id() as i32).collect()
+    }
+
     pub fn stop(mut self) -> Result<()> {
         self.shutdown();
         Ok(())
