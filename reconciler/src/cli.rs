@@ -307,6 +307,11 @@ fleetform validate -f cluster.yaml && fleetform plan -f cluster.yaml"
         /// subnets; standard AWS configuration, the Ray file's region).
         #[arg(long, conflicts_with = "vpc_id")]
         resolve_vpc: bool,
+        /// Ask EC2 (ec2:DescribeLaunchTemplateVersions; standard AWS configuration, the Ray
+        /// file's region) for the launch templates node_configs name, and take their
+        /// InstanceType, ImageId, market and root volume where node_config leaves them out.
+        #[arg(long)]
+        resolve_launch_templates: bool,
     },
 }
 
@@ -403,8 +408,8 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
                 ChaosCommand::Terminate { node_type, count } => chaos::terminate(&file, &node_type, count).await,
             }
         }
-        Command::Import { command: ImportCommand::Ray { ray_yaml, output, force, resolve_images, vpc_id, resolve_vpc } } => {
-            let args = crate::import::RayImportArgs { ray_yaml, output, force, resolve_images, vpc_id, resolve_vpc };
+        Command::Import { command: ImportCommand::Ray { ray_yaml, output, force, resolve_images, vpc_id, resolve_vpc, resolve_launch_templates } } => {
+            let args = crate::import::RayImportArgs { ray_yaml, output, force, resolve_images, vpc_id, resolve_vpc, resolve_launch_templates };
             crate::import::ray_command(&args).await
         }
         Command::Completions { shell } => {
