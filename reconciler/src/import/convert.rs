@@ -259,7 +259,8 @@ pub fn sanitize_type_name(s: &str) -> String {
 fn node_type(name: &str, ts: &TypeSource, is_head: bool, notes: &mut Vec<Note>) -> NodeType {
     let t = &ts.t;
     let instance_type = t.node_config.instance_type.clone().unwrap_or_default();
-    let (min_workers, max_workers) = if is_head { head_counts(ts) } else { worker_counts(ts) };
+    // The head is launched once; the workers Ray would run of its type are `head_workers`.
+    let (min_workers, max_workers) = if is_head { (None, None) } else { worker_counts(ts) };
     let from_type = match ts.origin {
         Origin::Defaults => "Ray's default (defaults.yaml)".to_string(),
         _ => format!("from {}", ts.config_at.key("InstanceType")),
@@ -275,11 +276,6 @@ fn node_type(name: &str, ts: &TypeSource, is_head: bool, notes: &mut Vec<Note>) 
         image: image(ts, &instance_type, notes),
         root_volume: root_volume(ts, notes),
     }
-}
-
-/// The head is launched once; the workers Ray would run of its type are a second type.
-fn head_counts(_ts: &TypeSource) -> (Option<Sourced<u32>>, Option<Sourced<u32>>) {
-    (None, None)
 }
 
 /// Ray runs `min_workers`..`max_workers` nodes of the head's type beside the head (they
@@ -300,9 +296,8 @@ fn head_workers(head: &TypeSource, names: &[String], notes: &mut Vec<Note>) -> O
         "Ray runs {min} to {max} workers of the head's type beside the head; fleetform launches the head type exactly once, \
          so they are the node type `{name}` (same node_config, min_workers {min}, max_workers {max})"
     ));
-    let mut ts = head.clone();
-    ts.origin = Origin::Legacy; // its name is made up here: no rename note
-    let mut t = node_type(&name, &ts, false, &mut Vec::new());
+    // Its notes (vCPUs, image) would repeat the head's, at the same lines: the note above says it.
+    let mut t = node_type(&name, head, false, &mut Vec::new());
     t.min_workers = Some(Sourced::new(min, format!("from {} (workers of the head's type)", head.min_at)));
     t.max_workers = Some(Sourced::new(max, format!("from {} (workers of the head's type)", head.max_at)));
     Some(t)

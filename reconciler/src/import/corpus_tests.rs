@@ -121,7 +121,7 @@ fn every_corpus_file_imports_into_a_spec_that_validates_and_keeps_its_meaning() 
         for (name, t) in expected_workers {
             let s = spec.available_node_types.get(&name).unwrap_or_else(|| panic!("{file}: no node type {name}:\n{text}"));
             let why = format!("{file}: {name}");
-            assert_eq!(s.node_config.instance_types, [t.instance_type.clone()], "{why}");
+            assert_eq!(s.node_config.instance_types, std::slice::from_ref(&t.instance_type), "{why}");
             assert_eq!(s.node_config.market, if t.spot { Market::Spot } else { Market::OnDemand }, "{why}");
             assert_eq!(s.min_workers, t.min, "{why}");
             let ray_max = if global == 0 { 1 } else { t.max };

@@ -83,6 +83,12 @@ pub fn node_types(ray: &RayCluster, notes: &mut Vec<Note>) -> (String, Vec<TypeS
         if ray.min_workers.is_some() {
             note(notes, root().key("min_workers"), "not imported: Ray ignores the top-level min_workers when `available_node_types` is set (min_workers is per node type)");
         }
+        for (name, t) in &ray.available_node_types {
+            if t.node_config.resources.is_some() {
+                let at = root().key("available_node_types").key(name.as_str()).key("node_config").key("resources");
+                note(notes, at, "not imported: resources belong to the node type, not its node_config (EC2 would refuse the key)");
+            }
+        }
         let head = ray.head_node_type.clone().unwrap_or_default();
         let mut out = vec![from_file(&head, &ray.available_node_types[&head])];
         out.extend(ray.available_node_types.iter().filter(|(n, _)| **n != head).map(|(n, t)| from_file(n, t)));
