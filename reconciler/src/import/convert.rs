@@ -173,14 +173,14 @@ fn setup_commands(ray: &RayCluster, notes: &mut Vec<Note>) -> Vec<Sourced<String
 
 /// Does the command pip-install Ray? `Some(Some(version))` when it pins one
 /// (`ray==2.9.0`, `ray[default]==2.9.0`, a wheel URL `.../ray-3.0.0.dev0-cp310-...whl`).
-fn ray_install(cmd: &str) -> Option<Option<String>> {
+pub(super) fn ray_install(cmd: &str) -> Option<Option<String>> {
     if !(cmd.contains("pip") && cmd.contains("install")) {
         return None;
     }
     let words = cmd.split(|c: char| c.is_whitespace() || "'\"&;|".contains(c));
     let mut found = None;
     for w in words.filter(|w| !w.is_empty()) {
-        if let Some(i) = w.find("/ray-") {
+        if let Some(i) = w.rfind("/ray-") {
             let version = w[i + 5..].split("-cp").next().unwrap_or("").to_string();
             return Some((!version.is_empty()).then_some(version));
         }

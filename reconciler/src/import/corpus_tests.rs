@@ -259,6 +259,10 @@ fn a_pinned_ray_is_said() {
     let (_, _, notes) = import("r.yaml", src);
     assert!(note_of(&notes, "pins Ray 2.9.3").starts_with("r.yaml:4:5: note: setup_commands[0]: pins Ray 2.9.3: fleetform's nodes do not run Ray"));
     assert_eq!(notes.iter().filter(|n| n.contains("Ray 2") || n.contains("installs Ray")).count(), 1, "{notes:?}");
+    // defaults.yaml's own command: the version is in the wheel's name, not in the bucket's path.
+    let wheel = "which ray || pip install -U \"ray[default] @ https://s3-us-west-2.amazonaws.com/ray-wheels/latest/ray-3.0.0.dev0-cp310-cp310-manylinux2014_x86_64.whl\"";
+    assert_eq!(super::convert::ray_install(wheel), Some(Some("3.0.0.dev0".to_string())));
+    assert_eq!(super::convert::ray_install("pip install rayon-tools raylib"), None);
     let (_, _, notes) = import("example-ml.yaml", &corpus_file("example-ml.yaml"));
     assert!(note_of(&notes, "installs Ray:").starts_with("example-ml.yaml:118:7: "));
 }
