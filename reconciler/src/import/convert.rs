@@ -11,15 +11,13 @@ use super::gpu::{self, GPU};
 use super::launch_template::{self, Templates};
 use super::model::{Image, Imported, NodeType, RootVolume, Sourced};
 use super::network;
-use super::ray::RayCluster;
+use super::ray::{RayCluster, ROOT_DEVICES};
 use super::sources::{self, Origin, TypeSource};
 use super::Note;
 
 /// Ray's `max_workers` when a file leaves it out (python/ray/autoscaler/aws/defaults.yaml:
 /// `max_workers: 2`).
 const RAY_MAX_WORKERS: u32 = 2;
-/// The root device names of the AMIs Ray and fleetform use (AL2023, Ubuntu, DLAMI).
-pub const ROOT_DEVICES: &[&str] = &["/dev/xvda", "/dev/sda1"];
 /// Ray's `ImageId` keyword for its Deep Learning AMI of the region.
 const LATEST_DLAMI: &str = "latest_dlami";
 /// Why fleetform does not use Ray's image, said with each ImageId it replaces.

@@ -160,7 +160,7 @@ pub async fn resolve(region: Option<&str>, named: &BTreeMap<String, LaunchTempla
 fn template_data(d: &aws_sdk_ec2::types::ResponseLaunchTemplateData) -> TemplateData {
     let root = d.block_device_mappings().iter().find_map(|m| {
         let device = m.device_name()?;
-        super::convert::ROOT_DEVICES.contains(&device).then(|| {
+        super::ray::ROOT_DEVICES.contains(&device).then(|| {
             let ebs = m.ebs();
             (
                 device.to_string(),

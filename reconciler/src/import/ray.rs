@@ -141,6 +141,9 @@ pub struct MarketOptions {
     pub market_type: Option<String>,
 }
 
+/// The root device names of the AMIs Ray and fleetform use (AL2023, Ubuntu, DLAMI).
+pub const ROOT_DEVICES: &[&str] = &["/dev/xvda", "/dev/sda1"];
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct BlockDevice {
     #[serde(rename = "DeviceName", default)]
