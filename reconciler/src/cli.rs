@@ -273,13 +273,19 @@ node_config.InstanceType → instance_types, InstanceMarketOptions.MarketType sp
 the root device's BlockDeviceMappings Ebs.VolumeSize/VolumeType → root_volume. setup_commands are \
 kept; head_setup_commands and worker_setup_commands are appended to them (fleetform runs one list on \
 every node). The head gets `CPU: 0` and no other resources, as fleetform's validate requires.\n\n\
+As `ray up` reads the file: no available_node_types means Ray's defaults (ray.head.default and \
+ray.worker.default, m5.large, spot workers), or the legacy head_node/worker_nodes sections; node type \
+names fleetform refuses (ray.head.default) are renamed (ray_head_default) with every reference; \
+`ImageId: latest_dlami` or none (Ray's Deep Learning AMI) becomes `image: al2023`; a head type's \
+min/max_workers become a second node type; GPU instance types get `GPU: n`; a LaunchTemplate is read \
+with --resolve-launch-templates (else a note says what was not read). See docs/import-ray.md.\n\n\
 Not in a Ray file: storage.bucket gets a placeholder (fleetform-<name>-data) to change. SubnetId and \
 SecurityGroupIds become the existing-VPC network form with --vpc-id VPC, or --resolve-vpc to ask EC2 \
 for their VPC (a Ray file does not name it); without either they are written as a commented-out block and the cluster creates its own VPC.\n\n\
 Every key that is not mapped (auth, file_mounts, docker, IamInstanceProfile, KeyName, ...) is listed \
 on stderr, at its line, with what fleetform does instead. A malformed file, an unknown key, or an \
 unexpanded ${VAR} is reported as file:line:column and nothing is written; so is an imported spec \
-that would not pass `fleetform validate`.",
+that would not pass `fleetform validate` (at the lines of the Ray file its problems came from).",
         after_help = "Examples:\n  \
 envsubst < cluster-spot.yaml > filled.yaml     # expand ${VAR}s first\n  \
 fleetform import ray filled.yaml -o cluster.yaml\n  \
@@ -308,6 +314,11 @@ fleetform validate -f cluster.yaml && fleetform plan -f cluster.yaml"
         /// subnets; standard AWS configuration, the Ray file's region).
         #[arg(long, conflicts_with = "vpc_id")]
         resolve_vpc: bool,
+        /// Ask EC2 (ec2:DescribeLaunchTemplateVersions; standard AWS configuration, the Ray
+        /// file's region) for the launch templates node_configs name, and take their
+        /// InstanceType, ImageId, market and root volume where node_config leaves them out.
+        #[arg(long)]
+        resolve_launch_templates: bool,
     },
 }
 
@@ -404,8 +415,8 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
                 ChaosCommand::Terminate { node_type, count } => chaos::terminate(&file, &node_type, count).await,
             }
         }
-        Command::Import { command: ImportCommand::Ray { ray_yaml, output, force, resolve_images, vpc_id, resolve_vpc } } => {
-            let args = crate::import::RayImportArgs { ray_yaml, output, force, resolve_images, vpc_id, resolve_vpc };
+        Command::Import { command: ImportCommand::Ray { ray_yaml, output, force, resolve_images, vpc_id, resolve_vpc, resolve_launch_templates } } => {
+            let args = crate::import::RayImportArgs { ray_yaml, output, force, resolve_images, vpc_id, resolve_vpc, resolve_launch_templates };
             crate::import::ray_command(&args).await
         }
         Command::Completions { shell } => {

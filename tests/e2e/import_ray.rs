@@ -120,3 +120,63 @@ fn import_ray_with_vpc_id_plans_into_the_users_network() {
     assert!(out.contains(&format!("network: using existing {} (subnets {} private via nat-", user.vpc, user.private[0])), "{out}");
     assert!(!out.contains("AWS::EC2::VPC"), "no VPC of fleetform's own: {out}");
 }
+
+/// A node_config that takes its instance type from a launch template (Ray's
+/// example-launch-templates.yaml form): refused offline at the Ray file's line, read from
+/// EC2 with --resolve-launch-templates. A spec that fails validation names the Ray file's
+/// lines too, never the spec import would have written.
+#[test]
+fn import_ray_reads_launch_templates_from_ec2_and_names_ray_file_lines() {
+    use aws_sdk_ec2::types::{InstanceType, LaunchTemplateInstanceMarketOptionsRequest, MarketType, RequestLaunchTemplateData};
+    let moto = Moto::start();
+    runtime().block_on(async {
+        let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config().await);
+        let market = LaunchTemplateInstanceMarketOptionsRequest::builder().market_type(MarketType::Spot).build();
+        let data = RequestLaunchTemplateData::builder()
+            .instance_type(InstanceType::from("c7g.xlarge"))
+            .instance_market_options(market)
+            .user_data("IyEvYmluL3NoCg==")
+            .build();
+        ec2.create_launch_template().launch_template_name("ray-workers").launch_template_data(data).send().await.unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let ray = dir.path().join("lt.yaml");
+    std::fs::write(
+        &ray,
+        "cluster_name: lt\nprovider: {type: aws, region: us-west-2}\navailable_node_types:\n  ray.head.default:\n    \
+         node_config: {InstanceType: m5.large}\n  ray.worker.default:\n    node_config:\n      \
+         LaunchTemplate: {LaunchTemplateName: ray-workers, Version: $Latest}\n",
+    )
+    .unwrap();
+    let ray = ray.to_str().unwrap();
+
+    let o = moto.fleetform(&["import", "ray", ray]).output().unwrap();
+    let stderr = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{ray}:8:7: available_node_types.ray.worker.default.node_config.LaunchTemplate: no InstanceType in node_config, and launch template ray-workers (version $Latest) was not read: import with --resolve-launch-templates")),
+        "{stderr}"
+    );
+
+    let o = moto.fleetform(&["import", "ray", ray, "--resolve-launch-templates"]).output().unwrap();
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("  ray_worker_default:") && stdout.contains("instance_types: [c7g.xlarge]") && stdout.contains("market: spot"), "{stdout}");
+    assert!(stderr.contains("read ray-workers (version $Latest) (ec2:DescribeLaunchTemplateVersions): took InstanceType, InstanceMarketOptions.MarketType"), "{stderr}");
+    assert!(stderr.contains("not imported from it: UserData"), "{stderr}");
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "cluster_name: bad\nmax_workers: 1\nprovider: {type: aws, region: us-west-2}\navailable_node_types:\n  \
+         ray.head.default: {node_config: {InstanceType: m5.large}}\n  ray.worker.default:\n    min_workers: 3\n    \
+         node_config: {InstanceType: m5.large}\n",
+    )
+    .unwrap();
+    let bad = bad.to_str().unwrap();
+    let o = moto.fleetform(&["import", "ray", bad]).output().unwrap();
+    let stderr = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("{bad}:7:5: available_node_types.ray.worker.default.min_workers: in the imported spec")), "{stderr}");
+    assert!(!stderr.contains("<stdout>:") && !stderr.contains("the imported spec:"), "only the Ray file's lines: {stderr}");
+}

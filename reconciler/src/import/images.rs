@@ -58,7 +58,7 @@ pub fn use_al2023(imported: &mut Imported, current: &BTreeMap<Arch, String>, not
     for t in &mut imported.node_types {
         let Some(image) = &mut t.image else { continue };
         let Image::Ami { id, arch } = &image.value else { continue };
-        let path = YamlPath::root().key("available_node_types").key(&t.name).key("node_config").key("ImageId");
+        let path = t.config_at.key("ImageId");
         let param = al2023_parameter(*arch);
         match current.get(arch) {
             Some(v) if v == id => {

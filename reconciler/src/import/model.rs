@@ -1,6 +1,7 @@
 //! The imported spec before it is written: fleetform's fields, each with the place in
 //! the Ray file it came from (written as a comment next to it).
 
+use fleetform_core::diag::YamlPath;
 use fleetform_core::instance::Arch;
 use fleetform_core::spec::Market;
 
@@ -32,6 +33,8 @@ pub struct RootVolume {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeType {
     pub name: String,
+    /// Its node_config in the Ray file (`available_node_types.X.node_config`, `head_node`).
+    pub config_at: YamlPath,
     pub resources: Sourced<Vec<(String, f64)>>,
     pub min_workers: Option<Sourced<u32>>,
     pub max_workers: Option<Sourced<u32>>,

@@ -10,7 +10,7 @@ use fleetform_core::diag::YamlPath;
 
 use super::yaml::{comment, flow_list};
 use super::model::{ByoNetwork, Imported, Sourced};
-use super::ray::RayCluster;
+use super::sources::TypeSource;
 use super::Note;
 
 /// fleetform's own VPC: the first private subnet of its default layout and the next /20s,
@@ -20,15 +20,18 @@ const PRIVATE_SUBNET_CIDRS: &[&str] = &[
 ];
 
 /// Every SubnetId/SubnetIds and SecurityGroupIds of the node types, first occurrence first.
-pub fn collect(ray: &RayCluster) -> Option<ByoNetwork> {
+pub fn collect(types: &[TypeSource]) -> Option<ByoNetwork> {
     let mut net = ByoNetwork::default();
     let push = |list: &mut Vec<Sourced<String>>, id: &str, from: YamlPath| {
         if !list.iter().any(|s| s.value == id) {
             list.push(Sourced::new(id.to_string(), format!("from {from}")));
         }
     };
-    for (name, t) in &ray.available_node_types {
-        let nc = YamlPath::root().key("available_node_types").key(name).key("node_config");
+    // In Ray's name order, as the file's available_node_types map reads.
+    let mut sorted: Vec<&TypeSource> = types.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    for ts in sorted {
+        let (t, nc) = (&ts.t, &ts.config_at);
         if let Some(s) = &t.node_config.subnet_id {
             push(&mut net.subnet_ids, s, nc.key("SubnetId"));
         }

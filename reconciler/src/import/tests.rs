@@ -13,7 +13,7 @@ const ARM_AMI: &str = "ami-0e7d2b9c4a1f35068";
 
 fn import(src: &str) -> (String, Vec<String>) {
     let c = convert_file("cluster-spot.yaml", src).unwrap_or_else(|d| panic!("{d}"));
-    let text = c.spec_text("cluster.yaml").unwrap_or_else(|(t, d)| panic!("{d}\n{t}"));
+    let text = c.spec_text().unwrap_or_else(|(t, d)| panic!("{d}\n{t}"));
     (text, c.note_lines("cluster-spot.yaml"))
 }
 
@@ -110,8 +110,8 @@ fn seed_notes_name_every_unmapped_key_at_its_line() {
         "note: available_node_types.arm_worker_node.node_config.IamInstanceProfile: not imported (and 2 more like it): fleetform creates its own scoped instance profiles",
         "note: available_node_types.head_node.resources: dropped Intel: 1 from the head",
         "note: available_node_types.arm_worker_node.node_config.SubnetId: the Ray file launches into existing subnets: to keep them, import again with --resolve-vpc (asks EC2) or --vpc-id VPC (their VPC: `aws ec2 describe-subnets --subnet-ids subnet-0a1b2c3d4e5f60718 --query 'Subnets[0].VpcId' --output text`)",
-        "cluster-spot.yaml: note: storage.bucket: Ray has no equivalent",
-        "cluster-spot.yaml: note: idle_timeout_minutes: not set: Ray's default and fleetform's are both 5 minutes",
+        "cluster-spot.yaml:4:1: note: storage.bucket: Ray has no equivalent",
+        "cluster-spot.yaml:4:1: note: idle_timeout_minutes: not set: Ray's default and fleetform's are both 5 minutes",
     ] {
         assert!(has(&notes, expected), "missing note {expected:?} in:\n{text}");
     }
@@ -165,7 +165,7 @@ fn head_rules_are_applied_with_notes() {
     let head = &spec.available_node_types["head"];
     assert_eq!((head.resources.to_string().as_str(), head.node_config.market, head.min_workers), ("{CPU: 0}", Market::OnDemand, 0));
     assert!(has(&notes, "the head gets `CPU: 0`"), "{notes:?}");
-    assert!(has(&notes, "head.min_workers: dropped: fleetform launches the head node type exactly once"), "{notes:?}");
+    assert!(has(&notes, "head.min_workers: not imported: Ray gives the head type `max_workers: 0` by default"), "{notes:?}");
     assert!(has(&notes, "the head must be on-demand in fleetform"), "{notes:?}");
     assert_eq!(spec.available_node_types["w"].resources.to_string(), "{CPU: 2}", "c7g.large's vCPUs");
     assert!(has(&notes, "no CPU: wrote `CPU: 2`, the vCPUs of c7g.large"), "{notes:?}");
@@ -203,7 +203,7 @@ fn unexpanded_variables_name_the_field_and_say_to_expand_first() {
 fn a_spec_that_would_not_validate_is_not_returned() {
     let src = ray_file("max_workers: 1\n").replace("node_config: {InstanceType: c7g.large}", "min_workers: 3\n    node_config: {InstanceType: c7g.large}");
     let c = convert_file("r.yaml", &src).unwrap();
-    let (_, d) = c.spec_text("cluster.yaml").unwrap_err();
+    let (_, d) = c.spec_text().unwrap_err();
     assert!(d.to_string().contains("min_workers (3) is greater than the cluster's max_workers (1)"), "{d}");
 }
 
@@ -212,7 +212,7 @@ fn resolve_images_maps_current_al2023_amis() {
     let mut c = convert_file("cluster-spot.yaml", SEED).unwrap();
     let current = BTreeMap::from([(Arch::X86_64, X86_AMI.to_string()), (Arch::Arm64, "ami-0newer".to_string())]);
     images::use_al2023(&mut c.imported, &current, &mut c.notes);
-    let text = c.spec_text("cluster.yaml").unwrap();
+    let text = c.spec_text().unwrap();
     let spec = ClusterSpec::from_yaml("cluster.yaml", &text).unwrap();
     assert_eq!(spec.available_node_types["x86_worker_node"].node_config.image, ImageSpec::default());
     assert_eq!(spec.available_node_types["head_node"].node_config.image, ImageSpec::default());
@@ -272,7 +272,7 @@ fn zones_extra_volumes_and_other_market_types() {
 #[test]
 fn with_vpc_id_the_ray_subnets_become_the_existing_network_form() {
     let c = convert_file_in("cluster-spot.yaml", SEED, Some(("vpc-0123456789abcdef0", "from --vpc-id"))).unwrap();
-    let text = c.spec_text("cluster.yaml").unwrap_or_else(|(t, d)| panic!("{d}\n{t}"));
+    let text = c.spec_text().unwrap_or_else(|(t, d)| panic!("{d}\n{t}"));
     let spec = ClusterSpec::from_yaml("cluster.yaml", &text).unwrap();
     let net = spec.network.existing().expect("the existing-VPC form");
     assert_eq!(net.vpc_id, "vpc-0123456789abcdef0");

@@ -15,6 +15,7 @@ const OPEN_SECTIONS: &[&str] = &[
     "available_node_types.*.node_config.InstanceMarketOptions",
     "available_node_types.*.node_config.BlockDeviceMappings[]",
     "available_node_types.*.node_config.BlockDeviceMappings[].Ebs",
+    "available_node_types.*.node_config.LaunchTemplate",
 ];
 
 const IAM: &str = "fleetform creates its own scoped instance profiles (fleetform-<cluster>-head may launch and \
@@ -36,11 +37,8 @@ const NOTES: &[(&str, &str)] = &[
     ("initialization_commands", "Ray runs them before Docker starts; fleetform has no Docker step: move what is still needed into setup_commands"),
     ("head_start_ray_commands", "fleetform starts its own systemd unit on the head (fleetform-reconcile, the autoscaler)"),
     ("worker_start_ray_commands", "fleetform starts its own systemd unit on workers (fleetform-agent)"),
-    ("min_workers", "legacy top-level key: fleetform has min_workers per node type"),
     ("initial_workers", "legacy: `fleetform apply` starts min_workers of each node type"),
     ("autoscaling_mode", "legacy: fleetform's autoscaler has one mode (upscaling_speed sets how fast it grows)"),
-    ("head_node", "legacy: use available_node_types and head_node_type"),
-    ("worker_nodes", "legacy: use available_node_types"),
     ("no_restart", "set by `ray up --no-restart`: fleetform has no Ray processes to restart"),
     ("metadata", "fleetform does not use it: put labels into the spec's top-level `tags`"),
     ("provider.use_internal_ips", "fleetform nodes only have private IPs (no public IP on any node); the CLI talks to AWS APIs and the cluster store, never to a node's IP"),
@@ -67,9 +65,16 @@ const NOTES: &[(&str, &str)] = &[
 /// Where a key of no note lands: said once, generally.
 const GENERIC: &str = "fleetform has no equivalent: check that the cluster does not depend on it";
 
-/// The path with node type names as `*` and sequence indices as `[]`.
+/// The path with node type names as `*` and sequence indices as `[]`; the legacy
+/// `head_node`/`worker_nodes` sections are node_configs, so they read as one.
 pub fn shape(p: &YamlPath) -> String {
     let mut out = String::new();
+    if let [Seg::Key(k), rest @ ..] = &p.0[..] {
+        if (k == "head_node" || k == "worker_nodes") && !rest.is_empty() {
+            let as_config = YamlPath::root().key("available_node_types").key(k.as_str()).key("node_config");
+            return shape(&YamlPath([as_config.0, rest.to_vec()].concat()));
+        }
+    }
     for (i, seg) in p.0.iter().enumerate() {
         match seg {
             Seg::Index(_) => out.push_str("[]"),
