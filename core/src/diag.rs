@@ -231,6 +231,22 @@ pub fn too_deep(src: &str) -> Option<Location> {
     None
 }
 
+/// The text the location index is built from: `src` with a flow collection's closing
+/// `}`/`]` at column 0 moved to column 1. libyaml and PyYAML (so serde and Ray) accept
+/// `file_mounts: {\n#  ...\n}`, as Ray's own example files write it, but the index's
+/// stricter parser stops there and every key after it would lose its line. Lines and the
+/// columns of every key stay as they were.
+fn indexable(src: &str) -> String {
+    let mut out = String::with_capacity(src.len() + 8);
+    for line in src.split_inclusive('\n') {
+        if line.starts_with(['}', ']']) {
+            out.push(' ');
+        }
+        out.push_str(line);
+    }
+    out
+}
+
 impl LocationIndex {
     pub fn build(src: &str) -> Self {
         enum Frame {
@@ -253,7 +269,7 @@ impl LocationIndex {
                 }
             }
         }
-        for ev in Parser::new_from_str(src) {
+        for ev in Parser::new_from_str(&indexable(src)) {
             let Ok((ev, span)) = ev else { break };
             if stack.len() > MAX_NESTING {
                 break;
@@ -618,6 +634,15 @@ mod tests {
         let (_, c, tolerated) = load_yaml_tolerating::<Outer>("t.yaml", src, &index, tolerate).unwrap();
         assert_eq!(tolerated, vec![YamlPath::parse("items[0].open")]);
         assert_eq!(c.finish().unwrap_err().messages(), vec!["extra: unknown key `extra`"]);
+    }
+
+    #[test]
+    fn a_flow_mapping_closed_at_column_0_keeps_the_lines_of_the_keys_after_it() {
+        let src = "file_mounts: {\n#  \"/a\": \"/b\"\n}\nmax_workers: 2\nlist: [1,\n]\nnested:\n  after: 3\n";
+        let index = LocationIndex::build(src);
+        let at = |p: &str| index.locate(&YamlPath::parse(p)).map(|l| (l.line, l.column));
+        assert_eq!(at("max_workers"), Some((4, 1)));
+        assert_eq!(at("nested.after"), Some((8, 3)));
     }
 
     #[test]

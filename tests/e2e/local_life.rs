@@ -200,6 +200,10 @@ fn local_job_names_in_any_script_work_end_to_end_and_path_syntax_is_refused() {
     assert!(!env.path("out-small/_staging").exists(), "the job's staging directory is gone");
     let status = String::from_utf8_lossy(&env.run(&["status", "--json"]).stdout).into_owned();
     assert!(status.contains("\"텍스트-정제-"), "{status}");
+    // Paths a name must not reach, as they are before (another process may own /tmp/x).
+    let escapes = [env.path("x"), env.dir.path().parent().unwrap().join("x"), std::path::PathBuf::from("/srv/x")];
+    let state = |p: &std::path::Path| std::fs::symlink_metadata(p).ok().map(|m| m.modified().ok());
+    let before: Vec<_> = escapes.iter().map(|p| state(p)).collect();
     for bad in ["../../../../x", "/srv/x", "a<b#c", "a\"b", "line\nbreak"] {
         let set = format!("name={bad}");
         let out = env.run(&["run", job.to_str().unwrap(), "--set", &set]);
@@ -207,7 +211,8 @@ fn local_job_names_in_any_script_work_end_to_end_and_path_syntax_is_refused() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("a job name may have letters and digits of any script"), "{bad:?}: {stderr}");
     }
-    assert!(!env.path("x").exists() && !env.dir.path().parent().unwrap().join("x").exists());
+    let after: Vec<_> = escapes.iter().map(|p| state(p)).collect();
+    assert_eq!(before, after, "no name reached a path outside the store: {escapes:?}");
     let jobs = std::fs::read_dir(env.store().join("jobs")).unwrap().count();
     assert_eq!(jobs, 1, "the refused names submitted nothing");
 }

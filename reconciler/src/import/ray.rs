@@ -169,28 +169,13 @@ pub struct Parsed {
 
 /// Parse and check a Ray cluster file; every problem at once, with locations.
 pub fn parse(file: &str, src: &str) -> Result<Parsed, Diagnostics> {
-    let index = LocationIndex::build(&indexable(src));
+    let index = LocationIndex::build(src);
     placeholders(file, src, &index)?;
     let (mut ray, mut c, unmapped) = load_yaml_tolerating::<RayCluster>(file, src, &index, unmapped::tolerated)?;
     ray.legacy_sections(src);
     ray.check(&mut c);
     c.finish()?;
     Ok(Parsed { ray, index, unmapped })
-}
-
-/// The text the location index is built from: `src` with a flow collection's closing
-/// `}`/`]` at column 0 moved to column 1. PyYAML (so Ray) and serde accept Ray's own
-/// `file_mounts: {\n#  ...\n}`, but the index's parser stops there, and every key after
-/// it would lose its line. Lines and the columns of every key stay as they were.
-fn indexable(src: &str) -> String {
-    let mut out = String::with_capacity(src.len() + 8);
-    for line in src.split_inclusive('\n') {
-        if line.starts_with(['}', ']']) {
-            out.push(' ');
-        }
-        out.push_str(line);
-    }
-    out
 }
 
 /// `${VAR}` left in values: the file is the template of a shell heredoc, not yet expanded.

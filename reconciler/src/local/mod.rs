@@ -8,6 +8,7 @@
 
 mod autoscale;
 pub mod lock;
+mod process;
 pub mod runs;
 pub mod published;
 

@@ -8,13 +8,23 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 
+use super::process::ProcessId;
 use crate::cluster::Handles;
 
 /// What `fleetform up`/`run` publishes for other commands (`chaos`, `status`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SupervisorFile {
     pub pid: u32,
+    /// With `pid`, which process wrote the file (`process::ProcessId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ticks: Option<u64>,
     pub nodes: Vec<LocalNode>,
+}
+
+impl SupervisorFile {
+    fn writer(&self) -> ProcessId {
+        ProcessId { pid: self.pid, start_ticks: self.start_ticks }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,8 +50,7 @@ pub fn published_nodes(handles: &Handles) -> Vec<LocalNode> {
     else {
         return Vec::new();
     };
-    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(f.pid as i32), None).is_ok();
-    if alive {
+    if f.writer().is_running() {
         f.nodes
     } else {
         Vec::new()
@@ -52,8 +61,7 @@ pub fn published_nodes(handles: &Handles) -> Vec<LocalNode> {
 pub fn running_supervisor(handles: &Handles) -> Option<SupervisorFile> {
     let f: SupervisorFile =
         serde_json::from_slice(&std::fs::read(supervisor_file(handles)).ok()?).ok()?;
-    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(f.pid as i32), None).is_ok();
-    (alive && f.pid != std::process::id()).then_some(f)
+    (f.writer().is_running() && !f.writer().is_current()).then_some(f)
 }
 
 /// Find a local node by id among a live supervisor's nodes (a notice written for the
@@ -82,10 +90,8 @@ pub fn find_node(handles: &Handles, node_id: &str) -> Result<LocalNode> {
 /// Publish this process's agents: written aside and renamed, so a reader never sees half
 /// a file.
 pub fn write(handles: &Handles, nodes: Vec<LocalNode>) -> Result<()> {
-    let f = SupervisorFile {
-        pid: std::process::id(),
-        nodes,
-    };
+    let me = ProcessId::current();
+    let f = SupervisorFile { pid: me.pid, start_ticks: me.start_ticks, nodes };
     let path = supervisor_file(handles);
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&f)?)?;

@@ -16,6 +16,7 @@ use fleetform_agent::jobs;
 use fleetform_agent::store::Store;
 use serde::{Deserialize, Serialize};
 
+use super::process::ProcessId;
 use crate::cluster::Handles;
 
 /// What makes two `run`s the same command.
@@ -38,6 +39,9 @@ impl RunIdentity {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
     pub pid: u32,
+    /// With `pid`, which process wrote the record (`process::ProcessId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ticks: Option<u64>,
     pub started_at: chrono::DateTime<chrono::Utc>,
     /// The command line, for messages.
     pub command: String,
@@ -48,7 +52,8 @@ pub struct RunRecord {
 
 impl RunRecord {
     fn alive(&self) -> bool {
-        self.pid != std::process::id() && nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), None).is_ok()
+        let writer = ProcessId { pid: self.pid, start_ticks: self.start_ticks };
+        !writer.is_current() && writer.is_running()
     }
 
     fn describe(&self) -> String {
@@ -152,7 +157,8 @@ impl Run {
             let _ = std::fs::remove_file(path);
         }
         let command = std::env::args().map(|a| if a.contains(' ') { format!("'{a}'") } else { a }).collect::<Vec<_>>().join(" ");
-        let record = RunRecord { pid: std::process::id(), started_at: chrono::Utc::now(), command, jobs: previous.clone(), identity };
+        let me = ProcessId::current();
+        let record = RunRecord { pid: me.pid, start_ticks: me.start_ticks, started_at: chrono::Utc::now(), command, jobs: previous.clone(), identity };
         let path = runs_dir(handles).join(format!("{}-{}.json", record.started_at.format("%Y%m%d-%H%M%S%.3f"), record.pid));
         let run = Run { path, record, previous };
         run.save()?;
