@@ -82,7 +82,7 @@ async fn jsonl_gz_and_byte_split_csv_are_read_from_s3() {
 /// the local run's and the re-encoding run's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parquet_from_s3_passes_through_and_equals_the_local_run() {
-    use crate::local_jobs::{clean_job, generate_job};
+    use crate::harness::{clean_job, generate_job};
     use futures::TryStreamExt;
     use object_store::{ObjectStoreExt, PutPayload};
 
@@ -136,7 +136,7 @@ async fn parquet_from_s3_passes_through_and_equals_the_local_run() {
 /// holding the slot. Without that, one slot's tasks would run strictly one after another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tasks_last_upload_overlaps_the_next_tasks_work() {
-    use crate::local_jobs::{clean_job, generate_job};
+    use crate::harness::{clean_job, generate_job};
     use object_store::{ObjectStoreExt, PutPayload};
 
     let moto = Moto::start();

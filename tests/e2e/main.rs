@@ -1,12 +1,10 @@
-//! End-to-end tests, one binary. Each module says why it needs more than a unit test.
+//! End-to-end tests of the AWS provider (on moto, booted nodes, IAM evaluation): the
+//! binary that needs the `aws` feature. The local provider's are in tests/local. Each
+//! module says why it needs more than a unit test.
 
+#[path = "../local/harness.rs"]
+#[allow(dead_code)] // the AWS tests use a few of the local harness's helpers
 mod harness;
-mod cli;
-mod local_jobs;
-mod local_life;
-mod python_compat;
-mod python_step;
-mod resilience;
 mod moto;
 mod aws_reconcile;
 mod aws_config;
@@ -18,10 +16,7 @@ mod elf;
 mod aws_iam;
 mod autoscale;
 mod faults;
-mod labs;
 mod import_ray;
-mod validate;
-mod dashboard;
 mod boot;
 mod boot_image;
 mod boot_node;

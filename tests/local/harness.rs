@@ -197,3 +197,24 @@ pub fn sorted_rows(batches: &[arrow_array::RecordBatch]) -> Vec<String> {
     rows.sort();
     rows
 }
+
+/// The generator job of the workshop, small: `rows` rows into `out`.
+pub fn generate_job(env: &LocalEnv, rows: u64, out: &str) -> std::path::PathBuf {
+    env.write_job(
+        "generate.yaml",
+        &format!(
+            "name: generate\ninput: {{generate: {{rows: {rows}, seed: 7, text_length: 200, noise: 0.05}}}}\n\
+             output: {{uri: {out}, rows_per_file: 2000}}\nbatch_size: 1000\nsplit: {{rows_per_task: 4000}}\n"
+        ),
+    )
+}
+
+/// The workshop's cleaning job (examples/jobs/clean-text.yaml) from `input` into `out`.
+pub fn clean_job(env: &LocalEnv, input: &str, out: &str) -> std::path::PathBuf {
+    let seed = include_str!("../../examples/jobs/clean-text.yaml");
+    let yaml = seed
+        .replace(".fleetform/data/raw        # relative paths are taken from the current directory", input)
+        .replace(".fleetform/data/clean", out)
+        .replace("row_groups_per_task: 4", "row_groups_per_task: 3");
+    env.write_job("clean.yaml", &yaml)
+}

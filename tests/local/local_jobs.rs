@@ -5,25 +5,6 @@ use arrow_array::Array;
 
 use crate::harness::*;
 
-pub fn generate_job(env: &LocalEnv, rows: u64, out: &str) -> std::path::PathBuf {
-    env.write_job(
-        "generate.yaml",
-        &format!(
-            "name: generate\ninput: {{generate: {{rows: {rows}, seed: 7, text_length: 200, noise: 0.05}}}}\n\
-             output: {{uri: {out}, rows_per_file: 2000}}\nbatch_size: 1000\nsplit: {{rows_per_task: 4000}}\n"
-        ),
-    )
-}
-
-pub fn clean_job(env: &LocalEnv, input: &str, out: &str) -> std::path::PathBuf {
-    let seed = include_str!("../../examples/jobs/clean-text.yaml");
-    let yaml = seed
-        .replace(".fleetform/data/raw        # relative paths are taken from the current directory", input)
-        .replace(".fleetform/data/clean", out)
-        .replace("row_groups_per_task: 4", "row_groups_per_task: 3");
-    env.write_job("clean.yaml", &yaml)
-}
-
 #[test]
 fn generate_then_clean_every_row_exactly_once() {
     let env = LocalEnv::new(2, 2);
