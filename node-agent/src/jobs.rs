@@ -358,7 +358,7 @@ async fn read_footer(loc: &Location, name: &str) -> ParquetFooter {
                 Ok((meta, local_footer_bytes(&f).ok()))
             })
         }
-        None => match RemoteFile::open(loc.store.clone(), loc.key(name), &uri, None).await {
+        None => match RemoteFile::open(loc.store.clone(), loc.input_key(name), &uri, None).await {
             Ok((file, meta)) => ArrowReaderMetadata::try_new(Arc::new(meta), ArrowReaderOptions::new())
                 .map(|m| (m, Some(file.footer_bytes())))
                 .map_err(|e| e.to_string()),

@@ -31,6 +31,15 @@ impl Location {
             Path::from(format!("{}/{}", self.prefix.as_ref(), name))
         }
     }
+    /// The key of an input file `name` as its object store names it: the object's key
+    /// itself (`데이터 1.jsonl` as the AWS CLI or the console uploaded it), where
+    /// [`Location::key`] is fleetform's own percent-encoded naming of what it writes. A
+    /// key object_store cannot take as it is (an empty segment: `a//b`) falls back to
+    /// that encoding. Local input files are opened by their paths, not by key.
+    pub fn input_key(&self, name: &str) -> Path {
+        let joined = if self.prefix.as_ref().is_empty() { name.to_string() } else { format!("{}/{}", self.prefix.as_ref(), name) };
+        Path::parse(&joined).unwrap_or_else(|_| self.key(name))
+    }
     /// For a local location, the file that holds `name`: the file object_store reads
     /// and writes for [`Location::key`], whose parts it percent-encodes (`텍스트` is the
     /// file `%ED%85%8D…`). A path made by joining `name` itself would be another file.

@@ -170,3 +170,40 @@ async fn a_tasks_last_upload_overlaps_the_next_tasks_work() {
     let overlapping = spans.windows(2).filter(|w| w[1].0 < w[0].1).count();
     assert!(overlapping > 0, "each task started only after the previous one had finished uploading: {spans:?}");
 }
+
+/// Many small files on S3, uploaded by the AWS CLI as a user uploads them (keys in any
+/// script, `aws s3 cp --recursive`): packed into a few tasks, every row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_small_s3_files_uploaded_by_the_aws_cli_make_few_tasks() {
+    let moto = Moto::start();
+    create_bucket(&moto, "inputs");
+    let env = crate::harness::LocalEnv::new(1, 2);
+    let dir = env.path("upload");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (files, per_file) = (200, 15);
+    for f in 0..files {
+        let name = if f % 2 == 0 { format!("part-{f:03}.jsonl") } else { format!("데이터 {f:03}.jsonl") };
+        let body: String = (0..per_file).map(|r| format!("{{\"id\": {}, \"text\": \"row {r} of file {f}\"}}\n", f * per_file + r)).collect();
+        std::fs::write(dir.join(name), body).unwrap();
+    }
+    let mut upload = std::process::Command::new("aws");
+    moto.configure(&mut upload);
+    let out = upload.args(["s3", "cp", "--recursive", "--only-show-errors", dir.to_str().unwrap(), "s3://inputs/small/"]).output().expect("the AWS CLI (.ci/venv/bin first on PATH)");
+    assert!(out.status.success(), "aws s3 cp: {}", String::from_utf8_lossy(&out.stderr));
+
+    let job = env.write_job(
+        "small.yaml",
+        "name: s3-small\ninput: {uri: s3://inputs/small}\noutput: {uri: out-small}\nsplit: {bytes_per_task: 20000, bytes_per_unit: 5000}\n",
+    );
+    let mut cmd = env.cmd(&["run", job.to_str().unwrap()]);
+    moto.configure(&mut cmd);
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let bytes: u64 = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    let tasks = bytes.div_ceil(20000);
+    assert!(stdout.contains(&format!("{tasks} of {tasks} tasks")), "{files} files of {bytes} bytes in all: {stdout}");
+    let (manifest, ids, _) = crate::harness::read_output(&env.path("out-small"));
+    assert_eq!(manifest.total_rows, (files * per_file) as u64);
+    crate::harness::assert_exactly_once(&ids, (files * per_file) as i64);
+}

@@ -83,7 +83,7 @@ impl UnitSource {
                     None => {
                         let (dir, name) = storage::split_uri(uri)?;
                         let loc = handle.block_on(storage::open(&dir))?;
-                        let (remote, meta) = handle.block_on(RemoteFile::open(loc.store.clone(), loc.key(&name), uri, *footer_bytes))?;
+                        let (remote, meta) = handle.block_on(RemoteFile::open(loc.store.clone(), loc.input_key(&name), uri, *footer_bytes))?;
                         let meta = ArrowReaderMetadata::try_new(Arc::new(meta), ArrowReaderOptions::new())
                             .with_context(|| format!("{uri} is not a readable parquet file"))?;
                         (meta, ParquetFrom::Remote(Some(remote)))

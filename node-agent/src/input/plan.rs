@@ -107,7 +107,7 @@ async fn single_file(
         // The user's own file, by its own name: object_store's local keys are its
         // percent-encoding of the name (`데이터.jsonl` would be looked up as `%EB%8D…`).
         Some(local) => std::fs::metadata(local.join(&name)).map(|m| m.len()).with_context(|| format!("cannot read the input file {uri}"))?,
-        None => match loc.store.head(&loc.key(&name)).await {
+        None => match loc.store.head(&loc.input_key(&name)).await {
             Ok(meta) => meta.size,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("cannot read the input file {uri}")),

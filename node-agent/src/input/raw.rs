@@ -57,7 +57,7 @@ impl RawFile {
                 (
                     Place::Remote {
                         store: loc.store.clone(),
-                        key: loc.key(&name),
+                        key: loc.input_key(&name),
                     },
                     uri.to_string(),
                 )
