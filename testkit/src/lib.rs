@@ -7,10 +7,12 @@
 //! - [`module_cycles`]: which file modules of a crate use each other in a ring; each
 //!   shipped crate has a test that there are none (for fleetform-core it is below, since
 //!   core cannot dev-depend on this crate, which depends on it).
+//! - [`fn_lengths`]: the longest shipped functions of a directory (`--bin fn-lengths`).
 //!
 //! The AWS fault injectors stay beside the tests that use them (`tests/e2e/faults.rs`),
 //! behind the `FaultInjector` seam of `reconciler/src/aws/nodes.rs`.
 
+pub mod fn_lengths;
 pub mod imds;
 pub mod module_cycles;
 pub mod netns;
