@@ -52,7 +52,12 @@ pub fn shipped_fn_lengths(dir: &Path) -> io::Result<Vec<FnLength>> {
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         let file = syn::parse_file(&text).map_err(|e| {
             let at = e.span().start();
-            let message = format!("{}:{}:{}: not Rust syn can parse: {e}", path.display(), at.line, at.column + 1);
+            let message = format!(
+                "{}:{}:{}: not Rust syn can parse: {e}",
+                path.display(),
+                at.line,
+                at.column + 1
+            );
             io::Error::new(io::ErrorKind::InvalidData, message)
         })?;
         test_modules.extend(test_module_files(&path, &file));
@@ -63,20 +68,33 @@ pub fn shipped_fn_lengths(dir: &Path) -> io::Result<Vec<FnLength>> {
         if test_modules.iter().any(|m| path.starts_with(m)) {
             continue;
         }
-        let mut visitor = FnVisitor { file: path, owner: None, out: &mut out };
+        let mut visitor = FnVisitor {
+            file: path,
+            owner: None,
+            out: &mut out,
+        };
         visitor.visit_file(file);
     }
-    out.sort_by(|a, b| b.lines.cmp(&a.lines).then_with(|| (&a.file, a.line).cmp(&(&b.file, b.line))));
+    out.sort_by(|a, b| {
+        b.lines
+            .cmp(&a.lines)
+            .then_with(|| (&a.file, a.line).cmp(&(&b.file, b.line)))
+    });
     Ok(out)
 }
 
 fn collect_rs_files(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
     let entries = fs::read_dir(dir)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
-    let mut paths = entries.map(|e| e.map(|e| e.path())).collect::<io::Result<Vec<_>>>()?;
+    let mut paths = entries
+        .map(|e| e.map(|e| e.path()))
+        .collect::<io::Result<Vec<_>>>()?;
     paths.sort();
     for path in paths {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if path.is_dir() {
             if !SKIPPED_DIRS.contains(&name.as_str()) {
                 collect_rs_files(&path, out)?;
@@ -95,7 +113,10 @@ fn test_module_files(path: &Path, file: &syn::File) -> Vec<PathBuf> {
     let Some(parent) = path.parent() else {
         return Vec::new();
     };
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let base = if matches!(stem.as_str(), "mod" | "lib" | "main") {
         parent.to_path_buf()
     } else {
@@ -119,31 +140,41 @@ fn test_module_files(path: &Path, file: &syn::File) -> Vec<PathBuf> {
 }
 
 fn path_attribute(attrs: &[Attribute]) -> Option<String> {
-    attrs.iter().find(|a| a.path().is_ident("path")).and_then(|a| match &a.meta {
-        Meta::NameValue(nv) => match &nv.value {
-            syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => Some(s.value()),
+    attrs
+        .iter()
+        .find(|a| a.path().is_ident("path"))
+        .and_then(|a| match &a.meta {
+            Meta::NameValue(nv) => match &nv.value {
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(s),
+                    ..
+                }) => Some(s.value()),
+                _ => None,
+            },
             _ => None,
-        },
-        _ => None,
-    })
+        })
 }
 
 /// Whether one of `attrs` is a `cfg` that holds only in test builds: `cfg(test)`,
 /// `cfg(all(test, ..))`, `cfg(any(test, all(test, ..)))`.
 fn requires_test(attrs: &[Attribute]) -> bool {
-    attrs.iter().filter(|a| a.path().is_ident("cfg")).any(|a| match &a.meta {
-        Meta::List(list) => list
-            .parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)
-            .is_ok_and(|preds| preds.len() == 1 && preds.iter().all(predicate_requires_test)),
-        _ => false,
-    })
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("cfg"))
+        .any(|a| match &a.meta {
+            Meta::List(list) => list
+                .parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)
+                .is_ok_and(|preds| preds.len() == 1 && preds.iter().all(predicate_requires_test)),
+            _ => false,
+        })
 }
 
 fn predicate_requires_test(meta: &Meta) -> bool {
     match meta {
         Meta::Path(p) => p.is_ident("test"),
         Meta::List(list) => {
-            let Ok(args) = list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated) else {
+            let Ok(args) = list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)
+            else {
                 return false;
             };
             if list.path.is_ident("all") {
@@ -173,7 +204,12 @@ impl FnVisitor<'_> {
             Some(owner) => format!("{owner}::{name}"),
             None => name.to_string(),
         };
-        self.out.push(FnLength { lines: end + 1 - line, file: self.file.to_path_buf(), line, name });
+        self.out.push(FnLength {
+            lines: end + 1 - line,
+            file: self.file.to_path_buf(),
+            line,
+            name,
+        });
     }
 
     /// Visit `f` with `owner` as the method owner, restoring the previous one after.
@@ -200,7 +236,9 @@ impl<'ast> Visit<'ast> for FnVisitor<'_> {
 
     fn visit_item_trait(&mut self, t: &'ast syn::ItemTrait) {
         if !requires_test(&t.attrs) {
-            self.with_owner(Some(t.ident.to_string()), |v| syn::visit::visit_item_trait(v, t));
+            self.with_owner(Some(t.ident.to_string()), |v| {
+                syn::visit::visit_item_trait(v, t)
+            });
         }
     }
 
@@ -233,7 +271,12 @@ impl<'ast> Visit<'ast> for FnVisitor<'_> {
 /// path (a tuple, a reference is followed to its target).
 fn type_name(ty: &syn::Type) -> String {
     match ty {
-        syn::Type::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default(),
+        syn::Type::Path(p) => p
+            .path
+            .segments
+            .last()
+            .map(|s| s.ident.to_string())
+            .unwrap_or_default(),
         syn::Type::Reference(r) => type_name(&r.elem),
         _ => "_".to_string(),
     }
@@ -251,7 +294,8 @@ mod tests {
             let root = std::env::temp_dir().join(format!("fn-lengths-{}", uuid::Uuid::new_v4()));
             for (path, text) in files {
                 let path = root.join(path);
-                fs::create_dir_all(path.parent().expect("a file path has a parent")).expect("create dir");
+                fs::create_dir_all(path.parent().expect("a file path has a parent"))
+                    .expect("create dir");
                 fs::write(path, text).expect("write file");
             }
             Tree(root)
@@ -262,7 +306,12 @@ mod tests {
                 .expect("scan")
                 .into_iter()
                 .map(|f| {
-                    let file = f.file.strip_prefix(&self.0).expect("under root").display().to_string();
+                    let file = f
+                        .file
+                        .strip_prefix(&self.0)
+                        .expect("under root")
+                        .display()
+                        .to_string();
                     (f.lines, file, f.line, f.name)
                 })
                 .collect()
@@ -283,7 +332,10 @@ mod tests {
         )]);
         assert_eq!(
             tree.lengths(),
-            vec![(6, "src/lib.rs".into(), 3, "a".into()), (1, "src/lib.rs".into(), 12, "S::m".into())]
+            vec![
+                (6, "src/lib.rs".into(), 3, "a".into()),
+                (1, "src/lib.rs".into(), 12, "S::m".into())
+            ]
         );
     }
 
@@ -299,7 +351,10 @@ mod tests {
             ("src/exec_tests.rs", "fn helper() {}\n"),
             ("tests/e2e.rs", "fn e2e() {}\n"),
         ]);
-        assert_eq!(tree.lengths(), vec![(1, "src/lib.rs".into(), 7, "kept".into())]);
+        assert_eq!(
+            tree.lengths(),
+            vec![(1, "src/lib.rs".into(), 7, "kept".into())]
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! fleetform-testkit: test support that no shipped binary contains (DESIGN.md decision 15).
+//! fleetform-testkit: test support that no shipped binary contains (docs/DESIGN.md,
+//! decision 15).
 //!
 //! - [`imds`]: an IMDSv2 emulator on 127.0.0.1, with the real paths, documents and token
 //!   rules, plus trigger endpoints that raise spot, rebalance and maintenance notices.

@@ -27,12 +27,26 @@ fn run() -> Result<(), String> {
     for dir in &dirs {
         all.extend(shipped_fn_lengths(dir).map_err(|e| e.to_string())?);
     }
-    all.sort_by(|a, b| b.lines.cmp(&a.lines).then_with(|| (&a.file, a.line).cmp(&(&b.file, b.line))));
+    all.sort_by(|a, b| {
+        b.lines
+            .cmp(&a.lines)
+            .then_with(|| (&a.file, a.line).cmp(&(&b.file, b.line)))
+    });
     let long: Vec<_> = all.iter().filter(|f| f.lines > over).collect();
     for f in &long {
-        println!("{:>5}  {}:{}  {}", f.lines, f.file.display(), f.line, f.name);
+        println!(
+            "{:>5}  {}:{}  {}",
+            f.lines,
+            f.file.display(),
+            f.line,
+            f.name
+        );
     }
-    println!("{} of {} shipped functions are over {over} lines", long.len(), all.len());
+    println!(
+        "{} of {} shipped functions are over {over} lines",
+        long.len(),
+        all.len()
+    );
     Ok(())
 }
 
@@ -42,8 +56,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(Vec<PathBuf>, u
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--over" => {
-                let n = args.next().ok_or(format!("--over needs a number of lines\n{USAGE}"))?;
-                over = n.parse().map_err(|_| format!("--over {n}: not a number of lines\n{USAGE}"))?;
+                let n = args
+                    .next()
+                    .ok_or(format!("--over needs a number of lines\n{USAGE}"))?;
+                over = n
+                    .parse()
+                    .map_err(|_| format!("--over {n}: not a number of lines\n{USAGE}"))?;
             }
             "-h" | "--help" => return Err(USAGE.to_string()),
             _ if arg.starts_with('-') => return Err(format!("unknown option {arg}\n{USAGE}")),
