@@ -1,9 +1,9 @@
-//! Which S3 locations the worker role may reach (DESIGN.md decision 5): the cluster store
-//! (read and write), `storage.job_inputs` (read) and `storage.job_outputs` (read and
+//! Which S3 locations the worker role may reach (docs/DESIGN.md, decision 21): the cluster
+//! store (read and write), `storage.job_inputs` (read) and `storage.job_outputs` (read and
 //! write). One definition for the worker role's policy (the reconciler's `aws::iam`) and
-//! for submit, which refuses a job whose input or output the workers could not reach:
-//! such a job would otherwise be accepted and fail on every node with 403. Each location
-//! is an [`S3Prefix`] (`crate::s3_prefix`, which the spec's validation uses too).
+//! for submit, which refuses a job whose input or output the workers could not reach: such
+//! a job would otherwise be accepted and fail on every node with 403. Each location is an
+//! [`S3Prefix`] (`crate::s3_prefix`, which the spec's validation uses too).
 
 use crate::s3_prefix::S3Prefix;
 use crate::spec::ClusterSpec;

@@ -1,5 +1,5 @@
-//! Key names in the cluster store (DESIGN.md). One place, so the agent, the reconciler
-//! and the tests agree.
+//! Key names in the cluster store (docs/DESIGN.md, the picture). One place, so the agent,
+//! the reconciler and the tests agree.
 
 pub fn job(job: &str) -> String {
     format!("jobs/{job}/job.json")

@@ -1,6 +1,6 @@
 //! What travels through the queue and what is written to the cluster store about a task.
 //! Task splits are fixed at submit time, so every retry does exactly the same work and
-//! writes objects with the same names (DESIGN.md, decision 7).
+//! writes objects with the same names (docs/DESIGN.md, decision 7).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -2,8 +2,8 @@
 # spill-nvme.sh: put the agent's spill directory on the node's instance-store NVMe and
 # print its path (or the root-disk one when the node has none). Run by the user data
 # at first boot, then by fleetform-spill.service at every boot, before the agent:
-# a runcmd runs once per instance, and a mount it makes is gone after a reboot
-# (issue 19 point 7), while a stop and start hands the instance blank devices.
+# a runcmd runs once per instance, and a mount it makes is gone after a reboot,
+# while a stop and start hands the instance blank devices.
 # Idempotent: it mounts what the first boot made, and makes it only when it is absent.
 # Embedded in the user data (reconciler/src/aws/userdata.rs) of node types with
 # instance-store NVMe; tested booted by tests/e2e/boot.rs.

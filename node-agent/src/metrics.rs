@@ -1,7 +1,7 @@
-//! The agent's own Prometheus metrics (issue 10, point 4), for users who scrape nodes
-//! directly: rows, unit (batch) latency, lease renewals, checkpoints, IMDS poll errors.
-//! Off unless `--metrics-listen ADDR` (the cluster spec's `agent_metrics_port`) is given:
-//! on EC2 an open port must also be allowed by the security group. The cluster-wide
+//! The agent's own Prometheus metrics (docs/DESIGN.md, decision 14), for users who scrape
+//! nodes directly: rows, unit (batch) latency, lease renewals, checkpoints, IMDS poll
+//! errors. Off unless `--metrics-listen ADDR` (the cluster spec's `agent_metrics_port`) is
+//! given: on EC2 an open port must also be allowed by the security group. The cluster-wide
 //! picture is the dashboard's `/metrics`, which needs no port on any node.
 //!
 //! Counters are process-wide (one agent per process), incremented where the work happens.

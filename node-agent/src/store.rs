@@ -1,5 +1,5 @@
 //! The cluster store: job records, task commits, checkpoints, node heartbeats and agent
-//! binaries, as small JSON objects under one location (DESIGN.md key layout in
+//! binaries, as small JSON objects under one location (docs/DESIGN.md; the key layout in
 //! `fleetform_core::layout`). Commits use create-if-absent so the first writer wins.
 
 use std::path::Path as FsPath;

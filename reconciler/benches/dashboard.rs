@@ -1,9 +1,10 @@
-//! The dashboard's cost (issue 10): store and queue requests per second made by its one
-//! poller, with 1 and 100 unfinished jobs and 100 nodes, and with 1 and 20 pages open;
-//! and the page's update latency (a store change until a page polling like the real one,
-//! every second, sees it). The store is a local directory and the queue SQLite, seeded
-//! with synthetic heartbeats and jobs; requests are counted by decorators of this bench
-//! around the real store and queue, under the real poller and HTTP server.
+//! The dashboard's cost (docs/DESIGN.md, decision 26: one poller whatever the pages): store
+//! and queue requests per second made by its one poller, with 1 and 100 unfinished jobs and
+//! 100 nodes, and with 1 and 20 pages open; and the page's update latency (a store change
+//! until a page polling like the real one, every second, sees it). The store is a local
+//! directory and the queue SQLite, seeded with synthetic heartbeats and jobs; requests are
+//! counted by decorators of this bench around the real store and queue, under the real
+//! poller and HTTP server.
 //!
 //!   cargo bench -p fleetform --bench dashboard -- [--seconds S] [--interval S]
 

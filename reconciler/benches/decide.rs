@@ -1,6 +1,7 @@
 //! How long one autoscaler decision takes with 10,000 pending tasks (mixed shapes) and
-//! 1,000 nodes (issue 5). `cargo bench -p fleetform --bench decide`. Prints figures; it
-//! asserts nothing about time.
+//! 1,000 nodes (docs/DESIGN.md, decision 8: per-shape packing must stay fast at this size).
+//! `cargo bench -p fleetform --bench decide`. Prints figures; it asserts nothing about
+//! time.
 
 use std::hint::black_box;
 use std::time::{Duration as StdDuration, Instant};

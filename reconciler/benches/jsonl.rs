@@ -1,5 +1,5 @@
-//! JSON Lines benchmark (issue 9): the workshop's cleaning on 1 M workshop rows as JSON
-//! Lines, plain and gzip'd, in one run:
+//! JSON Lines benchmark (docs/benchmarks.md, "JSON Lines and a Python function"): the
+//! workshop's cleaning on 1 M workshop rows as JSON Lines, plain and gzip'd, in one run:
 //!   - fleetform with native steps (regex_replace + lowercase),
 //!   - fleetform running the seed's pandas function as a `python` step,
 //!   - Ray Data: read_json -> map_batches(preprocess_text, pandas, 1024) -> write_parquet,

@@ -1,6 +1,6 @@
 //! How long `plan` takes and how many AWS calls it makes, for clusters of 10 and 100
-//! workers on a moto server (issue 2's benchmark; not a test). Describe calls must not
-//! grow with the number of nodes, apart from pagination.
+//! workers on a moto server (docs/benchmarks.md, "`plan` on moto"; not a test). Describe
+//! calls must not grow with the number of nodes, apart from pagination.
 //!
 //!     cargo bench -p fleetform --bench plan            (release build of the SDK: slow to compile)
 //!     cargo bench -p fleetform --bench plan --profile dev

@@ -1,4 +1,5 @@
-//! fleetform-testkit: test support that no shipped binary contains (DESIGN.md decision 15).
+//! fleetform-testkit: test support that no shipped binary contains (docs/DESIGN.md,
+//! decision 15).
 //!
 //! - [`imds`]: an IMDSv2 emulator on 127.0.0.1, with the real paths, documents and token
 //!   rules, plus trigger endpoints that raise spot, rebalance and maintenance notices.
@@ -7,10 +8,12 @@
 //! - [`module_cycles`]: which file modules of a crate use each other in a ring; each
 //!   shipped crate has a test that there are none (for fleetform-core it is below, since
 //!   core cannot dev-depend on this crate, which depends on it).
+//! - [`fn_lengths`]: the longest shipped functions of a directory (`--bin fn-lengths`).
 //!
 //! The AWS fault injectors stay beside the tests that use them (`tests/e2e/faults.rs`),
 //! behind the `FaultInjector` seam of `reconciler/src/aws/nodes.rs`.
 
+pub mod fn_lengths;
 pub mod imds;
 pub mod module_cycles;
 pub mod netns;

@@ -1,6 +1,7 @@
-//! The autoscaler wired to its providers (issue 5): on moto, queued demand launches
-//! instances of the right node type and market, an injected capacity shortage falls back
-//! to on-demand, idle nodes are terminated; locally, agents come and go with the work.
+//! The autoscaler wired to its providers (docs/DESIGN.md, decisions 8 and 11): on moto,
+//! queued demand launches instances of the right node type and market, an injected capacity
+//! shortage falls back to on-demand, idle nodes are terminated; locally, agents come and go
+//! with the work.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,7 @@
-//! One AWS configuration and one queue definition (issue 8, points 4 and 5), on moto:
-//! with the region only in the spec, apply, submit and status all work, say nothing of
-//! the SDK's internals, and submit's CreateQueue calls match the queues apply deployed.
+//! One AWS configuration and one queue definition (one `SdkConfig` for every client, one
+//! definition of the queues' attributes: docs/aws.md), on moto: with the region only in the
+//! spec, apply, submit and status all work, say nothing of the SDK's internals, and
+//! submit's CreateQueue calls match the queues apply deployed.
 
 use std::collections::BTreeMap;
 use std::process::Output;

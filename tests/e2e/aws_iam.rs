@@ -1,6 +1,6 @@
-//! Least privilege, proven on moto (issue 8, point 6). With moto holding every caller to
-//! its IAM policies, `fleetform reconcile` runs under the head role's credentials (a
-//! steady pass, a pass that launches for queued demand, a pass that terminates an idle
+//! Least privilege, proven on moto (docs/DESIGN.md, decision 21). With moto holding every
+//! caller to its IAM policies, `fleetform reconcile` runs under the head role's credentials
+//! (a steady pass, a pass that launches for queued demand, a pass that terminates an idle
 //! node) and the agent under the worker role's, end to end on two jobs; every call they
 //! make must be allowed, and calls outside each role must be denied. More than the policy
 //! unit tests: this checks the calls fleetform really makes, as an IAM evaluator sees them.

@@ -1,8 +1,9 @@
-//! The created network's egress and the plan of its rules, against moto (issue 19, points
-//! 3 and 8). Needs more than the unit tests of the template and the diff: that
-//! CloudFormation (moto's) accepts the S3 gateway endpoint with its region intrinsic and
-//! puts its route on the private route table, that destroy still removes the VPC with the
-//! endpoint in it, and that the CLI plans a deployed rule's port change as a replacement.
+//! The created network's egress and the plan of its rules, against moto (docs/aws.md,
+//! "Egress of the created network"). Needs more than the unit tests of the template and the
+//! diff: that CloudFormation (moto's) accepts the S3 gateway endpoint with its region
+//! intrinsic and puts its route on the private route table, that destroy still removes the
+//! VPC with the endpoint in it, and that the CLI plans a deployed rule's port change as a
+//! replacement.
 
 use aws_sdk_ec2::types::Filter;
 

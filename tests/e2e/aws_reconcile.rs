@@ -1,4 +1,4 @@
-//! plan / apply / destroy against a moto server (issue 2). Needs more than unit tests:
+//! plan / apply / destroy against a moto server (docs/aws.md). Needs more than unit tests:
 //! this is the real SDK, waiters, pagination, CloudFormation and EC2 semantics end to end.
 //! Each test starts its own server, so they run in parallel.
 

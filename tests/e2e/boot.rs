@@ -1,6 +1,6 @@
-//! A node boots for real (issue 19, point 2): the user data `fleetform apply` renders
-//! runs under real cloud-init and systemd, in a container, and the test watches it from
-//! outside as an operator would. Needs more than a unit test: nothing else runs the
+//! A node boots for real (moto launches nothing that runs): the user data `fleetform apply`
+//! renders runs under real cloud-init and systemd, in a container, and the test watches it
+//! from outside as an operator would. Needs more than a unit test: nothing else runs the
 //! user data, the units and their hardening, install-binary.sh and the agent together.
 //!
 //! The flow: `fleetform apply` against moto with the real `fleetform` and

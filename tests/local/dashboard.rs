@@ -1,8 +1,8 @@
-//! The dashboard (issue 10) as a user meets it: `fleetform up` serves it beside a local
-//! cluster running a job, a real headless browser (Debian's `chromium`, which `.ci/run`
-//! installs) renders the page, `/metrics` is read by a Prometheus text parser, and an
-//! unreachable store gives a banner. Needs more than a unit test: agents, the server and
-//! the browser are separate processes.
+//! The dashboard (docs/DESIGN.md, decision 26) as a user meets it: `fleetform up` serves it
+//! beside a local cluster running a job, a real headless browser (Debian's `chromium`,
+//! which `.ci/run` installs) renders the page, `/metrics` is read by a Prometheus text
+//! parser, and an unreachable store gives a banner. Needs more than a unit test: agents,
+//! the server and the browser are separate processes.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -1,7 +1,7 @@
-//! What a user's hands do to a local run (issue 20): Ctrl-C and `kill -9` of `run`, two
-//! commands in one directory, `job cancel` of a finished job, pipes closed by `head`, job
-//! names in any script. Needs the real binary: signals, process trees, flock and pipes
-//! are the subject.
+//! What a user's hands do to a local run (docs/DESIGN.md, decision 24): Ctrl-C and
+//! `kill -9` of `run`, two commands in one directory, `job cancel` of a finished job, pipes
+//! closed by `head`, job names in any script. Needs the real binary: signals, process
+//! trees, flock and pipes are the subject.
 
 use std::io::Read;
 use std::process::{Child, Stdio};

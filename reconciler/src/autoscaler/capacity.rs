@@ -1,7 +1,7 @@
-//! The insufficient-capacity cache and the ordered offerings of a node type (DESIGN.md,
-//! decision 8: "launching like Karpenter"). An offering is (market, instance type, zone);
-//! when AWS refuses one, it is skipped for [`CAPACITY_ERROR_TTL`] and the next is tried,
-//! ending with on-demand where the node type allows it.
+//! The insufficient-capacity cache and the ordered offerings of a node type
+//! (docs/DESIGN.md, decision 8: "launching like Karpenter"). An offering is (market,
+//! instance type, zone); when AWS refuses one, it is skipped for [`CAPACITY_ERROR_TTL`] and
+//! the next is tried, ending with on-demand where the node type allows it.
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! The autoscaler (issue 5; DESIGN.md decision 8: autoscaling like Ray, launching like
+//! The autoscaler (docs/DESIGN.md, decision 8: autoscaling like Ray, launching like
 //! Karpenter). Its core is pure: a provider observes nodes, heartbeats and queue depths
 //! into an [`Observation`], [`decide`] returns a [`Decision`] (launches, drains,
 //! terminations, infeasible demand, each with its reason), and the provider executes it,

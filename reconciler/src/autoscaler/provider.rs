@@ -1,4 +1,4 @@
-//! The one interface the autoscaler loop drives (DESIGN.md decision 11): a provider
+//! The one interface the autoscaler loop drives (docs/DESIGN.md, decision 11): a provider
 //! observes its worker nodes, launches exactly a [`Launch`] of the decision (its count
 //! over its offerings, in their order) and terminates nodes. `aws::provider` implements
 //! it over EC2, `local` over child processes; the loop in [`super::run`] is the same.

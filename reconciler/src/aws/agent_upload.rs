@@ -1,5 +1,5 @@
-//! What nodes install from the cluster store (DESIGN.md decision 9): binaries given with
-//! `--agent-binary`/`--fleetform-binary` or found in `dist/<uname -m>/`, else — when
+//! What nodes install from the cluster store (docs/DESIGN.md, decision 9): binaries given
+//! with `--agent-binary`/`--fleetform-binary` or found in `dist/<uname -m>/`, else — when
 //! neither this machine nor the store has one for an architecture (this machine cannot
 //! cross-compile to aarch64) — a source bundle that the first node of the architecture
 //! builds and publishes (`node_binaries` decides). Also the cluster spec the head's

@@ -1,5 +1,5 @@
-//! The two roles' policies (DESIGN.md decision 5, workshop chapter C1b), generated as
-//! data so that tests can check them and the IAM stack can embed them.
+//! The two roles' policies (docs/DESIGN.md, decisions 5 and 21; workshop chapter C1b),
+//! generated as data so that tests can check them and the IAM stack can embed them.
 //!
 //! Rules: no `*FullAccess`, no action wildcards, and `"Resource": "*"` only where AWS
 //! offers no resource-level permission (the EC2 Describe calls), and then only with a

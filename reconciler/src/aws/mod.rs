@@ -1,4 +1,5 @@
-//! The AWS provider (issue 2): `plan`, `apply` and `destroy` for the workshop cluster.
+//! The AWS provider (docs/DESIGN.md, decisions 1 to 4): `plan`, `apply` and `destroy` for
+//! the workshop cluster.
 //!
 //! validate → observe (tags and deterministic names, no state file) → diff (pure) →
 //! plan (data) → apply (exactly the plan, in dependency order). Layers: the network

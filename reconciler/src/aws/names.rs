@@ -1,5 +1,5 @@
 //! Deterministic names and tags: with no state file, these are how fleetform finds what
-//! it created (DESIGN.md decision 1). One place, so observe, apply and destroy agree.
+//! it created (docs/DESIGN.md, decision 1). One place, so observe, apply and destroy agree.
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
-//! Which binary each node type installs and where it comes from (DESIGN.md decision 9):
-//! a path given on the command line, `dist/<arch>/`, a binary already in the store
-//! (uploaded by an earlier apply or published by a node), or a build by the first node
-//! of the architecture from the source bundle (node-agent/packaging/install-binary.sh).
+//! Which binary each node type installs and where it comes from (docs/DESIGN.md, decision
+//! 9): a path given on the command line, `dist/<arch>/`, a binary already in the store
+//! (uploaded by an earlier apply or published by a node), or a build by the first node of
+//! the architecture from the source bundle (node-agent/packaging/install-binary.sh).
 //! `decide` is pure: the files and the store are read by `agent_upload`.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! Launching and terminating nodes (DESIGN.md decisions 4 and 8): the EC2 side of the
+//! Launching and terminating nodes (docs/DESIGN.md, decisions 4 and 8): the EC2 side of the
 //! [`NodeProvider`](crate::autoscaler::NodeProvider), used by the autoscaler and by
 //! `apply` (head, `min_workers`) alike.
 //!

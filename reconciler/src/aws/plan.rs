@@ -1,4 +1,4 @@
-//! A plan is data (DESIGN.md decision 2): the changes `apply` will make, each with a
+//! A plan is data (docs/DESIGN.md, decision 2): the changes `apply` will make, each with a
 //! reason, rendered the way Terraform does (`+ ~ - -/+`, a closing `Plan:` line) or as
 //! JSON. `apply` executes exactly these changes.
 

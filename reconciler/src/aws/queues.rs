@@ -1,4 +1,4 @@
-//! The task queues (DESIGN.md decision 6): one SQS queue per resource class a worker
+//! The task queues (docs/DESIGN.md, decision 6): one SQS queue per resource class a worker
 //! type serves, each redriving into its own dead-letter queue.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -204,10 +204,10 @@ mod tests {
         }
     }
 
-    /// The created form's template changes only on purpose: every deployed workshop
-    /// cluster plans the difference. Last changed by the S3 gateway endpoint (issue 19,
-    /// one `+ network.S3GatewayEndpoint` on the next plan); the existing form's arrival
-    /// before that left it as it was.
+    /// The created form's template changes only on purpose: every deployed workshop cluster
+    /// plans the difference. Last changed by the S3 gateway endpoint (nodes reach the store
+    /// without the NAT; one `+ network.S3GatewayEndpoint` on the next plan); the existing
+    /// form's arrival before that left it as it was.
     #[test]
     fn created_network_renders_as_before() {
         let body = network_template(&spec(), None).unwrap();

@@ -20,7 +20,8 @@ const RECONCILE_UNIT: &str = include_str!("../../../node-agent/packaging/fleetfo
 /// tests/e2e/install_binary.rs).
 pub const INSTALL_BINARY_SCRIPT: &str = include_str!("../../../node-agent/packaging/install-binary.sh");
 
-/// The instance-store NVMe spill mount, at every boot (issue 19 point 7).
+/// The instance-store NVMe spill mount, at every boot: a cloud-init runcmd runs once per
+/// instance, and the mount it made is gone after a reboot.
 pub const SPILL_SCRIPT: &str = include_str!("../../../node-agent/packaging/spill-nvme.sh");
 const SPILL_UNIT: &str = include_str!("../../../node-agent/packaging/fleetform-spill.service");
 
@@ -164,7 +165,8 @@ mod tests {
         spec.available_node_types.get_mut("arm_worker_node").unwrap().node_config.instance_types = vec!["c7gd.4xlarge".into()];
         let a = render_user_data(&spec, "arm_worker_node", "us-west-2").unwrap();
         assert!(a.contains("NVMe Instance Storage") && a.contains("SPILL=$(/usr/local/lib/fleetform/spill-nvme.sh)"), "{a}");
-        // The mount comes back at every boot, before the agent (issue 19 point 7).
+        // The mount comes back at every boot, before the agent (a runcmd's mount is gone
+        // after a reboot).
         assert!(a.contains("systemctl enable fleetform-spill.service") && a.contains("RequiredBy=fleetform-agent.service"), "{a}");
         assert!(!w.contains("spill-nvme.sh"), "no NVMe, no spill unit: {w}");
         assert!(a.len() < 16 * 1024, "EC2 limits user data to 16 KB");

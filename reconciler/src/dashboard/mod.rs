@@ -1,7 +1,7 @@
 //! `fleetform dashboard` (and the one `fleetform up` serves): a live page, `/api/status`
 //! (what `fleetform status --json` prints), `/api/history` (the charts' samples) and
 //! `/metrics` (Prometheus), all from one poller of the cluster's store and queues
-//! (DESIGN.md decision 14). It runs wherever the store is readable: beside a local
+//! (docs/DESIGN.md, decision 14). It runs wherever the store is readable: beside a local
 //! cluster, or on a laptop with credentials for an AWS cluster's bucket and queues (no
 //! tunnel to the head).
 //!

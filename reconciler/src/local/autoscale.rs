@@ -155,8 +155,8 @@ fn provider_node(a: &super::LocalAgent) -> ProviderNode<'_> {
 }
 
 /// A type whose launches the machine held: the plan's "tasks wait: T is at max_workers"
-/// is true of the plan, but what holds those tasks now is the cores (issue 10: "wait:
-/// worker is at max_workers 4" beside 2 running agents on a 2-core machine).
+/// is true of the plan, but what holds those tasks now is the cores (otherwise a user
+/// reads "wait: worker is at max_workers 4" beside 2 running agents on a 2-core machine).
 fn name_the_machine(lines: &mut [String], held: &[(String, usize)], cores: usize) {
     for (node_type, agents) in held {
         let at_max = format!("{node_type} is at max_workers");

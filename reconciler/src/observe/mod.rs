@@ -1,4 +1,4 @@
-//! One status model of a cluster (issue 10; DESIGN.md decision 14): an [`Observer`]
+//! One status model of a cluster (docs/DESIGN.md, decision 14): an [`Observer`]
 //! reads the cluster store and the queues into a [`ClusterView`], each section with the
 //! time it was read, and everything that shows the cluster renders that one value:
 //! `fleetform status` (`text`), `status --json` and the dashboard's `/api/status` (serde),
