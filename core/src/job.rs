@@ -451,6 +451,20 @@ impl JobSpec {
         if let Err(e) = check_job_name(&self.name) {
             c.error(root.key("name"), e);
         }
+        self.validate_input(c);
+        self.validate_sizes(c);
+        if self.resources.cpu() <= 0.0 {
+            c.error(root.key("resources"), "a task needs `CPU` greater than 0 (it occupies a slot)");
+        }
+        if self.max_failures == 0 {
+            c.error(root.key("max_failures"), "must be at least 1");
+        }
+        self.validate_python(c);
+        self.validate_filters(c);
+    }
+
+    fn validate_input(&self, c: &mut Collector<'_>) {
+        let root = YamlPath::root();
         let fraction = self.input.max_skipped_fraction;
         if !(0.0..=1.0).contains(&fraction) {
             c.error(root.key("input").key("max_skipped_fraction"), format!("{fraction} is not a fraction: use a number from 0 to 1 (0.01 = 1 %)"));
@@ -475,6 +489,11 @@ impl JobSpec {
             let field = if self.input.format.is_some() { "format" } else { "schema" };
             c.error(root.key("input").key(field), "`format` and `schema` describe files read from `uri`, not `generate`");
         }
+    }
+
+    /// Batch, split and output sizes.
+    fn validate_sizes(&self, c: &mut Collector<'_>) {
+        let root = YamlPath::root();
         if self.batch_size == 0 {
             c.error(root.key("batch_size"), "must be at least 1");
         }
@@ -507,13 +526,10 @@ impl JobSpec {
         if !(1..=22).contains(&self.output.zstd_level) {
             c.error(root.key("output").key("zstd_level"), "must be between 1 and 22");
         }
-        if self.resources.cpu() <= 0.0 {
-            c.error(root.key("resources"), "a task needs `CPU` greater than 0 (it occupies a slot)");
-        }
-        if self.max_failures == 0 {
-            c.error(root.key("max_failures"), "must be at least 1");
-        }
-        self.validate_python(c);
+    }
+
+    fn validate_filters(&self, c: &mut Collector<'_>) {
+        let root = YamlPath::root();
         for (i, step) in self.steps.iter().enumerate() {
             if let Step::Filter(f) = step {
                 if f.min_length.is_none() && f.max_length.is_none() {

@@ -460,30 +460,40 @@ fn scale_down(
     state: &mut AutoscalerState,
     d: &mut Decision,
 ) -> u32 {
-    let now = d.at;
     let idle_timeout =
         Duration::milliseconds((spec.idle_timeout_minutes.max(0.0) * 60_000.0).round() as i64);
-    let cfg = &spec.available_node_types[ty.name].node_config;
-    let (alive_n, needed, forced) = (ty.alive_n(), ty.needed(), ty.forced);
-    let removable = alive_n.saturating_sub(needed).max(forced);
-    let mut removed: BTreeSet<&str> = BTreeSet::new();
-    let mut od_left = ty
-        .alive
-        .iter()
-        .filter(|n| n.market == Market::OnDemand)
-        .count() as u32;
-    let base = if cfg.market == Market::Spot {
-        cfg.on_demand_base
-    } else {
-        0
-    };
     let mut idle: Vec<(&ObservedNode, DateTime<Utc>)> = ty
         .alive
         .iter()
         .filter_map(|n| state.idle_since.get(&n.id).map(|s| (*n, *s)))
         .collect();
     idle.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id)));
-    for (node, since) in &idle {
+    let mut removed = remove_idle(spec, ty, &idle, idle_timeout, state, d);
+    if (removed.len() as u32) < ty.forced {
+        remove_forced(spec, ty, &mut removed, state, d);
+    }
+    explain_idle_waiting(spec, ty, &idle, idle_timeout, &removed, d);
+    removed.len() as u32
+}
+
+/// The idle nodes past the timeout, oldest first, as many as may go: beyond what the
+/// plan needs (or the caps force), keeping the on-demand base.
+fn remove_idle<'a>(
+    spec: &ClusterSpec,
+    ty: &TypeRound<'a>,
+    idle: &[(&'a ObservedNode, DateTime<Utc>)],
+    idle_timeout: Duration,
+    state: &mut AutoscalerState,
+    d: &mut Decision,
+) -> BTreeSet<&'a str> {
+    let now = d.at;
+    let cfg = &spec.available_node_types[ty.name].node_config;
+    let forced = ty.forced;
+    let removable = ty.alive_n().saturating_sub(ty.needed()).max(forced);
+    let base = if cfg.market == Market::Spot { cfg.on_demand_base } else { 0 };
+    let mut od_left = ty.alive.iter().filter(|n| n.market == Market::OnDemand).count() as u32;
+    let mut removed: BTreeSet<&str> = BTreeSet::new();
+    for (node, since) in idle {
         if removed.len() as u32 >= removable {
             break;
         }
@@ -494,61 +504,65 @@ fn scale_down(
         if node.market == Market::OnDemand && od_left <= base && (removed.len() as u32) >= forced {
             continue; // keep the on-demand base
         }
-        remove(
-            d,
-            state,
-            node,
-            format!("idle {} min", idle_for.num_minutes()),
-            now,
-        );
+        remove(d, state, node, format!("idle {} min", idle_for.num_minutes()), now);
         removed.insert(&node.id);
         if node.market == Market::OnDemand {
             od_left = od_left.saturating_sub(1);
         }
     }
-    if (removed.len() as u32) < forced {
-        let why = if alive_n > ty.max {
-            format!("over max_workers {} for {}", ty.max, ty.name)
-        } else {
-            format!("over the cluster's max_workers {}", spec.max_workers)
-        };
-        // Least disruptive first: idle, then not yet up, then the least busy.
-        let mut rest: Vec<&ObservedNode> = ty
-            .alive
-            .iter()
-            .copied()
-            .filter(|n| !removed.contains(n.id.as_str()))
-            .collect();
-        rest.sort_by_key(|n| disruption(n));
-        for node in rest {
-            if removed.len() as u32 >= forced {
-                break;
-            }
-            remove(d, state, node, why.clone(), now);
-            removed.insert(&node.id);
+    removed
+}
+
+/// What the caps force out beyond the idle ones: least disruptive first (idle, then not
+/// yet up, then the least busy).
+fn remove_forced<'a>(
+    spec: &ClusterSpec,
+    ty: &TypeRound<'a>,
+    removed: &mut BTreeSet<&'a str>,
+    state: &mut AutoscalerState,
+    d: &mut Decision,
+) {
+    let why = if ty.alive_n() > ty.max {
+        format!("over max_workers {} for {}", ty.max, ty.name)
+    } else {
+        format!("over the cluster's max_workers {}", spec.max_workers)
+    };
+    let mut rest: Vec<&ObservedNode> = ty.alive.iter().copied().filter(|n| !removed.contains(n.id.as_str())).collect();
+    rest.sort_by_key(|n| disruption(n));
+    let now = d.at;
+    for node in rest {
+        if removed.len() as u32 >= ty.forced {
+            break;
         }
+        remove(d, state, node, why.clone(), now);
+        removed.insert(&node.id);
     }
-    let idle_waiting = idle
-        .iter()
-        .filter(|(n, s)| !removed.contains(n.id.as_str()) && now - *s < idle_timeout)
-        .count();
-    if idle_waiting > 0 && alive_n > needed {
-        let first = idle
-            .iter()
-            .filter(|(n, _)| !removed.contains(n.id.as_str()))
-            .map(|(_, s)| *s + idle_timeout)
-            .min();
-        if let Some(first) = first {
-            d.explanations.push(format!(
-                "{}: {idle_waiting} idle node{} not needed; the first reaches idle_timeout_minutes {} at {}",
-                ty.name,
-                if idle_waiting == 1 { "" } else { "s" },
-                spec.idle_timeout_minutes,
-                first.format("%H:%M")
-            ));
-        }
+}
+
+/// Say when idle nodes the plan does not need will reach the timeout.
+fn explain_idle_waiting(
+    spec: &ClusterSpec,
+    ty: &TypeRound<'_>,
+    idle: &[(&ObservedNode, DateTime<Utc>)],
+    idle_timeout: Duration,
+    removed: &BTreeSet<&str>,
+    d: &mut Decision,
+) {
+    let now = d.at;
+    let kept = || idle.iter().filter(|(n, _)| !removed.contains(n.id.as_str()));
+    let idle_waiting = kept().filter(|(_, s)| now - *s < idle_timeout).count();
+    if idle_waiting == 0 || ty.alive_n() <= ty.needed() {
+        return;
     }
-    removed.len() as u32
+    if let Some(first) = kept().map(|(_, s)| *s + idle_timeout).min() {
+        d.explanations.push(format!(
+            "{}: {idle_waiting} idle node{} not needed; the first reaches idle_timeout_minutes {} at {}",
+            ty.name,
+            if idle_waiting == 1 { "" } else { "s" },
+            spec.idle_timeout_minutes,
+            first.format("%H:%M")
+        ));
+    }
 }
 
 /// The launches of one node type, and the nodes no offering can take now.

@@ -130,17 +130,9 @@ fn opt<T: fmt::Display>(v: Option<T>) -> String {
     v.map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
-impl fmt::Display for ClusterStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "cluster {} at {}: {} of max {} workers up or pending",
-            self.cluster,
-            self.at.format("%Y-%m-%d %H:%M:%S UTC"),
-            self.workers,
-            self.max_workers
-        )?;
-        writeln!(f)?;
+impl ClusterStatus {
+    /// The per-type table: a header and a row per node type.
+    fn type_rows(&self) -> Vec<Vec<String>> {
         let header = [
             "NODE TYPE", "RUNNING", "PENDING", "DRAINING", "SPOT", "ON-DEMAND", "MIN", "MAX", "DESIRED", "UTILIZATION",
             // Queued tasks the round placed on the type (the rest wait, with the reason
@@ -169,19 +161,40 @@ impl fmt::Display for ClusterStatus {
                 opt(t.in_flight),
             ]);
         }
-        let widths: Vec<usize> =
-            (0..header.len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-        for r in &rows {
-            let mut line = String::new();
-            for (c, cell) in r.iter().enumerate() {
-                if c == 0 {
-                    line.push_str(&format!("{cell:<w$}", w = widths[c]));
-                } else {
-                    line.push_str(&format!("  {cell:>w$}", w = widths[c]));
-                }
+        rows
+    }
+}
+
+/// Rows as aligned columns: the first left-aligned, the others right-aligned.
+fn write_table(f: &mut fmt::Formatter<'_>, rows: &[Vec<String>]) -> fmt::Result {
+    let columns = rows.first().map_or(0, |r| r.len());
+    let widths: Vec<usize> = (0..columns).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c == 0 {
+                line.push_str(&format!("{cell:<w$}", w = widths[c]));
+            } else {
+                line.push_str(&format!("  {cell:>w$}", w = widths[c]));
             }
-            writeln!(f, "{}", line.trim_end())?;
         }
+        writeln!(f, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for ClusterStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "cluster {} at {}: {} of max {} workers up or pending",
+            self.cluster,
+            self.at.format("%Y-%m-%d %H:%M:%S UTC"),
+            self.workers,
+            self.max_workers
+        )?;
+        writeln!(f)?;
+        write_table(f, &self.type_rows())?;
         if !self.demand.is_empty() {
             writeln!(f, "\ndemand:")?;
             for d in &self.demand {

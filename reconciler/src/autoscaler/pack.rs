@@ -187,15 +187,33 @@ pub struct Packing {
 }
 
 pub fn pack(input: &PackInput<'_>, shapes: &[Shape]) -> Packing {
-    let f = input.fraction.clamp(EPS, 1.0);
-    let mut loads: Vec<TypeLoad> = (0..input.types.len())
+    let loads: Vec<TypeLoad> = (0..input.types.len())
         .map(|t| TypeLoad { nodes: input.alive[t].max(input.min_workers[t]), ..TypeLoad::default() })
         .collect();
-    let mut total: u32 = loads.iter().map(|l| l.nodes).sum();
-    let mut busy: Vec<u64> = input.busy_slots.to_vec();
+    let total = loads.iter().map(|l| l.nodes).sum();
+    let mut p = Packer { input, f: input.fraction.clamp(EPS, 1.0), loads, total, busy: input.busy_slots.to_vec() };
     let mut unplaced = Vec::new();
+    for (si, mut cands) in shape_order(input, shapes) {
+        let s = &shapes[si];
+        if cands.is_empty() {
+            unplaced.push(Unplaced { shape: si, tasks: s.tasks(), why: UnplacedWhy::NoNodeType });
+            continue;
+        }
+        p.rank(s, &mut cands);
+        let mut left = Left { in_flight: s.in_flight, queued: s.queued };
+        p.in_flight_where_busy(s, &cands, &mut left);
+        p.fill_planned(s, &cands, &mut left);
+        p.open_nodes(s, &cands, &mut left);
+        if left.total() > 0 {
+            unplaced.push(Unplaced { shape: si, tasks: left.total(), why: UnplacedWhy::Capped });
+        }
+    }
+    Packing { loads: p.loads, unplaced }
+}
 
-    // (shape, [(type, tasks per node)]), most constrained first.
+/// Each shape with the types that fit it (and how many of its tasks a node takes), most
+/// constrained first.
+fn shape_order(input: &PackInput<'_>, shapes: &[Shape]) -> Vec<(usize, Vec<(usize, u32)>)> {
     let mut order: Vec<(usize, Vec<(usize, u32)>)> = shapes
         .iter()
         .enumerate()
@@ -213,74 +231,93 @@ pub fn pack(input: &PackInput<'_>, shapes: &[Shape]) -> Packing {
             .then(sb.memory_gib.total_cmp(&sa.memory_gib))
             .then_with(|| sa.resources.to_string().cmp(&sb.resources.to_string()))
     });
+    order
+}
 
-    for (si, mut cands) in order {
-        let s = &shapes[si];
-        if cands.is_empty() {
-            unplaced.push(Unplaced { shape: si, tasks: s.tasks(), why: UnplacedWhy::NoNodeType });
-            continue;
-        }
-        // Prefer types without labels the shape does not need, then the fewest vCPUs
-        // bought for this demand (least waste, cheapest), then fewer nodes, then name.
+/// The plan being built: nodes and load per type, the cluster's node total, and the busy
+/// slots not yet given to tasks in flight.
+struct Packer<'i, 'a> {
+    input: &'i PackInput<'a>,
+    /// The target fraction of each node's capacity.
+    f: f64,
+    loads: Vec<TypeLoad>,
+    total: u32,
+    busy: Vec<u64>,
+}
+
+impl Packer<'_, '_> {
+    /// Prefer types without labels the shape does not need, then the fewest vCPUs bought
+    /// for this demand (least waste, cheapest), then fewer nodes, then name.
+    fn rank(&self, s: &Shape, cands: &mut [(usize, u32)]) {
         let n = s.tasks() as f64;
+        let types = &self.input.types;
         cands.sort_by(|&(ta, ka), &(tb, kb)| {
             let key = |t: usize, k: u32| {
-                let nodes = (n / (k as f64 * f) - EPS).ceil();
-                (input.types[t].extra_labels(s), nodes * input.types[t].vcpus, nodes)
+                let nodes = (n / (k as f64 * self.f) - EPS).ceil();
+                (types[t].extra_labels(s), nodes * types[t].vcpus, nodes)
             };
             let (a, b) = (key(ta, ka), key(tb, kb));
             a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.total_cmp(&b.2)).then(ta.cmp(&tb))
         });
-        let mut left = Left { in_flight: s.in_flight, queued: s.queued };
-        // Pass 0: tasks in flight go where slots are busy, most busy type first. At a
-        // fraction below 1 that can fill nodes past the target: plan the headroom nodes.
-        let mut by_busy = cands.clone();
-        by_busy.sort_by_key(|&(t, _)| std::cmp::Reverse(busy[t]));
-        for &(t, k) in &by_busy {
+    }
+
+    /// Nodes type `t` may still open under its own cap and the cluster's.
+    fn room(&self, t: usize) -> u32 {
+        self.input.max_workers[t].saturating_sub(self.loads[t].nodes).min(self.input.cluster_max.saturating_sub(self.total))
+    }
+
+    fn open(&mut self, t: usize, n: u32) {
+        self.loads[t].nodes += n;
+        self.total += n;
+    }
+
+    /// Pass 0: tasks in flight go where slots are busy, most busy type first. At a
+    /// fraction below 1 that can fill nodes past the target: plan the headroom nodes.
+    fn in_flight_where_busy(&mut self, s: &Shape, cands: &[(usize, u32)], left: &mut Left) {
+        let mut by_busy = cands.to_vec();
+        by_busy.sort_by_key(|&(t, _)| std::cmp::Reverse(self.busy[t]));
+        for (t, k) in by_busy {
             if left.in_flight == 0 {
                 break;
             }
-            let take = left.in_flight.min(busy[t] / s.slots as u64);
-            busy[t] -= take * s.slots as u64;
-            let l = &mut loads[t];
-            place(l, input.alive[t], s, k as f64 * f, take, &mut left);
-            let room = input.max_workers[t].saturating_sub(l.nodes).min(input.cluster_max.saturating_sub(total));
-            let open = (l.used - EPS).ceil().max(0.0) as u32;
-            let open = open.saturating_sub(l.nodes).min(room);
-            l.nodes += open;
-            total += open;
-        }
-        // Pass 1: room on nodes already planned.
-        for &(t, k) in &cands {
-            if left.total() == 0 {
-                break;
-            }
-            let per_node = k as f64 * f;
-            let free = loads[t].nodes as f64 - loads[t].used;
-            let take = left.total().min(((free * per_node) + EPS).floor().max(0.0) as u64);
-            place(&mut loads[t], input.alive[t], s, per_node, take, &mut left);
-        }
-        // Pass 2: open nodes, best type first, within the caps.
-        for &(t, k) in &cands {
-            if left.total() == 0 {
-                break;
-            }
-            let per_node = k as f64 * f;
-            let l = &mut loads[t];
-            let room = input.max_workers[t].saturating_sub(l.nodes).min(input.cluster_max.saturating_sub(total));
-            let want = (l.used + left.total() as f64 / per_node - l.nodes as f64 - EPS).ceil().max(0.0) as u32;
-            let open = want.min(room);
-            l.nodes += open;
-            total += open;
-            let free = l.nodes as f64 - l.used;
-            let take = left.total().min(((free * per_node) + EPS).floor().max(0.0) as u64);
-            place(l, input.alive[t], s, per_node, take, &mut left);
-        }
-        if left.total() > 0 {
-            unplaced.push(Unplaced { shape: si, tasks: left.total(), why: UnplacedWhy::Capped });
+            let take = left.in_flight.min(self.busy[t] / s.slots as u64);
+            self.busy[t] -= take * s.slots as u64;
+            place(&mut self.loads[t], self.input.alive[t], s, k as f64 * self.f, take, left);
+            let open = ((self.loads[t].used - EPS).ceil().max(0.0) as u32).saturating_sub(self.loads[t].nodes).min(self.room(t));
+            self.open(t, open);
         }
     }
-    Packing { loads, unplaced }
+
+    /// Pass 1: room on nodes already planned.
+    fn fill_planned(&mut self, s: &Shape, cands: &[(usize, u32)], left: &mut Left) {
+        for &(t, k) in cands {
+            if left.total() == 0 {
+                break;
+            }
+            self.take_free(t, s, k as f64 * self.f, left);
+        }
+    }
+
+    /// Pass 2: open nodes, best type first, within the caps.
+    fn open_nodes(&mut self, s: &Shape, cands: &[(usize, u32)], left: &mut Left) {
+        for &(t, k) in cands {
+            if left.total() == 0 {
+                break;
+            }
+            let per_node = k as f64 * self.f;
+            let l = &self.loads[t];
+            let want = (l.used + left.total() as f64 / per_node - l.nodes as f64 - EPS).ceil().max(0.0) as u32;
+            self.open(t, want.min(self.room(t)));
+            self.take_free(t, s, per_node, left);
+        }
+    }
+
+    /// Place as many of the tasks left as the free capacity of type `t`'s planned nodes takes.
+    fn take_free(&mut self, t: usize, s: &Shape, per_node: f64, left: &mut Left) {
+        let free = self.loads[t].nodes as f64 - self.loads[t].used;
+        let take = left.total().min(((free * per_node) + EPS).floor().max(0.0) as u64);
+        place(&mut self.loads[t], self.input.alive[t], s, per_node, take, left);
+    }
 }
 
 struct Left {
