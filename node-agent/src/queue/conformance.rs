@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use fleetform_core::queue::{QueueError, TaskQueue};
+use fleetform_core::queue::{QueueError, Received, TaskQueue};
 
 /// What a backend does with a receipt handle whose lease expired and was taken by
 /// another receive.
@@ -31,8 +31,19 @@ pub async fn run<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Duration, stale: 
     let d = q.depth(class).await.expect("depth");
     assert_eq!((d.visible, d.in_flight), (0, 0), "a fresh class starts empty (pass a class name nobody else uses)");
     let long = lease_unit * 30;
+    let (a, b) = send_receive(q, class, long).await;
+    release_and_expiry(q, class, lease_unit, &a).await;
+    // dead-lettering moves the message aside with the given body
+    q.dead_letter(class, &b.handle, "b failed").await.expect("dead letter");
+    assert!(q.dead_letters(class).await.expect("dead letters").contains(&"b failed".to_string()));
+    let d = q.depth(class).await.expect("depth");
+    assert_eq!((d.visible, d.in_flight), (0, 0), "nothing is left after delete and dead-letter");
+    stale_handles(q, class, lease_unit, stale).await;
+    purge(q, class, long).await;
+}
 
-    // send / receive / delete
+/// send / receive / delete: returns the two messages received, leased.
+async fn send_receive<Q: TaskQueue>(q: &Q, class: &str, long: Duration) -> (Received, Received) {
     q.send(class, &["a".to_string(), "b".to_string()]).await.expect("send");
     let d = q.depth(class).await.expect("depth");
     assert_eq!((d.visible, d.in_flight), (2, 0), "two sent messages are visible");
@@ -48,10 +59,15 @@ pub async fn run<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Duration, stale: 
     let d = q.depth(class).await.expect("depth");
     assert_eq!((d.visible, d.in_flight), (0, 2), "received messages are in flight");
     assert!(q.receive(class, 10, long).await.expect("receive").is_empty(), "leased messages are invisible");
-
-    // release gives a message back at once, and it counts a second receive
     let a = got.iter().find(|m| m.body == "a").expect("a").clone();
     let b = got.iter().find(|m| m.body == "b").expect("b").clone();
+    (a, b)
+}
+
+/// release gives a message back at once, and it counts a second receive; an expired
+/// lease makes the message visible, and its new holder can extend it.
+async fn release_and_expiry<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Duration, a: &Received) {
+    let long = lease_unit * 30;
     q.release(class, &a.handle).await.expect("release");
     let again = q.receive(class, 10, long).await.expect("receive");
     assert_eq!(again.len(), 1, "released message is visible again");
@@ -72,14 +88,11 @@ pub async fn run<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Duration, stale: 
         Err(e) => panic!("the current holder can extend its lease: {e}"),
     }
     q.delete(class, &c2[0].handle).await.expect("delete");
+}
 
-    // dead-lettering moves the message aside with the given body
-    q.dead_letter(class, &b.handle, "b failed").await.expect("dead letter");
-    assert!(q.dead_letters(class).await.expect("dead letters").contains(&"b failed".to_string()));
-    let d = q.depth(class).await.expect("depth");
-    assert_eq!((d.visible, d.in_flight), (0, 0), "nothing is left after delete and dead-letter");
-
-    // a stale handle cannot take back a lease someone else holds
+/// a stale handle cannot take back a lease someone else holds
+async fn stale_handles<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Duration, stale: StaleHandles) {
+    let long = lease_unit * 30;
     q.send(class, &["d".to_string()]).await.expect("send");
     let d1 = q.receive(class, 1, lease_unit).await.expect("receive");
     assert_eq!(d1.len(), 1);
@@ -99,8 +112,10 @@ pub async fn run<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Duration, stale: 
     q.delete(class, &d2[0].handle).await.expect("delete");
     let d = q.depth(class).await.expect("depth");
     assert_eq!((d.visible, d.in_flight), (0, 0), "the current holder's delete removes the message");
+}
 
-    // purge drops visible and in-flight messages alike
+/// purge drops visible and in-flight messages alike
+async fn purge<Q: TaskQueue>(q: &Q, class: &str, long: Duration) {
     q.send(class, &["e".to_string(), "f".to_string()]).await.expect("send");
     let leased = q.receive(class, 1, long).await.expect("receive");
     assert_eq!(leased.len(), 1);
