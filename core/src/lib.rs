@@ -4,6 +4,7 @@
 
 pub mod data_access;
 pub mod diag;
+pub mod error_chain;
 pub mod imds;
 pub mod input;
 pub mod instance;
