@@ -5,15 +5,8 @@
 
 mod capacity;
 mod receive;
-pub mod passthrough;
-pub(crate) mod remote;
-mod row_groups;
-pub mod staging;
-pub mod source;
-mod steps;
 pub mod task;
 mod task_log;
-mod unify;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -717,5 +710,3 @@ mod notice_tests;
 mod python_tests;
 #[cfg(test)]
 mod input_job_tests;
-#[cfg(test)]
-mod remote_tests;
