@@ -104,6 +104,11 @@ pub async fn run(cfg: AgentConfig) -> Result<String> {
 async fn open(cfg: AgentConfig) -> Result<Arc<Shared>> {
     let store = Store::open(&cfg.store_uri).await?;
     let queue = Queue::open(&cfg.queue_uri).await?;
+    share(cfg, store, queue)
+}
+
+/// The shared state on an open store and queue (the spill directory created).
+fn share(cfg: AgentConfig, store: Store, queue: Queue) -> Result<Arc<Shared>> {
     std::fs::create_dir_all(&cfg.spill_dir)
         .map_err(|e| anyhow!("cannot create the spill directory {}: {e}", cfg.spill_dir.display()))?;
     let node = NodeContext {
@@ -209,7 +214,7 @@ async fn serve(shared: Arc<Shared>) -> Result<String> {
     let _ = tokio::time::timeout(Duration::from_secs(30), closing).await;
     // Job contexts own the Python workers: dropping them stops the idle ones now.
     lock(&shared.jobs).clear();
-    let reason = shared.draining.lock().expect("draining").clone().unwrap_or_else(|| "stopped".into());
+    let reason = lock(&shared.draining).clone().unwrap_or_else(|| "stopped".into());
     heartbeat(&shared, true).await?;
     info!(node = %shared.cfg.node_id, %reason, "agent drained");
     Ok(reason)
@@ -263,7 +268,7 @@ async fn wait_until_taking_no_work(shared: &Shared) {
 }
 
 fn start_drain(shared: &Shared, reason: &str, hard: bool) {
-    let mut d = shared.draining.lock().expect("draining");
+    let mut d = lock(&shared.draining);
     if d.is_none() || hard {
         if d.as_deref() != Some(reason) {
             info!(node = %shared.cfg.node_id, %reason, hard, "draining");
@@ -302,7 +307,7 @@ async fn notice_watch(shared: Arc<Shared>, mut rx: tokio::sync::watch::Receiver<
             if s.rebalance.is_some() {
                 start_drain(&shared, "rebalance", false);
             }
-            *shared.scheduled.lock().expect("scheduled") =
+            *lock(&shared.scheduled) =
                 s.scheduled.iter().map(|e| format!("{} at {} ({})", e.code, e.not_before, e.state)).collect();
         }
         if rx.changed().await.is_err() {
@@ -366,9 +371,9 @@ async fn heartbeat(shared: &Shared, stopped: bool) -> Result<()> {
         busy_slots: shared.busy.load(Ordering::SeqCst),
         tasks_in_flight: in_flight.keys().cloned().collect(),
         leases: in_flight.values().cloned().collect(),
-        draining: shared.draining.lock().expect("draining").clone(),
-        scheduled_events: shared.scheduled.lock().expect("scheduled").clone(),
-        last_work_at: *shared.last_work.lock().expect("last work"),
+        draining: lock(&shared.draining).clone(),
+        scheduled_events: lock(&shared.scheduled).clone(),
+        last_work_at: *lock(&shared.last_work),
         started_at: shared.started,
         updated_at: Utc::now(),
         tasks_done: shared.tasks_done.load(Ordering::Relaxed),
@@ -469,8 +474,9 @@ impl Drop for Attempt<'_> {
     }
 }
 
-/// A lock that survives poisoning: these maps hold plain bookkeeping that a panic cannot
-/// leave half-written, and the guards above take them while unwinding.
+/// A lock that survives poisoning, the one way `Shared`'s mutexes are taken: they hold
+/// plain bookkeeping that a panic cannot leave half-written, and the guards above take
+/// them while unwinding.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -507,13 +513,13 @@ async fn job_context(shared: &Shared, job_id: &str) -> Result<Arc<JobContext>, J
 }
 
 async fn is_cancelled(shared: &Shared, job_id: &str) -> bool {
-    if let Some((c, at)) = shared.cancelled.lock().expect("cancelled").get(job_id) {
+    if let Some((c, at)) = lock(&shared.cancelled).get(job_id) {
         if *c || at.elapsed() < CANCEL_CHECK_EVERY {
             return *c;
         }
     }
     let c = shared.store.exists(&layout::cancel(job_id)).await.unwrap_or(false);
-    shared.cancelled.lock().expect("cancelled").insert(job_id.to_string(), (c, Instant::now()));
+    lock(&shared.cancelled).insert(job_id.to_string(), (c, Instant::now()));
     c
 }
 

@@ -93,11 +93,6 @@ enum ChunkWriter {
     Passthrough(PassthroughWriter),
 }
 
-/// Test-only: a job of this name panics inside its task, so the executor's tests can
-/// check that a panicking task frees its slot and lease. Not compiled into the agent.
-#[cfg(test)]
-pub const PANICKING_JOB: &str = "panics-in-test";
-
 pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: &TaskFlags) -> Result<Outcome> {
     let log = AttemptLog::new(&node.node_id, msg);
     let outcome = run_attempt(node, job, msg, flags, &log);
@@ -106,10 +101,6 @@ pub fn run_task(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: 
 }
 
 fn run_attempt(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: &TaskFlags, log: &AttemptLog) -> Result<Outcome> {
-    #[cfg(test)]
-    if job.record.spec.name == PANICKING_JOB {
-        panic!("test hook: every task of `{PANICKING_JOB}` panics");
-    }
     let started = Instant::now();
     let h = &node.handle;
     let job_id = &msg.job_id;
