@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use fleetform_core::queue::{QueueError, TaskQueue};
+use fleetform_core::queue::{QueueError, Received, TaskQueue};
 
 /// What a backend does with a receipt handle whose lease expired and was taken by
 /// another receive.
@@ -31,7 +31,22 @@ pub async fn run<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Duration, stale: 
     let d = q.depth(class).await.expect("depth");
     assert_eq!((d.visible, d.in_flight), (0, 0), "a fresh class starts empty (pass a class name nobody else uses)");
     let long = lease_unit * 30;
+    let b = send_receive_release(q, class, long).await;
+    expired_lease(q, class, lease_unit, long).await;
 
+    // dead-lettering moves the message aside with the given body
+    q.dead_letter(class, &b.handle, "b failed").await.expect("dead letter");
+    assert!(q.dead_letters(class).await.expect("dead letters").contains(&"b failed".to_string()));
+    let d = q.depth(class).await.expect("depth");
+    assert_eq!((d.visible, d.in_flight), (0, 0), "nothing is left after delete and dead-letter");
+
+    stale_handle(q, class, lease_unit, long, stale).await;
+    purge(q, class, long).await;
+}
+
+/// Send two messages, receive both, delete one after a release; the other ("b") stays
+/// leased and is returned.
+async fn send_receive_release<Q: TaskQueue>(q: &Q, class: &str, long: Duration) -> Received {
     // send / receive / delete
     q.send(class, &["a".to_string(), "b".to_string()]).await.expect("send");
     let d = q.depth(class).await.expect("depth");
@@ -58,7 +73,10 @@ pub async fn run<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Duration, stale: 
     assert_eq!(again[0].body, "a");
     assert_eq!(again[0].receive_count, 2, "receive count grows");
     q.delete(class, &again[0].handle).await.expect("delete");
+    b
+}
 
+async fn expired_lease<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Duration, long: Duration) {
     // an expired lease makes the message visible; the old handle can no longer extend it
     q.send(class, &["c".to_string()]).await.expect("send");
     let c = q.receive(class, 1, lease_unit).await.expect("receive");
@@ -72,13 +90,9 @@ pub async fn run<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Duration, stale: 
         Err(e) => panic!("the current holder can extend its lease: {e}"),
     }
     q.delete(class, &c2[0].handle).await.expect("delete");
+}
 
-    // dead-lettering moves the message aside with the given body
-    q.dead_letter(class, &b.handle, "b failed").await.expect("dead letter");
-    assert!(q.dead_letters(class).await.expect("dead letters").contains(&"b failed".to_string()));
-    let d = q.depth(class).await.expect("depth");
-    assert_eq!((d.visible, d.in_flight), (0, 0), "nothing is left after delete and dead-letter");
-
+async fn stale_handle<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Duration, long: Duration, stale: StaleHandles) {
     // a stale handle cannot take back a lease someone else holds
     q.send(class, &["d".to_string()]).await.expect("send");
     let d1 = q.receive(class, 1, lease_unit).await.expect("receive");
@@ -99,7 +113,9 @@ pub async fn run<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Duration, stale: 
     q.delete(class, &d2[0].handle).await.expect("delete");
     let d = q.depth(class).await.expect("depth");
     assert_eq!((d.visible, d.in_flight), (0, 0), "the current holder's delete removes the message");
+}
 
+async fn purge<Q: TaskQueue>(q: &Q, class: &str, long: Duration) {
     // purge drops visible and in-flight messages alike
     q.send(class, &["e".to_string(), "f".to_string()]).await.expect("send");
     let leased = q.receive(class, 1, long).await.expect("receive");

@@ -22,7 +22,7 @@ pub enum UnitPath<'a> {
     /// copied as compressed chunks.
     Passthrough { plan: PassthroughPlan, pipeline: &'a Pipeline },
     /// Steps with python: each unit gathered, its schema unified, then written.
-    Python(PythonUnits<'a>),
+    Python(Box<PythonUnits<'a>>),
     /// Native steps only: each batch through the pipeline into the Arrow writer.
     Native(&'a Pipeline),
 }
@@ -39,11 +39,11 @@ impl<'a> UnitPath<'a> {
         read_only_needed_columns(source, native, passthrough.as_ref())?;
         Ok(match (passthrough, native) {
             (Some(plan), Some(pipeline)) => UnitPath::Passthrough { plan, pipeline },
-            _ if job.stages.has_python() => UnitPath::Python(PythonUnits {
+            _ if job.stages.has_python() => UnitPath::Python(Box::new(PythonUnits {
                 run: StageRun::new(&job.stages, job.python.as_ref(), task_id, &log.output, &flags.stop),
                 schema: None,
                 job,
-            }),
+            })),
             (_, Some(pipeline)) => UnitPath::Native(pipeline),
             (_, None) => bail!("a job without python steps is one native pipeline"),
         })
