@@ -19,7 +19,8 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 
-use super::{lock, AbortOnDrop, AgentConfig, Shared, UNREADABLE_JOB_MAX_FAILURES};
+use super::slot::AbortOnDrop;
+use super::{lock, AgentConfig, Shared, UNREADABLE_JOB_MAX_FAILURES};
 use crate::imds::NoticeSource;
 use crate::jobs::{self, JobProgress};
 use crate::queue::Queue;
