@@ -18,7 +18,7 @@ use futures::future::try_join_all;
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 
-use crate::exec::remote::RemoteFile;
+use crate::input::remote::RemoteFile;
 use crate::input;
 use crate::ops::python::{self, CodeFile};
 use crate::ops::Pipeline;
@@ -290,7 +290,7 @@ pub async fn plan_tasks(spec: &JobSpec) -> Result<TaskPlan> {
         let sources = (0..g.rows.div_ceil(per))
             .map(|i| TaskSource::Generate { first_row: i * per, rows: per.min(g.rows - i * per) })
             .collect();
-        let columns = crate::generate::schema().fields().iter().map(|f| f.name().clone()).collect();
+        let columns = crate::input::generate::schema().fields().iter().map(|f| f.name().clone()).collect();
         return Ok(TaskPlan { sources, columns, input_schema: None, rows_estimated: false, warnings: vec![] });
     }
     let uri = spec.input.uri.as_deref().ok_or_else(|| anyhow!("the job has no input"))?;

@@ -15,7 +15,6 @@ pub fn without_aws(what: &str) -> anyhow::Error {
 
 pub mod cli;
 pub mod exec;
-pub mod generate;
 pub mod http;
 pub mod imds;
 pub mod input;
@@ -23,6 +22,7 @@ pub mod jobs;
 pub mod leases;
 pub mod metrics;
 pub mod ops;
+pub mod output;
 pub mod queue;
 pub mod storage;
 pub mod store;

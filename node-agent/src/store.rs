@@ -12,7 +12,7 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipa
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::exec::staging::Staged;
+use crate::output::staging::Staged;
 use crate::storage::{self, Location};
 
 /// Upload part size: S3's guidance is 8-16 MiB (its minimum is 5 MiB): large enough that

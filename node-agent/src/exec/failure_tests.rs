@@ -13,10 +13,62 @@ use fleetform_core::resources::CPU;
 use fleetform_core::task::{FailureRecord, TaskMessage, TaskSource};
 use fleetform_core::{JobSpec, Resources};
 
-use super::task::PANICKING_JOB;
-use super::{lock, AbortOnDrop, AgentConfig, Shared, UNREADABLE_JOB_MAX_FAILURES};
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+
+use super::slot::AbortOnDrop;
+use super::{lock, AgentConfig, Shared, UNREADABLE_JOB_MAX_FAILURES};
 use crate::imds::NoticeSource;
 use crate::jobs::{self, JobProgress};
+use crate::queue::Queue;
+use crate::store::Store;
+
+/// Every task of a job of this name panics on its own thread (`PanicsOnDone`), so the tests
+/// can check that a panicking task frees its slot and lease.
+const PANICKING_JOB: &str = "panics-in-test";
+
+/// The agent's store, except that looking for the done marker of a `PANICKING_JOB` task
+/// panics: the first thing a task does, on the task's thread (`run_task`).
+#[derive(Debug)]
+struct PanicsOnDone(Arc<dyn ObjectStore>);
+
+impl std::fmt::Display for PanicsOnDone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PanicsOnDone({})", self.0)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for PanicsOnDone {
+    async fn put_opts(&self, p: &Path, payload: PutPayload, o: PutOptions) -> object_store::Result<PutResult> {
+        self.0.put_opts(p, payload, o).await
+    }
+    async fn put_multipart_opts(&self, p: &Path, o: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.0.put_multipart_opts(p, o).await
+    }
+    async fn get_opts(&self, p: &Path, o: GetOptions) -> object_store::Result<GetResult> {
+        let key = p.as_ref();
+        if o.head && key.contains(&format!("jobs/{PANICKING_JOB}-")) && key.contains("/done/") {
+            panic!("test hook: every task of `{PANICKING_JOB}` panics");
+        }
+        self.0.get_opts(p, o).await
+    }
+    fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
+        self.0.delete_stream(locations)
+    }
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.0.list(prefix)
+    }
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.0.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(&self, from: &Path, to: &Path, o: CopyOptions) -> object_store::Result<()> {
+        self.0.copy_opts(from, to, o).await
+    }
+}
 
 /// Short, so retries a lease apart fit in a test; renewals run every third of it.
 const LEASE: Duration = Duration::from_millis(600);
@@ -55,11 +107,32 @@ impl TestAgent {
     }
 
     async fn start_in_watching(dir: PathBuf, lease: Duration, slots: usize, notices: Option<(NoticeSource, Duration)>) -> TestAgent {
+        let shared = super::open(Self::config(&dir, lease, slots, notices)).await.expect("open the agent");
+        Self::serving(dir, shared)
+    }
+
+    /// An agent of one slot whose store makes every task of `PANICKING_JOB` panic.
+    async fn start_panicking() -> TestAgent {
+        let dir = std::env::temp_dir().join(format!("fleetform-exec-{}", uuid::Uuid::new_v4()));
+        let cfg = Self::config(&dir, LEASE, 1, None);
+        let mut store = Store::open(&cfg.store_uri).await.expect("open the store");
+        store.loc.store = Arc::new(PanicsOnDone(store.loc.store));
+        let queue = Queue::open(&cfg.queue_uri).await.expect("open the queue");
+        let shared = super::share(cfg, store, queue).expect("open the agent");
+        Self::serving(dir, shared)
+    }
+
+    fn serving(dir: PathBuf, shared: Arc<Shared>) -> TestAgent {
+        let serving = tokio::spawn(super::serve(shared.clone()));
+        TestAgent { dir, shared, serving }
+    }
+
+    fn config(dir: &std::path::Path, lease: Duration, slots: usize, notices: Option<(NoticeSource, Duration)>) -> AgentConfig {
         let (notices, notice_poll) = match notices {
             Some((source, poll)) => (Some(source), poll),
             None => (None, Duration::from_secs(1)),
         };
-        let cfg = AgentConfig {
+        AgentConfig {
             node_id: "test-node".into(),
             node_type: "worker".into(),
             instance: "local-test".into(),
@@ -72,10 +145,7 @@ impl TestAgent {
             notice_poll,
             lease,
             setup_failed_file: None,
-        };
-        let shared = super::open(cfg).await.expect("open the agent");
-        let serving = tokio::spawn(super::serve(shared.clone()));
-        TestAgent { dir, shared, serving }
+        }
     }
 
     async fn submit(&self, name: &str, max_failures: u32) -> String {
@@ -137,7 +207,7 @@ impl TestAgent {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_task_fails_like_any_error_and_the_agent_takes_the_next_task() {
-    let agent = TestAgent::start().await;
+    let agent = TestAgent::start_panicking().await;
     let id = agent.submit(PANICKING_JOB, 2).await;
     let p = agent.finished(&id).await;
     assert_eq!(p.failed.len(), 1, "the task is reported failed: {p:?}");

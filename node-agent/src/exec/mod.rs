@@ -4,16 +4,11 @@
 //! soft drain on a rebalance recommendation (finish current tasks, take no new ones).
 
 mod capacity;
+mod handle;
 mod receive;
-pub mod passthrough;
-pub(crate) mod remote;
-mod row_groups;
-pub mod staging;
-pub mod source;
-mod steps;
+mod slot;
 pub mod task;
 mod task_log;
-mod unify;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -24,20 +19,20 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use chrono::{DateTime, Utc};
 use fleetform_core::layout;
-use fleetform_core::queue::{QueueError, Received, TaskQueue};
-use fleetform_core::task::{FailureRecord, HeldLease, JobRecord, NodeHeartbeat, TaskMessage};
+use fleetform_core::queue::{Received, TaskQueue};
+use fleetform_core::task::{HeldLease, NodeHeartbeat};
 use fleetform_core::Resources;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::imds::{NodeSignals, NoticeSource};
-use crate::ops::Stages;
 use crate::queue::Queue;
 use crate::store::Store;
 use capacity::{Claim, Capacity, Held};
+use handle::handle_message;
 use receive::Receiver;
-use task::{JobContext, NodeContext, Outcome, TaskFlags};
+use slot::{finishing, Slot};
+use task::{JobContext, NodeContext};
 
 /// A spot notice comes 2 minutes before reclaim; the drain must finish well inside it,
 /// leaving time for the final heartbeat and the OS shutdown.
@@ -111,6 +106,11 @@ pub async fn run(cfg: AgentConfig) -> Result<String> {
 async fn open(cfg: AgentConfig) -> Result<Arc<Shared>> {
     let store = Store::open(&cfg.store_uri).await?;
     let queue = Queue::open(&cfg.queue_uri).await?;
+    share(cfg, store, queue)
+}
+
+/// The shared state on an open store and queue (the spill directory created).
+fn share(cfg: AgentConfig, store: Store, queue: Queue) -> Result<Arc<Shared>> {
     std::fs::create_dir_all(&cfg.spill_dir)
         .map_err(|e| anyhow!("cannot create the spill directory {}: {e}", cfg.spill_dir.display()))?;
     let node = NodeContext {
@@ -216,7 +216,7 @@ async fn serve(shared: Arc<Shared>) -> Result<String> {
     let _ = tokio::time::timeout(Duration::from_secs(30), closing).await;
     // Job contexts own the Python workers: dropping them stops the idle ones now.
     lock(&shared.jobs).clear();
-    let reason = shared.draining.lock().expect("draining").clone().unwrap_or_else(|| "stopped".into());
+    let reason = lock(&shared.draining).clone().unwrap_or_else(|| "stopped".into());
     heartbeat(&shared, true).await?;
     info!(node = %shared.cfg.node_id, %reason, "agent drained");
     Ok(reason)
@@ -270,7 +270,7 @@ async fn wait_until_taking_no_work(shared: &Shared) {
 }
 
 fn start_drain(shared: &Shared, reason: &str, hard: bool) {
-    let mut d = shared.draining.lock().expect("draining");
+    let mut d = lock(&shared.draining);
     if d.is_none() || hard {
         if d.as_deref() != Some(reason) {
             info!(node = %shared.cfg.node_id, %reason, hard, "draining");
@@ -309,7 +309,7 @@ async fn notice_watch(shared: Arc<Shared>, mut rx: tokio::sync::watch::Receiver<
             if s.rebalance.is_some() {
                 start_drain(&shared, "rebalance", false);
             }
-            *shared.scheduled.lock().expect("scheduled") =
+            *lock(&shared.scheduled) =
                 s.scheduled.iter().map(|e| format!("{} at {} ({})", e.code, e.not_before, e.state)).collect();
         }
         if rx.changed().await.is_err() {
@@ -373,9 +373,9 @@ async fn heartbeat(shared: &Shared, stopped: bool) -> Result<()> {
         busy_slots: shared.busy.load(Ordering::SeqCst),
         tasks_in_flight: in_flight.keys().cloned().collect(),
         leases: in_flight.values().cloned().collect(),
-        draining: shared.draining.lock().expect("draining").clone(),
-        scheduled_events: shared.scheduled.lock().expect("scheduled").clone(),
-        last_work_at: *shared.last_work.lock().expect("last work"),
+        draining: lock(&shared.draining).clone(),
+        scheduled_events: lock(&shared.scheduled).clone(),
+        last_work_at: *lock(&shared.last_work),
         started_at: shared.started,
         updated_at: Utc::now(),
         tasks_done: shared.tasks_done.load(Ordering::Relaxed),
@@ -386,308 +386,22 @@ async fn heartbeat(shared: &Shared, stopped: bool) -> Result<()> {
     shared.store.put_json(&layout::node(&shared.cfg.node_id), &hb).await
 }
 
-/// A running task's share of the node and its place in the busy count. Dropped on every
-/// way out of the handler, unwinding from a panic included, so a share is never lost.
-struct Slot {
-    shared: Arc<Shared>,
-    /// None once the task no longer computes (`computing_done`).
-    held: Option<Held>,
-    slots: usize,
-    finishing: Option<OwnedSemaphorePermit>,
-}
-
-impl Slot {
-    fn claim(shared: Arc<Shared>, held: Held) -> Slot {
-        let slots = held.slots();
-        shared.busy.fetch_add(slots, Ordering::SeqCst);
-        Slot { shared, held: Some(held), slots, finishing: None }
-    }
-
-    fn computing(&self) -> bool {
-        self.held.is_some()
-    }
-
-    /// The task has computed everything; only its last upload and its commit remain, which
-    /// need no CPU. Its share of the node goes to the next task at once, so the upload
-    /// overlaps that task's work, if a finishing place is free: at most as many tasks
-    /// finish at once as the node has slots (each holds its last output chunk in memory).
-    fn computing_done(&mut self) {
-        if let Ok(permit) = self.shared.finishing.clone().try_acquire_owned() {
-            self.finishing = Some(permit);
-            self.held = None;
-            self.shared.busy.fetch_sub(self.slots, Ordering::SeqCst);
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if self.held.is_some() {
-            self.shared.busy.fetch_sub(self.slots, Ordering::SeqCst);
-        }
-    }
-}
-
-/// Tasks that have computed and are uploading their last output and committing.
-fn finishing(shared: &Shared) -> usize {
-    shared.cfg.slots - shared.finishing.available_permits()
-}
-
-/// Aborts a background task when dropped, unwinding included: a lease renewal must not
-/// outlive the attempt it renews.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// One attempt at a task: listed in the heartbeat's `tasks_in_flight`, its lease renewed.
-/// Dropping it, however the attempt ends, stops the renewal and unlists the task.
-struct Attempt<'a> {
-    shared: &'a Shared,
-    key: String,
-    renewal: Option<AbortOnDrop>,
-}
-
-impl<'a> Attempt<'a> {
-    fn start(shared: &'a Arc<Shared>, class: &str, received: &Received, msg: &TaskMessage, flags: &Arc<TaskFlags>) -> Attempt<'a> {
-        let key = format!("{}/{}", msg.job_id, msg.task_id);
-        let lease = HeldLease { task: key.clone(), class: class.to_string(), handle: received.handle.clone() };
-        lock(&shared.in_flight).insert(key.clone(), lease);
-        shared.beat_now.notify_one();
-        *lock(&shared.last_work) = Utc::now();
-        let renewal = tokio::spawn(renew_lease(shared.clone(), class.to_string(), received.handle.clone(), msg.job_id.clone(), flags.clone()));
-        Attempt { shared, key, renewal: Some(AbortOnDrop(renewal)) }
-    }
-
-    /// The task ran: stop renewing before the message is deleted or handed on.
-    fn stop_renewing(&mut self) {
-        self.renewal = None;
-    }
-}
-
-impl Drop for Attempt<'_> {
-    fn drop(&mut self) {
-        self.renewal = None;
-        lock(&self.shared.in_flight).remove(&self.key);
-        *lock(&self.shared.last_work) = Utc::now();
-    }
-}
-
-/// A lock that survives poisoning: these maps hold plain bookkeeping that a panic cannot
-/// leave half-written, and the guards above take them while unwinding.
+/// A lock that survives poisoning, the one way `Shared`'s mutexes are taken: they hold
+/// plain bookkeeping that a panic cannot leave half-written, and the guards of `slot` take
+/// them while unwinding.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Why a job's context could not be built, and its `max_failures` if the record was read.
-struct JobLoadError {
-    max_failures: Option<u32>,
-    error: anyhow::Error,
-}
-
-async fn job_context(shared: &Shared, job_id: &str) -> Result<Arc<JobContext>, JobLoadError> {
-    if let Some(j) = lock(&shared.jobs).get(job_id) {
-        return Ok(j.clone());
-    }
-    let unreadable = |error| JobLoadError { max_failures: None, error };
-    let record: JobRecord = shared
-        .store
-        .get_json(&layout::job(job_id))
-        .await
-        .map_err(unreadable)?
-        .ok_or_else(|| unreadable(anyhow!("job {job_id} has no job.json in the store")))?;
-    let unusable = |error| JobLoadError { max_failures: Some(record.spec.max_failures), error };
-    let stages = Stages::compile(&record.spec.steps).map_err(unusable)?;
-    // Tasks write into the job's staging directory; finalize publishes (jobs::finalize).
-    let staging = format!("{}/{}", record.spec.output.uri, layout::staging_dir(job_id));
-    let output = crate::storage::open(&staging).await.map_err(unusable)?;
-    let input = crate::input::JobInput::for_job(&record).map_err(unusable)?;
-    let python = crate::ops::python::job_pool(&shared.store, &record, &stages, &shared.cfg.spill_dir, &shared.cfg.node_id)
-        .await
-        .map_err(unusable)?;
-    let ctx = Arc::new(JobContext { record, stages, python, output, input });
-    lock(&shared.jobs).insert(job_id.to_string(), ctx.clone());
-    Ok(ctx)
-}
-
 async fn is_cancelled(shared: &Shared, job_id: &str) -> bool {
-    if let Some((c, at)) = shared.cancelled.lock().expect("cancelled").get(job_id) {
+    if let Some((c, at)) = lock(&shared.cancelled).get(job_id) {
         if *c || at.elapsed() < CANCEL_CHECK_EVERY {
             return *c;
         }
     }
     let c = shared.store.exists(&layout::cancel(job_id)).await.unwrap_or(false);
-    shared.cancelled.lock().expect("cancelled").insert(job_id.to_string(), (c, Instant::now()));
+    lock(&shared.cancelled).insert(job_id.to_string(), (c, Instant::now()));
     c
-}
-
-async fn handle_message(shared: &Arc<Shared>, slot: &mut Slot, class: &str, received: Received) -> Result<()> {
-    let msg: TaskMessage = match serde_json::from_str(&received.body) {
-        Ok(m) => m,
-        Err(e) => {
-            warn!("dead-lettering a message that is not a task: {e}");
-            shared.queue.dead_letter(class, &received.handle, &received.body).await?;
-            return Ok(());
-        }
-    };
-    if is_cancelled(shared, &msg.job_id).await {
-        shared.queue.delete(class, &received.handle).await?;
-        return Ok(());
-    }
-    let job = match job_context(shared, &msg.job_id).await {
-        Ok(j) => j,
-        Err(e) => return retry_unloadable(shared, class, &received, &msg, e).await,
-    };
-    let flags = Arc::new(TaskFlags::default());
-    let mut attempt = Attempt::start(shared, class, &received, &msg, &flags);
-    let run = run_blocking(&shared.node, &job, &msg, &flags);
-    tokio::pin!(run);
-    let result = loop {
-        tokio::select! {
-            r = &mut run => break r,
-            _ = flags.computed.notified(), if slot.computing() => slot.computing_done(),
-        }
-    };
-    attempt.stop_renewing();
-
-    let outcome = match result {
-        Ok(o) => o,
-        Err(e) => return fail(shared, class, &received, &msg, &format!("{e:#}"), job.record.spec.max_failures).await,
-    };
-    match outcome {
-        Outcome::Done(rec) => {
-            shared.tasks_done.fetch_add(1, Ordering::Relaxed);
-            info!(task = %msg.task_id, rows = rec.rows_out, secs = rec.seconds, "task done");
-            shared.queue.delete(class, &received.handle).await?;
-            crate::jobs::finalize(&shared.store, &msg.job_id).await?;
-        }
-        Outcome::AlreadyDone => {
-            shared.queue.delete(class, &received.handle).await?;
-            crate::jobs::finalize(&shared.store, &msg.job_id).await?;
-        }
-        Outcome::Interrupted(cp) => {
-            // Hand the task back with its failure count unchanged: an interruption is not
-            // the task's fault. A fresh message also resets SQS's receive counter.
-            info!(task = %msg.task_id, next_unit = cp.next_unit, "task checkpointed for drain");
-            shared.queue.send(class, std::slice::from_ref(&received.body)).await?;
-            shared.queue.delete(class, &received.handle).await?;
-        }
-        Outcome::Stopped => {
-            if is_cancelled(shared, &msg.job_id).await {
-                shared.queue.delete(class, &received.handle).await?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Run the task on a blocking thread. A panic in it is the task's error like any other:
-/// it counts one failure toward `max_failures` and is reported with its message.
-async fn run_blocking(node: &NodeContext, job: &Arc<JobContext>, msg: &TaskMessage, flags: &Arc<TaskFlags>) -> Result<Outcome> {
-    let (node, job, msg, flags) = (node.clone(), job.clone(), msg.clone(), flags.clone());
-    match tokio::task::spawn_blocking(move || task::run_task(&node, &job, &msg, &flags)).await {
-        Ok(result) => result,
-        Err(e) if e.is_panic() => Err(anyhow!("the task panicked: {}", panic_message(e.into_panic().as_ref()))),
-        Err(e) => Err(anyhow!("the task's thread was cancelled: {e}")),
-    }
-}
-
-/// The text a `panic!` carries (a &str or a String), or a placeholder for other payloads.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
-        (Some(s), _) => s.to_string(),
-        (_, Some(s)) => s.clone(),
-        _ => "(a panic payload that is not text)".into(),
-    }
-}
-
-/// The task's job could not be loaded. Leave the message leased for one lease (the
-/// visibility timeout is the backoff: releasing it at once would spin on it), and
-/// dead-letter it once its receives reach the job's `max_failures`, or
-/// `UNREADABLE_JOB_MAX_FAILURES` when the record itself cannot be read. The body is not
-/// rewritten on a retry, so attempts are the failures it came with plus this message's
-/// receives (a fresh message is sent after every other kind of failure).
-async fn retry_unloadable(shared: &Shared, class: &str, received: &Received, msg: &TaskMessage, e: JobLoadError) -> Result<()> {
-    let key = layout::job(&msg.job_id);
-    let limit = e.max_failures.unwrap_or(UNREADABLE_JOB_MAX_FAILURES);
-    let attempts = msg.failures.saturating_add(received.receive_count);
-    let error = format!("cannot load job {} ({}/{key}): {:#}", msg.job_id, shared.store.uri(), e.error);
-    warn!(job = %msg.job_id, %key, store = %shared.store.uri(), task = %msg.task_id, attempts, limit, "{error}");
-    if attempts < limit {
-        return Ok(shared.queue.extend(class, &received.handle, shared.cfg.lease).await.or_else(lease_lost_ok)?);
-    }
-    let last = TaskMessage { failures: attempts, ..msg.clone() };
-    dead_letter(shared, class, received, &last, &error).await?;
-    if e.max_failures.is_some() {
-        crate::jobs::finalize(&shared.store, &msg.job_id).await?;
-    }
-    Ok(())
-}
-
-/// A failed attempt: retry with the count raised, or dead-letter and record why.
-async fn fail(shared: &Shared, class: &str, received: &Received, msg: &TaskMessage, error: &str, max_failures: u32) -> Result<()> {
-    let mut next = msg.clone();
-    next.failures += 1;
-    warn!(task = %msg.task_id, failures = next.failures, "task failed: {error}");
-    if next.failures >= max_failures {
-        dead_letter(shared, class, received, &next, error).await?;
-        crate::jobs::finalize(&shared.store, &msg.job_id).await?;
-    } else {
-        shared.queue.send(class, &[serde_json::to_string(&next)?]).await?;
-        shared.queue.delete(class, &received.handle).await?;
-    }
-    Ok(())
-}
-
-/// Record why the task failed (the job's report reads it) and move it to the DLQ.
-async fn dead_letter(shared: &Shared, class: &str, received: &Received, last: &TaskMessage, error: &str) -> Result<()> {
-    let rec = FailureRecord {
-        task_id: last.task_id.clone(),
-        input: last.source.describe(),
-        error: error.to_string(),
-        failures: last.failures,
-        node_id: shared.cfg.node_id.clone(),
-        at: Utc::now(),
-    };
-    shared.store.put_json(&layout::failed(&last.job_id, &last.task_id), &rec).await?;
-    shared.queue.dead_letter(class, &received.handle, &serde_json::to_string(last)?).await.or_else(lease_lost_ok)?;
-    Ok(())
-}
-
-fn lease_lost_ok(e: QueueError) -> Result<(), QueueError> {
-    match e {
-        QueueError::LeaseLost => Ok(()),
-        other => Err(other),
-    }
-}
-
-/// Keep the lease while the task runs; stop the task if the lease is lost or the job is
-/// cancelled. Runs until its `Attempt` aborts it.
-async fn renew_lease(shared: Arc<Shared>, class: String, handle: String, job_id: String, flags: Arc<TaskFlags>) {
-    let every = shared.cfg.lease / 3;
-    loop {
-        tokio::time::sleep(every).await;
-        match shared.queue.extend(&class, &handle, shared.cfg.lease).await {
-            Ok(()) => crate::metrics::lease_renewal("ok"),
-            Err(QueueError::LeaseLost) => {
-                crate::metrics::lease_renewal("lost");
-                warn!(%job_id, "lease lost; another node owns the task now");
-                flags.stop.store(true, Ordering::SeqCst);
-                return;
-            }
-            Err(e) => {
-                crate::metrics::lease_renewal("error");
-                warn!("lease renewal failed: {e}");
-            }
-        }
-        if is_cancelled(&shared, &job_id).await {
-            flags.stop.store(true, Ordering::SeqCst);
-            return;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -717,5 +431,3 @@ mod notice_tests;
 mod python_tests;
 #[cfg(test)]
 mod input_job_tests;
-#[cfg(test)]
-mod remote_tests;

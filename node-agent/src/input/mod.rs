@@ -1,4 +1,4 @@
-//! JSON Lines, JSON, CSV and text input (parquet has its own path in `exec::source`).
+//! JSON Lines, JSON, CSV and text input (parquet has its own path in `source`).
 //!
 //! Submit (`plan`) lists the files, samples the first one for the schema and a row
 //! estimate, and cuts the files into tasks: byte ranges of uncompressed jsonl/csv/text
@@ -10,12 +10,18 @@
 
 mod decode;
 pub mod file_group;
+pub mod generate;
 pub mod plan;
 mod raw;
 mod records;
+pub(crate) mod remote;
+pub(crate) mod row_groups;
 pub mod schema;
+pub mod source;
 pub mod units;
 
+#[cfg(test)]
+mod remote_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 

@@ -29,7 +29,7 @@ use super::JobInput;
 type Buffered = BufReader<ByteReader>;
 
 /// What reading one unit gave: of records here, and of parquet row groups and generated
-/// rows in `exec::source`.
+/// rows in `input::source`.
 #[derive(Debug, Default)]
 pub struct UnitRead {
     /// Rows handed on (input rows; skipped records not counted).

@@ -5,7 +5,9 @@
 pub mod pyre;
 pub mod python;
 mod stages;
+pub(crate) mod steps;
 pub mod strings;
+pub(crate) mod unify;
 
 pub use stages::{PythonStage, Stage, Stages};
 

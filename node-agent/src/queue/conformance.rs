@@ -31,19 +31,23 @@ pub async fn run<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Duration, stale: 
     let d = q.depth(class).await.expect("depth");
     assert_eq!((d.visible, d.in_flight), (0, 0), "a fresh class starts empty (pass a class name nobody else uses)");
     let long = lease_unit * 30;
-    let (a, b) = send_receive(q, class, long).await;
-    release_and_expiry(q, class, lease_unit, &a).await;
+    let b = send_receive_release(q, class, long).await;
+    expired_lease(q, class, lease_unit, long).await;
+
     // dead-lettering moves the message aside with the given body
     q.dead_letter(class, &b.handle, "b failed").await.expect("dead letter");
     assert!(q.dead_letters(class).await.expect("dead letters").contains(&"b failed".to_string()));
     let d = q.depth(class).await.expect("depth");
     assert_eq!((d.visible, d.in_flight), (0, 0), "nothing is left after delete and dead-letter");
-    stale_handles(q, class, lease_unit, stale).await;
+
+    stale_handle(q, class, lease_unit, long, stale).await;
     purge(q, class, long).await;
 }
 
-/// send / receive / delete: returns the two messages received, leased.
-async fn send_receive<Q: TaskQueue>(q: &Q, class: &str, long: Duration) -> (Received, Received) {
+/// Send two messages, receive both, delete one after a release; the other ("b") stays
+/// leased and is returned.
+async fn send_receive_release<Q: TaskQueue>(q: &Q, class: &str, long: Duration) -> Received {
+    // send / receive / delete
     q.send(class, &["a".to_string(), "b".to_string()]).await.expect("send");
     let d = q.depth(class).await.expect("depth");
     assert_eq!((d.visible, d.in_flight), (2, 0), "two sent messages are visible");
@@ -59,22 +63,20 @@ async fn send_receive<Q: TaskQueue>(q: &Q, class: &str, long: Duration) -> (Rece
     let d = q.depth(class).await.expect("depth");
     assert_eq!((d.visible, d.in_flight), (0, 2), "received messages are in flight");
     assert!(q.receive(class, 10, long).await.expect("receive").is_empty(), "leased messages are invisible");
+
+    // release gives a message back at once, and it counts a second receive
     let a = got.iter().find(|m| m.body == "a").expect("a").clone();
     let b = got.iter().find(|m| m.body == "b").expect("b").clone();
-    (a, b)
-}
-
-/// release gives a message back at once, and it counts a second receive; an expired
-/// lease makes the message visible, and its new holder can extend it.
-async fn release_and_expiry<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Duration, a: &Received) {
-    let long = lease_unit * 30;
     q.release(class, &a.handle).await.expect("release");
     let again = q.receive(class, 10, long).await.expect("receive");
     assert_eq!(again.len(), 1, "released message is visible again");
     assert_eq!(again[0].body, "a");
     assert_eq!(again[0].receive_count, 2, "receive count grows");
     q.delete(class, &again[0].handle).await.expect("delete");
+    b
+}
 
+async fn expired_lease<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Duration, long: Duration) {
     // an expired lease makes the message visible; the old handle can no longer extend it
     q.send(class, &["c".to_string()]).await.expect("send");
     let c = q.receive(class, 1, lease_unit).await.expect("receive");
@@ -90,9 +92,8 @@ async fn release_and_expiry<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Durati
     q.delete(class, &c2[0].handle).await.expect("delete");
 }
 
-/// a stale handle cannot take back a lease someone else holds
-async fn stale_handles<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Duration, stale: StaleHandles) {
-    let long = lease_unit * 30;
+async fn stale_handle<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Duration, long: Duration, stale: StaleHandles) {
+    // a stale handle cannot take back a lease someone else holds
     q.send(class, &["d".to_string()]).await.expect("send");
     let d1 = q.receive(class, 1, lease_unit).await.expect("receive");
     assert_eq!(d1.len(), 1);
@@ -114,8 +115,8 @@ async fn stale_handles<Q: TaskQueue>(q: &Q, class: &str, lease_unit: Duration, s
     assert_eq!((d.visible, d.in_flight), (0, 0), "the current holder's delete removes the message");
 }
 
-/// purge drops visible and in-flight messages alike
 async fn purge<Q: TaskQueue>(q: &Q, class: &str, long: Duration) {
+    // purge drops visible and in-flight messages alike
     q.send(class, &["e".to_string(), "f".to_string()]).await.expect("send");
     let leased = q.receive(class, 1, long).await.expect("receive");
     assert_eq!(leased.len(), 1);

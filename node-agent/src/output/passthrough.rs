@@ -21,7 +21,7 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 
-use super::row_groups::RowGroupBytes;
+use crate::input::row_groups::RowGroupBytes;
 use super::staging::Staging;
 use crate::ops::Pipeline;
 

@@ -142,7 +142,7 @@ impl UnitSource {
                 if start >= end {
                     bail!("unit {u} is past the end of the task");
                 }
-                let b = crate::generate::batch(spec, start, (end - start) as usize);
+                let b = super::generate::batch(spec, start, (end - start) as usize);
                 rows += b.num_rows() as u64;
                 f(b)?;
             }
