@@ -134,7 +134,7 @@ pub fn run_agent(args: AgentArgs) -> i32 {
     let cfg = match config(&args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("fleetform-agent: {e:#}");
+            eprintln!("fleetform-agent: {}", fleetform_core::error_chain::render(e.as_ref()));
             return 1;
         }
     };
@@ -148,7 +148,7 @@ pub fn run_agent(args: AgentArgs) -> i32 {
     }
     if let Some(listen) = &args.metrics_listen {
         if let Err(e) = crate::metrics::serve(listen) {
-            eprintln!("fleetform-agent: {e:#}");
+            eprintln!("fleetform-agent: {}", fleetform_core::error_chain::render(e.as_ref()));
             return 1;
         }
     }
@@ -163,7 +163,7 @@ pub fn run_agent(args: AgentArgs) -> i32 {
     match runtime.block_on(crate::exec::run(cfg)) {
         Ok(_) => 0,
         Err(e) => {
-            eprintln!("fleetform-agent: {e:#}");
+            eprintln!("fleetform-agent: {}", fleetform_core::error_chain::render(e.as_ref()));
             1
         }
     }

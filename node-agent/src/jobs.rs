@@ -79,7 +79,7 @@ pub async fn check(mut spec: JobSpec) -> Result<CheckedJob, JobProblems> {
         Ok(planned) => planned,
         Err(e) => {
             let at = if spec.is_generator() { YamlPath::root().key("input").key("generate") } else { input_uri };
-            problems.push(Problem::new(at, format!("{e:#}")));
+            problems.push(Problem::new(at, fleetform_core::error_chain::render(e.as_ref())));
             return Err(JobProblems(problems));
         }
     };
@@ -362,7 +362,7 @@ async fn read_footer(loc: &Location, name: &str) -> ParquetFooter {
             Ok((file, meta)) => ArrowReaderMetadata::try_new(Arc::new(meta), ArrowReaderOptions::new())
                 .map(|m| (m, Some(file.footer_bytes())))
                 .map_err(|e| e.to_string()),
-            Err(e) => Err(format!("{e:#}")),
+            Err(e) => Err(fleetform_core::error_chain::render(e.as_ref())),
         },
     };
     match meta {

@@ -78,7 +78,7 @@ pub(super) async fn handle_message(shared: &Arc<Shared>, slot: &mut Slot, class:
 
     let outcome = match result {
         Ok(o) => o,
-        Err(e) => return fail(shared, class, &received, &msg, &format!("{e:#}"), job.record.spec.max_failures).await,
+        Err(e) => return fail(shared, class, &received, &msg, &fleetform_core::error_chain::render(e.as_ref()), job.record.spec.max_failures).await,
     };
     match outcome {
         Outcome::Done(rec) => {
@@ -137,7 +137,7 @@ async fn retry_unloadable(shared: &Shared, class: &str, received: &Received, msg
     let key = layout::job(&msg.job_id);
     let limit = e.max_failures.unwrap_or(UNREADABLE_JOB_MAX_FAILURES);
     let attempts = msg.failures.saturating_add(received.receive_count);
-    let error = format!("cannot load job {} ({}/{key}): {:#}", msg.job_id, shared.store.uri(), e.error);
+    let error = format!("cannot load job {} ({}/{key}): {}", msg.job_id, shared.store.uri(), fleetform_core::error_chain::render(e.error.as_ref()));
     warn!(job = %msg.job_id, %key, store = %shared.store.uri(), task = %msg.task_id, attempts, limit, "{error}");
     if attempts < limit {
         return Ok(shared.queue.extend(class, &received.handle, shared.cfg.lease).await.or_else(lease_lost_ok)?);

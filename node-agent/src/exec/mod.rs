@@ -196,7 +196,7 @@ async fn serve(shared: Arc<Shared>) -> Result<String> {
             tokio::spawn(async move {
                 let shared = slot.shared.clone();
                 if let Err(e) = handle_message(&shared, &mut slot, &class, msg).await {
-                    warn!("task handling failed: {e:#}");
+                    warn!("task handling failed: {}", fleetform_core::error_chain::render(e.as_ref()));
                 }
                 drop(slot);
             });
@@ -329,7 +329,7 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
             start_drain(&shared, "autoscaler", false);
         }
         if let Err(e) = heartbeat(&shared, false).await {
-            warn!("heartbeat failed: {e:#}");
+            warn!("heartbeat failed: {}", fleetform_core::error_chain::render(e.as_ref()));
         }
         reap_python_workers(&shared);
     }
