@@ -14,11 +14,11 @@ use fleetform_core::spec::{ClusterSpec, Market};
 use fleetform_core::task::NodeHeartbeat;
 use tokio::sync::OnceCell;
 
-use super::context::AwsContext;
-use super::names;
-use super::nodes::{self, FaultInjector, NoFaults};
-use super::observe;
-use super::placement::{self, NetworkInfo};
+use crate::aws::context::AwsContext;
+use crate::aws::names;
+use crate::aws::resources::nodes::{self, FaultInjector, NoFaults};
+use crate::aws::stages::live;
+use crate::aws::resources::placement::{self, NetworkInfo};
 use crate::autoscaler::decide::plan_launches;
 use crate::autoscaler::provider::{observed, ProviderNode};
 use crate::autoscaler::run::{load_state, pass, record_launch, save_state, watch};
@@ -76,7 +76,7 @@ impl NodeProvider for AwsProvider {
     async fn observe(&self, beats: &HashMap<String, NodeHeartbeat>) -> Result<Vec<ObservedNode>> {
         let now = Utc::now();
         let mut nodes = Vec::new();
-        for i in observe::instances(&self.ctx, None).await? {
+        for i in live::instances(&self.ctx, None).await? {
             let Some(t) = &i.node_type else { continue };
             if i.state == "terminated" {
                 give_back_leases(&self.store, &self.queue, &i.id, beats).await;
@@ -165,7 +165,7 @@ pub async fn apply_launch(
     let store = cluster_store(ctx).await?;
     let mut persisted = load_state(&store).await;
     let now = Utc::now();
-    let on_demand_alive = observe::instances(ctx, Some(node_type))
+    let on_demand_alive = live::instances(ctx, Some(node_type))
         .await?
         .iter()
         .filter(|i| i.is_active() && !i.spot)

@@ -24,8 +24,8 @@ use std::collections::BTreeSet;
 use anyhow::Result;
 use aws_sdk_ec2::types::Filter;
 
-use super::context::AwsContext;
-use super::errors::aws_err;
+use crate::aws::context::AwsContext;
+use crate::aws::errors::aws_err;
 
 /// What the spec asks for.
 #[derive(Debug, Clone, Default)]
@@ -54,7 +54,7 @@ impl Wanted {
             security_group_ids: e.security_group_ids,
             availability_zones: spec.provider.availability_zones.clone(),
             instance_connect_endpoint: spec.network.instance_connect_endpoint,
-            network_stack: super::names::StackKind::Network.stack_name(&spec.cluster_name),
+            network_stack: crate::aws::names::StackKind::Network.stack_name(&spec.cluster_name),
         })
     }
 }

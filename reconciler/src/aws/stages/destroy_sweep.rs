@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use super::context::AwsContext;
-use super::model::Desired;
-use super::observe;
+use crate::aws::context::AwsContext;
+use crate::aws::stages::state::Desired;
+use crate::aws::stages::live;
 
 pub async fn leftovers(ctx: &AwsContext, desired: &Desired) -> Result<BTreeMap<String, Vec<String>>> {
     let (stacks, instances, lts, queues) =
-        tokio::try_join!(observe::stacks(ctx), observe::instances(ctx, None), observe::launch_templates(ctx), observe::queues(ctx))?;
+        tokio::try_join!(live::stacks(ctx), live::instances(ctx, None), live::launch_templates(ctx), live::queues(ctx))?;
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut add = |k: &str, v: String| out.entry(k.to_string()).or_default().push(v);
     for (kind, s) in &stacks {
@@ -31,10 +31,10 @@ pub async fn leftovers(ctx: &AwsContext, desired: &Desired) -> Result<BTreeMap<S
     let vpcs = ctx
         .ec2
         .describe_vpcs()
-        .filters(observe::tag_filter(super::names::TAG_CLUSTER, ctx.cluster()))
+        .filters(live::tag_filter(crate::aws::names::TAG_CLUSTER, ctx.cluster()))
         .send()
         .await
-        .map_err(super::errors::aws_err("ec2:DescribeVpcs"))?;
+        .map_err(crate::aws::errors::aws_err("ec2:DescribeVpcs"))?;
     for v in vpcs.vpcs().iter().filter_map(|v| v.vpc_id()) {
         add("VPCs", v.to_string());
     }
@@ -42,10 +42,10 @@ pub async fn leftovers(ctx: &AwsContext, desired: &Desired) -> Result<BTreeMap<S
     let sgs = ctx
         .ec2
         .describe_security_groups()
-        .filters(observe::tag_filter(super::names::TAG_CLUSTER, ctx.cluster()))
+        .filters(live::tag_filter(crate::aws::names::TAG_CLUSTER, ctx.cluster()))
         .send()
         .await
-        .map_err(super::errors::aws_err("ec2:DescribeSecurityGroups"))?;
+        .map_err(crate::aws::errors::aws_err("ec2:DescribeSecurityGroups"))?;
     for g in sgs.security_groups().iter().filter_map(|g| g.group_id()) {
         add("security groups", g.to_string());
     }
@@ -67,11 +67,11 @@ pub async fn orphaned_network(ctx: &AwsContext) -> Result<Vec<String>> {
     }
     use aws_sdk_ec2::client::Waiters;
     use aws_sdk_ec2::types::Filter;
-    use super::errors::aws_err;
-    use super::names::TAG_CLUSTER;
+    use crate::aws::errors::aws_err;
+    use crate::aws::names::TAG_CLUSTER;
 
     let f = |n: &str, v: &str| Filter::builder().name(n).values(v).build();
-    let vpcs = ctx.ec2.describe_vpcs().filters(observe::tag_filter(TAG_CLUSTER, ctx.cluster())).send().await.map_err(aws_err("ec2:DescribeVpcs"))?;
+    let vpcs = ctx.ec2.describe_vpcs().filters(live::tag_filter(TAG_CLUSTER, ctx.cluster())).send().await.map_err(aws_err("ec2:DescribeVpcs"))?;
     let mut removed = Vec::new();
     for vpc in vpcs.vpcs().iter().filter_map(|v| v.vpc_id()) {
         if !tagged_for(v_tags(&vpcs, vpc), ctx.cluster()) {
@@ -92,7 +92,7 @@ pub async fn orphaned_network(ctx: &AwsContext) -> Result<Vec<String>> {
         if !nat_ids.is_empty() {
             let _ = ctx.ec2.wait_until_nat_gateway_deleted().set_nat_gateway_ids(Some(nat_ids)).wait(std::time::Duration::from_secs(600)).await;
         }
-        let eips = ctx.ec2.describe_addresses().filters(observe::tag_filter(TAG_CLUSTER, ctx.cluster())).send().await.map_err(aws_err("ec2:DescribeAddresses"))?;
+        let eips = ctx.ec2.describe_addresses().filters(live::tag_filter(TAG_CLUSTER, ctx.cluster())).send().await.map_err(aws_err("ec2:DescribeAddresses"))?;
         for a in eips.addresses() {
             if let Some(id) = a.allocation_id() {
                 ctx.ec2.release_address().allocation_id(id).send().await.map_err(aws_err("ec2:ReleaseAddress"))?;
@@ -171,7 +171,7 @@ fn v_tags<'a>(vpcs: &'a aws_sdk_ec2::operation::describe_vpcs::DescribeVpcsOutpu
 
 /// Belt and braces over the tag filter: a VPC is swept only when it carries the tag.
 fn tagged_for(tags: &[aws_sdk_ec2::types::Tag], cluster: &str) -> bool {
-    tags.iter().any(|t| t.key() == Some(super::names::TAG_CLUSTER) && t.value() == Some(cluster))
+    tags.iter().any(|t| t.key() == Some(crate::aws::names::TAG_CLUSTER) && t.value() == Some(cluster))
 }
 
 /// In an existing VPC: the security groups tagged for the cluster that the network stack
@@ -179,14 +179,14 @@ fn tagged_for(tags: &[aws_sdk_ec2::types::Tag], cluster: &str) -> bool {
 /// the user's — are never looked at.
 pub async fn orphaned_groups(ctx: &AwsContext, vpc: &str) -> Result<Vec<String>> {
     use aws_sdk_ec2::types::Filter;
-    use super::errors::aws_err;
-    use super::names::TAG_CLUSTER;
+    use crate::aws::errors::aws_err;
+    use crate::aws::names::TAG_CLUSTER;
 
     let sgs = ctx
         .ec2
         .describe_security_groups()
         .filters(Filter::builder().name("vpc-id").values(vpc).build())
-        .filters(observe::tag_filter(TAG_CLUSTER, ctx.cluster()))
+        .filters(live::tag_filter(TAG_CLUSTER, ctx.cluster()))
         .send()
         .await
         .map_err(aws_err("ec2:DescribeSecurityGroups"))?;

@@ -10,13 +10,13 @@ use fleetform_core::instance::Arch;
 use fleetform_core::spec::{al2023_parameter, ImageSpec, Market};
 use fleetform_core::ClusterSpec;
 
-use super::context::AwsContext;
-use super::errors::aws_err;
-use super::iam::Scope;
-use super::launch_templates::{desired_facts, FactsInput};
-use super::model::{Desired, DesiredArtifact, DesiredLaunchTemplate, DesiredNodeGroup, DesiredStack, Purpose, RemovedArtifact};
-use super::names::{self, Role, StackKind};
-use super::{queues, render, userdata};
+use crate::aws::context::AwsContext;
+use crate::aws::errors::aws_err;
+use crate::aws::resources::iam_policies::Scope;
+use crate::aws::resources::launch_templates::{desired_facts, FactsInput};
+use crate::aws::stages::state::{Desired, DesiredArtifact, DesiredLaunchTemplate, DesiredNodeGroup, DesiredStack, Purpose, RemovedArtifact};
+use crate::aws::names::{self, Role, StackKind};
+use crate::aws::resources::{queues, stack_templates, user_data};
 
 /// Where the cluster lives, as far as ARNs are concerned.
 #[derive(Debug, Clone)]
@@ -47,7 +47,7 @@ pub struct Resolved {
     /// The bucket exists but no fleetform data stack owns it: use it, never delete it.
     pub external_bucket: bool,
     /// An existing VPC's checks (`network.vpc_id`); None for a created network.
-    pub existing_network: Option<super::existing_network::Report>,
+    pub existing_network: Option<crate::aws::resources::existing_network::Report>,
 }
 
 pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
@@ -67,7 +67,7 @@ pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
     d.stacks.push(DesiredStack {
         kind: StackKind::Network,
         name: StackKind::Network.stack_name(cluster),
-        template: render::network_template(spec, r.existing_network.as_ref().and_then(|n| n.reuse_endpoint.as_ref()))?,
+        template: stack_templates::network_template(spec, r.existing_network.as_ref().and_then(|n| n.reuse_endpoint.as_ref()))?,
     });
     if r.external_bucket {
         d.notes.push(format!("bucket {bucket} already exists outside fleetform: it is used as is and never deleted"));
@@ -75,7 +75,7 @@ pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
         d.stacks.push(DesiredStack {
             kind: StackKind::Data,
             name: StackKind::Data.stack_name(cluster),
-            template: render::data_template(cluster, &bucket, true)?,
+            template: stack_templates::data_template(cluster, &bucket, true)?,
         });
     }
     d.queues = queues::desired(spec, &env.partition, &env.region, &env.account);
@@ -103,13 +103,13 @@ pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
         job_inputs: access.inputs,
         job_outputs: access.outputs,
     };
-    d.stacks.push(DesiredStack { kind: StackKind::Iam, name: StackKind::Iam.stack_name(cluster), template: render::iam_template(&scope)? });
+    d.stacks.push(DesiredStack { kind: StackKind::Iam, name: StackKind::Iam.stack_name(cluster), template: stack_templates::iam_template(&scope)? });
     d.artifacts = r.artifacts.clone();
     d.removed_artifacts = r.removed_artifacts.clone();
     for (name, t) in &spec.available_node_types {
         let is_head = *name == spec.head_node_type;
         let image = r.images.get(name).with_context(|| format!("no image resolved for node type `{name}`"))?;
-        let user_data = userdata::render_user_data(spec, name, &env.region)?;
+        let user_data = user_data::render_user_data(spec, name, &env.region)?;
         let sg_output = if is_head { "HeadSecurityGroupId" } else { "WorkerSecurityGroupId" };
         let facts = desired_facts(FactsInput {
             image_id: &image.id,

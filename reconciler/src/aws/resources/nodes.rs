@@ -30,12 +30,12 @@ use aws_sdk_ec2::types::{
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use fleetform_core::spec::Market;
 
-use super::context::AwsContext;
-use super::errors::{aws_err, from_ec2_code, is_missing_spot_role, is_quota_code, is_shortage, quota_advice, AwsError};
-use super::launch_templates::{self, sha256_hex};
-use super::names;
-use super::observe;
-use super::placement::NetworkInfo;
+use crate::aws::context::AwsContext;
+use crate::aws::errors::{aws_err, from_ec2_code, is_missing_spot_role, is_quota_code, is_shortage, quota_advice, AwsError};
+use crate::aws::resources::launch_templates::{self, sha256_hex};
+use crate::aws::names;
+use crate::aws::stages::live;
+use crate::aws::resources::placement::NetworkInfo;
 use crate::autoscaler::provider::LaunchFailure;
 use crate::autoscaler::{
     CapacityError, FailedOffering, Launch, LaunchReport, LaunchedNode, Offering,
@@ -163,7 +163,7 @@ pub async fn launch(
         return Ok(report);
     }
     let (lt_id, lt_version) = launch_templates::current(ctx, node_type).await?;
-    let existing = observe::instances(ctx, Some(node_type)).await?;
+    let existing = live::instances(ctx, Some(node_type)).await?;
     let mut ids: Vec<&str> = existing.iter().map(|i| i.id.as_str()).collect();
     ids.sort();
     let tags: Vec<Tag> = names::node_tags(&ctx.spec, node_type, lt_version)
