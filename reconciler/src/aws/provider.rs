@@ -136,7 +136,8 @@ async fn give_back_leases(
         ),
         Err(e) => tracing::warn!(
             instance,
-            "terminated instance: its leases could not be given back: {e:#}"
+            "terminated instance: its leases could not be given back: {}",
+            crate::errors::render(&e)
         ),
     }
 }

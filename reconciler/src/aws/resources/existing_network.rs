@@ -500,7 +500,7 @@ async fn connect_endpoints(ctx: &AwsContext, vpc: &[String]) -> ConnectEndpoints
         .await
         .map_err(aws_err("ec2:DescribeInstanceConnectEndpoints"));
     match answer {
-        Err(e) => ConnectEndpoints::Unknown(format!("{e:#}")),
+        Err(e) => ConnectEndpoints::Unknown(crate::errors::render(&e)),
         Ok(out) => ConnectEndpoints::Known(
             out.instance_connect_endpoints()
                 .iter()
