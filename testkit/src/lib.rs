@@ -8,8 +8,8 @@
 //!   shipped crate has a test that there are none (for fleetform-core it is below, since
 //!   core cannot dev-depend on this crate, which depends on it).
 //!
-//! The AWS fault injectors stay beside the tests that use them (`tests/e2e/faults.rs`),
-//! behind the `FaultInjector` seam of `reconciler/src/aws/nodes.rs`.
+//! The AWS fault injectors stay beside the tests that use them (`tests/e2e/faults.rs`):
+//! SDK interceptors on the clients, so shipped code has no seam for them.
 
 pub mod imds;
 pub mod module_cycles;

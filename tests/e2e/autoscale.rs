@@ -2,7 +2,6 @@
 //! instances of the right node type and market, an injected capacity shortage falls back
 //! to on-demand, idle nodes are terminated; locally, agents come and go with the work.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -143,12 +142,12 @@ fn aws_demand_launches_the_right_type_falls_back_and_scales_idle_nodes_down() {
         let ctx2 = fleetform::aws::AwsContext::connect_with(
             &spec_more,
             moto.sdk_config().await,
-            ContextOptions::default(),
+            ContextOptions { interceptors: vec![faults.interceptor()] },
         )
         .await
         .unwrap();
-        let provider2 =
-            AwsProvider::new(ctx2, store.clone(), queue.clone()).with_faults(Arc::new(faults));
+        faults.learn_zones(&placement::network(&ctx2).await.unwrap().subnets);
+        let provider2 = AwsProvider::new(ctx2, store.clone(), queue.clone());
         let ctx2 = provider2.context();
         fleetform_agent::jobs::submit(&store, &queue, intel_job(200, &f.dir.path().join("out2")))
             .await

@@ -3,7 +3,6 @@
 //! Each test starts its own server, so they run in parallel.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use aws_sdk_ec2::types::Filter;
 use chrono::Utc;
@@ -11,6 +10,7 @@ use fleetform::autoscaler::decide::plan_launches;
 use fleetform::autoscaler::run::record_launch;
 use fleetform::autoscaler::policy::FailureKind;
 use fleetform::autoscaler::{AutoscalerState, CapacityError, NodeProvider};
+use fleetform::aws::resources::placement;
 use fleetform::aws::stages::live;
 use fleetform::aws::{AwsContext, AwsProvider, ContextOptions};
 use fleetform_agent::queue::{sqs::SqsQueue, Queue};
@@ -357,20 +357,22 @@ pub(crate) async fn connect(moto: &Moto, f: &Fixture, options: ContextOptions) -
     AwsContext::connect_with(&spec, moto.sdk_config().await, options).await.unwrap()
 }
 
-/// A provider of the fixture's cluster over moto, with `faults` at the EC2 boundary and
-/// `recorder` on its clients.
+/// A provider of the fixture's cluster over moto, with `faults` and `recorder` on its
+/// clients.
 pub(crate) async fn provider(moto: &Moto, f: &Fixture, faults: CapacityShortage, recorder: &LaunchRecorder) -> AwsProvider {
     provider_with(moto, f, faults, recorder.options()).await
 }
 
 /// [`provider`] with any interceptors on its clients.
-pub(crate) async fn provider_with(moto: &Moto, f: &Fixture, faults: CapacityShortage, options: ContextOptions) -> AwsProvider {
+pub(crate) async fn provider_with(moto: &Moto, f: &Fixture, faults: CapacityShortage, mut options: ContextOptions) -> AwsProvider {
+    options.interceptors.insert(0, faults.interceptor());
     let ctx = connect(moto, f, options).await;
+    faults.learn_zones(&placement::network(&ctx).await.unwrap().subnets);
     let config = moto.sdk_config().await;
     let uri = format!("s3://{}/{}", ctx.spec.storage.bucket.clone().unwrap(), ctx.spec.cluster_name);
     let store = Store::open_with(&config, &uri).await.unwrap();
     let queue = Queue::Sqs(SqsQueue::new(&config, &ctx.spec.cluster_name));
-    AwsProvider::new(ctx, store, queue).with_faults(Arc::new(faults))
+    AwsProvider::new(ctx, store, queue)
 }
 
 #[test]

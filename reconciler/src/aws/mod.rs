@@ -33,6 +33,5 @@ pub mod resources;
 pub mod stages;
 
 pub use context::{AwsContext, ContextOptions};
-pub use resources::nodes::{FaultInjector, NoFaults};
 pub use provider::AwsProvider;
 pub use stages::plan::Plan;

@@ -3,7 +3,6 @@
 //! launches, which plan with the same persisted capacity cache as the autoscaler.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -16,7 +15,7 @@ use tokio::sync::OnceCell;
 
 use crate::aws::context::AwsContext;
 use crate::aws::names;
-use crate::aws::resources::nodes::{self, FaultInjector, NoFaults};
+use crate::aws::resources::nodes;
 use crate::aws::stages::live;
 use crate::aws::resources::placement::{self, NetworkInfo};
 use crate::autoscaler::decide::plan_launches;
@@ -29,7 +28,6 @@ pub struct AwsProvider {
     ctx: AwsContext,
     store: Store,
     queue: Queue,
-    faults: Arc<dyn FaultInjector>,
     network: OnceCell<NetworkInfo>,
 }
 
@@ -39,15 +37,8 @@ impl AwsProvider {
             ctx,
             store,
             queue,
-            faults: Arc::new(NoFaults),
             network: OnceCell::new(),
         }
-    }
-
-    /// Make chosen offerings fail at the EC2 boundary (tests: moto has no capacity errors).
-    pub fn with_faults(mut self, faults: Arc<dyn FaultInjector>) -> Self {
-        self.faults = faults;
-        self
     }
 
     pub fn context(&self) -> &AwsContext {
@@ -104,7 +95,7 @@ impl NodeProvider for AwsProvider {
 
     async fn launch(&self, launch: &Launch) -> Result<LaunchReport> {
         let net = self.network().await?;
-        nodes::launch(&self.ctx, net, self.faults.as_ref(), launch).await
+        nodes::launch(&self.ctx, net, launch).await
     }
 
     async fn terminate(&self, node_ids: &[String]) -> Result<()> {
@@ -186,7 +177,7 @@ pub async fn apply_launch(
     let net = placement::network(ctx).await?;
     let mut failed = None;
     for l in &plan.launches {
-        match nodes::launch(ctx, &net, &NoFaults, l).await {
+        match nodes::launch(ctx, &net, l).await {
             Ok(r) => {
                 record_launch(&mut persisted.state, l, &r, now);
                 report.launched.extend(r.launched);

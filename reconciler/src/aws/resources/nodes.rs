@@ -19,7 +19,10 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
+use aws_sdk_ec2::operation::create_fleet::builders::CreateFleetFluentBuilder;
+use aws_sdk_ec2::operation::create_fleet::CreateFleetOutput;
+use aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder;
 use aws_sdk_ec2::types::{
     DefaultTargetCapacityType, FleetLaunchTemplateConfigRequest,
     FleetLaunchTemplateOverridesRequest, FleetLaunchTemplateSpecificationRequest, FleetType,
@@ -31,7 +34,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use fleetform_core::spec::Market;
 
 use crate::aws::context::AwsContext;
-use crate::aws::errors::{aws_err, from_ec2_code, is_missing_spot_role, is_quota_code, is_shortage, quota_advice, AwsError};
+use crate::aws::errors::{aws_err, from_answer, is_missing_spot_role, is_quota_code, is_shortage, quota_advice, AwsError};
 use crate::aws::resources::launch_templates::{self, sha256_hex};
 use crate::aws::names;
 use crate::aws::stages::live;
@@ -40,24 +43,6 @@ use crate::autoscaler::provider::LaunchFailure;
 use crate::autoscaler::{
     CapacityError, FailedOffering, Launch, LaunchReport, LaunchedNode, Offering,
 };
-
-/// The EC2 launch boundary's fault hook. moto never runs out of capacity, so tests make
-/// chosen offerings fail the way EC2 does, just before the request (the injectors live in
-/// the tests).
-pub trait FaultInjector: Send + Sync {
-    /// The EC2 error code launching `offering` (its zone set) should fail with, if any.
-    fn launch_error(&self, offering: &Offering) -> Option<String>;
-}
-
-/// Production: EC2 decides.
-#[derive(Debug, Default)]
-pub struct NoFaults;
-
-impl FaultInjector for NoFaults {
-    fn launch_error(&self, _: &Offering) -> Option<String> {
-        None
-    }
-}
 
 /// How EC2's capacity and quota codes map onto the autoscaler's: quotas are
 /// `QuotaExceeded`, spot pools that are short or capped `SpotUnavailable`, everything else
@@ -82,7 +67,7 @@ struct Placement {
 }
 
 impl Placement {
-    /// The offering in this placement's zone, as the fault hook sees it.
+    /// The offering in this placement's zone (what a failure there is cached as).
     fn zoned(&self) -> Offering {
         Offering {
             zone: Some(self.zone.clone()),
@@ -140,7 +125,6 @@ struct Request<'a> {
     /// The launch decision's number ([`Launch::decision`]).
     decision: String,
     generation: String,
-    faults: &'a dyn FaultInjector,
 }
 
 /// Launch exactly `launch`: `launch.count` nodes, spot offerings first (CreateFleet), then
@@ -150,7 +134,6 @@ struct Request<'a> {
 pub async fn launch(
     ctx: &AwsContext,
     net: &NetworkInfo,
-    faults: &dyn FaultInjector,
     launch: &Launch,
 ) -> Result<LaunchReport> {
     let node_type = launch.node_type.as_str();
@@ -178,7 +161,6 @@ pub async fn launch(
         security_groups: net.security_groups(node_type == ctx.spec.head_node_type),
         decision: launch.decision.to_string(),
         generation: sha256_hex(ids.join(",").as_bytes()),
-        faults,
     };
     tracing::info!(node_type, count = launch.count, reason = %launch.reason, "launching nodes");
     let mut left = launch.count;
@@ -243,6 +225,8 @@ fn no_capacity(p: &Placement, code: &str, report: &mut LaunchReport) {
 }
 
 /// CreateFleet `instant` for spot capacity over `placements`; returns how many launched.
+/// The placements EC2 had no capacity for come back in the answer's errors: reported and
+/// cached like a RunInstances shortage.
 async fn spot_fleet(
     ctx: &AwsContext,
     req: &Request<'_>,
@@ -250,84 +234,22 @@ async fn spot_fleet(
     count: u32,
     report: &mut LaunchReport,
 ) -> Result<u32> {
-    let mut usable = Vec::new();
-    for p in placements {
-        match req.faults.launch_error(&p.zoned()) {
-            Some(code) if is_missing_spot_role(&code, "") => return Err(AwsError::SpotServiceLinkedRole { detail: code }.into()),
-            Some(code) if is_shortage(&code) => no_capacity(&p, &code, report),
-            Some(code) => {
-                return Err(anyhow::Error::new(from_ec2_code("ec2:CreateFleet", &code))
-                    .context(format!("node type `{}` on {} in {}", req.node_type, p.offering, p.subnet_id)))
-            }
-            None => usable.push(p),
-        }
-    }
-    if usable.is_empty() {
-        return Ok(0);
-    }
-    let overrides: Vec<FleetLaunchTemplateOverridesRequest> = usable
-        .iter()
-        .map(|p| {
-            FleetLaunchTemplateOverridesRequest::builder()
-                .instance_type(InstanceType::from(p.offering.instance_type.as_str()))
-                .subnet_id(&p.subnet_id)
-                .build()
-        })
-        .collect();
-    let described: Vec<String> = usable
-        .iter()
-        .map(|p| format!("{}@{}", p.offering.instance_type, p.subnet_id))
-        .collect();
-    let version = req.lt_version.to_string();
+    let res = create_fleet(ctx, req, &placements, count).await?;
+    let got = fleet_instances(&res, &placements, report);
+    fleet_errors(req, &res, &placements, got, report)?;
+    Ok(got.min(count))
+}
+
+/// One CreateFleet, sent again while EC2 does not yet accept the new instance profile.
+async fn create_fleet(
+    ctx: &AwsContext,
+    req: &Request<'_>,
+    placements: &[Placement],
+    count: u32,
+) -> Result<CreateFleetOutput> {
     let mut attempt = 0;
-    let res = loop {
-        let count_s = count.to_string();
-        let attempt_s = attempt.to_string();
-        let token = idempotency_token(&[
-            ctx.cluster(),
-            req.node_type,
-            "spot",
-            &req.decision,
-            &req.generation,
-            &count_s,
-            &version,
-            &described.join(","),
-            &attempt_s,
-        ]);
-        let res = ctx
-            .ec2
-            .create_fleet()
-            .r#type(FleetType::Instant)
-            .client_token(token)
-            .launch_template_configs(
-                FleetLaunchTemplateConfigRequest::builder()
-                    .launch_template_specification(
-                        FleetLaunchTemplateSpecificationRequest::builder()
-                            .launch_template_id(&req.lt_id)
-                            .version(&version)
-                            .build(),
-                    )
-                    .set_overrides(Some(overrides.clone()))
-                    .build(),
-            )
-            .target_capacity_specification(
-                TargetCapacitySpecificationRequest::builder()
-                    .total_target_capacity(count as i32)
-                    .spot_target_capacity(count as i32)
-                    .on_demand_target_capacity(0)
-                    .default_target_capacity_type(DefaultTargetCapacityType::Spot)
-                    .build(),
-            )
-            .spot_options(
-                SpotOptionsRequest::builder()
-                    .allocation_strategy(SpotAllocationStrategy::PriceCapacityOptimized)
-                    .build(),
-            )
-            // `instant` fleets accept only `instance` and `fleet` here (EC2 API reference,
-            // CreateFleet TagSpecifications); the volume and network interface get the
-            // launch template's tags, which AWS authorizes as this request's.
-            .tag_specifications(tagged(ResourceType::Instance, &req.tags))
-            .tag_specifications(tagged(ResourceType::Fleet, &req.tags))
+    loop {
+        let res = fleet_request(ctx, req, placements, count, attempt)
             .send()
             .await
             .map_err(aws_err("ec2:CreateFleet"))?;
@@ -342,17 +264,96 @@ async fn spot_fleet(
             tokio::time::sleep(PROFILE_PROPAGATION_DELAY).await;
             continue;
         }
-        break res;
-    };
-    let placed = |instance_type: Option<&str>, subnet: Option<&str>| {
-        usable
-            .iter()
-            .find(|p| {
-                Some(p.subnet_id.as_str()) == subnet
-                    && instance_type.is_none_or(|t| t == p.offering.instance_type)
-            })
-            .or_else(|| usable.iter().find(|p| Some(p.subnet_id.as_str()) == subnet))
-    };
+        return Ok(res);
+    }
+}
+
+/// The CreateFleet request: every placement an override, all of `count` spot.
+fn fleet_request(
+    ctx: &AwsContext,
+    req: &Request<'_>,
+    placements: &[Placement],
+    count: u32,
+    attempt: u32,
+) -> CreateFleetFluentBuilder {
+    let overrides: Vec<FleetLaunchTemplateOverridesRequest> = placements
+        .iter()
+        .map(|p| {
+            FleetLaunchTemplateOverridesRequest::builder()
+                .instance_type(InstanceType::from(p.offering.instance_type.as_str()))
+                .subnet_id(&p.subnet_id)
+                .build()
+        })
+        .collect();
+    let described: Vec<String> = placements
+        .iter()
+        .map(|p| format!("{}@{}", p.offering.instance_type, p.subnet_id))
+        .collect();
+    let version = req.lt_version.to_string();
+    let token = idempotency_token(&[
+        ctx.cluster(),
+        req.node_type,
+        "spot",
+        &req.decision,
+        &req.generation,
+        &count.to_string(),
+        &version,
+        &described.join(","),
+        &attempt.to_string(),
+    ]);
+    ctx.ec2
+        .create_fleet()
+        .r#type(FleetType::Instant)
+        .client_token(token)
+        .launch_template_configs(
+            FleetLaunchTemplateConfigRequest::builder()
+                .launch_template_specification(
+                    FleetLaunchTemplateSpecificationRequest::builder()
+                        .launch_template_id(&req.lt_id)
+                        .version(&version)
+                        .build(),
+                )
+                .set_overrides(Some(overrides))
+                .build(),
+        )
+        .target_capacity_specification(
+            TargetCapacitySpecificationRequest::builder()
+                .total_target_capacity(count as i32)
+                .spot_target_capacity(count as i32)
+                .on_demand_target_capacity(0)
+                .default_target_capacity_type(DefaultTargetCapacityType::Spot)
+                .build(),
+        )
+        .spot_options(
+            SpotOptionsRequest::builder()
+                .allocation_strategy(SpotAllocationStrategy::PriceCapacityOptimized)
+                .build(),
+        )
+        // `instant` fleets accept only `instance` and `fleet` here (EC2 API reference,
+        // CreateFleet TagSpecifications); the volume and network interface get the
+        // launch template's tags, which AWS authorizes as this request's.
+        .tag_specifications(tagged(ResourceType::Instance, &req.tags))
+        .tag_specifications(tagged(ResourceType::Fleet, &req.tags))
+}
+
+/// The placement a CreateFleet instance or error names (by subnet, and by instance type
+/// when the answer gives one).
+fn placed<'a>(
+    placements: &'a [Placement],
+    instance_type: Option<&str>,
+    subnet: Option<&str>,
+) -> Option<&'a Placement> {
+    placements
+        .iter()
+        .find(|p| {
+            Some(p.subnet_id.as_str()) == subnet
+                && instance_type.is_none_or(|t| t == p.offering.instance_type)
+        })
+        .or_else(|| placements.iter().find(|p| Some(p.subnet_id.as_str()) == subnet))
+}
+
+/// The instances a CreateFleet launched, into the report; returns how many.
+fn fleet_instances(res: &CreateFleetOutput, placements: &[Placement], report: &mut LaunchReport) -> u32 {
     let mut got = 0;
     for i in res.instances() {
         let ov = i
@@ -362,8 +363,8 @@ async fn spot_fleet(
             .instance_type()
             .map(|t| t.as_str().to_string())
             .unwrap_or_default();
-        let zone =
-            placed(Some(&instance_type), ov.and_then(|o| o.subnet_id())).map(|p| p.zone.clone());
+        let zone = placed(placements, Some(&instance_type), ov.and_then(|o| o.subnet_id()))
+            .map(|p| p.zone.clone());
         for id in i.instance_ids() {
             report.launched.push(LaunchedNode {
                 id: id.clone(),
@@ -374,6 +375,20 @@ async fn spot_fleet(
             got += 1;
         }
     }
+    got
+}
+
+/// The errors of a CreateFleet answer: a shortage is reported and cached like any other;
+/// a missing spot service-linked role, or any other error when nothing launched, fails
+/// the launch (typed, as the same code in an SDK error would); after a partial launch, the
+/// rest is a message.
+fn fleet_errors(
+    req: &Request<'_>,
+    res: &CreateFleetOutput,
+    placements: &[Placement],
+    got: u32,
+    report: &mut LaunchReport,
+) -> Result<()> {
     for e in res.errors() {
         let code = e.error_code().unwrap_or("UnknownError");
         let message = e.error_message().unwrap_or_default();
@@ -390,20 +405,16 @@ async fn spot_fleet(
             instance_type.unwrap_or("an instance type"),
             subnet.unwrap_or("a subnet")
         );
-        match placed(instance_type, subnet) {
+        match placed(placements, instance_type, subnet) {
             Some(p) if is_shortage(code) => no_capacity(p, code, report),
-            _ if got == 0 => bail!(
-                "ec2:CreateFleet for node type `{}` failed on {what}: {code}: {}",
-                req.node_type,
-                e.error_message().unwrap_or_default()
-            ),
-            _ => report.messages.push(format!(
-                "{what}: {code}: {}",
-                e.error_message().unwrap_or_default()
-            )),
+            _ if got == 0 => {
+                return Err(anyhow::Error::new(from_answer("ec2:CreateFleet", code, message))
+                    .context(format!("node type `{}` on {what}", req.node_type)))
+            }
+            _ => report.messages.push(format!("{what}: {code}: {message}")),
         }
     }
-    Ok(got.min(count))
+    Ok(())
 }
 
 /// RunInstances for one on-demand offering. `Ok(Err(code))` is "no capacity here".
@@ -413,61 +424,9 @@ async fn run_instances(
     p: &Placement,
     count: u32,
 ) -> Result<std::result::Result<Vec<LaunchedNode>, String>> {
-    match req.faults.launch_error(&p.zoned()) {
-        Some(code) if is_shortage(&code) => return Ok(Err(code)),
-        Some(code) => {
-            return Err(anyhow::Error::new(from_ec2_code("ec2:RunInstances", &code))
-                .context(format!("node type `{}` on {} in {}", req.node_type, p.offering, p.subnet_id)))
-        }
-        None => {}
-    }
-    let version = req.lt_version.to_string();
     let mut attempt = 0;
     loop {
-        let count_s = count.to_string();
-        let attempt_s = attempt.to_string();
-        let token = idempotency_token(&[
-            ctx.cluster(),
-            req.node_type,
-            "on-demand",
-            &req.decision,
-            &req.generation,
-            &count_s,
-            &version,
-            &p.offering.instance_type,
-            &p.subnet_id,
-            &attempt_s,
-        ]);
-        let res = ctx
-            .ec2
-            .run_instances()
-            .launch_template(
-                LaunchTemplateSpecification::builder()
-                    .launch_template_id(&req.lt_id)
-                    .version(&version)
-                    .build(),
-            )
-            .instance_type(InstanceType::from(p.offering.instance_type.as_str()))
-            .min_count(1)
-            .max_count(count as i32)
-            .client_token(token)
-            // Explicit, not only in the launch template: real AWS honours both, and moto
-            // (whose CFN subnets always map public IPs) only this one.
-            .network_interfaces(
-                InstanceNetworkInterfaceSpecification::builder()
-                    .device_index(0)
-                    .subnet_id(&p.subnet_id)
-                    .set_groups(Some(req.security_groups.clone()))
-                    .associate_public_ip_address(false)
-                    .delete_on_termination(true)
-                    .build(),
-            )
-            .tag_specifications(tagged(ResourceType::Instance, &req.tags))
-            .tag_specifications(tagged(ResourceType::Volume, &req.tags))
-            .tag_specifications(tagged(ResourceType::NetworkInterface, &req.tags))
-            .send()
-            .await;
-        match res {
+        match run_request(ctx, req, p, count, attempt).send().await {
             Ok(r) => {
                 return Ok(Ok(r
                     .instances()
@@ -490,9 +449,61 @@ async fn run_instances(
                 attempt += 1;
                 tokio::time::sleep(PROFILE_PROPAGATION_DELAY).await;
             }
-            Err(e) => return Err(aws_err("ec2:RunInstances")(e)),
+            Err(e) => {
+                return Err(aws_err("ec2:RunInstances")(e)
+                    .context(format!("node type `{}` on {} in {}", req.node_type, p.offering, p.subnet_id)))
+            }
         }
     }
+}
+
+/// The RunInstances request for one placement: up to `count` nodes, at least one.
+fn run_request(
+    ctx: &AwsContext,
+    req: &Request<'_>,
+    p: &Placement,
+    count: u32,
+    attempt: u32,
+) -> RunInstancesFluentBuilder {
+    let version = req.lt_version.to_string();
+    let token = idempotency_token(&[
+        ctx.cluster(),
+        req.node_type,
+        "on-demand",
+        &req.decision,
+        &req.generation,
+        &count.to_string(),
+        &version,
+        &p.offering.instance_type,
+        &p.subnet_id,
+        &attempt.to_string(),
+    ]);
+    ctx.ec2
+        .run_instances()
+        .launch_template(
+            LaunchTemplateSpecification::builder()
+                .launch_template_id(&req.lt_id)
+                .version(&version)
+                .build(),
+        )
+        .instance_type(InstanceType::from(p.offering.instance_type.as_str()))
+        .min_count(1)
+        .max_count(count as i32)
+        .client_token(token)
+        // Explicit, not only in the launch template: real AWS honours both, and moto
+        // (whose CFN subnets always map public IPs) only this one.
+        .network_interfaces(
+            InstanceNetworkInterfaceSpecification::builder()
+                .device_index(0)
+                .subnet_id(&p.subnet_id)
+                .set_groups(Some(req.security_groups.clone()))
+                .associate_public_ip_address(false)
+                .delete_on_termination(true)
+                .build(),
+        )
+        .tag_specifications(tagged(ResourceType::Instance, &req.tags))
+        .tag_specifications(tagged(ResourceType::Volume, &req.tags))
+        .tag_specifications(tagged(ResourceType::NetworkInterface, &req.tags))
 }
 
 /// Terminate instances (any state; already-gone ones are fine).
