@@ -14,7 +14,7 @@ use crate::aws::context::AwsContext;
 use crate::aws::errors::aws_err;
 use crate::aws::resources::iam_policies::Scope;
 use crate::aws::resources::launch_templates::{desired_facts, FactsInput};
-use crate::aws::stages::state::{Desired, DesiredArtifact, DesiredLaunchTemplate, DesiredNodeGroup, DesiredStack, Purpose, RemovedArtifact};
+use crate::aws::stages::state::{Desired, DesiredArtifact, DesiredLaunchTemplate, DesiredNodeGroup, DesiredQueue, DesiredStack, Purpose, RemovedArtifact};
 use crate::aws::names::{self, Role, StackKind};
 use crate::aws::resources::{queues, stack_templates, user_data};
 
@@ -56,7 +56,6 @@ pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
     let prefix = names::store_prefix(spec);
     let mut d = Desired::empty(cluster, Purpose::Apply);
     d.notes = r.notes.clone();
-    let existing = spec.network.existing();
     if let Some(report) = &r.existing_network {
         if report.errors.is_empty() {
             d.notes.push(report.summary.clone());
@@ -79,17 +78,30 @@ pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
         });
     }
     d.queues = queues::desired(spec, &env.partition, &env.region, &env.account);
+    let scope = iam_scope(spec, env, r, &d.queues, bucket, prefix)?;
+    d.stacks.push(DesiredStack { kind: StackKind::Iam, name: StackKind::Iam.stack_name(cluster), template: stack_templates::iam_template(&scope)? });
+    d.artifacts = r.artifacts.clone();
+    d.removed_artifacts = r.removed_artifacts.clone();
+    node_types(spec, env, r, &mut d)?;
+    Ok(d)
+}
+
+/// What the IAM policies are scoped to: the cluster's bucket, prefix, queues, images,
+/// an existing network's subnets and groups, and the jobs' inputs and outputs.
+fn iam_scope(spec: &ClusterSpec, env: &Env, r: &Resolved, queues: &[DesiredQueue], bucket: String, prefix: String) -> Result<Scope> {
+    let cluster = &spec.cluster_name;
+    let existing = spec.network.existing();
     let images: BTreeSet<String> = r.images.values().map(|i| i.id.clone()).collect();
     let parameters: BTreeSet<String> = r.images.values().filter_map(|i| i.parameter.clone()).collect();
     let access = WorkerAccess::of(spec).context("the aws provider needs `storage.bucket`")?;
-    let scope = Scope {
+    Ok(Scope {
         partition: env.partition.clone(),
         region: env.region.clone(),
         account: env.account.clone(),
         cluster: cluster.clone(),
         bucket,
         prefix,
-        queues: d.queues.iter().map(|q| q.name.clone()).collect(),
+        queues: queues.iter().map(|q| q.name.clone()).collect(),
         images: images.into_iter().collect(),
         ssm_parameters: parameters.into_iter().collect(),
         existing_network: existing
@@ -102,10 +114,12 @@ pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
         spot: spec.available_node_types.values().any(|t| t.node_config.market == Market::Spot),
         job_inputs: access.inputs,
         job_outputs: access.outputs,
-    };
-    d.stacks.push(DesiredStack { kind: StackKind::Iam, name: StackKind::Iam.stack_name(cluster), template: stack_templates::iam_template(&scope)? });
-    d.artifacts = r.artifacts.clone();
-    d.removed_artifacts = r.removed_artifacts.clone();
+    })
+}
+
+/// Each node type's launch template and node group.
+fn node_types(spec: &ClusterSpec, env: &Env, r: &Resolved, d: &mut Desired) -> Result<()> {
+    let cluster = &spec.cluster_name;
     for (name, t) in &spec.available_node_types {
         let is_head = *name == spec.head_node_type;
         let image = r.images.get(name).with_context(|| format!("no image resolved for node type `{name}`"))?;
@@ -131,7 +145,7 @@ pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
             instance_types: t.node_config.instance_types.clone(),
         });
     }
-    Ok(d)
+    Ok(())
 }
 
 /// Resolve every node type's image: `al2023` through the public SSM parameter of its
