@@ -82,7 +82,8 @@ pub async fn update(ctx: &AwsContext, url: &str, q: &DesiredQueue) -> Result<()>
 pub async fn delete(ctx: &AwsContext, url: &str) -> Result<()> {
     match ctx.sqs.delete_queue().queue_url(url).send().await {
         Ok(_) => Ok(()),
-        Err(e) if e.as_service_error().is_some_and(|s| s.to_string().contains("NonExistentQueue")) => Ok(()),
+        // The SDK maps SQS's `AWS.SimpleQueueService.NonExistentQueue` to this variant.
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_queue_does_not_exist()) => Ok(()),
         Err(e) => Err(aws_err("sqs:DeleteQueue")(e)),
     }
 }
