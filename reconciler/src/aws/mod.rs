@@ -8,11 +8,16 @@
 //! The path of `fleetform plan | apply | destroy` ([`commands`]), top-down:
 //!
 //! ```text
-//!   cluster.yaml ──► stages::desired ─┐  (rendered, resolved: what the spec wants)
-//!                                     ├─► stages::diff ──► stages::plan ──► stages::apply
-//!   AWS ─────────► stages::live ──────┘  (pure)             (data, printed)  (the plan, in
-//!                  (observed by tags                                          dependency order)
-//!                   and names)                                   destroy ──► stages::destroy_sweep
+//!   cluster.yaml ──► stages::desired ──┐
+//!                    (spec rendered,   │
+//!                     AMIs resolved)   ├──► stages::diff ──► stages::plan ──► stages::apply
+//!                                      │    (pure)           (data, shown)    (exactly the plan,
+//!   AWS ───────────► stages::live ─────┘                                      in dependency order)
+//!                    (by tags and names,                                            │
+//!                     no state file)                       after a destroy: stages::destroy_sweep
+//!
+//!   live reads AWS and apply changes it through resources::{stacks, queues, store_artifacts,
+//!   launch_templates, nodes, ...}: one module per kind of resource.
 //! ```
 //!
 //! [`stages`] are the steps of that path and the data between them ([`stages::state`]:
