@@ -2,7 +2,7 @@
 # install-binary.sh NAME PACKAGE DEST: install fleetform's binary NAME (cargo package
 # PACKAGE) for this node's architecture at DEST, from the cluster store when it holds
 # one, else built here once per architecture. Embedded in the user data
-# (reconciler/src/aws/userdata.rs); tested alone by tests/e2e/install_binary.rs.
+# (reconciler/src/aws/resources/user_data.rs); tested alone by tests/e2e/install_binary.rs.
 #
 # Store keys under $STORE (s3://bucket/prefix): bin/$ARCH/NAME, its sha256 in
 # NAME.sha256 (written last: the binary counts as published once it is there), and

@@ -5,7 +5,7 @@
 # a runcmd runs once per instance, and a mount it makes is gone after a reboot,
 # while a stop and start hands the instance blank devices.
 # Idempotent: it mounts what the first boot made, and makes it only when it is absent.
-# Embedded in the user data (reconciler/src/aws/userdata.rs) of node types with
+# Embedded in the user data (reconciler/src/aws/resources/user_data.rs) of node types with
 # instance-store NVMe; tested booted by tests/e2e/boot.rs.
 set -euo pipefail
 MNT=/mnt/fleetform-nvme

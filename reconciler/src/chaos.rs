@@ -73,12 +73,12 @@ async fn aws_terminate(spec: &fleetform_core::ClusterSpec, handles: &Handles, no
         bail!("`{node_type}` is not a worker node type of cluster `{}`", spec.cluster_name);
     }
     let ctx = handles.aws_context(spec).await?;
-    let live = crate::aws::observe::instances(&ctx, Some(node_type)).await?;
+    let live = crate::aws::stages::live::instances(&ctx, Some(node_type)).await?;
     let victims: Vec<String> = live.iter().filter(|i| i.state == "running").take(count).map(|i| i.id.clone()).collect();
     if victims.is_empty() {
         bail!("no running {node_type} instance tagged for cluster `{}`", spec.cluster_name);
     }
-    crate::aws::nodes::terminate(&ctx, &victims).await?;
+    crate::aws::resources::nodes::terminate(&ctx, &victims).await?;
     for v in &victims {
         println!("terminated {v} ({node_type}); `fleetform apply` or the autoscaler replaces it");
     }

@@ -20,7 +20,7 @@ pub async fn run(cluster_file: &Path, jobs: &[PathBuf], set: &[String]) -> anyho
     // Job inputs on S3 are read through the cluster's AWS configuration, as submit does.
     if !jobs.is_empty() {
         if let Err(e) = Handles::of(&spec).await {
-            eprintln!("warning: {e:#}: job inputs on S3 cannot be checked");
+            eprintln!("warning: {}: job inputs on S3 cannot be checked", crate::errors::render(&e));
         }
     }
     let mut failed = false;
@@ -40,7 +40,7 @@ pub async fn run(cluster_file: &Path, jobs: &[PathBuf], set: &[String]) -> anyho
                 produced.push(output_uri);
             }
             Err(e) => {
-                eprintln!("{e:#}");
+                eprintln!("{}", crate::errors::render(&e));
                 failed = true;
             }
         }

@@ -10,8 +10,8 @@
 //!   core cannot dev-depend on this crate, which depends on it).
 //! - [`fn_lengths`]: the longest shipped functions of a directory (`--bin fn-lengths`).
 //!
-//! The AWS fault injectors stay beside the tests that use them (`tests/e2e/faults.rs`),
-//! behind the `FaultInjector` seam of `reconciler/src/aws/nodes.rs`.
+//! The AWS fault injectors stay beside the tests that use them (`tests/e2e/faults.rs`):
+//! SDK interceptors on the clients, so shipped code has no seam for them.
 
 pub mod fn_lengths;
 pub mod imds;

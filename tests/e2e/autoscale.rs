@@ -3,15 +3,15 @@
 //! shortage falls back to on-demand, idle nodes are terminated; locally, agents come and go
 //! with the work.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use fleetform::autoscaler::decide::plan_launches;
 use fleetform::autoscaler::run::{load_state, pass, round, Persisted};
 use fleetform::autoscaler::NodeProvider;
-use fleetform::aws::placement;
-use fleetform::aws::{observe, AwsProvider, ContextOptions};
+use fleetform::aws::resources::placement;
+use fleetform::aws::stages::live;
+use fleetform::aws::{AwsProvider, ContextOptions};
 use fleetform_agent::queue::{sqs::SqsQueue, Queue};
 use fleetform_agent::store::Store;
 use fleetform_core::layout;
@@ -100,7 +100,7 @@ fn aws_demand_launches_the_right_type_falls_back_and_scales_idle_nodes_down() {
             store.clone(),
             queue.clone(),
         );
-        let before: Vec<_> = observe::instances(&ctx, Some("x86_worker_node"))
+        let before: Vec<_> = live::instances(&ctx, Some("x86_worker_node"))
             .await
             .unwrap()
             .into_iter()
@@ -120,7 +120,7 @@ fn aws_demand_launches_the_right_type_falls_back_and_scales_idle_nodes_down() {
             "Intel demand must not scale Graviton: {:?}",
             d.launches
         );
-        let x86: Vec<_> = observe::instances(&ctx, Some("x86_worker_node"))
+        let x86: Vec<_> = live::instances(&ctx, Some("x86_worker_node"))
             .await
             .unwrap()
             .into_iter()
@@ -143,19 +143,19 @@ fn aws_demand_launches_the_right_type_falls_back_and_scales_idle_nodes_down() {
         let ctx2 = fleetform::aws::AwsContext::connect_with(
             &spec_more,
             moto.sdk_config().await,
-            ContextOptions::default(),
+            ContextOptions { interceptors: vec![faults.interceptor()] },
         )
         .await
         .unwrap();
-        let provider2 =
-            AwsProvider::new(ctx2, store.clone(), queue.clone()).with_faults(Arc::new(faults));
+        faults.learn_zones(&placement::network(&ctx2).await.unwrap().subnets);
+        let provider2 = AwsProvider::new(ctx2, store.clone(), queue.clone());
         let ctx2 = provider2.context();
         fleetform_agent::jobs::submit(&store, &queue, intel_job(200, &f.dir.path().join("out2")))
             .await
             .unwrap();
         let d2 = round(&provider2, &store, &mut persisted).await.unwrap();
         assert!(!d2.launches.is_empty(), "{:?}", d2.explanations);
-        let all: Vec<_> = observe::instances(&ctx2, Some("x86_worker_node"))
+        let all: Vec<_> = live::instances(&ctx2, Some("x86_worker_node"))
             .await
             .unwrap()
             .into_iter()
@@ -195,7 +195,7 @@ fn aws_demand_launches_the_right_type_falls_back_and_scales_idle_nodes_down() {
         let status = persisted.status.as_ref().unwrap().to_string();
         assert!(status.contains("idle"), "{status}");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let left: Vec<_> = observe::instances(&ctx2, Some("x86_worker_node"))
+        let left: Vec<_> = live::instances(&ctx2, Some("x86_worker_node"))
             .await
             .unwrap()
             .into_iter()
@@ -492,7 +492,7 @@ fn aws_a_failed_launch_still_removes_and_saves_and_watch_survives_errors() {
             "{:?}",
             d.explanations
         );
-        let state = observe::instances(p.context(), Some("x86_worker_node"))
+        let state = live::instances(p.context(), Some("x86_worker_node"))
             .await
             .unwrap()
             .into_iter()

@@ -3,7 +3,6 @@
 //! Each test starts its own server, so they run in parallel.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use aws_sdk_ec2::types::Filter;
 use chrono::Utc;
@@ -11,7 +10,9 @@ use fleetform::autoscaler::decide::plan_launches;
 use fleetform::autoscaler::run::record_launch;
 use fleetform::autoscaler::policy::FailureKind;
 use fleetform::autoscaler::{AutoscalerState, CapacityError, NodeProvider};
-use fleetform::aws::{observe, AwsContext, AwsProvider, ContextOptions};
+use fleetform::aws::resources::placement;
+use fleetform::aws::stages::live;
+use fleetform::aws::{AwsContext, AwsProvider, ContextOptions};
 use fleetform_agent::queue::{sqs::SqsQueue, Queue};
 use fleetform_agent::store::Store;
 use fleetform_core::instance::Arch;
@@ -256,8 +257,8 @@ fn aws_sequence_apply_plan_repair_destroy() {
     rt.block_on(async {
         let stacks = cfn.describe_stacks().send().await.unwrap();
         assert!(stacks.stacks().is_empty(), "no stacks: {:?}", stacks.stacks());
-        let store = fleetform::aws::agent_upload::bucket_store(&connect(&moto, &f, ContextOptions::default()).await).unwrap();
-        assert!(!fleetform::aws::agent_upload::bucket_exists(store.as_ref()).await.unwrap(), "bucket deleted");
+        let store = fleetform::aws::resources::store_artifacts::bucket_store(&connect(&moto, &f, ContextOptions::default()).await).unwrap();
+        assert!(!fleetform::aws::resources::store_artifacts::bucket_exists(store.as_ref()).await.unwrap(), "bucket deleted");
     });
     let (code, out) = run(&moto, &f, &["destroy", "--yes"]);
     assert_eq!(code, 0, "{out}");
@@ -334,7 +335,7 @@ fn aws_binaries_from_flags_dist_the_store_and_the_first_node() {
     assert!(out.contains(&upload) && out.contains("store bins/bin/aarch64/fleetform-agent: uploading"), "{out}");
     let stored = runtime().block_on(async {
         use object_store::ObjectStoreExt as _;
-        let store = fleetform::aws::agent_upload::bucket_store(&connect(&moto, &f, ContextOptions::default()).await).unwrap();
+        let store = fleetform::aws::resources::store_artifacts::bucket_store(&connect(&moto, &f, ContextOptions::default()).await).unwrap();
         store.get(&"bins/bin/aarch64/fleetform-agent".into()).await.unwrap().bytes().await.unwrap()
     });
     assert_eq!(stored.as_ref(), std::fs::read(&arm).unwrap().as_slice());
@@ -356,20 +357,22 @@ pub(crate) async fn connect(moto: &Moto, f: &Fixture, options: ContextOptions) -
     AwsContext::connect_with(&spec, moto.sdk_config().await, options).await.unwrap()
 }
 
-/// A provider of the fixture's cluster over moto, with `faults` at the EC2 boundary and
-/// `recorder` on its clients.
+/// A provider of the fixture's cluster over moto, with `faults` and `recorder` on its
+/// clients.
 pub(crate) async fn provider(moto: &Moto, f: &Fixture, faults: CapacityShortage, recorder: &LaunchRecorder) -> AwsProvider {
     provider_with(moto, f, faults, recorder.options()).await
 }
 
 /// [`provider`] with any interceptors on its clients.
-pub(crate) async fn provider_with(moto: &Moto, f: &Fixture, faults: CapacityShortage, options: ContextOptions) -> AwsProvider {
+pub(crate) async fn provider_with(moto: &Moto, f: &Fixture, faults: CapacityShortage, mut options: ContextOptions) -> AwsProvider {
+    options.interceptors.insert(0, faults.interceptor());
     let ctx = connect(moto, f, options).await;
+    faults.learn_zones(&placement::network(&ctx).await.unwrap().subnets);
     let config = moto.sdk_config().await;
     let uri = format!("s3://{}/{}", ctx.spec.storage.bucket.clone().unwrap(), ctx.spec.cluster_name);
     let store = Store::open_with(&config, &uri).await.unwrap();
     let queue = Queue::Sqs(SqsQueue::new(&config, &ctx.spec.cluster_name));
-    AwsProvider::new(ctx, store, queue).with_faults(Arc::new(faults))
+    AwsProvider::new(ctx, store, queue)
 }
 
 #[test]
@@ -414,7 +417,7 @@ fn aws_capacity_shortage_names_offerings_and_falls_back() {
         assert!(!sent.is_empty() && sent.iter().all(|r| r.market == Market::OnDemand), "{sent:?}");
         assert_eq!(sent[0].offerings[0].0, "r7i.2xlarge", "{sent:?}");
         // They are tagged for the cluster, so fleetform finds them without a state file.
-        let seen = observe::instances(p.context(), Some("x86_worker_node")).await.unwrap();
+        let seen = live::instances(p.context(), Some("x86_worker_node")).await.unwrap();
         for n in &out.launched {
             let i = seen.iter().find(|i| i.id == n.id).expect("launched node is observed by its tags");
             assert_eq!(i.public_ip, None, "{}", i.id);
@@ -482,7 +485,7 @@ fn aws_a_new_launch_decision_never_reuses_a_client_token() {
             tokens.extend(recorder.take().into_iter().map(|r| r.client_token));
             // Scale down to zero: as EC2 shows it an hour later, nothing is left.
             p.terminate(&[out.launched[0].id.clone()]).await.unwrap();
-            let left = observe::instances(p.context(), Some("x86_worker_node")).await.unwrap();
+            let left = live::instances(p.context(), Some("x86_worker_node")).await.unwrap();
             assert!(left.is_empty(), "{left:?}");
         }
         assert_eq!(tokens.len(), 2, "{tokens:?}");
@@ -542,7 +545,7 @@ fn aws_quota_is_a_shortage_and_a_refused_request_keeps_the_partial_report() {
 #[test]
 fn aws_destroy_terminates_the_head_before_the_workers() {
     use fleetform::aws::commands::gather;
-    use fleetform::aws::model::Purpose;
+    use fleetform::aws::stages::state::Purpose;
     let moto = Moto::start();
     let f = Fixture::new("headfirst", 1);
     let (code, out) = run(&moto, &f, &["apply", "--yes"]);
@@ -550,14 +553,14 @@ fn aws_destroy_terminates_the_head_before_the_workers() {
     runtime().block_on(async {
         let recorder = TerminationRecorder::default();
         let ctx = connect(&moto, &f, recorder.options()).await;
-        let all = observe::instances(&ctx, None).await.unwrap();
+        let all = live::instances(&ctx, None).await.unwrap();
         let head: Vec<String> = all.iter().filter(|i| i.node_type.as_deref() == Some("head")).map(|i| i.id.clone()).collect();
         let mut workers: Vec<String> = all.iter().filter(|i| i.node_type.as_deref() != Some("head")).map(|i| i.id.clone()).collect();
         assert_eq!((head.len(), workers.len()), (1, 2), "{all:?}");
         let binaries = fleetform::binaries::BinaryArgs::default();
         let (desired, live) = gather(&ctx, &f.spec, &binaries, Purpose::Destroy, true).await.unwrap();
-        let plan = fleetform::aws::diff::diff(&desired, &live);
-        fleetform::aws::apply::execute(&ctx, &plan, &desired, &live).await.unwrap();
+        let plan = fleetform::aws::stages::diff::diff(&desired, &live);
+        fleetform::aws::stages::apply::execute(&ctx, &plan, &desired, &live).await.unwrap();
         let mut calls = recorder.take();
         assert!(calls.len() >= 2, "{calls:?}");
         assert_eq!(calls.remove(0), head, "the head alone, first");

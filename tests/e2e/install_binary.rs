@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use fleetform::aws::userdata::{without_comments, INSTALL_BINARY_SCRIPT};
+use fleetform::aws::resources::user_data::{without_comments, INSTALL_BINARY_SCRIPT};
 
 use crate::moto::Moto;
 

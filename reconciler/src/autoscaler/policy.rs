@@ -96,7 +96,7 @@ pub fn error_policy(
     let retry_at = now + chrono::Duration::from_std(wait).unwrap_or_default();
     failures.last = Some(RoundError {
         at: now,
-        message: format!("{err:#}{note}"),
+        message: format!("{}{note}", crate::errors::render(err)),
         retry_at,
     });
     wait

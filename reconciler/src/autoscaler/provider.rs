@@ -58,7 +58,7 @@ pub struct LaunchFailure {
 
 impl LaunchFailure {
     pub fn of(err: &anyhow::Error) -> Self {
-        LaunchFailure { message: format!("{err:#}"), kind: super::policy::kind_of(err) }
+        LaunchFailure { message: crate::errors::render(err), kind: super::policy::kind_of(err) }
     }
 }
 

@@ -121,8 +121,9 @@ pub async fn demand(store: &Store, beats: &HashMap<String, NodeHeartbeat>) -> Re
 pub async fn save_state(store: &Store, persisted: &Persisted) {
     if let Err(e) = store.put_json(layout::autoscaler_state(), persisted).await {
         tracing::warn!(
-            "cannot save the autoscaler's state in {}: {e:#}",
-            store.uri()
+            "cannot save the autoscaler's state in {}: {}",
+            store.uri(),
+            crate::errors::render(&e)
         );
     }
 }
@@ -149,7 +150,7 @@ impl From<anyhow::Error> for RoundError {
     fn from(e: anyhow::Error) -> Self {
         RoundError {
             decision: None,
-            failures: vec![format!("observing the cluster: {e:#}")],
+            failures: vec![format!("observing the cluster: {}", crate::errors::render(&e))],
             kind: kind_of(&e),
         }
     }
@@ -229,7 +230,7 @@ async fn execute<P: NodeProvider>(
                 }
             }
             Err(e) => {
-                let line = format!("{l} failed: {e:#}");
+                let line = format!("{l} failed: {}", crate::errors::render(&e));
                 state.remember(now, line.clone());
                 failures.push(line, kind_of(&e));
             }
@@ -243,7 +244,7 @@ async fn execute<P: NodeProvider>(
             )
             .await
         {
-            failures.push(format!("asking {} to drain: {e:#}", d.node_id), kind_of(&e));
+            failures.push(format!("asking {} to drain: {}", d.node_id, crate::errors::render(&e)), kind_of(&e));
         }
     }
     let doomed: Vec<String> = decision
@@ -258,7 +259,7 @@ async fn execute<P: NodeProvider>(
                     let _ = store.delete(&layout::node_drain(id)).await;
                 }
             }
-            Err(e) => failures.push(format!("terminating {}: {e:#}", doomed.join(", ")), kind_of(&e)),
+            Err(e) => failures.push(format!("terminating {}: {}", doomed.join(", "), crate::errors::render(&e)), kind_of(&e)),
         }
     }
     failures

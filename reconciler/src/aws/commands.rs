@@ -8,13 +8,14 @@ use anyhow::Result;
 use fleetform_core::spec::ProviderKind;
 use fleetform_core::ClusterSpec;
 
-use super::context::AwsContext;
-use super::desired::{self, Env, Resolved};
-use super::diff::diff;
-use super::model::{Desired, Live, Purpose};
-use super::names::{self, StackKind, TAG_CLUSTER};
-use super::plan::Plan;
-use super::{agent_upload, apply, destroy_sweep, existing_network, observe};
+use crate::aws::context::AwsContext;
+use crate::aws::stages::desired::{self, Env, Resolved};
+use crate::aws::stages::diff::diff;
+use crate::aws::stages::state::{Desired, Live, Purpose};
+use crate::aws::names::{self, StackKind, TAG_CLUSTER};
+use crate::aws::stages::plan::Plan;
+use crate::aws::resources::{existing_network, store_artifacts};
+use crate::aws::stages::{apply, destroy_sweep, live};
 use crate::binaries::BinaryArgs;
 
 /// Load and validate; print every problem and return None when there are any.
@@ -40,10 +41,10 @@ pub fn load(file: &Path, command: &str) -> Option<ClusterSpec> {
 /// the binaries given on the command line.
 pub async fn gather(ctx: &AwsContext, spec_path: &Path, given: &BinaryArgs, purpose: Purpose, delete_data: bool) -> Result<(Desired, Live)> {
     let (stacks, instances, launch_templates, queues) = tokio::try_join!(
-        observe::stacks(ctx),
-        observe::instances(ctx, None),
-        observe::launch_templates(ctx),
-        observe::queues(ctx)
+        live::stacks(ctx),
+        live::instances(ctx, None),
+        live::launch_templates(ctx),
+        live::queues(ctx)
     )?;
     let mut live = Live { stacks, instances, launch_templates, queues, artifacts: Default::default() };
     let cluster = ctx.cluster();
@@ -63,14 +64,14 @@ pub async fn gather(ctx: &AwsContext, spec_path: &Path, given: &BinaryArgs, purp
         }
         return Ok((d, live));
     }
-    let store = agent_upload::bucket_store(ctx)?;
-    let bucket_exists = agent_upload::bucket_exists(store.as_ref()).await?;
+    let store = store_artifacts::bucket_store(ctx)?;
+    let bucket_exists = store_artifacts::bucket_exists(store.as_ref()).await?;
     let stored = match bucket_exists {
-        true => agent_upload::observed(store.as_ref(), &names::store_prefix(&ctx.spec), &agent_upload::keys(&ctx.spec)).await?,
+        true => store_artifacts::observed(store.as_ref(), &names::store_prefix(&ctx.spec), &store_artifacts::keys(&ctx.spec)).await?,
         false => Default::default(),
     };
     live.artifacts = stored.iter().map(|(k, s)| (k.clone(), s.sha256.clone())).collect();
-    let binaries = agent_upload::desired(&ctx.spec, spec_path, given, &stored)?;
+    let binaries = store_artifacts::desired(&ctx.spec, spec_path, given, &stored)?;
     let images = desired::resolve_images(ctx).await?;
     let existing_network = match existing_network::Wanted::from_spec(&ctx.spec, &ctx.region) {
         Some(w) => Some(existing_network::check(&w, &existing_network::observe(ctx, &w).await?)),

@@ -11,7 +11,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 use fleetform_core::ClusterSpec;
 
-use super::errors::{aws_err, AwsError, MAX_ATTEMPTS};
+use crate::aws::errors::{aws_err, AwsError, MAX_ATTEMPTS};
 
 #[derive(Clone, Default)]
 pub struct ContextOptions {

@@ -189,10 +189,10 @@ where
     }
 }
 
-/// An EC2 error code as the SDK would have reported it for `action` (the launch fault hook
-/// answers codes, and they must be classified exactly as real answers are).
-pub fn from_ec2_code(action: &'static str, code: &str) -> AwsError {
-    from_code(action, Some(code.to_string()), String::new(), code.to_string())
+/// An error EC2 answers inside a successful response (CreateFleet `instant` lists one per
+/// override it could not launch), classified exactly as the same code in an `SdkError`.
+pub fn from_answer(action: &'static str, code: &str, message: &str) -> AwsError {
+    from_code(action, Some(code.to_string()), message.to_string(), code.to_string())
 }
 
 fn from_code(action: &'static str, code: Option<String>, message: String, detail: String) -> AwsError {

@@ -6,35 +6,38 @@
 //! stack, the data (bucket) stack, the IAM stack, task queues, store artifacts,
 //! launch templates, nodes. See docs/aws.md.
 //!
+//! The path of `fleetform plan | apply | destroy` ([`commands`]), top-down:
+//!
+//! ```text
+//!   cluster.yaml ──► stages::desired ──┐
+//!                    (spec rendered,   │
+//!                     AMIs resolved)   ├──► stages::diff ──► stages::plan ──► stages::apply
+//!                                      │    (pure)           (data, shown)    (exactly the plan,
+//!   AWS ───────────► stages::live ─────┘                                      in dependency order)
+//!                    (by tags and names,                                            │
+//!                     no state file)                       after a destroy: stages::destroy_sweep
+//!
+//!   live reads AWS and apply changes it through resources::{stacks, queues, store_artifacts,
+//!   launch_templates, nodes, ...}: one module per kind of resource.
+//! ```
+//!
+//! [`stages`] are the steps of that path and the data between them ([`stages::state`]:
+//! `Desired` and `Live`). [`resources`] are what the steps create, read and delete, one
+//! module per kind: CloudFormation stacks and their templates, IAM policies, queues, store
+//! artifacts, launch templates and user data, nodes and where they launch, and the checks
+//! of a network the user brings. Beside them: the clients ([`context`]), errors mapped
+//! at the boundary ([`errors`]), deterministic names and tags ([`names`]).
+//!
 //! For the autoscaler: [`provider::AwsProvider`], the EC2 [`NodeProvider`](crate::autoscaler::NodeProvider).
 
-pub mod agent_upload;
-pub mod apply;
 pub mod commands;
 pub mod context;
-pub mod desired;
-pub mod destroy_sweep;
-pub mod diff;
 pub mod errors;
-pub mod existing_network;
-pub mod iam;
-pub mod launch_templates;
-pub mod model;
 pub mod names;
-pub mod node_binaries;
-pub mod nodes;
-pub mod observe;
-pub mod placement;
-pub mod plan;
 pub mod provider;
-pub mod queues;
-pub mod render;
-pub mod setup_script;
-pub mod stack_diff;
-pub mod stacks;
-pub mod userdata;
+pub mod resources;
+pub mod stages;
 
 pub use context::{AwsContext, ContextOptions};
-pub use nodes::{FaultInjector, NoFaults};
 pub use provider::AwsProvider;
-pub use plan::Plan;
+pub use stages::plan::Plan;

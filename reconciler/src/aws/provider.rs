@@ -3,7 +3,6 @@
 //! launches, which plan with the same persisted capacity cache as the autoscaler.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -14,11 +13,11 @@ use fleetform_core::spec::{ClusterSpec, Market};
 use fleetform_core::task::NodeHeartbeat;
 use tokio::sync::OnceCell;
 
-use super::context::AwsContext;
-use super::names;
-use super::nodes::{self, FaultInjector, NoFaults};
-use super::observe;
-use super::placement::{self, NetworkInfo};
+use crate::aws::context::AwsContext;
+use crate::aws::names;
+use crate::aws::resources::nodes;
+use crate::aws::stages::live;
+use crate::aws::resources::placement::{self, NetworkInfo};
 use crate::autoscaler::decide::plan_launches;
 use crate::autoscaler::provider::{observed, ProviderNode};
 use crate::autoscaler::run::{load_state, pass, record_launch, save_state, watch};
@@ -29,7 +28,6 @@ pub struct AwsProvider {
     ctx: AwsContext,
     store: Store,
     queue: Queue,
-    faults: Arc<dyn FaultInjector>,
     network: OnceCell<NetworkInfo>,
 }
 
@@ -39,15 +37,8 @@ impl AwsProvider {
             ctx,
             store,
             queue,
-            faults: Arc::new(NoFaults),
             network: OnceCell::new(),
         }
-    }
-
-    /// Make chosen offerings fail at the EC2 boundary (tests: moto has no capacity errors).
-    pub fn with_faults(mut self, faults: Arc<dyn FaultInjector>) -> Self {
-        self.faults = faults;
-        self
     }
 
     pub fn context(&self) -> &AwsContext {
@@ -76,7 +67,7 @@ impl NodeProvider for AwsProvider {
     async fn observe(&self, beats: &HashMap<String, NodeHeartbeat>) -> Result<Vec<ObservedNode>> {
         let now = Utc::now();
         let mut nodes = Vec::new();
-        for i in observe::instances(&self.ctx, None).await? {
+        for i in live::instances(&self.ctx, None).await? {
             let Some(t) = &i.node_type else { continue };
             if i.state == "terminated" {
                 give_back_leases(&self.store, &self.queue, &i.id, beats).await;
@@ -104,7 +95,7 @@ impl NodeProvider for AwsProvider {
 
     async fn launch(&self, launch: &Launch) -> Result<LaunchReport> {
         let net = self.network().await?;
-        nodes::launch(&self.ctx, net, self.faults.as_ref(), launch).await
+        nodes::launch(&self.ctx, net, launch).await
     }
 
     async fn terminate(&self, node_ids: &[String]) -> Result<()> {
@@ -136,7 +127,8 @@ async fn give_back_leases(
         ),
         Err(e) => tracing::warn!(
             instance,
-            "terminated instance: its leases could not be given back: {e:#}"
+            "terminated instance: its leases could not be given back: {}",
+            crate::errors::render(&e)
         ),
     }
 }
@@ -165,7 +157,7 @@ pub async fn apply_launch(
     let store = cluster_store(ctx).await?;
     let mut persisted = load_state(&store).await;
     let now = Utc::now();
-    let on_demand_alive = observe::instances(ctx, Some(node_type))
+    let on_demand_alive = live::instances(ctx, Some(node_type))
         .await?
         .iter()
         .filter(|i| i.is_active() && !i.spot)
@@ -185,7 +177,7 @@ pub async fn apply_launch(
     let net = placement::network(ctx).await?;
     let mut failed = None;
     for l in &plan.launches {
-        match nodes::launch(ctx, &net, &NoFaults, l).await {
+        match nodes::launch(ctx, &net, l).await {
             Ok(r) => {
                 record_launch(&mut persisted.state, l, &r, now);
                 report.launched.extend(r.launched);

@@ -62,7 +62,7 @@ pub fn start(spec: &ClusterSpec, handles: &Handles, server: fleetform_agent::htt
 pub fn start_for_up(spec: &ClusterSpec, handles: &Handles, listen: &str) -> Result<(Dashboard, Option<String>)> {
     let (server, note) = match server::bind(listen, false) {
         Ok(s) => (s, None),
-        Err(e) if listen == DEFAULT_LISTEN => (server::bind("127.0.0.1:0", false)?, Some(format!("{e:#}"))),
+        Err(e) if listen == DEFAULT_LISTEN => (server::bind("127.0.0.1:0", false)?, Some(crate::errors::render(&e))),
         Err(e) => return Err(e),
     };
     Ok((start(spec, handles, server, default_interval(spec))?, note))

@@ -176,7 +176,7 @@ pub async fn autoscale(cluster: Arc<LocalCluster>) {
     let store = match Store::open(&cluster.handles().store_uri).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("fleetform: autoscaler disabled: {e:#}");
+            eprintln!("fleetform: autoscaler disabled: {}", crate::errors::render(&e));
             return;
         }
     };

@@ -366,7 +366,7 @@ fn supervise(slots: Arc<Mutex<Vec<Slot>>>, stop: Arc<std::sync::atomic::AtomicBo
                     *slot = new;
                     changed = true;
                 }
-                Err(e) => eprintln!("fleetform: node {} exited ({status}) and cannot be replaced: {e:#}", slot.node_id),
+                Err(e) => eprintln!("fleetform: node {} exited ({status}) and cannot be replaced: {}", slot.node_id, crate::errors::render(&e)),
             }
         }
         if changed {
@@ -389,7 +389,7 @@ impl Recovery {
         match opened {
             Ok((store, queue)) => Some(Recovery { rt, store, queue }),
             Err(e) => {
-                eprintln!("fleetform: dead agents' tasks will wait out their lease: {e:#}");
+                eprintln!("fleetform: dead agents' tasks will wait out their lease: {}", crate::errors::render(&e));
                 None
             }
         }
@@ -400,7 +400,7 @@ impl Recovery {
         match self.rt.block_on(fleetform_agent::leases::give_back(&self.store, &self.queue, node_id, &why)) {
             Ok(tasks) if !tasks.is_empty() => eprintln!("fleetform: node {node_id} exited; its tasks {} are queued again", tasks.join(", ")),
             Ok(_) => {}
-            Err(e) => eprintln!("fleetform: node {node_id} exited; its leases could not be given back: {e:#}"),
+            Err(e) => eprintln!("fleetform: node {node_id} exited; its leases could not be given back: {}", crate::errors::render(&e)),
         }
     }
 }

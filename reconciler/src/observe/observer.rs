@@ -43,7 +43,7 @@ pub struct Observer {
 /// Run one read with [`READ_TIMEOUT`]: object_store retries a dead endpoint for minutes.
 async fn bounded<T>(what: &str, f: impl Future<Output = Result<T>>) -> Result<T> {
     match tokio::time::timeout(READ_TIMEOUT, f).await {
-        Ok(r) => r.map_err(|e| anyhow!("{what}: {e:#}")),
+        Ok(r) => r.map_err(|e| e.context(what.to_string())),
         Err(_) => Err(anyhow!("{what}: no answer within {}s", READ_TIMEOUT.as_secs())),
     }
 }
@@ -102,11 +102,11 @@ impl Observer {
                         self.nodes_section(&mut v, &beats);
                         self.note_events(&beats);
                     }
-                    Err(e) => v.errors.push(e.to_string()),
+                    Err(e) => v.errors.push(crate::errors::render(&e)),
                 }
                 match bounded(&format!("cannot read the jobs in {}", store.uri()), self.jobs.refresh(store, &running)).await {
                     Ok(()) => self.jobs_section(&mut v, &running),
-                    Err(e) => v.errors.push(e.to_string()),
+                    Err(e) => v.errors.push(crate::errors::render(&e)),
                 }
                 match bounded(
                     &format!("cannot read the autoscaler's state in {}", store.uri()),
@@ -118,7 +118,7 @@ impl Observer {
                         v.autoscaler_failing = p.as_ref().and_then(failing);
                         v.autoscaler = p.and_then(|p| self.autoscaler_view(p));
                     }
-                    Err(e) => v.errors.push(e.to_string()),
+                    Err(e) => v.errors.push(crate::errors::render(&e)),
                 }
             }
             Err(e) => v.errors.push(format!("cannot open the cluster store {}: {e}", self.handles.store_uri)),
@@ -129,7 +129,7 @@ impl Observer {
                     v.queues = queues;
                     v.queues_at = Some(Utc::now());
                 }
-                Err(e) => v.errors.push(e.to_string()),
+                Err(e) => v.errors.push(crate::errors::render(&e)),
             },
             Err(e) => v.errors.push(format!("cannot open the queues {}: {e}", self.handles.queue_uri)),
         }
@@ -263,14 +263,14 @@ impl Connection {
         if self.store.is_none() {
             match bounded("opening", self.handles.store()).await {
                 Ok(s) => self.store = Some(s),
-                Err(e) => store_err = format!("{e:#}"),
+                Err(e) => store_err = crate::errors::render(&e),
             }
         }
         let mut queue_err = String::new();
         if self.queue.is_none() {
             match bounded("opening", self.handles.queue()).await {
                 Ok(q) => self.queue = Some(q),
-                Err(e) => queue_err = format!("{e:#}"),
+                Err(e) => queue_err = crate::errors::render(&e),
             }
         }
         observer.observe(self.store.as_ref().ok_or(store_err), self.queue.as_ref().ok_or(queue_err)).await

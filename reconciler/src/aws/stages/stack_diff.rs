@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::model::Purpose;
-use super::names::StackKind;
-use super::plan::{Action, Change, Target};
+use crate::aws::stages::state::Purpose;
+use crate::aws::names::StackKind;
+use crate::aws::stages::plan::{Action, Change, Target};
 
 /// Which property changes make CloudFormation replace a resource of a type: the
 /// properties its resource reference marks "Update requires: Replacement". Most types

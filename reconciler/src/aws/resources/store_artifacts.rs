@@ -17,11 +17,11 @@ use object_store::path::Path as ObjectPath;
 use object_store::{Attribute, ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 
-use super::context::AwsContext;
-use super::launch_templates::sha256_hex;
-use super::model::{ArtifactSource, DesiredArtifact};
-use super::names;
-use super::node_binaries::{self, Decision, Local, Stored};
+use crate::aws::context::AwsContext;
+use crate::aws::resources::launch_templates::sha256_hex;
+use crate::aws::stages::state::{ArtifactSource, DesiredArtifact};
+use crate::aws::names;
+use crate::aws::resources::node_binaries::{self, Decision, Local, Stored};
 use crate::binaries::{check_binary, BinaryArgs, AGENT};
 
 /// Metadata a node writes on the `.sha256` of a binary it built and published
@@ -293,7 +293,7 @@ mod tests {
     use crate::binaries::GivenBinary;
     use fleetform_core::instance::Arch;
 
-    const WORKSHOP: &str = include_str!("../../../cluster.yaml");
+    const WORKSHOP: &str = include_str!("../../../../cluster.yaml");
 
     #[test]
     fn given_binaries_win_over_dist_and_dist_is_checked_too() {

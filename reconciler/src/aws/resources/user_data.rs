@@ -7,23 +7,23 @@ use fleetform_core::instance::facts;
 use fleetform_core::{layout, ClusterSpec};
 use minijinja::context;
 
-use super::names;
-use super::render::render;
-use super::setup_script::{self, SETUP_FAILED_FILE, SETUP_LOG, SETUP_SCRIPT_PATH};
+use crate::aws::names;
+use crate::aws::resources::stack_templates::render;
+use crate::aws::resources::setup_script::{self, SETUP_FAILED_FILE, SETUP_LOG, SETUP_SCRIPT_PATH};
 
 /// EC2 rejects larger user data (RunInstances `UserData`, before base64).
 pub const USER_DATA_LIMIT: usize = 16 * 1024;
 
-const AGENT_UNIT: &str = include_str!("../../../node-agent/packaging/fleetform-agent.service");
-const RECONCILE_UNIT: &str = include_str!("../../../node-agent/packaging/fleetform-reconcile.service");
+const AGENT_UNIT: &str = include_str!("../../../../node-agent/packaging/fleetform-agent.service");
+const RECONCILE_UNIT: &str = include_str!("../../../../node-agent/packaging/fleetform-reconcile.service");
 /// Download, or build once per architecture, the node's binary (tested alone by
 /// tests/e2e/install_binary.rs).
-pub const INSTALL_BINARY_SCRIPT: &str = include_str!("../../../node-agent/packaging/install-binary.sh");
+pub const INSTALL_BINARY_SCRIPT: &str = include_str!("../../../../node-agent/packaging/install-binary.sh");
 
 /// The instance-store NVMe spill mount, at every boot: a cloud-init runcmd runs once per
 /// instance, and the mount it made is gone after a reboot.
-pub const SPILL_SCRIPT: &str = include_str!("../../../node-agent/packaging/spill-nvme.sh");
-const SPILL_UNIT: &str = include_str!("../../../node-agent/packaging/fleetform-spill.service");
+pub const SPILL_SCRIPT: &str = include_str!("../../../../node-agent/packaging/spill-nvme.sh");
+const SPILL_UNIT: &str = include_str!("../../../../node-agent/packaging/fleetform-spill.service");
 
 /// A shell script without its comment lines (the shebang stays) and blank lines: what
 /// the user data carries, within EC2's 16 KB. The commented file is in the repository.
@@ -108,7 +108,7 @@ pub fn render_user_data(spec: &ClusterSpec, node_type: &str, region: &str) -> Re
 mod tests {
     use super::*;
 
-    const WORKSHOP: &str = include_str!("../../../cluster.yaml");
+    const WORKSHOP: &str = include_str!("../../../../cluster.yaml");
 
     #[test]
     fn worker_and_head_user_data() {
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn setup_commands_run_before_the_unit_and_change_the_launch_template() {
-        use crate::aws::launch_templates::{desired_facts, FactsInput};
+        use crate::aws::resources::launch_templates::{desired_facts, FactsInput};
         let facts = |ud: &str| {
             desired_facts(FactsInput {
                 image_id: "ami-1",

@@ -8,10 +8,10 @@ use anyhow::Result;
 use super::{done, step, ApplyReport, Progress, TERMINATE_WAIT};
 use crate::autoscaler::LaunchReport;
 use crate::aws::context::AwsContext;
-use crate::aws::model::{Desired, DesiredNodeGroup, Live, LiveInstance};
-use crate::aws::nodes;
-use crate::aws::observe;
-use crate::aws::plan::{Action, Change, Plan, Target};
+use crate::aws::stages::state::{Desired, DesiredNodeGroup, Live, LiveInstance};
+use crate::aws::resources::nodes;
+use crate::aws::stages::live;
+use crate::aws::stages::plan::{Action, Change, Plan, Target};
 use crate::aws::provider::apply_launch;
 
 /// The plan's changes to one node group.
@@ -161,7 +161,7 @@ async fn appeared_since_plan(
                 && !leaving.contains(&i.id)
         })
         .count();
-    let now = observe::instances(ctx, Some(&g.node_type))
+    let now = live::instances(ctx, Some(&g.node_type))
         .await?
         .into_iter()
         .filter(|i| i.is_active() && !leaving.contains(&i.id))
@@ -214,7 +214,7 @@ pub(super) async fn orphan_nodes(
         progress.terminated.extend(heads);
         done(&what, t);
         let orphaned = |i: &&LiveInstance| i.is_active() && i.node_type.as_deref().is_none_or(|t| t != head_type && !in_spec(t));
-        for i in observe::instances(ctx, None).await?.iter().filter(orphaned) {
+        for i in live::instances(ctx, None).await?.iter().filter(orphaned) {
             if !workers.contains(&i.id) {
                 println!("node {}: launched while the head was stopping; terminating it too", i.id);
                 workers.push(i.id.clone());

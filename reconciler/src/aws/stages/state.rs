@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::names::StackKind;
+use crate::aws::names::StackKind;
 
 /// Why the desired state was built: reasons read differently when destroying.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use super::model::{Desired, DesiredNodeGroup, Live, LiveInstance, Purpose};
-use super::names::StackKind;
-use super::plan::{Action, Change, Plan, Target};
-use super::stack_diff::diff_templates;
+use crate::aws::stages::state::{Desired, DesiredNodeGroup, Live, LiveInstance, Purpose};
+use crate::aws::names::StackKind;
+use crate::aws::stages::plan::{Action, Change, Plan, Target};
+use crate::aws::stages::stack_diff::diff_templates;
 
 pub fn diff(desired: &Desired, live: &Live) -> Plan {
     let mut plan = Plan {
@@ -65,7 +65,7 @@ fn stack_blocker(desired: &Desired, kind: StackKind, name: &str, status: &str, r
 /// Whether a network template makes the VPC itself (the created form) or only groups in
 /// an existing one; None when it does not parse.
 fn creates_vpc(template: &str) -> Option<bool> {
-    let t = super::stack_diff::parse_template(template).ok()?;
+    let t = crate::aws::stages::stack_diff::parse_template(template).ok()?;
     let resources = t.get("Resources")?.as_object()?;
     Some(resources.values().any(|r| r.get("Type").and_then(|t| t.as_str()) == Some("AWS::EC2::VPC")))
 }

@@ -4,18 +4,18 @@
 use anyhow::{Context as _, Result};
 
 use super::{done, step, TERMINATE_WAIT};
-use crate::aws::agent_upload;
+use crate::aws::resources::store_artifacts;
 use crate::aws::context::AwsContext;
-use crate::aws::destroy_sweep;
+use crate::aws::stages::destroy_sweep;
 use crate::aws::errors;
-use crate::aws::launch_templates;
-use crate::aws::model::{Desired, DesiredStack, Live};
+use crate::aws::resources::launch_templates;
+use crate::aws::stages::state::{Desired, DesiredStack, Live};
 use crate::aws::names::{self, StackKind};
-use crate::aws::nodes;
-use crate::aws::plan::{Plan, Target};
-use crate::aws::queues;
-use crate::aws::render;
-use crate::aws::stacks;
+use crate::aws::resources::nodes;
+use crate::aws::stages::plan::{Plan, Target};
+use crate::aws::resources::queues;
+use crate::aws::resources::stack_templates;
+use crate::aws::resources::stacks;
 
 /// Everything the plan deletes that is not a node or a store artifact. `terminated`:
 /// the instances this run terminated.
@@ -153,12 +153,12 @@ async fn delete_data(ctx: &AwsContext, name: &str) -> Result<()> {
         .context("the aws provider needs `storage.bucket`")?;
     let what = format!("data stack {name}: emptying and deleting bucket {bucket}");
     let t = step(&what);
-    let store = agent_upload::bucket_store(ctx)?;
-    if agent_upload::bucket_exists(store.as_ref()).await? {
-        let n = agent_upload::empty_bucket(&store).await?;
+    let store = store_artifacts::bucket_store(ctx)?;
+    if store_artifacts::bucket_exists(store.as_ref()).await? {
+        let n = store_artifacts::empty_bucket(&store).await?;
         println!("  deleted {n} objects");
     }
-    let template = render::data_template(ctx.cluster(), &bucket, false)?;
+    let template = stack_templates::data_template(ctx.cluster(), &bucket, false)?;
     let stack = DesiredStack {
         kind: StackKind::Data,
         name: name.to_string(),

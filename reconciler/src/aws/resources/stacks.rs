@@ -9,10 +9,10 @@ use aws_sdk_cloudformation::client::Waiters;
 use aws_sdk_cloudformation::types::{Capability, Tag};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use super::context::AwsContext;
-use super::errors::aws_err;
-use super::model::DesiredStack;
-use super::names;
+use crate::aws::context::AwsContext;
+use crate::aws::errors::aws_err;
+use crate::aws::stages::state::DesiredStack;
+use crate::aws::names;
 
 /// A NAT gateway and an Instance Connect Endpoint take minutes on real AWS.
 pub const STACK_WAIT: Duration = Duration::from_secs(45 * 60);

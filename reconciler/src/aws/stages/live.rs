@@ -8,12 +8,12 @@ use anyhow::Result;
 use aws_sdk_ec2::types::Filter;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use super::context::AwsContext;
-use super::errors::aws_err;
-use super::launch_templates;
-use super::model::{LiveInstance, LiveLaunchTemplate, LiveQueue, LiveStack};
-use super::names::{StackKind, TAG_CLUSTER, TAG_LT_VERSION, TAG_NODE_TYPE};
-use super::queues;
+use crate::aws::context::AwsContext;
+use crate::aws::errors::aws_err;
+use crate::aws::resources::launch_templates;
+use crate::aws::stages::state::{LiveInstance, LiveLaunchTemplate, LiveQueue, LiveStack};
+use crate::aws::names::{StackKind, TAG_CLUSTER, TAG_LT_VERSION, TAG_NODE_TYPE};
+use crate::aws::resources::queues;
 
 /// `tag:KEY = VALUE`, the filter every by-tag observation uses.
 pub(crate) fn tag_filter(key: &str, value: &str) -> Filter {

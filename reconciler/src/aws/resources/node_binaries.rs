@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use fleetform_core::instance::Arch;
 use fleetform_core::{layout, ClusterSpec};
 
-use super::model::{ArtifactSource, DesiredArtifact, RemovedArtifact};
-use super::names;
+use crate::aws::stages::state::{ArtifactSource, DesiredArtifact, RemovedArtifact};
+use crate::aws::names;
 use crate::binaries::{AGENT, FLEETFORM};
 
 /// A binary a node type installs: the head's `fleetform`, the workers' agent.
@@ -152,7 +152,7 @@ fn is_stale(s: &Stored, source_sha256: Option<&str>) -> bool {
 mod tests {
     use super::*;
 
-    const WORKSHOP: &str = include_str!("../../../cluster.yaml");
+    const WORKSHOP: &str = include_str!("../../../../cluster.yaml");
 
     fn on_disk(path: &str, flag: Option<&'static str>) -> Local {
         Local { path: path.into(), flag, sha256: "aa".into(), size: 3 }

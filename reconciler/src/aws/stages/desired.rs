@@ -10,13 +10,13 @@ use fleetform_core::instance::Arch;
 use fleetform_core::spec::{al2023_parameter, ImageSpec, Market};
 use fleetform_core::ClusterSpec;
 
-use super::context::AwsContext;
-use super::errors::aws_err;
-use super::iam::Scope;
-use super::launch_templates::{desired_facts, FactsInput};
-use super::model::{Desired, DesiredArtifact, DesiredLaunchTemplate, DesiredNodeGroup, DesiredStack, Purpose, RemovedArtifact};
-use super::names::{self, Role, StackKind};
-use super::{queues, render, userdata};
+use crate::aws::context::AwsContext;
+use crate::aws::errors::aws_err;
+use crate::aws::resources::iam_policies::Scope;
+use crate::aws::resources::launch_templates::{desired_facts, FactsInput};
+use crate::aws::stages::state::{Desired, DesiredArtifact, DesiredLaunchTemplate, DesiredNodeGroup, DesiredQueue, DesiredStack, Purpose, RemovedArtifact};
+use crate::aws::names::{self, Role, StackKind};
+use crate::aws::resources::{queues, stack_templates, user_data};
 
 /// Where the cluster lives, as far as ARNs are concerned.
 #[derive(Debug, Clone)]
@@ -47,7 +47,7 @@ pub struct Resolved {
     /// The bucket exists but no fleetform data stack owns it: use it, never delete it.
     pub external_bucket: bool,
     /// An existing VPC's checks (`network.vpc_id`); None for a created network.
-    pub existing_network: Option<super::existing_network::Report>,
+    pub existing_network: Option<crate::aws::resources::existing_network::Report>,
 }
 
 pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
@@ -56,7 +56,6 @@ pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
     let prefix = names::store_prefix(spec);
     let mut d = Desired::empty(cluster, Purpose::Apply);
     d.notes = r.notes.clone();
-    let existing = spec.network.existing();
     if let Some(report) = &r.existing_network {
         if report.errors.is_empty() {
             d.notes.push(report.summary.clone());
@@ -67,7 +66,7 @@ pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
     d.stacks.push(DesiredStack {
         kind: StackKind::Network,
         name: StackKind::Network.stack_name(cluster),
-        template: render::network_template(spec, r.existing_network.as_ref().and_then(|n| n.reuse_endpoint.as_ref()))?,
+        template: stack_templates::network_template(spec, r.existing_network.as_ref().and_then(|n| n.reuse_endpoint.as_ref()))?,
     });
     if r.external_bucket {
         d.notes.push(format!("bucket {bucket} already exists outside fleetform: it is used as is and never deleted"));
@@ -75,21 +74,34 @@ pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
         d.stacks.push(DesiredStack {
             kind: StackKind::Data,
             name: StackKind::Data.stack_name(cluster),
-            template: render::data_template(cluster, &bucket, true)?,
+            template: stack_templates::data_template(cluster, &bucket, true)?,
         });
     }
     d.queues = queues::desired(spec, &env.partition, &env.region, &env.account);
+    let scope = iam_scope(spec, env, r, &d.queues, bucket, prefix)?;
+    d.stacks.push(DesiredStack { kind: StackKind::Iam, name: StackKind::Iam.stack_name(cluster), template: stack_templates::iam_template(&scope)? });
+    d.artifacts = r.artifacts.clone();
+    d.removed_artifacts = r.removed_artifacts.clone();
+    node_types(spec, env, r, &mut d)?;
+    Ok(d)
+}
+
+/// What the IAM policies are scoped to: the cluster's bucket, prefix, queues, images,
+/// an existing network's subnets and groups, and the jobs' inputs and outputs.
+fn iam_scope(spec: &ClusterSpec, env: &Env, r: &Resolved, queues: &[DesiredQueue], bucket: String, prefix: String) -> Result<Scope> {
+    let cluster = &spec.cluster_name;
+    let existing = spec.network.existing();
     let images: BTreeSet<String> = r.images.values().map(|i| i.id.clone()).collect();
     let parameters: BTreeSet<String> = r.images.values().filter_map(|i| i.parameter.clone()).collect();
     let access = WorkerAccess::of(spec).context("the aws provider needs `storage.bucket`")?;
-    let scope = Scope {
+    Ok(Scope {
         partition: env.partition.clone(),
         region: env.region.clone(),
         account: env.account.clone(),
         cluster: cluster.clone(),
         bucket,
         prefix,
-        queues: d.queues.iter().map(|q| q.name.clone()).collect(),
+        queues: queues.iter().map(|q| q.name.clone()).collect(),
         images: images.into_iter().collect(),
         ssm_parameters: parameters.into_iter().collect(),
         existing_network: existing
@@ -102,14 +114,16 @@ pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
         spot: spec.available_node_types.values().any(|t| t.node_config.market == Market::Spot),
         job_inputs: access.inputs,
         job_outputs: access.outputs,
-    };
-    d.stacks.push(DesiredStack { kind: StackKind::Iam, name: StackKind::Iam.stack_name(cluster), template: render::iam_template(&scope)? });
-    d.artifacts = r.artifacts.clone();
-    d.removed_artifacts = r.removed_artifacts.clone();
+    })
+}
+
+/// Each node type's launch template and node group.
+fn node_types(spec: &ClusterSpec, env: &Env, r: &Resolved, d: &mut Desired) -> Result<()> {
+    let cluster = &spec.cluster_name;
     for (name, t) in &spec.available_node_types {
         let is_head = *name == spec.head_node_type;
         let image = r.images.get(name).with_context(|| format!("no image resolved for node type `{name}`"))?;
-        let user_data = userdata::render_user_data(spec, name, &env.region)?;
+        let user_data = user_data::render_user_data(spec, name, &env.region)?;
         let sg_output = if is_head { "HeadSecurityGroupId" } else { "WorkerSecurityGroupId" };
         let facts = desired_facts(FactsInput {
             image_id: &image.id,
@@ -131,7 +145,7 @@ pub fn build(spec: &ClusterSpec, env: &Env, r: &Resolved) -> Result<Desired> {
             instance_types: t.node_config.instance_types.clone(),
         });
     }
-    Ok(d)
+    Ok(())
 }
 
 /// Resolve every node type's image: `al2023` through the public SSM parameter of its

@@ -4,15 +4,15 @@
 use anyhow::Result;
 
 use super::{done, step};
-use crate::aws::agent_upload;
+use crate::aws::resources::store_artifacts;
 use crate::aws::context::AwsContext;
-use crate::aws::launch_templates;
-use crate::aws::model::{Desired, Live};
+use crate::aws::resources::launch_templates;
+use crate::aws::stages::state::{Desired, Live};
 use crate::aws::names;
-use crate::aws::placement;
-use crate::aws::plan::{Action, Plan, Target};
-use crate::aws::queues;
-use crate::aws::stacks;
+use crate::aws::resources::placement;
+use crate::aws::stages::plan::{Action, Plan, Target};
+use crate::aws::resources::queues;
+use crate::aws::resources::stacks;
 
 /// Stacks that must exist, in creation order.
 pub(super) async fn stacks(
@@ -83,16 +83,16 @@ pub(super) async fn artifacts(ctx: &AwsContext, plan: &Plan, desired: &Desired) 
     if uploads.is_empty() && removed.is_empty() {
         return Ok(());
     }
-    let store = agent_upload::bucket_store(ctx)?;
+    let store = store_artifacts::bucket_store(ctx)?;
     let prefix = names::store_prefix(&ctx.spec);
     for a in uploads {
         let what = format!("store {prefix}{}: uploading {}", a.key, a.description);
         let t = step(&what);
-        agent_upload::upload(store.as_ref(), &prefix, a).await?;
+        store_artifacts::upload(store.as_ref(), &prefix, a).await?;
         done(&what, t);
     }
     for r in removed {
-        agent_upload::remove(store.as_ref(), &prefix, &r.key).await?;
+        store_artifacts::remove(store.as_ref(), &prefix, &r.key).await?;
         println!("store {prefix}{}: deleted ({})", r.key, r.reason);
     }
     Ok(())

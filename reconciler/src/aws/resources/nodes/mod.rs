@@ -17,47 +17,30 @@
 //! reconcilers that loaded the same state send the same token and EC2 launches once
 //! (unverifiable on moto, which forgets tokens).
 
+/// RunInstances, one on-demand offering in one subnet at a time.
+mod on_demand;
+/// CreateFleet `instant` over every spot offering of the launch.
+mod spot_fleet;
+
 use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
-use aws_sdk_ec2::types::{
-    DefaultTargetCapacityType, FleetLaunchTemplateConfigRequest,
-    FleetLaunchTemplateOverridesRequest, FleetLaunchTemplateSpecificationRequest, FleetType,
-    InstanceNetworkInterfaceSpecification, InstanceType, LaunchTemplateSpecification, ResourceType,
-    SpotAllocationStrategy, SpotOptionsRequest, Tag, TagSpecification,
-    TargetCapacitySpecificationRequest,
-};
+use anyhow::{Context as _, Result};
+use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use fleetform_core::spec::Market;
 
-use super::context::AwsContext;
-use super::errors::{aws_err, from_ec2_code, is_missing_spot_role, is_quota_code, is_shortage, quota_advice, AwsError};
-use super::launch_templates::{self, sha256_hex};
-use super::names;
-use super::observe;
-use super::placement::NetworkInfo;
+use self::on_demand::run_instances;
+use self::spot_fleet::spot_fleet;
+use crate::aws::context::AwsContext;
+use crate::aws::errors::{aws_err, is_quota_code, quota_advice};
+use crate::aws::resources::launch_templates::{self, sha256_hex};
+use crate::aws::names;
+use crate::aws::stages::live;
+use crate::aws::resources::placement::NetworkInfo;
 use crate::autoscaler::provider::LaunchFailure;
 use crate::autoscaler::{
-    CapacityError, FailedOffering, Launch, LaunchReport, LaunchedNode, Offering,
+    CapacityError, FailedOffering, Launch, LaunchReport, Offering,
 };
-
-/// The EC2 launch boundary's fault hook. moto never runs out of capacity, so tests make
-/// chosen offerings fail the way EC2 does, just before the request (the injectors live in
-/// the tests).
-pub trait FaultInjector: Send + Sync {
-    /// The EC2 error code launching `offering` (its zone set) should fail with, if any.
-    fn launch_error(&self, offering: &Offering) -> Option<String>;
-}
-
-/// Production: EC2 decides.
-#[derive(Debug, Default)]
-pub struct NoFaults;
-
-impl FaultInjector for NoFaults {
-    fn launch_error(&self, _: &Offering) -> Option<String> {
-        None
-    }
-}
 
 /// How EC2's capacity and quota codes map onto the autoscaler's: quotas are
 /// `QuotaExceeded`, spot pools that are short or capped `SpotUnavailable`, everything else
@@ -82,7 +65,7 @@ struct Placement {
 }
 
 impl Placement {
-    /// The offering in this placement's zone, as the fault hook sees it.
+    /// The offering in this placement's zone (what a failure there is cached as).
     fn zoned(&self) -> Offering {
         Offering {
             zone: Some(self.zone.clone()),
@@ -140,7 +123,6 @@ struct Request<'a> {
     /// The launch decision's number ([`Launch::decision`]).
     decision: String,
     generation: String,
-    faults: &'a dyn FaultInjector,
 }
 
 /// Launch exactly `launch`: `launch.count` nodes, spot offerings first (CreateFleet), then
@@ -150,7 +132,6 @@ struct Request<'a> {
 pub async fn launch(
     ctx: &AwsContext,
     net: &NetworkInfo,
-    faults: &dyn FaultInjector,
     launch: &Launch,
 ) -> Result<LaunchReport> {
     let node_type = launch.node_type.as_str();
@@ -163,7 +144,7 @@ pub async fn launch(
         return Ok(report);
     }
     let (lt_id, lt_version) = launch_templates::current(ctx, node_type).await?;
-    let existing = observe::instances(ctx, Some(node_type)).await?;
+    let existing = live::instances(ctx, Some(node_type)).await?;
     let mut ids: Vec<&str> = existing.iter().map(|i| i.id.as_str()).collect();
     ids.sort();
     let tags: Vec<Tag> = names::node_tags(&ctx.spec, node_type, lt_version)
@@ -178,7 +159,6 @@ pub async fn launch(
         security_groups: net.security_groups(node_type == ctx.spec.head_node_type),
         decision: launch.decision.to_string(),
         generation: sha256_hex(ids.join(",").as_bytes()),
-        faults,
     };
     tracing::info!(node_type, count = launch.count, reason = %launch.reason, "launching nodes");
     let mut left = launch.count;
@@ -239,259 +219,6 @@ fn no_capacity(p: &Placement, code: &str, report: &mut LaunchReport) {
             error: capacity_error(p.offering.market, code),
             code: code.to_string(),
         });
-    }
-}
-
-/// CreateFleet `instant` for spot capacity over `placements`; returns how many launched.
-async fn spot_fleet(
-    ctx: &AwsContext,
-    req: &Request<'_>,
-    placements: Vec<Placement>,
-    count: u32,
-    report: &mut LaunchReport,
-) -> Result<u32> {
-    let mut usable = Vec::new();
-    for p in placements {
-        match req.faults.launch_error(&p.zoned()) {
-            Some(code) if is_missing_spot_role(&code, "") => return Err(AwsError::SpotServiceLinkedRole { detail: code }.into()),
-            Some(code) if is_shortage(&code) => no_capacity(&p, &code, report),
-            Some(code) => {
-                return Err(anyhow::Error::new(from_ec2_code("ec2:CreateFleet", &code))
-                    .context(format!("node type `{}` on {} in {}", req.node_type, p.offering, p.subnet_id)))
-            }
-            None => usable.push(p),
-        }
-    }
-    if usable.is_empty() {
-        return Ok(0);
-    }
-    let overrides: Vec<FleetLaunchTemplateOverridesRequest> = usable
-        .iter()
-        .map(|p| {
-            FleetLaunchTemplateOverridesRequest::builder()
-                .instance_type(InstanceType::from(p.offering.instance_type.as_str()))
-                .subnet_id(&p.subnet_id)
-                .build()
-        })
-        .collect();
-    let described: Vec<String> = usable
-        .iter()
-        .map(|p| format!("{}@{}", p.offering.instance_type, p.subnet_id))
-        .collect();
-    let version = req.lt_version.to_string();
-    let mut attempt = 0;
-    let res = loop {
-        let count_s = count.to_string();
-        let attempt_s = attempt.to_string();
-        let token = idempotency_token(&[
-            ctx.cluster(),
-            req.node_type,
-            "spot",
-            &req.decision,
-            &req.generation,
-            &count_s,
-            &version,
-            &described.join(","),
-            &attempt_s,
-        ]);
-        let res = ctx
-            .ec2
-            .create_fleet()
-            .r#type(FleetType::Instant)
-            .client_token(token)
-            .launch_template_configs(
-                FleetLaunchTemplateConfigRequest::builder()
-                    .launch_template_specification(
-                        FleetLaunchTemplateSpecificationRequest::builder()
-                            .launch_template_id(&req.lt_id)
-                            .version(&version)
-                            .build(),
-                    )
-                    .set_overrides(Some(overrides.clone()))
-                    .build(),
-            )
-            .target_capacity_specification(
-                TargetCapacitySpecificationRequest::builder()
-                    .total_target_capacity(count as i32)
-                    .spot_target_capacity(count as i32)
-                    .on_demand_target_capacity(0)
-                    .default_target_capacity_type(DefaultTargetCapacityType::Spot)
-                    .build(),
-            )
-            .spot_options(
-                SpotOptionsRequest::builder()
-                    .allocation_strategy(SpotAllocationStrategy::PriceCapacityOptimized)
-                    .build(),
-            )
-            // `instant` fleets accept only `instance` and `fleet` here (EC2 API reference,
-            // CreateFleet TagSpecifications); the volume and network interface get the
-            // launch template's tags, which AWS authorizes as this request's.
-            .tag_specifications(tagged(ResourceType::Instance, &req.tags))
-            .tag_specifications(tagged(ResourceType::Fleet, &req.tags))
-            .send()
-            .await
-            .map_err(aws_err("ec2:CreateFleet"))?;
-        let propagating = res.instances().is_empty()
-            && !res.errors().is_empty()
-            && res
-                .errors()
-                .iter()
-                .all(|e| is_profile_propagation(e.error_code(), e.error_message()));
-        if propagating && attempt < PROFILE_PROPAGATION_RETRIES {
-            attempt += 1;
-            tokio::time::sleep(PROFILE_PROPAGATION_DELAY).await;
-            continue;
-        }
-        break res;
-    };
-    let placed = |instance_type: Option<&str>, subnet: Option<&str>| {
-        usable
-            .iter()
-            .find(|p| {
-                Some(p.subnet_id.as_str()) == subnet
-                    && instance_type.is_none_or(|t| t == p.offering.instance_type)
-            })
-            .or_else(|| usable.iter().find(|p| Some(p.subnet_id.as_str()) == subnet))
-    };
-    let mut got = 0;
-    for i in res.instances() {
-        let ov = i
-            .launch_template_and_overrides()
-            .and_then(|l| l.overrides());
-        let instance_type = i
-            .instance_type()
-            .map(|t| t.as_str().to_string())
-            .unwrap_or_default();
-        let zone =
-            placed(Some(&instance_type), ov.and_then(|o| o.subnet_id())).map(|p| p.zone.clone());
-        for id in i.instance_ids() {
-            report.launched.push(LaunchedNode {
-                id: id.clone(),
-                market: Market::Spot,
-                instance_type: instance_type.clone(),
-                zone: zone.clone(),
-            });
-            got += 1;
-        }
-    }
-    for e in res.errors() {
-        let code = e.error_code().unwrap_or("UnknownError");
-        let message = e.error_message().unwrap_or_default();
-        if is_missing_spot_role(code, message) {
-            return Err(AwsError::SpotServiceLinkedRole { detail: format!("{code}: {message}") }.into());
-        }
-        let ov = e
-            .launch_template_and_overrides()
-            .and_then(|l| l.overrides());
-        let instance_type = ov.and_then(|o| o.instance_type()).map(|t| t.as_str());
-        let subnet = ov.and_then(|o| o.subnet_id());
-        let what = format!(
-            "{} in {}",
-            instance_type.unwrap_or("an instance type"),
-            subnet.unwrap_or("a subnet")
-        );
-        match placed(instance_type, subnet) {
-            Some(p) if is_shortage(code) => no_capacity(p, code, report),
-            _ if got == 0 => bail!(
-                "ec2:CreateFleet for node type `{}` failed on {what}: {code}: {}",
-                req.node_type,
-                e.error_message().unwrap_or_default()
-            ),
-            _ => report.messages.push(format!(
-                "{what}: {code}: {}",
-                e.error_message().unwrap_or_default()
-            )),
-        }
-    }
-    Ok(got.min(count))
-}
-
-/// RunInstances for one on-demand offering. `Ok(Err(code))` is "no capacity here".
-async fn run_instances(
-    ctx: &AwsContext,
-    req: &Request<'_>,
-    p: &Placement,
-    count: u32,
-) -> Result<std::result::Result<Vec<LaunchedNode>, String>> {
-    match req.faults.launch_error(&p.zoned()) {
-        Some(code) if is_shortage(&code) => return Ok(Err(code)),
-        Some(code) => {
-            return Err(anyhow::Error::new(from_ec2_code("ec2:RunInstances", &code))
-                .context(format!("node type `{}` on {} in {}", req.node_type, p.offering, p.subnet_id)))
-        }
-        None => {}
-    }
-    let version = req.lt_version.to_string();
-    let mut attempt = 0;
-    loop {
-        let count_s = count.to_string();
-        let attempt_s = attempt.to_string();
-        let token = idempotency_token(&[
-            ctx.cluster(),
-            req.node_type,
-            "on-demand",
-            &req.decision,
-            &req.generation,
-            &count_s,
-            &version,
-            &p.offering.instance_type,
-            &p.subnet_id,
-            &attempt_s,
-        ]);
-        let res = ctx
-            .ec2
-            .run_instances()
-            .launch_template(
-                LaunchTemplateSpecification::builder()
-                    .launch_template_id(&req.lt_id)
-                    .version(&version)
-                    .build(),
-            )
-            .instance_type(InstanceType::from(p.offering.instance_type.as_str()))
-            .min_count(1)
-            .max_count(count as i32)
-            .client_token(token)
-            // Explicit, not only in the launch template: real AWS honours both, and moto
-            // (whose CFN subnets always map public IPs) only this one.
-            .network_interfaces(
-                InstanceNetworkInterfaceSpecification::builder()
-                    .device_index(0)
-                    .subnet_id(&p.subnet_id)
-                    .set_groups(Some(req.security_groups.clone()))
-                    .associate_public_ip_address(false)
-                    .delete_on_termination(true)
-                    .build(),
-            )
-            .tag_specifications(tagged(ResourceType::Instance, &req.tags))
-            .tag_specifications(tagged(ResourceType::Volume, &req.tags))
-            .tag_specifications(tagged(ResourceType::NetworkInterface, &req.tags))
-            .send()
-            .await;
-        match res {
-            Ok(r) => {
-                return Ok(Ok(r
-                    .instances()
-                    .iter()
-                    .map(|i| LaunchedNode {
-                        id: i.instance_id().unwrap_or_default().to_string(),
-                        market: Market::OnDemand,
-                        instance_type: p.offering.instance_type.clone(),
-                        zone: Some(p.zone.clone()),
-                    })
-                    .collect()))
-            }
-            Err(e) if e.code().is_some_and(is_shortage) => {
-                return Ok(Err(e.code().unwrap_or_default().to_string()))
-            }
-            Err(e)
-                if is_profile_propagation(e.code(), e.message())
-                    && attempt < PROFILE_PROPAGATION_RETRIES =>
-            {
-                attempt += 1;
-                tokio::time::sleep(PROFILE_PROPAGATION_DELAY).await;
-            }
-            Err(e) => return Err(aws_err("ec2:RunInstances")(e)),
-        }
     }
 }
 

@@ -24,8 +24,8 @@ use std::collections::BTreeSet;
 use anyhow::Result;
 use aws_sdk_ec2::types::Filter;
 
-use super::context::AwsContext;
-use super::errors::aws_err;
+use crate::aws::context::AwsContext;
+use crate::aws::errors::aws_err;
 
 /// What the spec asks for.
 #[derive(Debug, Clone, Default)]
@@ -54,7 +54,7 @@ impl Wanted {
             security_group_ids: e.security_group_ids,
             availability_zones: spec.provider.availability_zones.clone(),
             instance_connect_endpoint: spec.network.instance_connect_endpoint,
-            network_stack: super::names::StackKind::Network.stack_name(&spec.cluster_name),
+            network_stack: crate::aws::names::StackKind::Network.stack_name(&spec.cluster_name),
         })
     }
 }
@@ -227,6 +227,20 @@ fn reach(w: &Wanted, o: &Observed, t: &RouteTable, table_words: &str) -> Reach {
     ))
 }
 
+/// What the private subnets' routes say, gathered for the notes and the summary that
+/// follow the per-subnet errors.
+#[derive(Default)]
+struct Paths<'a> {
+    /// How each private subnet reaches out ("subnet-1 private via nat-1"), for the summary.
+    ways: Vec<String>,
+    /// Subnets without a NAT route (VPC endpoints only).
+    no_nat: Vec<&'a str>,
+    /// Subnets whose default route goes to a target fleetform cannot see past.
+    unseen: Vec<(&'a str, String)>,
+    /// Tables whose S3 traffic goes out through a NAT (or another default route).
+    s3_through_nat: Vec<&'a str>,
+}
+
 /// Check an existing network for fleetform. Pure: same inputs, same report.
 pub fn check(w: &Wanted, o: &Observed) -> Report {
     let mut r = Report::default();
@@ -237,96 +251,117 @@ pub fn check(w: &Wanted, o: &Observed) -> Report {
             w.region
         ));
     }
-    let find = |id: &str| o.subnets.iter().find(|s| s.id == id);
-    let mut ways = Vec::new();
-    let mut no_nat: Vec<&str> = Vec::new();
-    let mut unseen: Vec<(&str, String)> = Vec::new();
-    // Tables whose S3 traffic goes out through a NAT (or another default route).
-    let mut s3_through_nat: Vec<&str> = Vec::new();
+    let mut paths = Paths::default();
     for id in &w.private_subnet_ids {
-        let Some(s) = find(id) else {
-            r.errors.push(format!(
-                "network.private_subnet_ids: {id} does not exist in region {}: check the id (`aws ec2 describe-subnets --filters Name=vpc-id,Values={vpc}` lists the VPC's subnets)",
-                w.region
-            ));
-            continue;
-        };
-        if s.vpc_id != *vpc {
-            r.errors.push(format!("network.private_subnet_ids: {id} is in {}, not in {vpc}: list subnets of {vpc}, or change network.vpc_id", s.vpc_id));
-            continue;
-        }
-        r.zones.push((id.clone(), s.zone.clone()));
-        if !o.vpc_exists {
-            continue;
-        }
-        let Some((t, explicit)) = table_of(o, id) else {
-            r.errors.push(format!("network.private_subnet_ids: {id} has no route table (no association and no main table in {vpc}): associate it with a private route table"));
-            continue;
-        };
-        let table_words =
-            if explicit { format!("its route table {}", t.id) } else { format!("the VPC's main route table {} (it has no table of its own)", t.id) };
-        if let Some(igw) = default_route(t).and_then(|r| r.gateway_id.clone()).filter(|g| g.starts_with("igw-")) {
-            r.errors.push(format!(
-                "network.private_subnet_ids: {id} is public: {table_words} sends 0.0.0.0/0 to the internet gateway {igw}; nodes must not be reachable from the internet: list a private subnet, or route its 0.0.0.0/0 to a NAT gateway"
-            ));
-            continue;
-        }
-        match reach(w, o, t, &table_words) {
-            Reach::Out { via, nat } => {
-                if !nat {
-                    unseen.push((id.as_str(), via.clone()));
-                }
-                match s3_gateway(w, o, t) {
-                    Some(e) => ways.push(format!("{id} private via {via} (S3 via {})", e.id)),
-                    None => {
-                        ways.push(format!("{id} private via {via}"));
-                        if !s3_through_nat.contains(&t.id.as_str()) {
-                            s3_through_nat.push(t.id.as_str());
-                        }
+        private_subnet(w, o, id, &mut paths, &mut r);
+    }
+    route_notes(w, &paths, &mut r);
+    if o.vpc_exists {
+        connect_endpoint::decide(w, &o.connect_endpoints, &mut r);
+    }
+    no_nat_note(&paths, &mut r);
+    listed_ids(w, o, &mut r);
+    listed_zones(w, &mut r);
+    r.summary = summary(w, &paths, &r);
+    r
+}
+
+/// One private subnet: in the VPC, not public, and a way out (NAT or VPC endpoints).
+fn private_subnet<'a>(w: &Wanted, o: &'a Observed, id: &'a str, paths: &mut Paths<'a>, r: &mut Report) {
+    let vpc = &w.vpc_id;
+    let Some(s) = o.subnets.iter().find(|s| s.id == id) else {
+        r.errors.push(format!(
+            "network.private_subnet_ids: {id} does not exist in region {}: check the id (`aws ec2 describe-subnets --filters Name=vpc-id,Values={vpc}` lists the VPC's subnets)",
+            w.region
+        ));
+        return;
+    };
+    if s.vpc_id != *vpc {
+        r.errors.push(format!("network.private_subnet_ids: {id} is in {}, not in {vpc}: list subnets of {vpc}, or change network.vpc_id", s.vpc_id));
+        return;
+    }
+    r.zones.push((id.to_string(), s.zone.clone()));
+    if !o.vpc_exists {
+        return;
+    }
+    let Some((t, explicit)) = table_of(o, id) else {
+        r.errors.push(format!("network.private_subnet_ids: {id} has no route table (no association and no main table in {vpc}): associate it with a private route table"));
+        return;
+    };
+    let table_words =
+        if explicit { format!("its route table {}", t.id) } else { format!("the VPC's main route table {} (it has no table of its own)", t.id) };
+    if let Some(igw) = default_route(t).and_then(|r| r.gateway_id.clone()).filter(|g| g.starts_with("igw-")) {
+        r.errors.push(format!(
+            "network.private_subnet_ids: {id} is public: {table_words} sends 0.0.0.0/0 to the internet gateway {igw}; nodes must not be reachable from the internet: list a private subnet, or route its 0.0.0.0/0 to a NAT gateway"
+        ));
+        return;
+    }
+    match reach(w, o, t, &table_words) {
+        Reach::Out { via, nat } => {
+            if !nat {
+                paths.unseen.push((id, via.clone()));
+            }
+            match s3_gateway(w, o, t) {
+                Some(e) => paths.ways.push(format!("{id} private via {via} (S3 via {})", e.id)),
+                None => {
+                    paths.ways.push(format!("{id} private via {via}"));
+                    if !paths.s3_through_nat.contains(&t.id.as_str()) {
+                        paths.s3_through_nat.push(t.id.as_str());
                     }
                 }
             }
-            Reach::Endpoints => {
-                ways.push(format!("{id} private via VPC endpoints"));
-                no_nat.push(id.as_str());
-            }
-            Reach::No(why) => r.errors.push(format!("network.private_subnet_ids: {id} {why}")),
         }
+        Reach::Endpoints => {
+            paths.ways.push(format!("{id} private via VPC endpoints"));
+            paths.no_nat.push(id);
+        }
+        Reach::No(why) => r.errors.push(format!("network.private_subnet_ids: {id} {why}")),
     }
-    for (id, target) in &unseen {
+}
+
+/// The notes about the private subnets' routes: targets fleetform cannot see past, and S3
+/// traffic through a NAT gateway.
+fn route_notes(w: &Wanted, paths: &Paths, r: &mut Report) {
+    for (id, target) in &paths.unseen {
         r.notes.push(format!(
             "network: {id} sends 0.0.0.0/0 to {target}, not to a NAT gateway: fleetform cannot see past it; nodes there need it to reach \
              S3, SQS and EC2 (and the internet for packages), or they fail at boot"
         ));
     }
-    if !s3_through_nat.is_empty() && r.errors.is_empty() {
-        let tables = s3_through_nat.join(" ");
+    if !paths.s3_through_nat.is_empty() && r.errors.is_empty() {
+        let tables = paths.s3_through_nat.join(" ");
         r.notes.push(format!(
             "network: no S3 gateway endpoint on the private route table{} {}: the nodes' S3 traffic (the store, job inputs and outputs) goes \
              through the NAT gateway, which bills every GB it processes (US$0.045/GB in us-east-1 and us-west-2), while a gateway endpoint \
              costs nothing; fleetform does not change your route tables: add one with `aws ec2 create-vpc-endpoint --vpc-id {} \
              --service-name com.amazonaws.{}.s3 --route-table-ids {tables}` (or add the table{} to an existing S3 gateway endpoint)",
-            if s3_through_nat.len() == 1 { "" } else { "s" },
-            s3_through_nat.join(", "),
+            if paths.s3_through_nat.len() == 1 { "" } else { "s" },
+            paths.s3_through_nat.join(", "),
             w.vpc_id,
             w.region,
-            if s3_through_nat.len() == 1 { "" } else { "s" },
+            if paths.s3_through_nat.len() == 1 { "" } else { "s" },
         ));
     }
-    if o.vpc_exists {
-        connect_endpoint::decide(w, &o.connect_endpoints, &mut r);
-    }
-    if !no_nat.is_empty() {
+}
+
+/// The note about subnets with no NAT route.
+fn no_nat_note(paths: &Paths, r: &mut Report) {
+    if !paths.no_nat.is_empty() {
         r.notes.push(format!(
             "network: {} {} no NAT route: nodes there reach only AWS services with VPC endpoints; the head's autoscaler also needs \
              Interface endpoints for ec2, sts and cloudformation (and ssm for `image: al2023`), and nodes without a dist/ binary build \
              from source on first boot, which needs the internet",
-            no_nat.join(", "),
-            if no_nat.len() == 1 { "has" } else { "have" }
+            paths.no_nat.join(", "),
+            if paths.no_nat.len() == 1 { "has" } else { "have" }
         ));
     }
+}
+
+/// The public subnets and extra security groups the spec lists: they exist, in the VPC.
+fn listed_ids(w: &Wanted, o: &Observed, r: &mut Report) {
+    let vpc = &w.vpc_id;
     for id in &w.public_subnet_ids {
-        match find(id) {
+        match o.subnets.iter().find(|s| s.id == *id) {
             None => r.errors.push(format!("network.public_subnet_ids: {id} does not exist in region {}: check the id, or remove it", w.region)),
             Some(s) if s.vpc_id != *vpc => {
                 r.errors.push(format!("network.public_subnet_ids: {id} is in {}, not in {vpc}: list subnets of {vpc}, or remove it", s.vpc_id))
@@ -344,6 +379,10 @@ pub fn check(w: &Wanted, o: &Observed) -> Report {
             Some(_) => {}
         }
     }
+}
+
+/// `provider.availability_zones`, when given, agrees with the private subnets' zones.
+fn listed_zones(w: &Wanted, r: &mut Report) {
     // The subnets decide the zones; an explicit list must agree with them.
     if !w.availability_zones.is_empty() {
         let listed: BTreeSet<&str> = w.availability_zones.iter().map(String::as_str).collect();
@@ -363,14 +402,18 @@ pub fn check(w: &Wanted, o: &Observed) -> Report {
             }
         }
     }
+}
+
+/// The one-line summary of what the nodes use.
+fn summary(w: &Wanted, paths: &Paths, r: &Report) -> String {
+    let vpc = &w.vpc_id;
     let zones: BTreeSet<&str> = r.zones.iter().map(|(_, z)| z.as_str()).collect();
-    r.summary = format!(
+    format!(
         "network: using existing {vpc} (subnets {}); nodes launch in {}{}",
-        ways.join(", "),
+        paths.ways.join(", "),
         zones.into_iter().collect::<Vec<_>>().join(", "),
         if w.security_group_ids.is_empty() { String::new() } else { format!("; extra security groups on every node: {}", w.security_group_ids.join(", ")) }
-    );
-    r
+    )
 }
 
 fn filter(name: &str, values: &[String]) -> Filter {
@@ -422,37 +465,8 @@ pub async fn observe(ctx: &AwsContext, w: &Wanted) -> Result<Observed> {
                 zone: s.availability_zone().unwrap_or_default().into(),
             })
             .collect(),
-        route_tables: tables
-            .iter()
-            .map(|t| RouteTable {
-                id: t.route_table_id().unwrap_or_default().into(),
-                main: t.associations().iter().any(|a| a.main() == Some(true)),
-                subnets: t.associations().iter().filter_map(|a| a.subnet_id().map(str::to_string)).collect(),
-                routes: t
-                    .routes()
-                    .iter()
-                    .map(|r| Route {
-                        destination: r.destination_cidr_block().map(str::to_string),
-                        gateway_id: r.gateway_id().map(str::to_string),
-                        nat_gateway_id: r.nat_gateway_id().map(str::to_string),
-                        other_target: other_target(r),
-                        blackhole: r.state().is_some_and(|s| s.as_str() == "blackhole"),
-                    })
-                    .collect(),
-            })
-            .collect(),
-        endpoints: endpoints
-            .vpc_endpoints()
-            .iter()
-            .map(|e| Endpoint {
-                id: e.vpc_endpoint_id().unwrap_or_default().into(),
-                service: e.service_name().unwrap_or_default().into(),
-                kind: e.vpc_endpoint_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
-                state: e.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
-                route_table_ids: e.route_table_ids().to_vec(),
-                private_dns: e.private_dns_enabled().unwrap_or(false),
-            })
-            .collect(),
+        route_tables: tables.iter().map(route_table).collect(),
+        endpoints: endpoints.vpc_endpoints().iter().map(endpoint).collect(),
         nat_gateways: nats
             .nat_gateways()
             .iter()
@@ -464,6 +478,38 @@ pub async fn observe(ctx: &AwsContext, w: &Wanted) -> Result<Observed> {
         security_groups,
         connect_endpoints,
     })
+}
+
+/// A route table as [`check`] reads it.
+fn route_table(t: &aws_sdk_ec2::types::RouteTable) -> RouteTable {
+    RouteTable {
+        id: t.route_table_id().unwrap_or_default().into(),
+        main: t.associations().iter().any(|a| a.main() == Some(true)),
+        subnets: t.associations().iter().filter_map(|a| a.subnet_id().map(str::to_string)).collect(),
+        routes: t
+            .routes()
+            .iter()
+            .map(|r| Route {
+                destination: r.destination_cidr_block().map(str::to_string),
+                gateway_id: r.gateway_id().map(str::to_string),
+                nat_gateway_id: r.nat_gateway_id().map(str::to_string),
+                other_target: other_target(r),
+                blackhole: r.state().is_some_and(|s| s.as_str() == "blackhole"),
+            })
+            .collect(),
+    }
+}
+
+/// A VPC endpoint as [`check`] reads it.
+fn endpoint(e: &aws_sdk_ec2::types::VpcEndpoint) -> Endpoint {
+    Endpoint {
+        id: e.vpc_endpoint_id().unwrap_or_default().into(),
+        service: e.service_name().unwrap_or_default().into(),
+        kind: e.vpc_endpoint_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+        state: e.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        route_table_ids: e.route_table_ids().to_vec(),
+        private_dns: e.private_dns_enabled().unwrap_or(false),
+    }
 }
 
 /// A route's target when it is neither an internet gateway, `local`, nor a NAT gateway.
@@ -500,7 +546,7 @@ async fn connect_endpoints(ctx: &AwsContext, vpc: &[String]) -> ConnectEndpoints
         .await
         .map_err(aws_err("ec2:DescribeInstanceConnectEndpoints"));
     match answer {
-        Err(e) => ConnectEndpoints::Unknown(format!("{e:#}")),
+        Err(e) => ConnectEndpoints::Unknown(crate::errors::render(&e)),
         Ok(out) => ConnectEndpoints::Known(
             out.instance_connect_endpoints()
                 .iter()

@@ -8,15 +8,15 @@ use fleetform_core::ClusterSpec;
 use minijinja::{context, AutoEscape, Environment};
 use serde::Serialize;
 
-use super::existing_network::ReusedEndpoint;
-use super::iam::{self, Scope};
-use super::names::{self, Role};
+use crate::aws::resources::existing_network::ReusedEndpoint;
+use crate::aws::resources::iam_policies::{self, Scope};
+use crate::aws::names::{self, Role};
 
-const NETWORK: &str = include_str!("../../../stacks/network.yaml.j2");
-const NETWORK_EXISTING: &str = include_str!("../../../stacks/network-existing.yaml.j2");
-const DATA: &str = include_str!("../../../stacks/data.yaml.j2");
-const IAM: &str = include_str!("../../../stacks/iam.yaml.j2");
-pub(crate) const USER_DATA: &str = include_str!("../../templates/user-data.yaml.j2");
+const NETWORK: &str = include_str!("../../../../stacks/network.yaml.j2");
+const NETWORK_EXISTING: &str = include_str!("../../../../stacks/network-existing.yaml.j2");
+const DATA: &str = include_str!("../../../../stacks/data.yaml.j2");
+const IAM: &str = include_str!("../../../../stacks/iam.yaml.j2");
+pub(crate) const USER_DATA: &str = include_str!("../../../templates/user-data.yaml.j2");
 
 pub(crate) fn environment() -> Environment<'static> {
     let mut env = Environment::new();
@@ -122,26 +122,26 @@ pub fn iam_template(scope: &Scope) -> Result<String> {
             name: names::role(&scope.cluster, Role::Head),
             policy_name: "fleetform-head".into(),
             description: format!("fleetform {} head node: launches and terminates this cluster's workers only", scope.cluster),
-            policy: iam::head_policy(scope).to_string(),
+            policy: iam_policies::head_policy(scope).to_string(),
         },
         RoleCtx {
             logical_id: "Worker",
             name: names::role(&scope.cluster, Role::Worker),
             policy_name: "fleetform-worker".into(),
             description: format!("fleetform {} workers: the cluster's store prefix and task queues only", scope.cluster),
-            policy: iam::worker_policy(scope).to_string(),
+            policy: iam_policies::worker_policy(scope).to_string(),
         },
     ];
-    render("iam.yaml.j2", context! { cluster => scope.cluster, roles => roles, trust_policy => iam::TRUST_POLICY })
+    render("iam.yaml.j2", context! { cluster => scope.cluster, roles => roles, trust_policy => iam_policies::TRUST_POLICY })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::stack_diff::parse_template;
+    use crate::aws::stages::stack_diff::parse_template;
     use super::*;
     use serde_json::Value;
 
-    const WORKSHOP: &str = include_str!("../../../cluster.yaml");
+    const WORKSHOP: &str = include_str!("../../../../cluster.yaml");
     const CREATED_NETWORK_SHA256: &str = "95b1fda2d710c20af3850993754f1c1c509a60fb0e5883ca47251eb2c3d93909";
 
     fn spec() -> ClusterSpec {
@@ -211,7 +211,7 @@ mod tests {
     #[test]
     fn created_network_renders_as_before() {
         let body = network_template(&spec(), None).unwrap();
-        assert_eq!(super::super::launch_templates::sha256_hex(body.as_bytes()), CREATED_NETWORK_SHA256, "{body}");
+        assert_eq!(crate::aws::resources::launch_templates::sha256_hex(body.as_bytes()), CREATED_NETWORK_SHA256, "{body}");
     }
 
     fn existing(ice: bool) -> ClusterSpec {
@@ -328,14 +328,14 @@ mod tests {
         bodies.push(network_template(&no_nat, None).unwrap());
         // The IAM stack's shape does not depend on the policies' contents.
         let role = |logical_id| RoleCtx { logical_id, name: "n".into(), policy_name: "p".into(), description: "d".into(), policy: "{}".into() };
-        bodies.push(render("iam.yaml.j2", context! { cluster => "workshop", roles => vec![role("Head"), role("Worker")], trust_policy => iam::TRUST_POLICY }).unwrap());
+        bodies.push(render("iam.yaml.j2", context! { cluster => "workshop", roles => vec![role("Head"), role("Worker")], trust_policy => iam_policies::TRUST_POLICY }).unwrap());
         let mut seen = std::collections::BTreeSet::new();
         for body in &bodies {
             for r in parse_template(body).unwrap()["Resources"].as_object().unwrap().values() {
                 seen.insert(r["Type"].as_str().unwrap().to_string());
             }
         }
-        let table = super::super::stack_diff::REPLACEMENT;
+        let table = crate::aws::stages::stack_diff::REPLACEMENT;
         for t in &seen {
             assert!(table.iter().any(|(r, _)| r == t), "{t} has no row in stack_diff::REPLACEMENT");
         }
@@ -362,7 +362,7 @@ mod tests {
         let t = parse_template(&iam_template(&scope).unwrap()).unwrap();
         let head = &t["Resources"]["HeadRole"]["Properties"];
         assert_eq!(head["RoleName"], "fleetform-workshop-head");
-        assert_eq!(iam::lint(&head["Policies"][0]["PolicyDocument"]), Vec::<String>::new());
+        assert_eq!(iam_policies::lint(&head["Policies"][0]["PolicyDocument"]), Vec::<String>::new());
         assert_eq!(t["Resources"]["WorkerInstanceProfile"]["Properties"]["Roles"][0]["Ref"], "WorkerRole");
         let d = parse_template(&data_template("workshop", "b", true).unwrap()).unwrap();
         assert_eq!(d["Resources"]["StoreBucket"]["DeletionPolicy"], "Retain");

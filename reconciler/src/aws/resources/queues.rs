@@ -8,10 +8,10 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use fleetform_agent::queue::sqs::{self as definition, attribute_map, QueueDefinition};
 use fleetform_core::{layout, ClusterSpec};
 
-use super::context::AwsContext;
-use super::errors::aws_err;
-use super::model::DesiredQueue;
-use super::names;
+use crate::aws::context::AwsContext;
+use crate::aws::errors::aws_err;
+use crate::aws::stages::state::DesiredQueue;
+use crate::aws::names;
 
 /// The queues' attributes have one definition, `fleetform_agent::queue::sqs::definitions`,
 /// which `ensure` (every submit) sends too.
@@ -82,7 +82,8 @@ pub async fn update(ctx: &AwsContext, url: &str, q: &DesiredQueue) -> Result<()>
 pub async fn delete(ctx: &AwsContext, url: &str) -> Result<()> {
     match ctx.sqs.delete_queue().queue_url(url).send().await {
         Ok(_) => Ok(()),
-        Err(e) if e.as_service_error().is_some_and(|s| s.to_string().contains("NonExistentQueue")) => Ok(()),
+        // The SDK maps SQS's `AWS.SimpleQueueService.NonExistentQueue` to this variant.
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_queue_does_not_exist()) => Ok(()),
         Err(e) => Err(aws_err("sqs:DeleteQueue")(e)),
     }
 }
@@ -91,7 +92,7 @@ pub async fn delete(ctx: &AwsContext, url: &str) -> Result<()> {
 mod tests {
     use super::*;
 
-    const WORKSHOP: &str = include_str!("../../../cluster.yaml");
+    const WORKSHOP: &str = include_str!("../../../../cluster.yaml");
 
     #[test]
     fn one_queue_and_dlq_per_served_class() {

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use fleetform_core::s3_prefix::S3Prefix;
 use serde_json::{json, Value};
 
-use super::names::{self, Role, StackKind, TAG_CLUSTER};
+use crate::aws::names::{self, Role, StackKind, TAG_CLUSTER};
 
 /// What the policies are scoped to; all known before the IAM stack is rendered.
 #[derive(Debug, Clone)]

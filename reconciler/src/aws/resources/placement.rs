@@ -3,10 +3,10 @@
 
 use anyhow::{Context as _, Result};
 
-use super::context::AwsContext;
-use super::errors::aws_err;
-use super::names::StackKind;
-use super::observe;
+use crate::aws::context::AwsContext;
+use crate::aws::errors::aws_err;
+use crate::aws::names::StackKind;
+use crate::aws::stages::live;
 
 /// The private subnets and security groups nodes launch into: the one definition for
 /// both forms of `network:`. Subnets come from the network stack's `PrivateSubnetIds`
@@ -40,7 +40,7 @@ impl NetworkInfo {
 /// template: the head's role may DescribeStacks on this stack and nothing more.
 pub async fn network(ctx: &AwsContext) -> Result<NetworkInfo> {
     let name = StackKind::Network.stack_name(ctx.cluster());
-    let stack = observe::described_stack(ctx, StackKind::Network)
+    let stack = live::described_stack(ctx, StackKind::Network)
         .await?
         .with_context(|| {
             format!("the network stack {name} does not exist: run `fleetform apply` first")

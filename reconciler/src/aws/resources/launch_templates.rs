@@ -15,10 +15,10 @@ use aws_sdk_ec2::types::{
 };
 use sha2::{Digest, Sha256};
 
-use super::context::AwsContext;
-use super::errors::aws_err;
-use super::model::{DesiredLaunchTemplate, LtFacts};
-use super::names::{self, TAG_NODE_TYPE};
+use crate::aws::context::AwsContext;
+use crate::aws::errors::aws_err;
+use crate::aws::stages::state::{DesiredLaunchTemplate, LtFacts};
+use crate::aws::names::{self, TAG_NODE_TYPE};
 
 pub const HTTP_TOKENS: &str = "required";
 pub const HOP_LIMIT: i32 = 1;
@@ -220,7 +220,7 @@ pub async fn current(ctx: &AwsContext, node_type: &str) -> Result<(String, i64)>
         .launch_template_names(&name)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("launch template {name} of node type `{node_type}` not found: run `fleetform apply` first ({})", super::errors::classify("ec2:DescribeLaunchTemplates", e)))?;
+        .map_err(|e| anyhow::anyhow!("launch template {name} of node type `{node_type}` not found: run `fleetform apply` first ({})", crate::aws::errors::classify("ec2:DescribeLaunchTemplates", e)))?;
     let lt = got
         .launch_templates()
         .first()

@@ -18,9 +18,9 @@ use anyhow::Result;
 use self::layers::{artifacts, launch_templates, queues, stacks};
 use self::node_groups::{nodes, orphan_nodes};
 use self::removals::removals;
-use super::context::AwsContext;
-use super::model::{Desired, Live};
-use super::plan::Plan;
+use crate::aws::context::AwsContext;
+use crate::aws::stages::state::{Desired, Live};
+use crate::aws::stages::plan::Plan;
 use crate::autoscaler::LaunchReport;
 
 /// Terminations take a minute or two on real AWS; the network stack cannot go before.
