@@ -170,6 +170,11 @@ fn after_a_rebalance_recommendation_the_node_takes_no_new_tasks() {
     wait_until(Duration::from_secs(30), "the rebalance to show in the heartbeat", || {
         env.heartbeats().iter().any(|h| h.node_id == node && h.draining.as_deref() == Some("rebalance"))
     });
+    // Said while it shows: once idle, a draining node may be stopped at any time.
+    let status = env.run(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("draining (rebalance)"), "{text}");
+    assert!(text.contains("scheduled: system-reboot"), "a scheduled event shows in status: {text}");
     let job = env.write_job(
         "small.yaml",
         "name: small\ninput: {generate: {rows: 8000, seed: 1, text_length: 100}}\noutput: {uri: out}\nbatch_size: 1000\nsplit: {rows_per_task: 1000}\n",
@@ -179,10 +184,6 @@ fn after_a_rebalance_recommendation_the_node_takes_no_new_tasks() {
     let done = env.done_records(&id);
     assert_eq!(done.len(), 8);
     assert!(done.iter().all(|d| d.node_id != node), "the node under a rebalance recommendation took a task");
-    let status = env.run(&["status"]);
-    let text = String::from_utf8_lossy(&status.stdout);
-    assert!(text.contains("draining (rebalance)"), "{text}");
-    assert!(text.contains("scheduled: system-reboot"), "a scheduled event shows in status: {text}");
 }
 
 /// The AWS path in the binary: an agent given `--imds-endpoint` (on EC2 the real IMDS,
