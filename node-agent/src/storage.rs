@@ -25,10 +25,13 @@ pub struct Location {
 impl Location {
     /// The key of `name` below this location's prefix.
     pub fn key(&self, name: &str) -> Path {
-        if self.prefix.as_ref().is_empty() {
-            Path::from(name)
-        } else {
-            Path::from(format!("{}/{}", self.prefix.as_ref(), name))
+        Path::from(self.joined(name))
+    }
+    /// `name` below the prefix, as text.
+    fn joined(&self, name: &str) -> String {
+        match self.prefix.as_ref() {
+            "" => name.to_string(),
+            prefix => format!("{prefix}/{name}"),
         }
     }
     /// The key of an input file `name` as its object store names it: the object's key
@@ -37,8 +40,8 @@ impl Location {
     /// key object_store cannot take as it is (an empty segment: `a//b`) falls back to
     /// that encoding. Local input files are opened by their paths, not by key.
     pub fn input_key(&self, name: &str) -> Path {
-        let joined = if self.prefix.as_ref().is_empty() { name.to_string() } else { format!("{}/{}", self.prefix.as_ref(), name) };
-        Path::parse(&joined).unwrap_or_else(|_| self.key(name))
+        let joined = self.joined(name);
+        Path::parse(&joined).unwrap_or_else(|_| Path::from(joined))
     }
     /// For a local location, the file that holds `name`: the file object_store reads
     /// and writes for [`Location::key`], whose parts it percent-encodes (`텍스트` is the

@@ -254,22 +254,13 @@ fn clean_message(e: &ArrowError) -> String {
 /// Whether JSON text has a comma right before a closing `}` or `]` (outside strings):
 /// arrow's JSON reader accepts `{"a": 1,}`, which no JSON parser does (RFC 8259).
 fn has_trailing_comma(bytes: &[u8]) -> bool {
-    let (mut in_string, mut escaped, mut after_comma) = (false, false, false);
+    let (mut strings, mut after_comma) = (super::records::JsonStrings::default(), false);
     for &b in bytes {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
+        if strings.step(b) {
+            after_comma = false;
             continue;
         }
         match b {
-            b'"' => {
-                in_string = true;
-                after_comma = false;
-            }
             b',' => after_comma = true,
             b'}' | b']' if after_comma => return true,
             b' ' | b'\t' | b'\r' | b'\n' => {}

@@ -179,10 +179,9 @@ impl<R: BufRead> JsonArrayReader<R> {
         self.buf.clear();
         self.buf.push(first);
         let mut depth = i64::from(matches!(first, b'{' | b'['));
-        let mut in_string = first == b'"';
-        let mut escaped = false;
-        let scalar = depth == 0 && !in_string;
-        while scalar || depth > 0 || in_string {
+        let mut strings = JsonStrings { inside: first == b'"', escaped: false };
+        let scalar = depth == 0 && !strings.inside;
+        while scalar || depth > 0 || strings.inside {
             let Some(b) = self.peek()? else {
                 bail!(
                     "{}:{}: the file ends inside an array element",
@@ -206,16 +205,8 @@ impl<R: BufRead> JsonArrayReader<R> {
                     MAX_RECORD_BYTES >> 20
                 );
             }
-            if in_string {
-                match (escaped, b) {
-                    (true, _) => escaped = false,
-                    (false, b'\\') => escaped = true,
-                    (false, b'"') => in_string = false,
-                    _ => {}
-                }
-            } else if !scalar {
+            if !scalar && !strings.step(b) {
                 match b {
-                    b'"' => in_string = true,
                     b'{' | b'[' => depth += 1,
                     b'}' | b']' => depth -= 1,
                     _ => {}
@@ -243,6 +234,31 @@ impl<R: BufRead> JsonArrayReader<R> {
 
     fn consume(&mut self) {
         self.reader.consume(1);
+    }
+}
+
+/// Where JSON text is inside a string, byte by byte (escapes honoured): what the array
+/// reader and the trailing-comma check need of JSON's grammar.
+#[derive(Default)]
+pub(super) struct JsonStrings {
+    pub inside: bool,
+    escaped: bool,
+}
+
+impl JsonStrings {
+    /// Take the next byte; true when it belongs to a string (its quotes included).
+    pub fn step(&mut self, b: u8) -> bool {
+        if self.inside {
+            match (self.escaped, b) {
+                (true, _) => self.escaped = false,
+                (false, b'\\') => self.escaped = true,
+                (false, b'"') => self.inside = false,
+                _ => {}
+            }
+            return true;
+        }
+        self.inside = b == b'"';
+        self.inside
     }
 }
 

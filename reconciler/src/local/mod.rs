@@ -8,7 +8,7 @@
 
 mod autoscale;
 pub mod lock;
-mod process;
+pub mod process;
 pub mod runs;
 pub mod published;
 

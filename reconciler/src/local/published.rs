@@ -14,17 +14,10 @@ use crate::cluster::Handles;
 /// What `fleetform up`/`run` publishes for other commands (`chaos`, `status`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SupervisorFile {
-    pub pid: u32,
-    /// With `pid`, which process wrote the file (`process::ProcessId`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_ticks: Option<u64>,
+    /// The supervisor (`pid` and `start_ticks` in the file).
+    #[serde(flatten)]
+    pub writer: ProcessId,
     pub nodes: Vec<LocalNode>,
-}
-
-impl SupervisorFile {
-    fn writer(&self) -> ProcessId {
-        ProcessId { pid: self.pid, start_ticks: self.start_ticks }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,7 +43,7 @@ pub fn published_nodes(handles: &Handles) -> Vec<LocalNode> {
     else {
         return Vec::new();
     };
-    if f.writer().is_running() {
+    if f.writer.is_running() {
         f.nodes
     } else {
         Vec::new()
@@ -61,7 +54,7 @@ pub fn published_nodes(handles: &Handles) -> Vec<LocalNode> {
 pub fn running_supervisor(handles: &Handles) -> Option<SupervisorFile> {
     let f: SupervisorFile =
         serde_json::from_slice(&std::fs::read(supervisor_file(handles)).ok()?).ok()?;
-    (f.writer().is_running() && !f.writer().is_current()).then_some(f)
+    (f.writer.is_running() && !f.writer.is_current()).then_some(f)
 }
 
 /// Find a local node by id among a live supervisor's nodes (a notice written for the
@@ -90,8 +83,7 @@ pub fn find_node(handles: &Handles, node_id: &str) -> Result<LocalNode> {
 /// Publish this process's agents: written aside and renamed, so a reader never sees half
 /// a file.
 pub fn write(handles: &Handles, nodes: Vec<LocalNode>) -> Result<()> {
-    let me = ProcessId::current();
-    let f = SupervisorFile { pid: me.pid, start_ticks: me.start_ticks, nodes };
+    let f = SupervisorFile { writer: ProcessId::current(), nodes };
     let path = supervisor_file(handles);
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&f)?)?;

@@ -38,10 +38,9 @@ impl RunIdentity {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
-    pub pid: u32,
-    /// With `pid`, which process wrote the record (`process::ProcessId`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_ticks: Option<u64>,
+    /// The `run` (`pid` and `start_ticks` in the file).
+    #[serde(flatten)]
+    pub writer: ProcessId,
     pub started_at: chrono::DateTime<chrono::Utc>,
     /// The command line, for messages.
     pub command: String,
@@ -52,12 +51,11 @@ pub struct RunRecord {
 
 impl RunRecord {
     fn alive(&self) -> bool {
-        let writer = ProcessId { pid: self.pid, start_ticks: self.start_ticks };
-        !writer.is_current() && writer.is_running()
+        !self.writer.is_current() && self.writer.is_running()
     }
 
     fn describe(&self) -> String {
-        format!("pid {}, started {}: {}", self.pid, self.started_at.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S"), self.command)
+        format!("pid {}, started {}: {}", self.writer.pid, self.started_at.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S"), self.command)
     }
 
     /// Its submitted jobs that are neither finished nor cancelled.
@@ -157,9 +155,8 @@ impl Run {
             let _ = std::fs::remove_file(path);
         }
         let command = std::env::args().map(|a| if a.contains(' ') { format!("'{a}'") } else { a }).collect::<Vec<_>>().join(" ");
-        let me = ProcessId::current();
-        let record = RunRecord { pid: me.pid, start_ticks: me.start_ticks, started_at: chrono::Utc::now(), command, jobs: previous.clone(), identity };
-        let path = runs_dir(handles).join(format!("{}-{}.json", record.started_at.format("%Y%m%d-%H%M%S%.3f"), record.pid));
+        let record = RunRecord { writer: ProcessId::current(), started_at: chrono::Utc::now(), command, jobs: previous.clone(), identity };
+        let path = runs_dir(handles).join(format!("{}-{}.json", record.started_at.format("%Y%m%d-%H%M%S%.3f"), record.writer.pid));
         let run = Run { path, record, previous };
         run.save()?;
         Ok(run)
