@@ -36,7 +36,7 @@ async fn job_context(shared: &Shared, job_id: &str) -> Result<Arc<JobContext>, J
         .ok_or_else(|| unreadable(anyhow!("job {job_id} has no job.json in the store")))?;
     let unusable = |error| JobLoadError { max_failures: Some(record.spec.max_failures), error };
     let stages = Stages::compile(&record.spec.steps).map_err(unusable)?;
-    // Tasks write into the job's staging directory; finalize publishes (jobs::finalize).
+    // Tasks write into the job's staging directory; finalize publishes (fleetform_runtime::jobs::finalize).
     let staging = format!("{}/{}", record.spec.output.uri, layout::staging_dir(job_id));
     let output = Location::open(&shared.store.conn, &staging).await.map_err(unusable)?;
     let input = crate::input::JobInput::for_job(&record).map_err(unusable)?;
