@@ -151,7 +151,7 @@ fn aws_demand_launches_the_right_type_falls_back_and_scales_idle_nodes_down() {
             .unwrap();
         let d2 = round(&provider2, &store, &mut persisted).await.unwrap();
         assert!(!d2.launches.is_empty(), "{:?}", d2.explanations);
-        let all: Vec<_> = live::instances(&ctx2, Some("x86_worker_node"))
+        let all: Vec<_> = live::instances(ctx2, Some("x86_worker_node"))
             .await
             .unwrap()
             .into_iter()
@@ -191,7 +191,7 @@ fn aws_demand_launches_the_right_type_falls_back_and_scales_idle_nodes_down() {
         let status = persisted.status.as_ref().unwrap().to_string();
         assert!(status.contains("idle"), "{status}");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let left: Vec<_> = live::instances(&ctx2, Some("x86_worker_node"))
+        let left: Vec<_> = live::instances(ctx2, Some("x86_worker_node"))
             .await
             .unwrap()
             .into_iter()

@@ -158,8 +158,8 @@ async fn a_tasks_last_upload_overlaps_the_next_tasks_work() {
     moto.configure(&mut cmd);
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let jobs = std::fs::read_dir(env.store().join("jobs")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string());
-    let id = jobs.filter(|j| j.starts_with("clean-text-")).next().expect("the clean job's record");
+    let mut jobs = std::fs::read_dir(env.store().join("jobs")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string());
+    let id = jobs.find(|j| j.starts_with("clean-text-")).expect("the clean job's record");
     let mut spans: Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> = env
         .done_records(&id)
         .iter()
