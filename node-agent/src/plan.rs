@@ -55,8 +55,7 @@ impl std::error::Error for JobProblems {}
 
 /// Check a job as submit does, reporting every problem at once: each step compiles
 /// (regexes), the URIs are usable, the input is readable and has the columns the steps
-/// read, and the job does not read its own output.
-/// The input opens through `conn`.
+/// read, and the job does not read its own output. The input opens through `conn`.
 pub async fn check(conn: &Connections, mut spec: JobSpec) -> Result<CheckedJob, JobProblems> {
     let mut problems = check_without_data(&mut spec);
     let input_uri = YamlPath::root().key("input").key("uri");
@@ -120,9 +119,8 @@ pub fn check_without_data(spec: &mut JobSpec) -> Vec<Problem> {
     problems
 }
 
-/// Validate a job against its data and enqueue its tasks. Returns the job record.
-/// A job with python steps goes through `submit_with_code`.
-/// The input opens through the store's connections.
+/// Validate a job against its data (read through the store's connections) and enqueue its
+/// tasks. Returns the job record. A job with python steps goes through `submit_with_code`.
 pub async fn submit(store: &Store, queue: &Queue, spec: JobSpec) -> Result<JobRecord> {
     submit_with_code(store, queue, spec, &[]).await
 }
