@@ -3,6 +3,7 @@ use std::path::PathBuf;
 
 use fleetform_core::resources::CPU;
 use fleetform_core::Resources;
+use fleetform_runtime::Connections;
 
 use crate::exec::AgentConfig;
 use crate::imds::{ImdsClient, NoticeSource};
@@ -160,7 +161,10 @@ pub fn run_agent(args: AgentArgs) -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(crate::exec::run(cfg)) {
+    // The process's one way to S3 and SQS: the standard AWS chain (on a node, its
+    // environment carries the region), read at the first s3:// or sqs:// opened, so a
+    // local agent never reads it.
+    match runtime.block_on(crate::exec::run(cfg, Connections::from_env())) {
         Ok(_) => 0,
         Err(e) => {
             eprintln!("fleetform-agent: {}", fleetform_core::error_chain::render(e.as_ref()));

@@ -2,32 +2,18 @@
 //! the local supervisor). It receives tasks from the queue of every resource class its
 //! node serves, streams parquet through the job's steps, checkpoints at row-group
 //! boundaries, commits each task exactly once, and drains on spot notices and SIGTERM.
-
-/// The error for an AWS location, queue or command in a build without the `aws` feature
-/// (`--no-default-features`: the local provider only, a fraction of the compile time).
-pub fn without_aws(what: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{what}: this fleetform was built without the AWS provider (--no-default-features, for the local \
-         provider only); build it with the default features for AWS: `cargo install --path reconciler`, \
-         or `cargo run --release -p fleetform -- ...`"
-    )
-}
+//!
+//! Its planning API (`plan`: check a job against its data, fix its tasks) is what the
+//! control plane calls before the runtime (`fleetform_runtime`) enqueues the job.
 
 pub mod cli;
 pub mod exec;
-pub mod http;
 pub mod imds;
 pub mod input;
-pub mod jobs;
-pub mod leases;
 pub mod metrics;
 pub mod ops;
 pub mod output;
-pub mod queue;
-pub mod storage;
-pub mod store;
-#[cfg(any(test, feature = "conformance"))]
-pub mod store_conformance;
+pub mod plan;
 
 #[cfg(test)]
 mod layering {

@@ -103,10 +103,10 @@ pub fn render() -> String {
 pub fn serve(listen: &str) -> Result<()> {
     let addr: std::net::SocketAddr =
         listen.parse().map_err(|_| anyhow!("--metrics-listen `{listen}` is not IP:PORT (e.g. 127.0.0.1:9108)"))?;
-    let server = crate::http::Server::bind(addr).map_err(|e| anyhow!("--metrics-listen {listen}: cannot listen: {e}"))?;
-    let serving = server.serve(std::sync::Arc::new(|req: &crate::http::Request| match req.path.as_str() {
-        "/metrics" => crate::http::Response::new(200, "application/openmetrics-text; version=1.0.0; charset=utf-8", render()),
-        _ => crate::http::Response::text(404, "the agent serves /metrics only\n"),
+    let server = fleetform_runtime::http::Server::bind(addr).map_err(|e| anyhow!("--metrics-listen {listen}: cannot listen: {e}"))?;
+    let serving = server.serve(std::sync::Arc::new(|req: &fleetform_runtime::http::Request| match req.path.as_str() {
+        "/metrics" => fleetform_runtime::http::Response::new(200, "application/openmetrics-text; version=1.0.0; charset=utf-8", render()),
+        _ => fleetform_runtime::http::Response::text(404, "the agent serves /metrics only\n"),
     }))?;
     // For the process's life: dropping it would stop the server.
     std::mem::forget(serving);

@@ -20,8 +20,8 @@ use chrono::Utc;
 use fleetform::cluster::Handles;
 use fleetform::dashboard::{poller, server};
 use fleetform::observe::{ClusterView, Observer};
-use fleetform_agent::queue::Queue;
-use fleetform_agent::store::Store;
+use fleetform_runtime::queue::Queue;
+use fleetform_runtime::store::Store;
 use fleetform_core::layout;
 use fleetform_core::queue::{Depth, QueueError, Received, TaskQueue};
 use fleetform_core::spec::ClusterSpec;
@@ -219,7 +219,7 @@ async fn seed(jobs: usize) -> Cluster {
             TASKS_PER_JOB * 1000,
             out.display()
         );
-        let id = fleetform_agent::jobs::submit(&store, &queue, JobSpec::from_yaml("j.yaml", &y).unwrap()).await.unwrap().job_id;
+        let id = fleetform_agent::plan::submit(&store, &queue, JobSpec::from_yaml("j.yaml", &y).unwrap()).await.unwrap().job_id;
         done(&store, &id, 0).await;
         ids.push(id);
     }
@@ -314,7 +314,7 @@ async fn measure(c: &Cluster, counts: &Arc<Counts>, n_tabs: usize, every: Durati
     }
 }
 
-async fn serve(c: &Cluster, counts: &Arc<Counts>, every: Duration) -> (poller::Shared, tokio::task::JoinHandle<()>, String, fleetform_agent::http::Serving) {
+async fn serve(c: &Cluster, counts: &Arc<Counts>, every: Duration) -> (poller::Shared, tokio::task::JoinHandle<()>, String, fleetform_runtime::http::Serving) {
     let mut store = c.store.clone();
     store.loc.store = Arc::new(CountingStore { inner: store.loc.store.clone(), counts: counts.clone() });
     let queue = CountingQueue { inner: c.handles.queue().await.unwrap(), counts: counts.clone() };

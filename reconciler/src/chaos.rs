@@ -19,7 +19,7 @@ pub async fn interrupt(file: &Path, node: &str) -> Result<i32> {
         #[cfg(feature = "aws")]
         return aws_interrupt(node);
         #[cfg(not(feature = "aws"))]
-        return Err(fleetform_agent::without_aws("`fleetform chaos` on the aws provider"));
+        return Err(fleetform_runtime::without_aws("`fleetform chaos` on the aws provider"));
     }
     let n = local::published::find_node(&handles, node)?;
     // A real spot notice gives two minutes.
@@ -38,7 +38,7 @@ pub async fn terminate(file: &Path, node_type: &str, count: usize) -> Result<i32
         #[cfg(feature = "aws")]
         return aws_terminate(&spec, &handles, node_type, count).await;
         #[cfg(not(feature = "aws"))]
-        return Err(fleetform_agent::without_aws("`fleetform chaos` on the aws provider"));
+        return Err(fleetform_runtime::without_aws("`fleetform chaos` on the aws provider"));
     }
     let f = local::published::running_supervisor(&handles)
         .ok_or_else(|| anyhow::anyhow!("no local cluster is running (start one with `fleetform up`)"))?;

@@ -386,11 +386,11 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         #[cfg(feature = "aws")]
         Command::Destroy { cluster, yes, delete_data } => aws::commands::destroy(&cluster.spec_file(), yes, delete_data).await,
         #[cfg(not(feature = "aws"))]
-        Command::Plan { .. } => Err(fleetform_agent::without_aws("`fleetform plan`")),
+        Command::Plan { .. } => Err(fleetform_runtime::without_aws("`fleetform plan`")),
         #[cfg(not(feature = "aws"))]
-        Command::Apply { .. } => Err(fleetform_agent::without_aws("`fleetform apply`")),
+        Command::Apply { .. } => Err(fleetform_runtime::without_aws("`fleetform apply`")),
         #[cfg(not(feature = "aws"))]
-        Command::Destroy { .. } => Err(fleetform_agent::without_aws("`fleetform destroy`")),
+        Command::Destroy { .. } => Err(fleetform_runtime::without_aws("`fleetform destroy`")),
         Command::Reconcile { cluster, watch, interval } => reconcile::command(&cluster.spec_file(), watch, interval).await,
         Command::Status { cluster, json, watch, interval } => status::show(&cluster.running_cluster_file(), json, watch, interval).await,
         Command::Dashboard { cluster, listen, allow_remote, interval } => {

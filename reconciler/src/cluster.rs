@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Result};
-use fleetform_agent::queue::Queue;
-use fleetform_agent::store::Store;
+use fleetform_runtime::queue::Queue;
+use fleetform_runtime::store::Store;
+use fleetform_runtime::Connections;
 use fleetform_core::spec::{ClusterSpec, ProviderKind};
 
 /// The spec infrastructure commands read when no `-f` is given.
@@ -46,10 +47,11 @@ pub struct Handles {
     pub queue_uri: String,
     /// Local provider: the directory with the store, the queue, node logs.
     pub state_dir: PathBuf,
-    /// AWS provider: the one SDK configuration of this command, built from the spec
-    /// (`provider.region`, then the standard chain); the store and the queues use it.
-    #[cfg(feature = "aws")]
-    pub sdk: Option<aws_config::SdkConfig>,
+    /// How this command reaches S3 and SQS: on the aws provider the one SDK configuration
+    /// built from the spec (`provider.region`, then the standard chain); the store, the
+    /// queues and every job input and output on S3 go through it. On the local provider
+    /// the standard chain, read only if a job names an s3:// location.
+    pub conn: Connections,
 }
 
 impl Handles {
@@ -57,67 +59,57 @@ impl Handles {
         match spec.provider.kind {
             ProviderKind::Local => {
                 let store = spec.storage.path.clone().unwrap_or_else(|| format!(".fleetform/{}/store", spec.cluster_name));
-                let store_uri = fleetform_agent::storage::normalize_uri(&store)?;
+                let store_uri = fleetform_runtime::location::normalize_uri(&store)?;
                 let store_dir = PathBuf::from(store_uri.trim_start_matches("file://"));
                 let state_dir = store_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| store_dir.clone());
                 let queue_uri = format!("sqlite://{}", state_dir.join("queue.sqlite").display());
-                Ok(Handles {
-                    store_uri,
-                    queue_uri,
-                    state_dir,
-                    #[cfg(feature = "aws")]
-                    sdk: None,
-                })
+                Ok(Handles { store_uri, queue_uri, state_dir, conn: Connections::from_env() })
             }
             ProviderKind::Aws => {
                 let bucket = spec.storage.bucket.clone().ok_or_else(|| anyhow!("storage.bucket is required"))?;
                 let prefix = spec.storage.prefix.clone().unwrap_or_else(|| format!("{}/", spec.cluster_name));
-                #[cfg(feature = "aws")]
-                let sdk = {
-                    let sdk = crate::aws::context::sdk_config(spec).await;
-                    if sdk.region().is_none() {
-                        return Err(crate::aws::errors::AwsError::NoRegion.into());
-                    }
-                    // Job inputs and outputs on S3 follow the same configuration.
-                    fleetform_agent::storage::use_sdk_config(&sdk);
-                    Some(sdk)
-                };
                 Ok(Handles {
                     store_uri: format!("s3://{bucket}/{}", prefix.trim_matches('/')),
                     queue_uri: format!("sqs://{}", spec.cluster_name),
                     state_dir: PathBuf::from(format!(".fleetform/{}", spec.cluster_name)),
-                    #[cfg(feature = "aws")]
-                    sdk,
+                    conn: aws_connections(spec).await?,
                 })
             }
         }
     }
 
-    /// The cluster store, through this command's AWS configuration on the aws provider.
+    /// The cluster store, through this command's connections.
     pub async fn store(&self) -> Result<Store> {
-        #[cfg(feature = "aws")]
-        if let Some(sdk) = &self.sdk {
-            return Store::open_with(sdk, &self.store_uri).await;
-        }
-        Store::open(&self.store_uri).await
+        Store::open(&self.conn, &self.store_uri).await
     }
 
-    /// The task queues, through this command's AWS configuration on the aws provider.
+    /// The task queues, through this command's connections.
     pub async fn queue(&self) -> Result<Queue> {
-        #[cfg(feature = "aws")]
-        if let Some(sdk) = &self.sdk {
-            return Queue::open_with(sdk, &self.queue_uri).await;
-        }
-        Queue::open(&self.queue_uri).await
+        Queue::open(&self.conn, &self.queue_uri).await
     }
 
     /// The AWS clients of this command, from the same configuration as its store and queues.
     #[cfg(feature = "aws")]
     pub async fn aws_context(&self, spec: &ClusterSpec) -> Result<crate::aws::AwsContext> {
-        let sdk = match &self.sdk {
-            Some(sdk) => sdk.clone(),
-            None => crate::aws::context::sdk_config(spec).await,
-        };
+        let sdk = self.conn.aws().await.clone();
         crate::aws::AwsContext::connect_with(spec, sdk, Default::default()).await
     }
+}
+
+/// The aws provider's connections: the SDK configuration built once from the spec, which
+/// must end up with a region (the spec's, AWS_REGION or a profile's).
+#[cfg(feature = "aws")]
+async fn aws_connections(spec: &ClusterSpec) -> Result<Connections> {
+    let sdk = crate::aws::context::sdk_config(spec).await;
+    if sdk.region().is_none() {
+        return Err(crate::aws::errors::AwsError::NoRegion.into());
+    }
+    Ok(Connections::with_sdk(sdk))
+}
+
+/// Without the AWS provider nothing of an aws spec is read from AWS: its store and queue
+/// give the `without_aws` error when opened.
+#[cfg(not(feature = "aws"))]
+async fn aws_connections(_spec: &ClusterSpec) -> Result<Connections> {
+    Ok(Connections::from_env())
 }

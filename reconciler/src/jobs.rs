@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
-use fleetform_agent::jobs::{self, JobProgress};
-use fleetform_agent::ops::python::{self, CodeFile};
-use fleetform_agent::store::Store;
+use fleetform_agent::ops::python;
+use fleetform_agent::plan::{self, JobProblems};
+use fleetform_runtime::jobs::{self, CheckedJob, CodeFile, JobProgress};
+use fleetform_runtime::store::Store;
+use fleetform_runtime::Connections;
 use fleetform_core::data_access::WorkerAccess;
 use fleetform_core::diag::{Problem, YamlPath};
 use fleetform_core::job::sets_for;
@@ -59,16 +61,17 @@ fn python_problem(message: &str) -> Problem {
 /// What checking a job found.
 pub enum JobCheck {
     /// Checked against its data, its python files read: ready to submit.
-    Checked(Box<jobs::CheckedJob>, Vec<CodeFile>),
+    Checked(Box<CheckedJob>, Vec<CodeFile>),
     /// Its input is the output of a job checked before it (validate of a whole run):
     /// everything but the data was checked.
     InputNotYetWritten { input_uri: String, output_uri: String },
 }
 
 /// Load a job file and check it as submit does: the spec's own rules, the cluster's node
-/// types, the job's data (`jobs::check`). Every problem is reported at once, with
-/// file:line:column. `produced`: output URIs of jobs that run before this one.
-pub async fn check_job(cluster: &ClusterSpec, path: &Path, set: &[String], produced: &[String]) -> Result<JobCheck> {
+/// types, the job's data (`plan::check`, reading the input through `conn`). Every problem
+/// is reported at once, with file:line:column. `produced`: output URIs of jobs that run
+/// before this one.
+pub async fn check_job(conn: &Connections, cluster: &ClusterSpec, path: &Path, set: &[String], produced: &[String]) -> Result<JobCheck> {
     let (job, source) = JobSpec::load_with_source(path, &sets_for(path, set))?;
     let mut problems = Vec::new();
     if let Err(e) = cluster.feasible(&job.resources) {
@@ -86,20 +89,20 @@ pub async fn check_job(cluster: &ClusterSpec, path: &Path, set: &[String], produ
             Vec::new()
         }
     };
-    let input = job.input.uri.as_deref().and_then(|u| fleetform_agent::storage::normalize_uri(u).ok());
+    let input = job.input.uri.as_deref().and_then(|u| fleetform_runtime::location::normalize_uri(u).ok());
     problems.extend(worker_reach(cluster, input.as_deref(), &job.output.uri));
     if let Some(input_uri) = input.filter(|u| produced.contains(u)) {
         let mut job = job;
-        problems.extend(jobs::check_without_data(&mut job));
+        problems.extend(plan::check_without_data(&mut job));
         if problems.is_empty() {
             return Ok(JobCheck::InputNotYetWritten { input_uri, output_uri: job.output.uri });
         }
         return Err(source.diagnostics(&problems).into());
     }
-    match jobs::check(job).await {
+    match plan::check(conn, job).await {
         Ok(checked) if problems.is_empty() => Ok(JobCheck::Checked(Box::new(checked), code)),
         Ok(_) => Err(source.diagnostics(&problems).into()),
-        Err(jobs::JobProblems(more)) => {
+        Err(JobProblems(more)) => {
             problems.extend(more);
             Err(source.diagnostics(&problems).into())
         }
@@ -113,7 +116,7 @@ fn worker_reach(cluster: &ClusterSpec, input: Option<&str>, output: &str) -> Vec
     let Some(access) = WorkerAccess::of(cluster).filter(|_| cluster.provider.kind == ProviderKind::Aws) else {
         return Vec::new();
     };
-    let output = fleetform_agent::storage::normalize_uri(output).ok();
+    let output = fleetform_runtime::location::normalize_uri(output).ok();
     let input_problem = input.and_then(|u| access.input_problem(u));
     let output_problem = output.and_then(|u| access.output_problem(&u));
     let at = |field: &str| YamlPath::root().key(field).key("uri");
@@ -122,8 +125,8 @@ fn worker_reach(cluster: &ClusterSpec, input: Option<&str>, output: &str) -> Vec
 
 /// The job's python files, checked (defined functions, no syntax errors) and read for
 /// shipping; warnings go to stderr.
-fn python_code(path: &Path, job: &JobSpec) -> Result<Vec<fleetform_agent::ops::python::CodeFile>> {
-    let (code, warnings) = fleetform_agent::ops::python::ship(path, job)
+fn python_code(path: &Path, job: &JobSpec) -> Result<Vec<CodeFile>> {
+    let (code, warnings) = python::ship(path, job)
         .map_err(|problems| anyhow!("{}: python steps:\n  {}", path.display(), problems.join("\n  ")))?;
     for w in warnings {
         eprintln!("{}: warning: {w}", path.display());
@@ -132,7 +135,7 @@ fn python_code(path: &Path, job: &JobSpec) -> Result<Vec<fleetform_agent::ops::p
 }
 
 async fn submit_one(c: &Ctx, path: &Path, set: &[String]) -> Result<String> {
-    let (checked, code) = match check_job(&c.spec, path, set, &[]).await? {
+    let (checked, code) = match check_job(&c.store.conn, &c.spec, path, set, &[]).await? {
         JobCheck::Checked(checked, code) => (checked, code),
         JobCheck::InputNotYetWritten { input_uri, .. } => return Err(anyhow!("{input_uri} has not been written yet")),
     };

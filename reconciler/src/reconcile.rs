@@ -27,7 +27,7 @@ async fn on_aws(spec: &ClusterSpec, watch: bool, interval: u64) -> Result<i32> {
 
 #[cfg(not(feature = "aws"))]
 async fn on_aws(_spec: &ClusterSpec, _watch: bool, _interval: u64) -> Result<i32> {
-    Err(fleetform_agent::without_aws(
+    Err(fleetform_runtime::without_aws(
         "`fleetform reconcile` on the aws provider",
     ))
 }

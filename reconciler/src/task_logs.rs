@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use anyhow::Result;
-use fleetform_agent::store::Store;
+use fleetform_runtime::store::Store;
 use fleetform_core::layout;
 
 /// `run` looks for new output every this many progress polls (2 s at 250 ms): one LIST

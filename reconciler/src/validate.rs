@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use fleetform_core::ClusterSpec;
+use fleetform_runtime::Connections;
 
 use crate::cluster::Handles;
 use crate::jobs::{check_job, JobCheck};
@@ -18,17 +19,20 @@ pub async fn run(cluster_file: &Path, jobs: &[PathBuf], set: &[String]) -> anyho
         }
     };
     // Job inputs on S3 are read through the cluster's AWS configuration, as submit does.
-    if !jobs.is_empty() {
-        if let Err(e) = Handles::of(&spec).await {
+    let conn = if jobs.is_empty() {
+        Connections::from_env()
+    } else {
+        Handles::of(&spec).await.map(|h| h.conn).unwrap_or_else(|e| {
             eprintln!("warning: {}: job inputs on S3 cannot be checked", crate::errors::render(&e));
-        }
-    }
+            Connections::from_env()
+        })
+    };
     let mut failed = false;
     // Outputs of the jobs checked so far: a later job may read one (generate, then clean),
     // and that input exists only once the earlier job has run.
     let mut produced: Vec<String> = Vec::new();
     for job in jobs {
-        match check_job(&spec, job, set, &produced).await {
+        match check_job(&conn, &spec, job, set, &produced).await {
             Ok(JobCheck::Checked(c, _code)) => {
                 if let Some(notice) = c.file_size_notice() {
                     eprintln!("{}: note: {notice}", job.display());

@@ -119,7 +119,7 @@ mod tests {
     use super::*;
     use crate::cluster::Handles;
 
-    async fn cluster_with_a_queued_job(dir: &std::path::Path) -> (ClusterSpec, Handles, fleetform_agent::store::Store, String) {
+    async fn cluster_with_a_queued_job(dir: &std::path::Path) -> (ClusterSpec, Handles, fleetform_runtime::store::Store, String) {
         let yaml = format!(
             "cluster_name: w\nprovider: {{type: local}}\nstorage: {{path: {}}}\nhead_node_type: head\n\
              available_node_types:\n  head: {{resources: {{CPU: 0}}}}\n  worker: {{resources: {{CPU: 2}}, min_workers: 0, max_workers: 2}}\n",
@@ -133,7 +133,7 @@ mod tests {
             &format!("name: gen\ninput: {{generate: {{rows: 4000, seed: 1}}}}\noutput: {{uri: {}}}\nsplit: {{rows_per_task: 1000}}\n", dir.join("out").display()),
         )
         .unwrap();
-        let id = fleetform_agent::jobs::submit(&store, &queue, job).await.unwrap().job_id;
+        let id = fleetform_agent::plan::submit(&store, &queue, job).await.unwrap().job_id;
         (spec, handles, store, id)
     }
 

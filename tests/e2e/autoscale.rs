@@ -12,8 +12,8 @@ use fleetform::autoscaler::NodeProvider;
 use fleetform::aws::resources::placement;
 use fleetform::aws::stages::live;
 use fleetform::aws::{AwsProvider, ContextOptions};
-use fleetform_agent::queue::{sqs::SqsQueue, Queue};
-use fleetform_agent::store::Store;
+use fleetform_runtime::queue::{sqs::SqsQueue, Queue};
+use fleetform_runtime::store::Store;
 use fleetform_core::layout;
 use fleetform_core::queue::TaskQueue;
 use fleetform_core::spec::Market;
@@ -79,13 +79,9 @@ fn aws_demand_launches_the_right_type_falls_back_and_scales_idle_nodes_down() {
     runtime().block_on(async {
         let config = moto.sdk_config().await;
         let spec = ClusterSpec::load(&f.spec).unwrap();
-        let store = Store {
-            loc: fleetform_agent::storage::open_with(&config, "s3://fleetform-asg-data/asg")
-                .await
-                .unwrap(),
-        };
+        let store = Store::open_with(&config, "s3://fleetform-asg-data/asg").await.unwrap();
         let queue = Queue::Sqs(SqsQueue::new(&config, "asg"));
-        let job = fleetform_agent::jobs::submit(
+        let job = fleetform_agent::plan::submit(
             &store,
             &queue,
             intel_job(20, &f.dir.path().join("out1")),
@@ -150,12 +146,12 @@ fn aws_demand_launches_the_right_type_falls_back_and_scales_idle_nodes_down() {
         faults.learn_zones(&placement::network(&ctx2).await.unwrap().subnets);
         let provider2 = AwsProvider::new(ctx2, store.clone(), queue.clone());
         let ctx2 = provider2.context();
-        fleetform_agent::jobs::submit(&store, &queue, intel_job(200, &f.dir.path().join("out2")))
+        fleetform_agent::plan::submit(&store, &queue, intel_job(200, &f.dir.path().join("out2")))
             .await
             .unwrap();
         let d2 = round(&provider2, &store, &mut persisted).await.unwrap();
         assert!(!d2.launches.is_empty(), "{:?}", d2.explanations);
-        let all: Vec<_> = live::instances(&ctx2, Some("x86_worker_node"))
+        let all: Vec<_> = live::instances(ctx2, Some("x86_worker_node"))
             .await
             .unwrap()
             .into_iter()
@@ -175,8 +171,8 @@ fn aws_demand_launches_the_right_type_falls_back_and_scales_idle_nodes_down() {
 
         // 3. The work is gone and the nodes have been idle past idle_timeout_minutes:
         //    they are terminated (their agents' heartbeats say idle since 10 minutes).
-        for j in fleetform_agent::jobs::list(&store).await.unwrap() {
-            fleetform_agent::jobs::cancel(&store, &j.job_id)
+        for j in fleetform_runtime::jobs::list(&store).await.unwrap() {
+            fleetform_runtime::jobs::cancel(&store, &j.job_id)
                 .await
                 .unwrap();
         }
@@ -195,7 +191,7 @@ fn aws_demand_launches_the_right_type_falls_back_and_scales_idle_nodes_down() {
         let status = persisted.status.as_ref().unwrap().to_string();
         assert!(status.contains("idle"), "{status}");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let left: Vec<_> = live::instances(&ctx2, Some("x86_worker_node"))
+        let left: Vec<_> = live::instances(ctx2, Some("x86_worker_node"))
             .await
             .unwrap()
             .into_iter()
@@ -331,7 +327,7 @@ fn aws_cron_passes_share_the_persisted_capacity_cache_and_ec2_gets_the_decision(
                 .clone()
         };
         let sent = |t: &str, zone: &str| (t.to_string(), subnet(zone));
-        fleetform_agent::jobs::submit(
+        fleetform_agent::plan::submit(
             p1.store(),
             &queue_of(&moto, "cron").await,
             intel_job(8, &f.dir.path().join("o1")),
@@ -372,7 +368,7 @@ fn aws_cron_passes_share_the_persisted_capacity_cache_and_ec2_gets_the_decision(
         // Pass 2: a new process, more demand, no fault: the stored cache still skips it.
         drop(persisted);
         let p2 = provider(&moto, &f, CapacityShortage::new(), &recorder).await;
-        fleetform_agent::jobs::submit(
+        fleetform_agent::plan::submit(
             p2.store(),
             &queue_of(&moto, "cron").await,
             intel_job(8, &f.dir.path().join("o2")),
@@ -468,7 +464,7 @@ fn aws_a_failed_launch_still_removes_and_saves_and_watch_survives_errors() {
             )
             .await
             .unwrap();
-        fleetform_agent::jobs::submit(
+        fleetform_agent::plan::submit(
             p.store(),
             &queue_of(&moto, "failing").await,
             graviton_job(8, &f.dir.path().join("g")),

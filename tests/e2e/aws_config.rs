@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::process::Output;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use fleetform_agent::queue::sqs::{managed_attributes, SqsQueue};
+use fleetform_runtime::queue::sqs::{managed_attributes, SqsQueue};
 use fleetform_core::queue::TaskQueue;
 
 use crate::aws_reconcile::{runtime, Fixture};

@@ -21,8 +21,8 @@ fn create_bucket(moto: &Moto, bucket: &str) {
 async fn sqs_queue_conforms_on_moto() {
     let moto = Moto::start();
     let config = moto.sdk_config().await;
-    let q = fleetform_agent::queue::sqs::SqsQueue::new(&config, "conf");
-    fleetform_agent::queue::conformance::run(&q, "default", Duration::from_secs(1), fleetform_agent::queue::conformance::StaleHandles::MayBeAccepted).await;
+    let q = fleetform_runtime::queue::sqs::SqsQueue::new(&config, "conf");
+    fleetform_runtime::queue::conformance::run(&q, "default", Duration::from_secs(1), fleetform_runtime::queue::conformance::StaleHandles::MayBeAccepted).await;
     let deleted = q.delete_all().await.unwrap();
     assert_eq!(deleted.len(), 2, "the class queue and its dead-letter queue: {deleted:?}");
 }
@@ -32,8 +32,8 @@ async fn s3_store_conforms_on_moto() {
     let moto = Moto::start();
     create_bucket(&moto, "conf-bucket");
     let config = moto.sdk_config().await;
-    let loc = fleetform_agent::storage::open_with(&config, "s3://conf-bucket/prefix").await.unwrap();
-    fleetform_agent::store_conformance::run(loc).await;
+    let loc = fleetform_runtime::location::open_with(&config, "s3://conf-bucket/prefix").await.unwrap();
+    fleetform_runtime::store_conformance::run(loc).await;
 }
 
 /// Input read from S3 (moto): a gzip'd JSON Lines file (one task, streamed through a GET)
@@ -46,7 +46,7 @@ async fn jsonl_gz_and_byte_split_csv_are_read_from_s3() {
     let moto = Moto::start();
     create_bucket(&moto, "inputs");
     let config = moto.sdk_config().await;
-    let loc = fleetform_agent::storage::open_with(&config, "s3://inputs/raw").await.unwrap();
+    let loc = fleetform_runtime::location::open_with(&config, "s3://inputs/raw").await.unwrap();
     let rows = 3_000;
     let jsonl: String = (0..rows).map(|i| format!("{{\"id\": {i}, \"text\": \"row {i}, from S3\"}}\n")).collect();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -89,7 +89,7 @@ async fn parquet_from_s3_passes_through_and_equals_the_local_run() {
     let moto = Moto::start();
     create_bucket(&moto, "data");
     let config = moto.sdk_config().await;
-    let bucket = fleetform_agent::storage::open_with(&config, "s3://data").await.unwrap();
+    let bucket = fleetform_runtime::location::open_with(&config, "s3://data").await.unwrap();
     let env = crate::harness::LocalEnv::new(1, 2);
     let rows = 12_000;
     let g = generate_job(&env, rows, "raw");
@@ -142,7 +142,7 @@ async fn a_tasks_last_upload_overlaps_the_next_tasks_work() {
     let moto = Moto::start();
     create_bucket(&moto, "data");
     let config = moto.sdk_config().await;
-    let bucket = fleetform_agent::storage::open_with(&config, "s3://data").await.unwrap();
+    let bucket = fleetform_runtime::location::open_with(&config, "s3://data").await.unwrap();
     let env = crate::harness::LocalEnv::new(1, 1);
     let rows = 16_000;
     let g = generate_job(&env, rows, "raw");
@@ -158,8 +158,8 @@ async fn a_tasks_last_upload_overlaps_the_next_tasks_work() {
     moto.configure(&mut cmd);
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let jobs = std::fs::read_dir(env.store().join("jobs")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string());
-    let id = jobs.filter(|j| j.starts_with("clean-text-")).next().expect("the clean job's record");
+    let mut jobs = std::fs::read_dir(env.store().join("jobs")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string());
+    let id = jobs.find(|j| j.starts_with("clean-text-")).expect("the clean job's record");
     let mut spans: Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> = env
         .done_records(&id)
         .iter()

@@ -37,7 +37,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::Filter;
-use fleetform_agent::store::Store;
+use fleetform_runtime::store::Store;
 use fleetform_core::layout;
 use fleetform_core::task::{Manifest, NodeHeartbeat};
 use object_store::{ObjectStoreExt, PutPayload};
@@ -593,7 +593,7 @@ fn set_up(moto: &Moto, f: &Fixture, rt: &tokio::runtime::Runtime) -> Setup {
         .collect();
     rt.block_on(async {
         let sdk = moto.sdk_config_as(&admin).await;
-        let data = fleetform_agent::storage::open_with(&sdk, &format!("s3://{DATASETS}"))
+        let data = fleetform_runtime::location::open_with(&sdk, &format!("s3://{DATASETS}"))
             .await
             .unwrap();
         for key in ["raw/t.csv", "private/t.csv"] {
@@ -721,10 +721,10 @@ async fn check_outputs(store: &Store, admin_sdk: &aws_config::SdkConfig, jobs: &
         "every doomed task is dead-lettered: {doomed:?}"
     );
     let out =
-        fleetform_agent::storage::open_with(admin_sdk, &format!("s3://{DATASETS}/clean/clean"))
+        fleetform_runtime::location::open_with(admin_sdk, &format!("s3://{DATASETS}/clean/clean"))
             .await
             .unwrap();
-    let written = fleetform_agent::store::list(&out, "").await.unwrap();
+    let written = fleetform_runtime::store::list(&out, "").await.unwrap();
     assert!(
         written.contains(&"_SUCCESS".to_string()) && written.len() > 1,
         "{written:?}"
@@ -837,7 +837,7 @@ async fn probe_outside_calls(
             .map(drop)
             .map_err(|e| err(&e)),
     ));
-    let raw = fleetform_agent::storage::open_with(&worker_sdk, &format!("s3://{DATASETS}/raw"))
+    let raw = fleetform_runtime::location::open_with(&worker_sdk, &format!("s3://{DATASETS}/raw"))
         .await
         .unwrap();
     let r = raw
@@ -851,7 +851,7 @@ async fn probe_outside_calls(
         .map_err(|e| err(&e));
     out.push((worker_role.clone(), "s3:PutObject", r));
     let private =
-        fleetform_agent::storage::open_with(&worker_sdk, &format!("s3://{DATASETS}/private"))
+        fleetform_runtime::location::open_with(&worker_sdk, &format!("s3://{DATASETS}/private"))
             .await
             .unwrap();
     out.push((
@@ -886,7 +886,7 @@ async fn probe_outside_calls(
         .map(drop)
         .map_err(|e| err(&e));
     out.push((head_role.clone(), "ec2:DeleteLaunchTemplate", r));
-    let raw = fleetform_agent::storage::open_with(&head_sdk, &format!("s3://{DATASETS}/raw"))
+    let raw = fleetform_runtime::location::open_with(&head_sdk, &format!("s3://{DATASETS}/raw"))
         .await
         .unwrap();
     out.push((
@@ -937,7 +937,7 @@ fn aws_a_missing_spot_service_linked_role_is_one_sentence() {
         let recorder = crate::faults::LaunchRecorder::default();
         let provider = crate::aws_reconcile::provider(&moto, &f, missing_role, &recorder).await;
         let store = provider.store().clone();
-        let queue = fleetform_agent::queue::Queue::Sqs(fleetform_agent::queue::sqs::SqsQueue::new(&moto.sdk_config().await, "slr"));
+        let queue = fleetform_runtime::queue::Queue::Sqs(fleetform_runtime::queue::sqs::SqsQueue::new(&moto.sdk_config().await, "slr"));
         // Demand only (nothing runs it): the output may be a local directory.
         let demand = format!(
             "name: intel\ninput: {{generate: {{rows: 4, text_length: 10}}}}\noutput: {{uri: '{}'}}\n\
@@ -945,7 +945,7 @@ fn aws_a_missing_spot_service_linked_role_is_one_sentence() {
             f.dir.path().join("out").display()
         );
         let demand = fleetform_core::JobSpec::from_yaml("intel.yaml", &demand).unwrap();
-        fleetform_agent::jobs::submit(&store, &queue, demand).await.unwrap();
+        fleetform_agent::plan::submit(&store, &queue, demand).await.unwrap();
         let mut persisted = Persisted::default();
         let err = round(&provider, &store, &mut persisted).await.unwrap_err().to_string();
         assert!(

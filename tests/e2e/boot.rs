@@ -60,7 +60,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use fleetform_agent::store::Store;
+use fleetform_runtime::store::Store;
 use fleetform_core::layout;
 use fleetform_core::task::{Manifest, NodeHeartbeat};
 use fleetform_testkit::imds::{ImdsEmulator, RoleCredentials, SPOT_NOTICE_LEAD};
@@ -315,7 +315,7 @@ async fn put_input(moto: &Moto) {
     use object_store::{ObjectStoreExt, PutPayload};
     let sdk = moto.sdk_config().await;
     create_datasets_bucket(moto);
-    let data = fleetform_agent::storage::open_with(&sdk, &format!("s3://{DATASETS}")).await.unwrap();
+    let data = fleetform_runtime::location::open_with(&sdk, &format!("s3://{DATASETS}")).await.unwrap();
     let csv: String = std::iter::once("id,text\n".to_string()).chain((0..ROWS).map(|i| format!("{i},Row {i} FROM S3\n"))).collect();
     data.store.put(&data.key("raw/t.csv"), PutPayload::from(csv.into_bytes())).await.unwrap();
 }

@@ -22,9 +22,11 @@ use object_store::{
 use super::slot::AbortOnDrop;
 use super::{lock, AgentConfig, Shared, UNREADABLE_JOB_MAX_FAILURES};
 use crate::imds::NoticeSource;
-use crate::jobs::{self, JobProgress};
-use crate::queue::Queue;
-use crate::store::Store;
+use crate::plan;
+use fleetform_runtime::jobs::{self, JobProgress};
+use fleetform_runtime::queue::Queue;
+use fleetform_runtime::store::Store;
+use fleetform_runtime::Connections;
 
 /// Every task of a job of this name panics on its own thread (`PanicsOnDone`), so the tests
 /// can check that a panicking task frees its slot and lease.
@@ -107,7 +109,7 @@ impl TestAgent {
     }
 
     async fn start_in_watching(dir: PathBuf, lease: Duration, slots: usize, notices: Option<(NoticeSource, Duration)>) -> TestAgent {
-        let shared = super::open(Self::config(&dir, lease, slots, notices)).await.expect("open the agent");
+        let shared = super::open(Self::config(&dir, lease, slots, notices), Connections::from_env()).await.expect("open the agent");
         Self::serving(dir, shared)
     }
 
@@ -115,9 +117,9 @@ impl TestAgent {
     async fn start_panicking() -> TestAgent {
         let dir = std::env::temp_dir().join(format!("fleetform-exec-{}", uuid::Uuid::new_v4()));
         let cfg = Self::config(&dir, LEASE, 1, None);
-        let mut store = Store::open(&cfg.store_uri).await.expect("open the store");
+        let mut store = Store::open(&Connections::from_env(), &cfg.store_uri).await.expect("open the store");
         store.loc.store = Arc::new(PanicsOnDone(store.loc.store));
-        let queue = Queue::open(&cfg.queue_uri).await.expect("open the queue");
+        let queue = Queue::open(&Connections::from_env(), &cfg.queue_uri).await.expect("open the queue");
         let shared = super::share(cfg, store, queue).expect("open the agent");
         Self::serving(dir, shared)
     }
@@ -159,7 +161,7 @@ impl TestAgent {
 
     pub(super) async fn submit_yaml(&self, yaml: &str) -> String {
         let spec = JobSpec::from_yaml("test.yaml", yaml).expect("a valid job");
-        jobs::submit(&self.shared.store, &self.shared.queue, spec).await.expect("submit").job_id
+        plan::submit(&self.shared.store, &self.shared.queue, spec).await.expect("submit").job_id
     }
 
     pub(super) async fn finished(&self, job_id: &str) -> JobProgress {
@@ -327,7 +329,7 @@ async fn receive_count(dir: &std::path::Path) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_holds_as_many_slots_as_the_cpu_it_asks_for() {
     let agent = TestAgent::start_with_lease(Duration::from_secs(30), 2).await;
-    let windows = |p: &JobProgress, store: &crate::store::Store, id: &str| {
+    let windows = |p: &JobProgress, store: &fleetform_runtime::store::Store, id: &str| {
         let (store, id, done) = (store.clone(), id.to_string(), p.done.clone());
         async move {
             let mut w = Vec::new();

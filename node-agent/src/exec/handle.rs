@@ -15,6 +15,7 @@ use super::slot::{Attempt, Slot};
 use super::task::{self, JobContext, NodeContext, Outcome, TaskFlags};
 use super::{is_cancelled, lock, Shared, UNREADABLE_JOB_MAX_FAILURES};
 use crate::ops::Stages;
+use fleetform_runtime::location::Location;
 
 /// Why a job's context could not be built, and its `max_failures` if the record was read.
 struct JobLoadError {
@@ -35,9 +36,9 @@ async fn job_context(shared: &Shared, job_id: &str) -> Result<Arc<JobContext>, J
         .ok_or_else(|| unreadable(anyhow!("job {job_id} has no job.json in the store")))?;
     let unusable = |error| JobLoadError { max_failures: Some(record.spec.max_failures), error };
     let stages = Stages::compile(&record.spec.steps).map_err(unusable)?;
-    // Tasks write into the job's staging directory; finalize publishes (jobs::finalize).
+    // Tasks write into the job's staging directory; finalize publishes (fleetform_runtime::jobs::finalize).
     let staging = format!("{}/{}", record.spec.output.uri, layout::staging_dir(job_id));
-    let output = crate::storage::open(&staging).await.map_err(unusable)?;
+    let output = Location::open(&shared.store.conn, &staging).await.map_err(unusable)?;
     let input = crate::input::JobInput::for_job(&record).map_err(unusable)?;
     let python = crate::ops::python::job_pool(&shared.store, &record, &stages, &shared.cfg.spill_dir, &shared.cfg.node_id)
         .await
@@ -85,11 +86,11 @@ pub(super) async fn handle_message(shared: &Arc<Shared>, slot: &mut Slot, class:
             shared.tasks_done.fetch_add(1, Ordering::Relaxed);
             info!(task = %msg.task_id, rows = rec.rows_out, secs = rec.seconds, "task done");
             shared.queue.delete(class, &received.handle).await?;
-            crate::jobs::finalize(&shared.store, &msg.job_id).await?;
+            fleetform_runtime::jobs::finalize(&shared.store, &msg.job_id).await?;
         }
         Outcome::AlreadyDone => {
             shared.queue.delete(class, &received.handle).await?;
-            crate::jobs::finalize(&shared.store, &msg.job_id).await?;
+            fleetform_runtime::jobs::finalize(&shared.store, &msg.job_id).await?;
         }
         Outcome::Interrupted(cp) => {
             // Hand the task back with its failure count unchanged: an interruption is not
@@ -145,7 +146,7 @@ async fn retry_unloadable(shared: &Shared, class: &str, received: &Received, msg
     let last = TaskMessage { failures: attempts, ..msg.clone() };
     dead_letter(shared, class, received, &last, &error).await?;
     if e.max_failures.is_some() {
-        crate::jobs::finalize(&shared.store, &msg.job_id).await?;
+        fleetform_runtime::jobs::finalize(&shared.store, &msg.job_id).await?;
     }
     Ok(())
 }
@@ -157,7 +158,7 @@ async fn fail(shared: &Shared, class: &str, received: &Received, msg: &TaskMessa
     warn!(task = %msg.task_id, failures = next.failures, "task failed: {error}");
     if next.failures >= max_failures {
         dead_letter(shared, class, received, &next, error).await?;
-        crate::jobs::finalize(&shared.store, &msg.job_id).await?;
+        fleetform_runtime::jobs::finalize(&shared.store, &msg.job_id).await?;
     } else {
         shared.queue.send(class, &[serde_json::to_string(&next)?]).await?;
         shared.queue.delete(class, &received.handle).await?;

@@ -26,8 +26,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::{info, warn};
 
 use crate::imds::{NodeSignals, NoticeSource};
-use crate::queue::Queue;
-use crate::store::Store;
+use fleetform_runtime::queue::Queue;
+use fleetform_runtime::store::Store;
+use fleetform_runtime::Connections;
 use capacity::{Claim, Capacity, Held};
 use handle::handle_message;
 use receive::Receiver;
@@ -97,15 +98,16 @@ struct Shared {
     setup_failed: Option<String>,
 }
 
-/// Run until drained. Returns the drain reason.
-pub async fn run(cfg: AgentConfig) -> Result<String> {
-    serve(open(cfg).await?).await
+/// Run until drained. Returns the drain reason. Everything the agent opens by URI (the
+/// store, the queue, each job's input and output) goes through `conn`.
+pub async fn run(cfg: AgentConfig, conn: Connections) -> Result<String> {
+    serve(open(cfg, conn).await?).await
 }
 
 /// Open the store and queue and build the state the loop, the slots and the heartbeat share.
-async fn open(cfg: AgentConfig) -> Result<Arc<Shared>> {
-    let store = Store::open(&cfg.store_uri).await?;
-    let queue = Queue::open(&cfg.queue_uri).await?;
+async fn open(cfg: AgentConfig, conn: Connections) -> Result<Arc<Shared>> {
+    let store = Store::open(&conn, &cfg.store_uri).await?;
+    let queue = Queue::open(&conn, &cfg.queue_uri).await?;
     share(cfg, store, queue)
 }
 

@@ -16,7 +16,8 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 
 use super::failure_tests::TestAgent;
-use crate::jobs::{self, JobProgress};
+use crate::plan;
+use fleetform_runtime::jobs::JobProgress;
 use crate::ops::python::tests::require_python;
 use crate::ops::python::{self as py};
 
@@ -45,7 +46,7 @@ async fn run_job(agent: &TestAgent, name: &str, yaml: &str, files: &[(&str, &str
     let spec = JobSpec::load(&job_file, &[]).unwrap();
     let (code, warnings) = py::ship(&job_file, &spec).expect("the python steps check");
     assert!(warnings.is_empty(), "{warnings:?}");
-    let id = jobs::submit_with_code(&agent.shared.store, &agent.shared.queue, spec, &code)
+    let id = plan::submit_with_code(&agent.shared.store, &agent.shared.queue, spec, &code)
         .await
         .expect("submit")
         .job_id;
@@ -343,7 +344,7 @@ async fn a_wrong_return_type_fails_the_job_naming_the_function() {
 #[tokio::test]
 async fn a_shipped_file_that_changed_in_the_store_is_refused() {
     let dir = crate::ops::python::tests::temp_dir("tamper");
-    let store = crate::store::Store::open(&dir.join("store").display().to_string())
+    let store = fleetform_runtime::store::Store::open(&fleetform_runtime::Connections::from_env(), &dir.join("store").display().to_string())
         .await
         .unwrap();
     let spec = JobSpec::from_yaml("j.yaml", "name: j\ninput: {generate: {rows: 1}}\noutput: {uri: /tmp/x}\nsteps:\n  - python: {file: lib/t.py, function: f}\n").unwrap();

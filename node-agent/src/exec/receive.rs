@@ -15,7 +15,7 @@ use fleetform_core::queue::{QueueError, Received, TaskQueue};
 use tokio::task::JoinSet;
 use tracing::warn;
 
-use crate::queue::Queue;
+use fleetform_runtime::queue::Queue;
 
 /// The longest pause between two receives of an idle class on a queue without long
 /// polling: a new job starts within a second, idle agents cost little.

@@ -22,8 +22,8 @@ use crate::input::units::UnitRead;
 use crate::ops::python::WorkerPool;
 use crate::ops::Stages;
 use crate::output::{writer, Resume, TaskOutput};
-use crate::storage::Location;
-use crate::store::Store;
+use fleetform_runtime::location::Location;
+use fleetform_runtime::store::Store;
 use unit_path::UnitPath;
 
 /// Everything a task needs about its job, built once per job per node.
@@ -85,7 +85,7 @@ fn run_attempt(node: &NodeContext, job: &JobContext, msg: &TaskMessage, flags: &
     }
     let checkpoint: Option<Checkpoint> = h.block_on(node.store.get_json(&layout::checkpoint(job_id, task_id)))?;
     let spec = &job.record.spec;
-    let mut source = UnitSource::open(&msg.source, spec, job.input.clone(), h)?;
+    let mut source = UnitSource::open(&msg.source, spec, job.input.clone(), &node.store.conn, h)?;
     let units = source.units();
     let mut progress = Progress::resume(checkpoint.as_ref(), &msg.source, units);
     let stage_dir = node.spill_dir.join(layout::path_component(job_id));

@@ -10,7 +10,7 @@ use fleetform_core::layout;
 use fleetform_core::task::TaskMessage;
 
 use crate::ops::python::TaskLog;
-use crate::store::Store;
+use fleetform_runtime::store::Store;
 
 pub struct AttemptLog {
     pub output: TaskLog,

@@ -8,6 +8,7 @@ use anyhow::Result;
 use arrow_array::RecordBatch;
 use fleetform_core::input::InputFormat;
 use fleetform_core::task::{TaskSource, WholeFile};
+use fleetform_runtime::Connections;
 
 use super::units::{RecordUnits, UnitRead};
 use super::JobInput;
@@ -17,11 +18,13 @@ pub struct FileGroup {
     files: Vec<WholeFile>,
     input: Arc<JobInput>,
     batch_size: usize,
+    /// How the files' URIs open (S3 through the agent's AWS configuration).
+    conn: Connections,
 }
 
 impl FileGroup {
-    pub fn new(format: InputFormat, files: Vec<WholeFile>, input: Arc<JobInput>, batch_size: usize) -> FileGroup {
-        FileGroup { format, files, input, batch_size }
+    pub fn new(format: InputFormat, files: Vec<WholeFile>, input: Arc<JobInput>, batch_size: usize, conn: &Connections) -> FileGroup {
+        FileGroup { format, files, input, batch_size, conn: conn.clone() }
     }
 
     pub fn units(&self) -> usize {
@@ -38,7 +41,7 @@ impl FileGroup {
             bytes: file.bytes,
             est_rows: 0,
         };
-        let mut records = RecordUnits::open(&whole, self.input.clone(), self.batch_size, handle)?;
+        let mut records = RecordUnits::open(&whole, self.input.clone(), self.batch_size, &self.conn, handle)?;
         let mut read = UnitRead { last: u + 1 >= self.files.len(), ..Default::default() };
         for block in 0.. {
             let got = records.read_unit(block, f)?;

@@ -17,7 +17,8 @@ use object_store::ObjectStoreExt;
 use super::raw::RawFile;
 use super::records::{is_blank, JsonArrayReader, LineReader};
 use super::schema::{self, Sample};
-use crate::storage::{self, Location};
+use fleetform_runtime::location::{self, Location};
+use fleetform_runtime::Connections;
 
 /// How much of the first file (decompressed) submit reads to infer the schema and the
 /// mean record size: a few thousand typical records, a fraction of a second from S3.
@@ -38,13 +39,14 @@ pub struct InputFile {
 /// has an input extension (`.jsonl.gz`, `.parquet`...), else a directory or prefix whose
 /// input files (not starting with `_` or `.`) are read. `explicit` is `input.format`.
 pub async fn list_files(
+    conn: &Connections,
     uri: &str,
     explicit: Option<InputFormat>,
 ) -> Result<(Location, Vec<InputFile>, InputFormat)> {
-    let (loc, mut files) = match single_file(uri, explicit).await? {
+    let (loc, mut files) = match single_file(conn, uri, explicit).await? {
         Some((loc, file)) => (loc, vec![file]),
         None => {
-            let loc = storage::open_existing(uri).await?;
+            let loc = Location::open_existing(conn, uri).await?;
             let files = files_below(&loc, explicit).await?;
             (loc, files)
         }
@@ -89,6 +91,7 @@ async fn files_below(loc: &Location, explicit: Option<InputFormat>) -> Result<Ve
 /// `uri` as one file: its name has an input extension and it is no directory (local) or
 /// prefix (an S3 key that does not exist as an object).
 async fn single_file(
+    conn: &Connections,
     uri: &str,
     explicit: Option<InputFormat>,
 ) -> Result<Option<(Location, InputFile)>> {
@@ -101,8 +104,8 @@ async fn single_file(
     {
         return Ok(None);
     }
-    let (dir, name) = storage::split_uri(uri)?;
-    let loc = storage::open_existing(&dir).await?;
+    let (dir, name) = location::split_uri(uri)?;
+    let loc = Location::open_existing(conn, &dir).await?;
     let size = match &loc.local_dir {
         // The user's own file, by its own name: object_store's local keys are its
         // percent-encoding of the name (`데이터.jsonl` would be looked up as `%EB%8D…`).
@@ -165,6 +168,7 @@ pub struct RecordPlan {
 /// Sample the first non-empty file for the schema and records per byte, then cut every
 /// file into tasks. Empty files make no task.
 pub async fn plan(
+    conn: &Connections,
     spec: &JobSpec,
     format: InputFormat,
     files: Vec<InputFile>,
@@ -177,9 +181,10 @@ pub async fn plan(
         );
     };
     let handle = tokio::runtime::Handle::current();
+    let conn = conn.clone();
     let csv_header = format == InputFormat::Csv && spec.input.csv.header;
     let (sample, records_per_byte) =
-        tokio::task::spawn_blocking(move || sample_file(&first, csv_header, &handle))
+        tokio::task::spawn_blocking(move || sample_file(&conn, &first, csv_header, &handle))
             .await
             .map_err(|e| anyhow!("sampling the input failed: {e}"))??;
     let resolved = schema::resolve(
@@ -263,11 +268,12 @@ fn display(uri: &str) -> String {
 /// The first records of a file (at most `SAMPLE_BYTES`, whole records, each ending in
 /// `\n`; the CSV header counted as no record) and records per stored byte.
 fn sample_file(
+    conn: &Connections,
     file: &InputFile,
     csv_header: bool,
     handle: &tokio::runtime::Handle,
 ) -> Result<(Sample, f64)> {
-    let raw = RawFile::open(&file.uri, handle)?;
+    let raw = RawFile::open(conn, &file.uri, handle)?;
     let stored = Arc::new(AtomicU64::new(0));
     let reader = raw.decoded(file.compression, Some(stored.clone()))?;
     let mut sample = Sample {

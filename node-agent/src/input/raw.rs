@@ -16,7 +16,8 @@ use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore};
 
-use crate::storage;
+use fleetform_runtime::location::{self, Location};
+use fleetform_runtime::Connections;
 
 pub type ByteReader = Box<dyn Read + Send>;
 
@@ -47,13 +48,14 @@ enum Place {
 }
 
 impl RawFile {
-    /// Must be called on a blocking thread: S3 locations are opened through `handle`.
-    pub fn open(uri: &str, handle: &tokio::runtime::Handle) -> Result<RawFile> {
+    /// Must be called on a blocking thread: S3 locations are opened through `conn`, on
+    /// `handle`.
+    pub fn open(conn: &Connections, uri: &str, handle: &tokio::runtime::Handle) -> Result<RawFile> {
         let (place, display) = match uri.strip_prefix("file://") {
             Some(path) => (Place::Local(PathBuf::from(path)), path.to_string()),
             None => {
-                let (dir, name) = storage::split_uri(uri)?;
-                let loc = handle.block_on(storage::open(&dir))?;
+                let (dir, name) = location::split_uri(uri)?;
+                let loc = handle.block_on(Location::open(conn, &dir))?;
                 (
                     Place::Remote {
                         store: loc.store.clone(),

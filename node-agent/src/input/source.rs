@@ -20,7 +20,8 @@ use crate::input::file_group::FileGroup;
 use crate::input::units::{RecordUnits, UnitRead};
 use crate::input::JobInput;
 use crate::ops::Pipeline;
-use crate::storage;
+use fleetform_runtime::location::{self, Location};
+use fleetform_runtime::Connections;
 
 pub enum UnitSource {
     Parquet(Box<ParquetInput>),
@@ -54,17 +55,24 @@ enum ParquetFrom {
 
 impl UnitSource {
     /// Open a task's source; `input` is how the job's records are parsed (None for
-    /// parquet and the generator); `handle` runs async reads for remote files.
-    pub fn open(src: &TaskSource, job: &JobSpec, input: Option<Arc<JobInput>>, handle: &tokio::runtime::Handle) -> Result<UnitSource> {
+    /// parquet and the generator); remote files open through `conn`, and `handle` runs
+    /// their async reads.
+    pub fn open(
+        src: &TaskSource,
+        job: &JobSpec,
+        input: Option<Arc<JobInput>>,
+        conn: &Connections,
+        handle: &tokio::runtime::Handle,
+    ) -> Result<UnitSource> {
         let batch = job.batch_size;
         match src {
             TaskSource::ByteRange { .. } | TaskSource::Stream { .. } => {
                 let input = input.ok_or_else(|| anyhow!("a {} task of a job without an input schema", src.describe()))?;
-                Ok(UnitSource::Records(Box::new(RecordUnits::open(src, input, batch, handle)?)))
+                Ok(UnitSource::Records(Box::new(RecordUnits::open(src, input, batch, conn, handle)?)))
             }
             TaskSource::Files { format, files, .. } => {
                 let input = input.ok_or_else(|| anyhow!("a {} task of a job without an input schema", src.describe()))?;
-                Ok(UnitSource::Files(FileGroup::new(*format, files.clone(), input, batch)))
+                Ok(UnitSource::Files(FileGroup::new(*format, files.clone(), input, batch, conn)))
             }
             TaskSource::Generate { first_row, rows } => {
                 let spec = job.input.generate.clone().ok_or_else(|| anyhow!("generator task of a job without `input.generate`"))?;
@@ -81,8 +89,8 @@ impl UnitSource {
                         (meta, ParquetFrom::Local { what: path.to_string(), file, len })
                     }
                     None => {
-                        let (dir, name) = storage::split_uri(uri)?;
-                        let loc = handle.block_on(storage::open(&dir))?;
+                        let (dir, name) = location::split_uri(uri)?;
+                        let loc = handle.block_on(Location::open(conn, &dir))?;
                         let (remote, meta) = handle.block_on(RemoteFile::open(loc.store.clone(), loc.input_key(&name), uri, *footer_bytes))?;
                         let meta = ArrowReaderMetadata::try_new(Arc::new(meta), ArrowReaderOptions::new())
                             .with_context(|| format!("{uri} is not a readable parquet file"))?;

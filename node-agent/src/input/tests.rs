@@ -10,6 +10,7 @@ use arrow_array::{Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use fleetform_core::input::{Compression, CsvOptions, InputFormat, OnError};
 use fleetform_core::task::TaskSource;
+use fleetform_runtime::Connections;
 use rand_xoshiro::rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -109,7 +110,7 @@ fn read_units(
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let mut units = RecordUnits::open(src, input.clone(), batch, rt.handle())?;
+    let mut units = RecordUnits::open(src, input.clone(), batch, &Connections::from_env(), rt.handle())?;
     let mut out = Vec::new();
     let mut u = from;
     loop {
@@ -343,7 +344,7 @@ fn a_malformed_record_is_named_by_file_and_line_or_skipped() {
         .unwrap();
     let (mut rows, mut skipped) = (0, Vec::new());
     for r in &ranges {
-        let mut units = RecordUnits::open(r, skip.clone(), 64, rt.handle()).unwrap();
+        let mut units = RecordUnits::open(r, skip.clone(), 64, &Connections::from_env(), rt.handle()).unwrap();
         for u in 0..units.units().unwrap() {
             let read = units.read_unit(u, &mut |_| Ok(())).unwrap();
             rows += read.rows;
@@ -484,9 +485,9 @@ async fn input_files_named_in_any_script_are_found_directly_and_in_a_directory()
     dir.write("데이터 1.jsonl", b"{\"id\": 1}\n");
     dir.write("é%41.jsonl", b"{\"id\": 2}\n{\"id\": 3}\n");
     let direct = format!("file://{}/데이터 1.jsonl", dir.0.display());
-    let (_, files, format) = super::plan::list_files(&direct, None).await.unwrap();
+    let (_, files, format) = super::plan::list_files(&Connections::from_env(), &direct, None).await.unwrap();
     assert_eq!((files.len(), files[0].size, format), (1, 10, InputFormat::Jsonl));
-    let (_, files, _) = super::plan::list_files(&format!("file://{}", dir.0.display()), None).await.unwrap();
+    let (_, files, _) = super::plan::list_files(&Connections::from_env(), &format!("file://{}", dir.0.display()), None).await.unwrap();
     let names: Vec<(&str, u64)> = files.iter().map(|f| (f.name.as_str(), f.size)).collect();
     assert_eq!(names, [("é%41.jsonl", 20), ("데이터 1.jsonl", 10)]);
 }

@@ -20,6 +20,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use arrow_array::RecordBatch;
 use fleetform_core::input::{Compression, InputFormat};
 use fleetform_core::task::TaskSource;
+use fleetform_runtime::Connections;
 
 use super::decode::Decoding;
 use super::raw::{ByteReader, RawFile, READ_BUFFER};
@@ -79,6 +80,7 @@ impl RecordUnits {
         src: &TaskSource,
         input: Arc<JobInput>,
         batch_size: usize,
+        conn: &Connections,
         handle: &tokio::runtime::Handle,
     ) -> Result<RecordUnits> {
         let (uri, format, kind) = match src {
@@ -113,7 +115,7 @@ impl RecordUnits {
             ),
             other => bail!("{} is not a record input task", other.describe()),
         };
-        let file = RawFile::open(uri, handle)?;
+        let file = RawFile::open(conn, uri, handle)?;
         let units = RecordUnits {
             file,
             kind,

@@ -15,7 +15,7 @@ use fleetform_core::layout;
 use fleetform_core::task::{Chunk, SkippedRecords};
 use tokio::runtime::Handle;
 
-use crate::storage::Location;
+use fleetform_runtime::location::Location;
 use staging::MEMORY_STAGE_MAX;
 use upload::Uploads;
 use writer::OpenChunk;

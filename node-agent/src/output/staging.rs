@@ -36,11 +36,8 @@ pub struct Staging {
     bytes: u64,
 }
 
-/// A finished chunk, ready to go to the output.
-pub enum Staged {
-    Memory { blocks: Vec<Bytes>, bytes: u64 },
-    File { path: PathBuf, bytes: u64 },
-}
+/// A finished chunk, ready to go to the output: the runtime's store uploads it.
+pub use fleetform_runtime::store::Staged;
 
 impl Staging {
     /// Stage in memory up to `memory_max` bytes (0: straight to the file at `path`).
@@ -84,7 +81,7 @@ impl Staging {
                 if !last.is_empty() {
                     self.blocks.push(last.freeze());
                 }
-                // Handed over: the upload reports their release when it ends (`Staged::uploaded`).
+                // Handed over: the upload reports their release when it ends (`staging::uploaded`).
                 let blocks = std::mem::take(&mut self.blocks);
                 Ok(Staged::Memory { blocks, bytes: std::mem::replace(&mut self.bytes, 0) })
             }
@@ -130,18 +127,10 @@ impl Drop for Staging {
     }
 }
 
-impl Staged {
-    pub fn bytes(&self) -> u64 {
-        match self {
-            Staged::Memory { bytes, .. } | Staged::File { bytes, .. } => *bytes,
-        }
-    }
-
-    /// The upload of these bytes ended (either way): memory they held is free.
-    pub fn uploaded(bytes: u64, in_memory: bool) {
-        if in_memory {
-            crate::metrics::output_buffered(-(bytes as i64));
-        }
+/// The upload of a staged chunk's bytes ended (either way): memory they held is free.
+pub fn uploaded(bytes: u64, in_memory: bool) {
+    if in_memory {
+        crate::metrics::output_buffered(-(bytes as i64));
     }
 }
 

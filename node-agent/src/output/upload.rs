@@ -7,10 +7,10 @@ use anyhow::{Context, Result};
 use fleetform_core::task::Chunk;
 use tokio::runtime::Handle;
 
-use super::staging::Staged;
+use super::staging::{self, Staged};
 use super::Resume;
-use crate::storage::Location;
-use crate::store;
+use fleetform_runtime::location::Location;
+use fleetform_runtime::store;
 
 /// An output chunk whose upload runs in the background.
 struct Uploading {
@@ -39,7 +39,7 @@ impl Uploads {
         let upload = h.spawn(async move {
             let (bytes, in_memory) = (staged.bytes(), matches!(staged, Staged::Memory { .. }));
             let done = store::upload_staged(&output, &name, staged).await.with_context(|| format!("cannot upload {name} to {}", output.uri));
-            Staged::uploaded(bytes, in_memory);
+            staging::uploaded(bytes, in_memory);
             done
         });
         while self.pending.len() >= UPLOADS_IN_FLIGHT {

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Result};
 use chrono::{Duration, Utc};
-use fleetform_agent::queue::Queue;
-use fleetform_agent::store::Store;
+use fleetform_runtime::queue::Queue;
+use fleetform_runtime::store::Store;
 use fleetform_core::layout;
 use fleetform_core::spec::{ClusterSpec, Market};
 use fleetform_core::task::NodeHeartbeat;
@@ -103,10 +103,11 @@ async fn fixture(fail_observe: bool) -> Fixture {
          \x20 plain: {resources: {CPU: 2}, min_workers: 0, max_workers: 3}\n\
          \x20 broken: {resources: {CPU: 2, Special: 1}, min_workers: 0, max_workers: 3}\n";
     let spec = ClusterSpec::from_yaml("loop.yaml", yaml).unwrap();
-    let store = Store::open(&format!("file://{}", dir.path().join("store").display()))
+    let conn = fleetform_runtime::Connections::from_env();
+    let store = Store::open(&conn, &format!("file://{}", dir.path().join("store").display()))
         .await
         .unwrap();
-    let queue = Queue::open(&format!(
+    let queue = Queue::open(&conn, &format!(
         "sqlite://{}",
         dir.path().join("queue.sqlite").display()
     ))
@@ -167,7 +168,7 @@ async fn special_demand(f: &Fixture) {
         ),
     )
     .unwrap();
-    fleetform_agent::jobs::submit(&f.store, &f.queue, job)
+    fleetform_agent::plan::submit(&f.store, &f.queue, job)
         .await
         .unwrap();
 }
@@ -231,8 +232,8 @@ async fn a_failed_launch_does_not_stop_the_removals_or_the_save() {
         again.retry_in
     );
     assert_eq!(load_state(&f.store).await.failures.consecutive, 2);
-    for j in fleetform_agent::jobs::list(&f.store).await.unwrap() {
-        fleetform_agent::jobs::cancel(&f.store, &j.job_id)
+    for j in fleetform_runtime::jobs::list(&f.store).await.unwrap() {
+        fleetform_runtime::jobs::cancel(&f.store, &j.job_id)
             .await
             .unwrap();
     }

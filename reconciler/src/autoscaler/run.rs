@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use fleetform_agent::store::Store;
+use fleetform_runtime::store::Store;
 use fleetform_core::layout;
 use fleetform_core::task::{JobRecord, NodeHeartbeat};
 use serde::{Deserialize, Serialize};

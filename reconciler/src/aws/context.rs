@@ -1,17 +1,17 @@
-//! One `SdkConfig` for everything (the standard chain: profiles, AWS_REGION,
-//! AWS_ENDPOINT_URL for moto), the spec's region when it names one, the standard retry
-//! mode with more attempts, and the clients built from it. Only the clients: what nodes
-//! launch into is `placement`, the capacity cache is the autoscaler's (persisted).
-
-use std::time::Duration;
+//! The AWS clients of a command, built from the one `SdkConfig` (the runtime's builder,
+//! `fleetform_runtime::aws`: the standard chain, the spec's region when it names one, the
+//! standard retry mode with more attempts). Only the clients: what nodes launch into is
+//! `placement`, the capacity cache is the autoscaler's (persisted).
 
 use anyhow::Result;
 use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::SdkConfig;
 use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 use fleetform_core::ClusterSpec;
+pub use fleetform_runtime::aws::sdk_config_in;
+use fleetform_runtime::aws::partition_of;
 
-use crate::aws::errors::{aws_err, AwsError, MAX_ATTEMPTS};
+use crate::aws::errors::{aws_err, AwsError};
 
 #[derive(Clone, Default)]
 pub struct ContextOptions {
@@ -33,31 +33,9 @@ pub struct AwsContext {
 }
 
 /// The shared SDK configuration: the standard chain, with the spec's region first.
+/// Before there is a spec (`fleetform import` asks SSM), `sdk_config_in` directly.
 pub async fn sdk_config(spec: &ClusterSpec) -> SdkConfig {
     sdk_config_in(spec.provider.region.as_deref()).await
-}
-
-/// The same configuration before there is a spec (`fleetform import` asks SSM).
-pub async fn sdk_config_in(region: Option<&str>) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
-        RetryConfig::standard()
-            .with_max_attempts(MAX_ATTEMPTS)
-            .with_max_backoff(Duration::from_secs(20)),
-    );
-    if let Some(region) = region {
-        loader = loader.region(Region::new(region.to_string()));
-    }
-    loader.load().await
-}
-
-fn partition_of(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else {
-        "aws"
-    }
 }
 
 impl AwsContext {

@@ -8,10 +8,9 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-/// Attempts of the SDK's standard retry mode (exponential backoff with jitter) before a
-/// throttled call is reported: AWS's default of 3 is too few for a 100-node describe
-/// loop on a busy account.
-pub const MAX_ATTEMPTS: u32 = 10;
+/// Attempts of the SDK's standard retry mode before a throttled call is reported (the
+/// one SDK configuration's, `fleetform_runtime::aws`).
+pub use fleetform_runtime::aws::MAX_ATTEMPTS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use fleetform_agent::queue::Queue;
-use fleetform_agent::store::Store;
+use fleetform_runtime::queue::Queue;
+use fleetform_runtime::store::Store;
 use fleetform_core::spec::{ClusterSpec, Market};
 use fleetform_core::task::NodeHeartbeat;
 use tokio::sync::OnceCell;
@@ -105,7 +105,7 @@ impl NodeProvider for AwsProvider {
 
 /// A terminated instance's agent is gone for sure (unlike a silent heartbeat, which may be
 /// a slow network): the leases its last heartbeat lists go back to the queue now, not
-/// when they expire (`fleetform_agent::leases`). Only while the heartbeat says it held
+/// when they expire (`fleetform_runtime::leases`). Only while the heartbeat says it held
 /// some: a drained agent released its own and wrote a stopped heartbeat.
 async fn give_back_leases(
     store: &Store,
@@ -119,7 +119,7 @@ async fn give_back_leases(
     if hb.stopped || hb.leases.is_empty() {
         return;
     }
-    match fleetform_agent::leases::give_back(store, queue, instance, "instance terminated").await {
+    match fleetform_runtime::leases::give_back(store, queue, instance, "instance terminated").await {
         Ok(tasks) => tracing::info!(
             instance,
             ?tasks,

@@ -6,7 +6,7 @@
 //! tunnel to the head).
 //!
 //! - `poller`: the shared observation loop and what it publishes;
-//! - `server`: the HTTP routes (on `fleetform_agent::http`, bounded), read-only;
+//! - `server`: the HTTP routes (on `fleetform_runtime::http`, bounded), read-only;
 //! - `page.html`: the page (inline SVG charts, no external resources).
 
 pub mod poller;
@@ -38,7 +38,7 @@ pub fn default_interval(spec: &ClusterSpec) -> Duration {
 /// A running dashboard. Dropping it stops the server and the poller.
 pub struct Dashboard {
     pub url: String,
-    _serving: fleetform_agent::http::Serving,
+    _serving: fleetform_runtime::http::Serving,
     poller: tokio::task::JoinHandle<()>,
 }
 
@@ -49,7 +49,7 @@ impl Drop for Dashboard {
 }
 
 /// Start the poller and the server (on the current tokio runtime).
-pub fn start(spec: &ClusterSpec, handles: &Handles, server: fleetform_agent::http::Server, every: Duration) -> Result<Dashboard> {
+pub fn start(spec: &ClusterSpec, handles: &Handles, server: fleetform_runtime::http::Server, every: Duration) -> Result<Dashboard> {
     let (shared, poller) = poller::start(poller::Live { observer: Observer::new(spec, handles), connection: Connection::new(handles) }, every);
     let serving = server::serve(server, shared)?;
     // `SocketAddr`'s Display already brackets an IPv6 address.

@@ -1,4 +1,4 @@
-//! The dashboard's HTTP side, on the agent's bounded server (`fleetform_agent::http`:
+//! The dashboard's HTTP side, on the agent's bounded server (`fleetform_runtime::http`:
 //! request heads, idle clients and open connections all bounded): every answer is a copy
 //! of what the poller last published, so any number of pages cost one poller. Read-only:
 //! GET and HEAD only.
@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Result};
-use fleetform_agent::http::{Request, Response, Server, Serving};
+use fleetform_runtime::http::{Request, Response, Server, Serving};
 
 use super::poller::Shared;
 use crate::observe::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;

@@ -15,7 +15,7 @@ use super::Note;
 /// The current AL2023 AMI of each architecture the imported node types use.
 #[cfg(not(feature = "aws"))]
 pub async fn current_al2023(_imported: &Imported) -> Result<BTreeMap<Arch, String>> {
-    Err(fleetform_agent::without_aws("`fleetform import ray --resolve-images` (it asks SSM)"))
+    Err(fleetform_runtime::without_aws("`fleetform import ray --resolve-images` (it asks SSM)"))
 }
 
 /// The current AL2023 AMI of each architecture the imported node types use.

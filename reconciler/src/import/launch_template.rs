@@ -122,7 +122,7 @@ pub fn named(types: &[&RayNodeConfig]) -> BTreeMap<String, LaunchTemplate> {
 
 #[cfg(not(feature = "aws"))]
 pub async fn resolve(_region: Option<&str>, _named: &BTreeMap<String, LaunchTemplate>) -> Result<Templates> {
-    Err(fleetform_agent::without_aws("`fleetform import ray --resolve-launch-templates` (it asks EC2)"))
+    Err(fleetform_runtime::without_aws("`fleetform import ray --resolve-launch-templates` (it asks EC2)"))
 }
 
 /// Ask EC2 for each template version (one DescribeLaunchTemplateVersions call each).

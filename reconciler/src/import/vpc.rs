@@ -31,5 +31,5 @@ pub async fn of_subnets(imported: &Imported) -> Result<Option<String>> {
 
 #[cfg(not(feature = "aws"))]
 pub async fn of_subnets(_imported: &Imported) -> Result<Option<String>> {
-    Err(fleetform_agent::without_aws("`fleetform import ray --resolve-vpc` (it asks EC2)"))
+    Err(fleetform_runtime::without_aws("`fleetform import ray --resolve-vpc` (it asks EC2)"))
 }

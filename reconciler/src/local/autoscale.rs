@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Result;
-use fleetform_agent::store::Store;
 use fleetform_core::spec::{ClusterSpec, Market};
 use fleetform_core::task::NodeHeartbeat;
 
@@ -173,7 +172,7 @@ fn name_the_machine(lines: &mut [String], held: &[(String, usize)], cores: usize
 
 /// The autoscaler inside `fleetform up` (and `run`): rounds every [`LOCAL_ROUND`].
 pub async fn autoscale(cluster: Arc<LocalCluster>) {
-    let store = match Store::open(&cluster.handles().store_uri).await {
+    let store = match cluster.handles().store().await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("fleetform: autoscaler disabled: {}", crate::errors::render(&e));

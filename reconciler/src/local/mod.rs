@@ -344,7 +344,7 @@ fn describe(s: &Slot) -> LocalNode {
 }
 
 /// Replace agents that exited (crashed, killed, or drained after a spot notice), and give
-/// back at once the leases a dead agent held (`fleetform_agent::leases`).
+/// back at once the leases a dead agent held (`fleetform_runtime::leases`).
 fn supervise(slots: Arc<Mutex<Vec<Slot>>>, stop: Arc<std::sync::atomic::AtomicBool>, spawner: Spawner) {
     let recovery = Recovery::open(&spawner.handles);
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -378,8 +378,8 @@ fn supervise(slots: Arc<Mutex<Vec<Slot>>>, stop: Arc<std::sync::atomic::AtomicBo
 /// The store and queue, for giving back the leases of agents that died.
 struct Recovery {
     rt: tokio::runtime::Runtime,
-    store: fleetform_agent::store::Store,
-    queue: fleetform_agent::queue::Queue,
+    store: fleetform_runtime::store::Store,
+    queue: fleetform_runtime::queue::Queue,
 }
 
 impl Recovery {
@@ -397,7 +397,7 @@ impl Recovery {
 
     fn give_back(&self, node_id: &str, status: &std::process::ExitStatus) {
         let why = format!("exited ({status})");
-        match self.rt.block_on(fleetform_agent::leases::give_back(&self.store, &self.queue, node_id, &why)) {
+        match self.rt.block_on(fleetform_runtime::leases::give_back(&self.store, &self.queue, node_id, &why)) {
             Ok(tasks) if !tasks.is_empty() => eprintln!("fleetform: node {node_id} exited; its tasks {} are queued again", tasks.join(", ")),
             Ok(_) => {}
             Err(e) => eprintln!("fleetform: node {node_id} exited; its leases could not be given back: {}", crate::errors::render(&e)),

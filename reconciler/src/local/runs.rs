@@ -12,8 +12,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use fleetform_agent::jobs;
-use fleetform_agent::store::Store;
+use fleetform_runtime::jobs;
+use fleetform_runtime::store::Store;
 use serde::{Deserialize, Serialize};
 
 use super::process::ProcessId;

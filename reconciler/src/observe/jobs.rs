@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use fleetform_agent::store::Store;
+use fleetform_runtime::store::Store;
 use fleetform_core::layout;
 use fleetform_core::task::{DoneRecord, FailureRecord, JobRecord, Manifest, NodeHeartbeat, TaskMessage};
 use futures::future::try_join_all;

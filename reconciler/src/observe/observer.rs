@@ -8,7 +8,7 @@ use std::future::Future;
 
 use anyhow::{anyhow, Result};
 use chrono::{DateTime, Utc};
-use fleetform_agent::store::Store;
+use fleetform_runtime::store::Store;
 use fleetform_core::layout;
 use fleetform_core::queue::TaskQueue;
 use fleetform_core::spec::{ClusterSpec, ProviderKind};
@@ -249,7 +249,7 @@ fn failing(p: &Persisted) -> Option<AutoscalerFailing> {
 pub struct Connection {
     handles: Handles,
     store: Option<Store>,
-    queue: Option<fleetform_agent::queue::Queue>,
+    queue: Option<fleetform_runtime::queue::Queue>,
 }
 
 impl Connection {

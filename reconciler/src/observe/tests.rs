@@ -4,8 +4,8 @@
 //! figure has one right value.
 
 use chrono::Utc;
-use fleetform_agent::queue::Queue;
-use fleetform_agent::store::Store;
+use fleetform_runtime::queue::Queue;
+use fleetform_runtime::store::Store;
 use fleetform_core::layout;
 use fleetform_core::queue::TaskQueue;
 use fleetform_core::spec::ClusterSpec;
@@ -48,7 +48,7 @@ async fn fixture() -> Fixture {
         ),
     )
     .unwrap();
-    let job_id = fleetform_agent::jobs::submit(&store, &queue, job).await.unwrap().job_id;
+    let job_id = fleetform_agent::plan::submit(&store, &queue, job).await.unwrap().job_id;
     Fixture { _dir: dir, spec, handles, store, queue, job_id }
 }
 

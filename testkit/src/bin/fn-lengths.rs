@@ -1,7 +1,7 @@
 //! `fn-lengths <dir>... [--over N]`: the shipped functions under each directory longer than
 //! N lines (80 by default), longest first, as `lines  file:line  name`, then a count.
 //! Evidence for "functions fit on a screen", rerunnable by anyone:
-//! `cargo run -p fleetform-testkit --bin fn-lengths -- node-agent reconciler --over 80`.
+//! `cargo run -p fleetform-testkit --bin fn-lengths -- core runtime node-agent reconciler --over 80`.
 //! See `fleetform_testkit::fn_lengths` for what counts as shipped and as a line.
 
 use std::path::PathBuf;

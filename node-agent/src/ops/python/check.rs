@@ -19,13 +19,8 @@ pub struct CheckReport {
     pub warnings: Vec<String>,
 }
 
-/// A python step's source, read at submit, stored with the job.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CodeFile {
-    /// The step's `file` as written in the job spec.
-    pub file: String,
-    pub bytes: Vec<u8>,
-}
+/// A python step's source, read at submit, stored with the job (by the runtime).
+pub use fleetform_runtime::jobs::CodeFile;
 
 /// The directory a job file's relative `file:` paths start from.
 pub fn job_dir(job_file: &Path) -> PathBuf {

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use fleetform_core::task::JobRecord;
-use sha2::{Digest, Sha256};
 
 pub use check::{check_job, check_step, ship, CheckReport, CodeFile};
 pub use log::{TaskLog, TASK_LOG_CAP};
@@ -22,21 +21,13 @@ pub use pool::{Checkout, WorkerPool};
 pub use worker::{FunctionSpec, WorkerConfig};
 
 use crate::ops::Stages;
-use crate::store::Store;
+use fleetform_runtime::store::Store;
 
 const RUNNER_PY: &str = include_str!("runner.py");
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// The base name a shipped file keeps in the store and on the node.
-pub fn file_name(file: &str) -> &str {
-    file.rsplit(['/', '\\'])
-        .next()
-        .filter(|n| !n.is_empty())
-        .unwrap_or("code.py")
-}
+/// How a shipped file is named and checked is the job lifecycle's (the runtime stores it
+/// at submit); the node checks and names it the same way.
+pub use fleetform_runtime::jobs::{code_file_name as file_name, sha256_hex};
 
 /// Write `runner.py` under `dir`, named by its content, so agents of different versions
 /// sharing a spill directory never run each other's runner. Returns its path.

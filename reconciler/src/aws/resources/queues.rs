@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
 use aws_sdk_sqs::types::QueueAttributeName;
-use fleetform_agent::queue::sqs::{self as definition, attribute_map, QueueDefinition};
+use fleetform_runtime::queue::sqs::{self as definition, attribute_map, QueueDefinition};
 use fleetform_core::{layout, ClusterSpec};
 
 use crate::aws::context::AwsContext;
@@ -13,7 +13,7 @@ use crate::aws::errors::aws_err;
 use crate::aws::stages::state::DesiredQueue;
 use crate::aws::names;
 
-/// The queues' attributes have one definition, `fleetform_agent::queue::sqs::definitions`,
+/// The queues' attributes have one definition, `fleetform_runtime::queue::sqs::definitions`,
 /// which `ensure` (every submit) sends too.
 pub use definition::canonical_redrive;
 

@@ -35,7 +35,7 @@ const SOURCE_SHA256: &str = "fleetform-source-sha256";
 /// from the same SDK configuration as every other client.
 pub fn bucket_store(ctx: &AwsContext) -> Result<Arc<dyn ObjectStore>> {
     let bucket = ctx.spec.storage.bucket.clone().context("the aws provider needs `storage.bucket`")?;
-    fleetform_agent::storage::s3_store(&ctx.sdk, &bucket).context("configuring the S3 client for the cluster store")
+    fleetform_runtime::location::s3_store(&ctx.sdk, &bucket).context("configuring the S3 client for the cluster store")
 }
 
 fn key(prefix: &str, k: &str) -> ObjectPath {

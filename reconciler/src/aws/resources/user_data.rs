@@ -15,7 +15,7 @@ use crate::aws::resources::setup_script::{self, SETUP_FAILED_FILE, SETUP_LOG, SE
 pub const USER_DATA_LIMIT: usize = 16 * 1024;
 
 const AGENT_UNIT: &str = include_str!("../../../../node-agent/packaging/fleetform-agent.service");
-const RECONCILE_UNIT: &str = include_str!("../../../../node-agent/packaging/fleetform-reconcile.service");
+const RECONCILE_UNIT: &str = include_str!("../../../packaging/fleetform-reconcile.service");
 /// Download, or build once per architecture, the node's binary (tested alone by
 /// tests/e2e/install_binary.rs).
 pub const INSTALL_BINARY_SCRIPT: &str = include_str!("../../../../node-agent/packaging/install-binary.sh");

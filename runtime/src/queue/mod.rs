@@ -12,6 +12,8 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use fleetform_core::queue::{Depth, QueueError, Received, TaskQueue};
 
+use crate::Connections;
+
 /// A queue chosen by URI: `sqlite:///path/queue.sqlite` or `sqs://<cluster>`.
 #[derive(Clone)]
 pub enum Queue {
@@ -21,33 +23,24 @@ pub enum Queue {
 }
 
 impl Queue {
-    pub async fn open(uri: &str) -> Result<Queue> {
+    /// Open a queue; SQS goes through `conn`'s AWS configuration.
+    pub async fn open(conn: &Connections, uri: &str) -> Result<Queue> {
         if let Some(path) = uri.strip_prefix("sqlite://") {
             return Ok(Queue::Sqlite(sqlite::SqliteQueue::open(std::path::Path::new(path))?));
         }
         if let Some(cluster) = uri.strip_prefix("sqs://") {
-            return Self::open_sqs(cluster).await;
+            return Self::open_sqs(conn, cluster).await;
         }
         bail!("`{uri}` is not a queue URI: use sqlite:///path/queue.sqlite or sqs://<cluster>")
     }
 
-    /// Open with an explicit AWS configuration (the one a command built from its spec).
     #[cfg(feature = "aws")]
-    pub async fn open_with(config: &aws_config::SdkConfig, uri: &str) -> Result<Queue> {
-        match uri.strip_prefix("sqs://") {
-            Some(cluster) => Ok(Queue::Sqs(sqs::SqsQueue::new(config, cluster))),
-            None => Self::open(uri).await,
-        }
-    }
-
-    #[cfg(feature = "aws")]
-    async fn open_sqs(cluster: &str) -> Result<Queue> {
-        let config = crate::storage::sdk_config().await;
-        Ok(Queue::Sqs(sqs::SqsQueue::new(config, cluster)))
+    async fn open_sqs(conn: &Connections, cluster: &str) -> Result<Queue> {
+        Ok(Queue::Sqs(sqs::SqsQueue::new(conn.aws().await, cluster)))
     }
 
     #[cfg(not(feature = "aws"))]
-    async fn open_sqs(cluster: &str) -> Result<Queue> {
+    async fn open_sqs(_conn: &Connections, cluster: &str) -> Result<Queue> {
         Err(crate::without_aws(&format!("the queue sqs://{cluster}")))
     }
 }

@@ -1,11 +1,12 @@
 //! One conformance suite for every cluster-store backend: a local directory in unit
 //! tests, S3 (moto) in the end-to-end tests. Panics naming the broken rule.
 
-use crate::storage::Location;
+use crate::location::Location;
 use crate::store::{self, Store};
 
 pub async fn run(loc: Location) {
-    let s = Store { loc: loc.clone() };
+    // The suite opens no other location: the connections are never used.
+    let s = Store { loc: loc.clone(), conn: crate::Connections::from_env() };
     #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
     struct V {
         n: u32,
@@ -55,7 +56,7 @@ mod tests {
     #[tokio::test]
     async fn local_directory_conforms() {
         let d = std::env::temp_dir().join(format!("fleetform-store-{}", uuid::Uuid::new_v4()));
-        let loc = crate::storage::open(d.to_str().unwrap()).await.unwrap();
+        let loc = crate::location::Location::open(&crate::Connections::from_env(), d.to_str().unwrap()).await.unwrap();
         super::run(loc).await;
         let _ = std::fs::remove_dir_all(d);
     }

@@ -1,135 +1,35 @@
-//! Jobs in the cluster store: submit (fix the task splits, validate against the data,
-//! enqueue), progress, cancel, and finalization (the `_SUCCESS` manifest). Used by the
-//! `fleetform` CLI and by agents (whoever commits the last task finalizes).
+//! A job's lifecycle in the cluster store, for a job already planned (its tasks fixed by
+//! the agent's planning API, `fleetform_agent::plan`): enqueue it (its record, its task
+//! messages, its python files), progress, cancel, list, and finalization (the `_SUCCESS`
+//! manifest and the commit protocol). Used by the `fleetform` CLI and by agents (whoever
+//! commits the last task finalizes).
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use chrono::Utc;
-use fleetform_core::diag::{Problem, YamlPath};
-use fleetform_core::input::InputFormat;
 use fleetform_core::job::{JobSpec, Step};
 use fleetform_core::layout;
 use fleetform_core::queue::TaskQueue;
 use fleetform_core::task::{DoneRecord, FailureRecord, JobRecord, Manifest, ManifestFile, ShippedCode, TaskMessage, TaskSource};
 use futures::future::try_join_all;
 use object_store::ObjectStoreExt;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use sha2::{Digest, Sha256};
 
-use crate::input::remote::RemoteFile;
-use crate::input;
-use crate::ops::python::{self, CodeFile};
-use crate::ops::Pipeline;
+use crate::location::Location;
 use crate::queue::Queue;
-use crate::storage::{self, Location, Overlap};
 use crate::store::{self as objects, Store};
 
-/// What submit learned about one parquet input file.
-struct ParquetFooter {
-    uri: String,
-    /// Rows per row group; None when the footer could not be read.
-    row_groups: Option<Vec<u64>>,
-    columns: Vec<String>,
-    error: Option<String>,
-    /// The footer's length, metadata and tail (see `TaskSource::Parquet`).
-    footer_bytes: Option<u64>,
-}
-
 /// A job checked against its data: URIs normalized, task splits fixed, the input's
-/// columns known. What `submit` enqueues and what `fleetform validate` reports on.
+/// columns known. What [`submit_checked`] enqueues and what `fleetform validate` reports on.
 pub struct CheckedJob {
     pub spec: JobSpec,
     pub sources: Vec<TaskSource>,
     pub columns: Vec<String>,
-    /// What `plan_tasks` fixed about jsonl/json/csv/text input (see `TaskPlan`).
+    /// The schema every task of jsonl/json/csv/text input parses with (Arrow, serde form).
     pub input_schema: Option<serde_json::Value>,
     pub rows_estimated: bool,
     pub warnings: Vec<String>,
-}
-
-/// Every problem that keeps a job from running, each pointing at its field (the caller
-/// holding the job's text turns them into file:line:column with `SpecSource`).
-#[derive(Debug)]
-pub struct JobProblems(pub Vec<Problem>);
-
-impl std::fmt::Display for JobProblems {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the job cannot run:")?;
-        for p in &self.0 {
-            write!(f, "\n  {p}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for JobProblems {}
-
-/// Check a job as submit does, reporting every problem at once: each step compiles
-/// (regexes), the URIs are usable, the input is readable and has the columns the steps
-/// read, and the job does not read its own output.
-pub async fn check(mut spec: JobSpec) -> Result<CheckedJob, JobProblems> {
-    let mut problems = check_without_data(&mut spec);
-    let input_uri = YamlPath::root().key("input").key("uri");
-    if problems.iter().any(|p| p.path == input_uri) {
-        return Err(JobProblems(problems)); // no input to read
-    }
-    let TaskPlan { sources, columns, input_schema, rows_estimated, warnings } = match plan_tasks(&spec).await {
-        Ok(planned) => planned,
-        Err(e) => {
-            let at = if spec.is_generator() { YamlPath::root().key("input").key("generate") } else { input_uri };
-            problems.push(Problem::new(at, fleetform_core::error_chain::render(e.as_ref())));
-            return Err(JobProblems(problems));
-        }
-    };
-    problems.extend(spec.check_columns(&columns));
-    if problems.is_empty() {
-        Ok(CheckedJob { spec, sources, columns, input_schema, rows_estimated, warnings })
-    } else {
-        Err(JobProblems(problems))
-    }
-}
-
-/// The checks that need no data: steps compile, URIs are usable (and normalized in
-/// `spec`), input and output differ. For a job whose input an earlier job writes.
-pub fn check_without_data(spec: &mut JobSpec) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    let steps = YamlPath::root().key("steps");
-    for (i, step) in spec.steps.iter().enumerate() {
-        // Python steps are checked against their file (ops::python::check_step).
-        if matches!(step, Step::Python(_)) {
-            continue;
-        }
-        if let Err(e) = Pipeline::check_step(step) {
-            let at = steps.index(i).key(step.name());
-            let at = if matches!(step, Step::RegexReplace(_)) { at.key("pattern") } else { at };
-            problems.push(Problem::new(at, e.to_string()));
-        }
-    }
-    let output = YamlPath::root().key("output").key("uri");
-    match storage::normalize_uri(&spec.output.uri) {
-        Ok(uri) => spec.output.uri = uri,
-        Err(e) => problems.push(Problem::new(output.clone(), e.to_string())),
-    }
-    if let Some(uri) = &spec.input.uri {
-        match storage::normalize_uri(uri) {
-            Ok(uri) => spec.input.uri = Some(uri),
-            Err(e) => problems.push(Problem::new(YamlPath::root().key("input").key("uri"), e.to_string())),
-        }
-    }
-    if let Some(input) = &spec.input.uri {
-        let why = match storage::overlap(&spec.output.uri, input) {
-            Some(Overlap::Same) => Some(format!("is the input location too ({input}): the job would replace the data it reads")),
-            Some(Overlap::Inside) => Some(format!("is inside the input location ({input}): the next read of the input would take this output as input")),
-            Some(Overlap::Contains) => Some(format!("contains the input location ({input}): publishing the output could remove the input")),
-            None => None,
-        };
-        if let Some(why) = why {
-            problems.push(Problem::new(output, format!("{why}; choose an output location outside it, e.g. a sibling directory")));
-        }
-    }
-    problems
 }
 
 impl CheckedJob {
@@ -157,20 +57,8 @@ impl CheckedJob {
     }
 }
 
-/// Validate a job against its data and enqueue its tasks. Returns the job record.
-/// A job with python steps goes through `submit_with_code`.
-pub async fn submit(store: &Store, queue: &Queue, spec: JobSpec) -> Result<JobRecord> {
-    submit_with_code(store, queue, spec, &[]).await
-}
-
-/// `submit`, storing the python steps' files (`ops::python::ship` reads them) with the job.
-pub async fn submit_with_code(store: &Store, queue: &Queue, spec: JobSpec, code: &[CodeFile]) -> Result<JobRecord> {
-    let checked = check(spec).await?;
-    submit_checked(store, queue, checked, code).await
-}
-
-/// Enqueue a job that [`check`] accepted, its python files stored before its record, so
-/// no node ever sees a record whose code is missing.
+/// Enqueue a job the planning API checked (`fleetform_agent::plan::check`), its python
+/// files stored before its record, so no node ever sees a record whose code is missing.
 pub async fn submit_checked(store: &Store, queue: &Queue, checked: CheckedJob, code: &[CodeFile]) -> Result<JobRecord> {
     let CheckedJob { spec, sources, input_schema, rows_estimated, warnings, .. } = checked;
     for w in &warnings {
@@ -211,6 +99,25 @@ pub async fn submit_checked(store: &Store, queue: &Queue, checked: CheckedJob, c
     Ok(record)
 }
 
+/// A python step's file as read for shipping with its job (the planning API reads and
+/// checks them: `fleetform_agent::ops::python::ship`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CodeFile {
+    /// The step's `file` as written in the job spec.
+    pub file: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The hex SHA-256 of a shipped file: its key in the store, checked again on the node.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The base name a shipped file keeps in the store and on the node.
+pub fn code_file_name(file: &str) -> &str {
+    file.rsplit(['/', '\\']).next().filter(|n| !n.is_empty()).unwrap_or("code.py")
+}
+
 /// Put each python step's file in the store under `layout::code`; one entry per file.
 async fn store_code(store: &Store, job_id: &str, spec: &JobSpec, code: &[CodeFile]) -> Result<Vec<ShippedCode>> {
     let mut shipped: Vec<ShippedCode> = Vec::new();
@@ -222,8 +129,8 @@ async fn store_code(store: &Store, job_id: &str, spec: &JobSpec, code: &[CodeFil
         let file = code.iter().find(|c| c.file == p.file).ok_or_else(|| {
             anyhow!("steps[{i}] (python): {} was not read for shipping: submit the job from its file (`fleetform submit -f CLUSTER JOB.yaml`)", p.file)
         })?;
-        let sha256 = python::sha256_hex(&file.bytes);
-        let key = layout::code(job_id, &sha256, python::file_name(&p.file));
+        let sha256 = sha256_hex(&file.bytes);
+        let key = layout::code(job_id, &sha256, code_file_name(&p.file));
         store.put_bytes(&key, file.bytes.clone()).await?;
         shipped.push(ShippedCode { file: p.file.clone(), key, sha256 });
     }
@@ -247,7 +154,6 @@ fn claim_key(output_uri: &str) -> String {
 
 /// A short, stable hash of a text (hex): names of claims and of published parts.
 fn short_hash(text: &str) -> String {
-    use sha2::{Digest, Sha256};
     hex::encode(&Sha256::digest(text.as_bytes())[..6])
 }
 
@@ -267,124 +173,6 @@ async fn claim_output(store: &Store, output_uri: &str, job_id: &str) -> Result<(
         }
     }
     store.put_json(&key, &OutputClaim { job_id: job_id.to_string(), output: output_uri.to_string() }).await
-}
-
-/// What submit fixed about a job's input: its tasks, its columns (for validation) and,
-/// for jsonl/json/csv/text, the schema every task parses with.
-pub struct TaskPlan {
-    pub sources: Vec<TaskSource>,
-    pub columns: Vec<String>,
-    /// Arrow schema (serde form) for record formats; None for parquet and the generator.
-    pub input_schema: Option<serde_json::Value>,
-    /// The sources' row counts are estimates (from bytes), not exact.
-    pub rows_estimated: bool,
-    /// Worth telling the user, not worth failing for (fields the schema drops).
-    pub warnings: Vec<String>,
-}
-
-/// Fix the task splits: parquet row-group ranges per file, byte ranges or whole files of
-/// jsonl/json/csv/text, or generator row ranges.
-pub async fn plan_tasks(spec: &JobSpec) -> Result<TaskPlan> {
-    if let Some(g) = &spec.input.generate {
-        let per = spec.split.rows_per_task.max(spec.output.min_rows_per_file.unwrap_or(0));
-        let sources = (0..g.rows.div_ceil(per))
-            .map(|i| TaskSource::Generate { first_row: i * per, rows: per.min(g.rows - i * per) })
-            .collect();
-        let columns = crate::input::generate::schema().fields().iter().map(|f| f.name().clone()).collect();
-        return Ok(TaskPlan { sources, columns, input_schema: None, rows_estimated: false, warnings: vec![] });
-    }
-    let uri = spec.input.uri.as_deref().ok_or_else(|| anyhow!("the job has no input"))?;
-    let (loc, files, format) = input::plan::list_files(uri, spec.input.format).await?;
-    if format != InputFormat::Parquet {
-        let plan = input::plan::plan(spec, format, files).await?;
-        let columns = plan.schema.fields().iter().map(|f| f.name().clone()).collect();
-        let input_schema = Some(input::schema::to_record(&plan.schema)?);
-        return Ok(TaskPlan { sources: plan.sources, columns, input_schema, rows_estimated: true, warnings: plan.warnings });
-    }
-    let (sources, columns) = plan_parquet(spec, uri, &loc, files).await?;
-    Ok(TaskPlan { sources, columns, input_schema: None, rows_estimated: false, warnings: vec![] })
-}
-
-/// Parquet: row-group ranges of `split.row_groups_per_task`, from every file's footer.
-async fn plan_parquet(spec: &JobSpec, uri: &str, loc: &Location, files: Vec<input::plan::InputFile>) -> Result<(Vec<TaskSource>, Vec<String>)> {
-    let files = try_join_all(files.into_iter().map(|f| {
-        let loc = loc.clone();
-        async move { Ok::<_, anyhow::Error>(read_footer(&loc, &f.name).await) }
-    }))
-    .await?;
-    let columns = files
-        .iter()
-        .find(|f| f.row_groups.is_some())
-        .map(|f| f.columns.clone())
-        .ok_or_else(|| anyhow!("none of the {} input files under {uri} is readable parquet: {}", files.len(), files[0].error.clone().unwrap_or_default()))?;
-    let per = spec.split.row_groups_per_task;
-    let min_rows = spec.output.min_rows_per_file.unwrap_or(0);
-    let mut sources = Vec::new();
-    for f in files {
-        match f.row_groups {
-            // An unreadable file still becomes a task: it fails on its own, is reported
-            // with its error, and does not sink the rest of the job.
-            None => sources.push(TaskSource::Parquet { uri: f.uri, first_row_group: 0, end_row_group: 1, rows: 0, footer_bytes: None }),
-            Some(rgs) => {
-                let mut first = 0;
-                while first < rgs.len() {
-                    let mut end = (first + per).min(rgs.len());
-                    // min_rows_per_file: whole row groups until the task reads that many.
-                    while end < rgs.len() && rgs[first..end].iter().sum::<u64>() < min_rows {
-                        end += 1;
-                    }
-                    sources.push(TaskSource::Parquet {
-                        uri: f.uri.clone(),
-                        first_row_group: first,
-                        end_row_group: end,
-                        rows: rgs[first..end].iter().sum(),
-                        footer_bytes: f.footer_bytes,
-                    });
-                    first = end;
-                }
-            }
-        }
-    }
-    Ok((sources, columns))
-}
-
-async fn read_footer(loc: &Location, name: &str) -> ParquetFooter {
-    let uri = format!("{}/{}", loc.uri, name);
-    let meta = match &loc.local_dir {
-        Some(dir) => {
-            let path = dir.join(name);
-            File::open(&path).map_err(|e| format!("{e:#}")).and_then(|f| {
-                let meta = ArrowReaderMetadata::load(&f, ArrowReaderOptions::new()).map_err(|e| e.to_string())?;
-                Ok((meta, local_footer_bytes(&f).ok()))
-            })
-        }
-        None => match RemoteFile::open(loc.store.clone(), loc.input_key(name), &uri, None).await {
-            Ok((file, meta)) => ArrowReaderMetadata::try_new(Arc::new(meta), ArrowReaderOptions::new())
-                .map(|m| (m, Some(file.footer_bytes())))
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(fleetform_core::error_chain::render(e.as_ref())),
-        },
-    };
-    match meta {
-        Ok((m, footer_bytes)) => ParquetFooter {
-            uri,
-            row_groups: Some(m.metadata().row_groups().iter().map(|rg| rg.num_rows() as u64).collect()),
-            columns: m.schema().fields().iter().map(|f| f.name().clone()).collect(),
-            error: None,
-            footer_bytes,
-        },
-        Err(e) => ParquetFooter { uri, row_groups: None, columns: Vec::new(), error: Some(e), footer_bytes: None },
-    }
-}
-
-/// A local parquet file's footer length, from its last 8 bytes.
-fn local_footer_bytes(f: &File) -> std::io::Result<u64> {
-    use std::os::unix::fs::FileExt;
-    let len = f.metadata()?.len();
-    let mut last8 = [0u8; 8];
-    f.read_exact_at(&mut last8, len.saturating_sub(8))?;
-    let tail = parquet::file::metadata::FooterTail::try_new(&last8).map_err(std::io::Error::other)?;
-    Ok(tail.metadata_length() as u64 + 8)
 }
 
 /// Where a job stands, read from the store.
@@ -443,7 +231,7 @@ pub async fn finalize(store: &Store, job_id: &str) -> Result<Option<Manifest>> {
         Some(decided) => decided,
         None => decide(store, &p).await?,
     };
-    settle(&p.record, &manifest).await?;
+    settle(store, &p.record, &manifest).await?;
     store.create_json(&layout::success(job_id), &manifest).await?;
     Ok(Some(manifest))
 }
@@ -536,8 +324,8 @@ fn too_many_skipped(input: &fleetform_core::job::InputSpec, records: &[DoneRecor
 
 /// Finish what the manifest decided, idempotently: publish, or leave the output alone;
 /// either way the job's staging directory goes.
-async fn settle(record: &JobRecord, manifest: &Manifest) -> Result<()> {
-    let output = storage::open(&record.spec.output.uri).await?;
+async fn settle(store: &Store, record: &JobRecord, manifest: &Manifest) -> Result<()> {
+    let output = Location::open(&store.conn, &record.spec.output.uri).await?;
     settle_into(&output, manifest).await
 }
 

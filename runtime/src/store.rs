@@ -12,8 +12,8 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipa
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::output::staging::Staged;
-use crate::storage::{self, Location};
+use crate::location::Location;
+use crate::Connections;
 
 /// Upload part size: S3's guidance is 8-16 MiB (its minimum is 5 MiB): large enough that
 /// a part's request overhead is small, small enough to bound memory.
@@ -22,17 +22,20 @@ const UPLOAD_PART_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct Store {
     pub loc: Location,
+    /// How the store was reached: the locations its records name (a job's input and
+    /// output) open through the same connections.
+    pub conn: Connections,
 }
 
 impl Store {
-    pub async fn open(uri: &str) -> Result<Store> {
-        Ok(Store { loc: storage::open(uri).await? })
+    pub async fn open(conn: &Connections, uri: &str) -> Result<Store> {
+        Ok(Store { loc: Location::open(conn, uri).await?, conn: conn.clone() })
     }
 
-    /// Open with an explicit AWS configuration (the one a command built from its spec).
+    /// Open through an explicit AWS configuration (a test's, pointed at moto).
     #[cfg(feature = "aws")]
     pub async fn open_with(config: &aws_config::SdkConfig, uri: &str) -> Result<Store> {
-        Ok(Store { loc: storage::open_with(config, uri).await? })
+        Store::open(&Connections::with_sdk(config.clone()), uri).await
     }
 
     pub fn uri(&self) -> &str {
@@ -142,6 +145,21 @@ pub async fn delete(loc: &Location, key: &str) -> Result<()> {
     match loc.store.delete(&loc.key(key)).await {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
         Err(e) => Err(e).with_context(|| format!("cannot delete {}/{key}", loc.uri)),
+    }
+}
+
+/// A finished output chunk, ready to go to its object: the bytes in memory (blocks handed
+/// over without a copy) or a file on the spill disk.
+pub enum Staged {
+    Memory { blocks: Vec<Bytes>, bytes: u64 },
+    File { path: std::path::PathBuf, bytes: u64 },
+}
+
+impl Staged {
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Staged::Memory { bytes, .. } | Staged::File { bytes, .. } => *bytes,
+        }
     }
 }
 

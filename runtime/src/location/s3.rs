@@ -10,36 +10,14 @@ use object_store::ObjectStore;
 
 use super::{normalize_uri, open_local, Location};
 
-/// Open a location with an explicit AWS configuration (tests against moto).
+/// Open a location through an explicit AWS configuration (what [`crate::Connections`]
+/// holds; tests against moto call it directly).
 pub async fn open_with(config: &aws_config::SdkConfig, uri: &str) -> Result<Location> {
     let uri = normalize_uri(uri)?;
     let Some(rest) = uri.strip_prefix("s3://") else { return open_local(&uri) };
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     let store = s3_store(config, bucket)?;
     Ok(Location { store, prefix: Path::from(prefix), uri: uri.clone(), local_dir: None })
-}
-
-/// The configuration a command built from its cluster spec (`use_sdk_config`), if any.
-static CHOSEN: std::sync::OnceLock<aws_config::SdkConfig> = std::sync::OnceLock::new();
-
-/// Make `config` the process's AWS configuration, for every S3 location opened by URI
-/// (job inputs and outputs included). The `fleetform` commands build theirs once from
-/// the spec (`provider.region`, then the standard chain) and install it here; the first
-/// one installed stays.
-pub fn use_sdk_config(config: &aws_config::SdkConfig) {
-    let _ = CHOSEN.set(config.clone());
-}
-
-/// The process-wide AWS configuration: the one installed by `use_sdk_config`, else the
-/// standard chain (the agent on a node: its environment carries the region), loaded once.
-pub async fn sdk_config() -> &'static aws_config::SdkConfig {
-    if let Some(c) = CHOSEN.get() {
-        return c;
-    }
-    static CONFIG: tokio::sync::OnceCell<aws_config::SdkConfig> = tokio::sync::OnceCell::const_new();
-    CONFIG
-        .get_or_init(|| async { aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await })
-        .await
 }
 
 /// An S3 bucket through object_store, configured from an AWS SDK configuration (region,

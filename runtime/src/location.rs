@@ -1,7 +1,8 @@
-//! Object storage by URI, on the `object_store` crate: `file:///dir`, a plain path, or
-//! `s3://bucket/prefix`. S3 uses the standard AWS configuration chain (profiles,
-//! AWS_REGION, AWS_ENDPOINT_URL for moto) through aws-config, never hand-rolled signing.
-//! S3 needs the `aws` feature (on by default); a local-only build opens directories only.
+//! Data locations by URI, on the `object_store` crate: `file:///dir`, a plain path, or
+//! `s3://bucket/prefix`. S3 goes through the process's [`Connections`] (one AWS SDK
+//! configuration: profiles, AWS_REGION, AWS_ENDPOINT_URL for moto), never hand-rolled
+//! signing. S3 needs the `aws` feature (on by default); a local-only build opens
+//! directories only.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,6 +11,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::ObjectStore;
+
+use crate::Connections;
 
 /// A parsed data location: the store that holds it and the key prefix inside it.
 #[derive(Clone, Debug)]
@@ -164,41 +167,43 @@ pub fn overlap(a: &str, b: &str) -> Option<Overlap> {
 }
 
 /// Split a file URI into its location (directory or bucket) and object key, for
-/// [`open`] and [`Location::key`].
+/// [`Location::open`] and [`Location::key`].
 pub fn split_uri(uri: &str) -> Result<(String, String)> {
     let (dir, name) = uri.rsplit_once('/').ok_or_else(|| anyhow!("`{uri}` is not a file URI"))?;
     Ok((dir.to_string(), name.to_string()))
 }
 
-/// Open a location. Local directories are created if missing; S3 uses the process's
-/// AWS configuration (standard chain).
-pub async fn open(uri: &str) -> Result<Location> {
-    if uri.starts_with("s3://") {
-        return open_s3(uri).await;
+impl Location {
+    /// Open a location. Local directories are created if missing; S3 goes through
+    /// `conn`'s AWS configuration.
+    pub async fn open(conn: &Connections, uri: &str) -> Result<Location> {
+        if uri.starts_with("s3://") {
+            return open_s3(conn, uri).await;
+        }
+        open_local(uri)
     }
-    open_local(uri)
+
+    /// Open a location to read from: like [`Location::open`], but a local directory must
+    /// exist (reading creates nothing: `validate` and `submit` leave no directories behind).
+    pub async fn open_existing(conn: &Connections, uri: &str) -> Result<Location> {
+        let normalized = normalize_uri(uri)?;
+        if let Some(dir) = normalized.strip_prefix("file://") {
+            if !std::path::Path::new(dir).is_dir() {
+                bail!("`{uri}` does not exist ({dir}); relative paths are taken from the current directory");
+            }
+        }
+        Location::open(conn, uri).await
+    }
 }
 
 #[cfg(feature = "aws")]
-async fn open_s3(uri: &str) -> Result<Location> {
-    s3::open_with(s3::sdk_config().await, uri).await
+async fn open_s3(conn: &Connections, uri: &str) -> Result<Location> {
+    s3::open_with(conn.aws().await, uri).await
 }
 
 #[cfg(not(feature = "aws"))]
-async fn open_s3(uri: &str) -> Result<Location> {
+async fn open_s3(_conn: &Connections, uri: &str) -> Result<Location> {
     Err(crate::without_aws(&format!("`{uri}`")))
-}
-
-/// Open a location to read from: like [`open`], but a local directory must exist (reading
-/// creates nothing: `validate` and `submit` leave no directories behind).
-pub async fn open_existing(uri: &str) -> Result<Location> {
-    let normalized = normalize_uri(uri)?;
-    if let Some(dir) = normalized.strip_prefix("file://") {
-        if !std::path::Path::new(dir).is_dir() {
-            bail!("`{uri}` does not exist ({dir}); relative paths are taken from the current directory");
-        }
-    }
-    open(uri).await
 }
 
 pub(crate) fn open_local(uri: &str) -> Result<Location> {
@@ -214,7 +219,7 @@ pub(crate) fn open_local(uri: &str) -> Result<Location> {
 }
 
 #[cfg(feature = "aws")]
-pub use s3::{open_with, s3_store, sdk_config, use_sdk_config};
+pub use s3::{open_with, s3_store};
 
 #[cfg(feature = "aws")]
 mod s3;
@@ -225,7 +230,7 @@ mod key_tests {
     #[tokio::test]
     async fn listed_names_are_the_names_written() {
         let dir = std::env::temp_dir().join(format!("fleetform-keys-{}", uuid::Uuid::new_v4()));
-        let loc = super::open(dir.to_str().unwrap()).await.unwrap();
+        let loc = super::Location::open(&crate::Connections::from_env(), dir.to_str().unwrap()).await.unwrap();
         let names = ["jobs/텍스트-정제-1/job.json", "jobs/a<b#c{d?é\"-2/job.json", "plain/x.json"];
         for n in names {
             crate::store::put_json(&loc, n, &1).await.unwrap();
@@ -250,10 +255,11 @@ mod local_only_tests {
     /// A local-only build names what is missing and how to get it, for S3 and SQS alike.
     #[tokio::test]
     async fn s3_and_sqs_say_the_build_leaves_aws_out() {
-        let err = super::open("s3://bucket/prefix").await.unwrap_err().to_string();
+        let conn = crate::Connections::from_env();
+        let err = super::Location::open(&conn, "s3://bucket/prefix").await.unwrap_err().to_string();
         assert!(err.starts_with("`s3://bucket/prefix`: this fleetform was built without the AWS provider"), "{err}");
         assert!(err.contains("cargo install --path reconciler"), "{err}");
-        let err = crate::queue::Queue::open("sqs://c").await.err().unwrap().to_string();
+        let err = crate::queue::Queue::open(&conn, "sqs://c").await.err().unwrap().to_string();
         assert!(err.starts_with("the queue sqs://c: this fleetform was built without the AWS provider"), "{err}");
     }
 }
