@@ -308,3 +308,28 @@ fn input_schema_takes_objects_and_arrays() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("input.schema.user: csv fields are flat"), "{err}");
 }
+
+/// Timestamps in a csv (`2026-01-01T00:00:00`: arrow-csv infers seconds) come out as
+/// timestamps for other readers, not as bare integers: pyarrow reads the output's column
+/// as a timestamp with the instants its own csv reader finds in the input.
+#[test]
+fn csv_timestamps_stay_timestamps_for_other_readers() {
+    let env = LocalEnv::new(1, 1);
+    let rows: String = (0..50).map(|i| format!("{i},2026-01-{:02}T10:00:{:02},x{i}\n", i % 28 + 1, i % 60)).collect();
+    std::fs::write(env.path("in.csv"), format!("id,at,text\n{rows}")).unwrap();
+    let job = env.write_job(
+        "ts.yaml",
+        "name: ts\ninput: {uri: in.csv}\noutput: {uri: out}\nsteps:\n  - lowercase: {column: text}\n",
+    );
+    let out = env.run(&["run", job.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let check = "import glob, sys, pyarrow.csv as c, pyarrow.parquet as pq, pyarrow as pa\n\
+        d = sys.argv[1]\n\
+        t = pa.concat_tables([pq.read_table(f) for f in sorted(glob.glob(d + '/out/*.parquet'))]).sort_by('id')\n\
+        want = c.read_csv(d + '/in.csv').sort_by('id')\n\
+        print(t.schema.field('at').type)\n\
+        assert pa.types.is_timestamp(t.schema.field('at').type), t.schema\n\
+        assert t.column('at').cast('timestamp[us]').to_pylist() == want.column('at').cast('timestamp[us]').to_pylist()\n";
+    let py = std::process::Command::new("python3").args(["-c", check, env.path("").to_str().unwrap()]).output().unwrap();
+    assert!(py.status.success(), "pyarrow reads the output's `at` as a timestamp equal to its own csv read: {}", String::from_utf8_lossy(&py.stderr));
+}

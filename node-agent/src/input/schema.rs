@@ -221,10 +221,14 @@ fn nullable_without_null_type(s: Schema) -> Schema {
         .fields()
         .iter()
         .map(|f| {
-            let t = if f.data_type() == &DataType::Null {
-                DataType::Utf8
-            } else {
-                f.data_type().clone()
+            let t = match f.data_type() {
+                DataType::Null => DataType::Utf8,
+                // arrow-csv infers `2026-01-01T00:00:00` as seconds, a unit parquet has no
+                // type for: written as it is, the column is a bare INT64 that pyarrow,
+                // DuckDB and Spark read as integers. Microseconds are the `timestamp` of
+                // `input.schema` (pyarrow coerces seconds the same way, to milliseconds).
+                DataType::Timestamp(TimeUnit::Second, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+                t => t.clone(),
             };
             Field::new(f.name(), t, true)
         })
