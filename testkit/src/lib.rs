@@ -9,6 +9,7 @@
 //!   shipped crate has a test that there are none (for fleetform-core it is below, since
 //!   core cannot dev-depend on this crate, which depends on it).
 //! - [`fn_lengths`]: the longest shipped functions of a directory (`--bin fn-lengths`).
+//! - [`vendored_sdk`]: the pruned AWS SDK crates in `vendor/` against Cargo.lock's versions.
 //!
 //! The AWS fault injectors stay beside the tests that use them (`tests/e2e/faults.rs`):
 //! SDK interceptors on the clients, so shipped code has no seam for them.
@@ -17,6 +18,7 @@ pub mod fn_lengths;
 pub mod imds;
 pub mod module_cycles;
 pub mod netns;
+pub mod vendored_sdk;
 
 #[cfg(test)]
 mod layering {
