@@ -52,7 +52,7 @@ FN_FILES = {"serde_util.rs": "crate::serde_util::", "lens.rs": "crate::lens::",
 
 def parse_args():
     p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
+        description=__doc__,
         epilog="Example: python3 tools/prune_aws_sdk.py aws-sdk-ec2  "
                "(reads vendor/aws-sdk-ec2.ops, the version from Cargo.lock, writes vendor/aws-sdk-ec2/)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
