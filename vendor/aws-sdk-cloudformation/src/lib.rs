@@ -18,8 +18,8 @@
 #![allow(rustdoc::redundant_explicit_links)]
 #![allow(rustdoc::broken_intra_doc_links)]
 #![allow(rustdoc::invalid_html_tags)]
-// Pruned copy (see PRUNED.md): helpers shared by the left-out operations are unused.
-#![allow(dead_code, unused_imports, rustdoc::broken_intra_doc_links)]
+// Pruned copy (see PRUNED.md): helpers only the left-out operations used are dead code.
+#![allow(dead_code)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
