@@ -11,6 +11,7 @@
 //! - [`crate_layers`]: the workspace's crates depend downward only (core ← runtime ←
 //!   agent ← fleetform), checked below.
 //! - [`fn_lengths`]: the longest shipped functions of a directory (`--bin fn-lengths`).
+//! - [`vendored_sdk`]: the pruned AWS SDK crates in `vendor/` against Cargo.lock's versions.
 //!
 //! The AWS fault injectors stay beside the tests that use them (`tests/e2e/faults.rs`):
 //! SDK interceptors on the clients, so shipped code has no seam for them.
@@ -20,6 +21,7 @@ pub mod fn_lengths;
 pub mod imds;
 pub mod module_cycles;
 pub mod netns;
+pub mod vendored_sdk;
 
 #[cfg(test)]
 mod layering {

@@ -1,0 +1,2 @@
+
+pub use crate::types::_parameter::ParameterBuilder;

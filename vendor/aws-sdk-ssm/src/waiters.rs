@@ -1,0 +1,4 @@
+
+#[allow(clippy::needless_lifetimes)]
+#[allow(clippy::let_and_return)]
+pub(crate) mod matchers;
