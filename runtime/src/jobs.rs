@@ -108,7 +108,8 @@ pub struct CodeFile {
     pub bytes: Vec<u8>,
 }
 
-/// The hex SHA-256 of a shipped file: its key in the store, checked again on the node.
+/// The hex SHA-256 of bytes: a shipped file's key in the store (checked again on the
+/// node); the control plane names user data and artifacts by it too.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }

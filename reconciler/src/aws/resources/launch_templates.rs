@@ -13,7 +13,6 @@ use aws_sdk_ec2::types::{
     LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData, ResourceType, ResponseLaunchTemplateData, Tag,
     TagSpecification, VolumeType,
 };
-use sha2::{Digest, Sha256};
 
 use crate::aws::context::AwsContext;
 use crate::aws::errors::aws_err;
@@ -23,9 +22,9 @@ use crate::aws::names::{self, TAG_NODE_TYPE};
 pub const HTTP_TOKENS: &str = "required";
 pub const HOP_LIMIT: i32 = 1;
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+/// The hex SHA-256 that names user data, artifacts and fleet tokens: the runtime's, which
+/// also names shipped python files.
+pub use fleetform_runtime::jobs::sha256_hex;
 
 pub struct FactsInput<'a> {
     pub image_id: &'a str,
