@@ -179,7 +179,10 @@ impl TestAgent {
     /// The node looks idle: no busy slot, nothing in flight, no lease held on the queue.
     async fn assert_idle(&self) {
         let deadline = Instant::now() + Duration::from_secs(5);
-        while self.shared.busy.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        // The slot and the attempt (its in-flight entry) are separate guards, dropped one
+        // after the other: wait for both.
+        let settled = || self.shared.busy.load(Ordering::SeqCst) == 0 && lock(&self.shared.in_flight).is_empty();
+        while !settled() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(self.shared.busy.load(Ordering::SeqCst), 0, "every slot is free");
